@@ -1,0 +1,1 @@
+"""Clinic notification management: the application core (importable without Streamlit)."""

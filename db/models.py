@@ -1,0 +1,433 @@
+"""SQLAlchemy 2 typed models for every entity in DESIGN.md."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    Time,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from db.base import Base, HasTenant, SoftDelete, TenantScoped, Timestamps, uuid_pk
+from db.enums import (
+    AppointmentStatus,
+    BulkJobStatus,
+    Channel,
+    Language,
+    MessageClass,
+    MessageStatus,
+    OptOutSource,
+    Role,
+)
+from db.types import UTCDateTime, utcnow
+
+
+def _enum(enum_cls: type, length: int = 20) -> Enum:
+    """Enums are stored as their string values (VARCHAR), portable across backends."""
+    return Enum(
+        enum_cls,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class Tenant(Timestamps, Base):
+    """A clinic. Everything else belongs to exactly one tenant."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Riyadh")
+    default_language: Mapped[Language] = mapped_column(_enum(Language, 8), default=Language.EN)
+    default_region: Mapped[str] = mapped_column(String(2), default="SA")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    sending_paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    settings: Mapped[dict] = mapped_column(default=dict)
+
+
+class User(TenantScoped, Timestamps, SoftDelete, Base):
+    """A staff member who signs in. Usernames are unique across the platform (lower-case)."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        UniqueConstraint("username"),
+        Index("ix_users_tenant_id_role", "tenant_id", "role"),
+    )
+
+    id: Mapped[uuid_pk]
+    username: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str | None] = mapped_column(String(254))
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    can_view_full_contacts: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_login_count: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    password_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Patient(TenantScoped, Timestamps, SoftDelete, Base):
+    __tablename__ = "patients"
+    __table_args__ = (
+        Index("ix_patients_tenant_id_phone_e164", "tenant_id", "phone_e164"),
+        Index("ix_patients_tenant_id_email", "tenant_id", "email"),
+        Index("ix_patients_tenant_id_name_en", "tenant_id", "name_en"),
+        Index("ix_patients_tenant_id_mrn", "tenant_id", "mrn"),
+    )
+
+    id: Mapped[uuid_pk]
+    mrn: Mapped[str | None] = mapped_column(String(64))
+    name_en: Mapped[str] = mapped_column(String(200), default="")
+    name_ar: Mapped[str] = mapped_column(String(200), default="")
+    phone_e164: Mapped[str | None] = mapped_column(String(20))
+    email: Mapped[str | None] = mapped_column(String(254))
+    language: Mapped[Language] = mapped_column(_enum(Language, 8), default=Language.EN)
+    date_of_birth: Mapped[dt.date | None]
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    tags: Mapped[list[PatientTag]] = relationship(
+        back_populates="patient", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    @property
+    def tag_names(self) -> list[str]:
+        return sorted(t.tag for t in self.tags)
+
+
+class PatientTag(TenantScoped, Base):
+    """One tag on one patient (e.g. diabetes, pediatrics); indexed for audience selection."""
+
+    __tablename__ = "patient_tags"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "tag"),
+        Index("ix_patient_tags_tenant_id_tag", "tenant_id", "tag", "patient_id"),
+    )
+
+    id: Mapped[uuid_pk]
+    patient_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("patients.id", ondelete="CASCADE")
+    )
+    tag: Mapped[str] = mapped_column(String(64))
+
+    patient: Mapped[Patient] = relationship(back_populates="tags")
+
+
+class Appointment(TenantScoped, Timestamps, Base):
+    __tablename__ = "appointments"
+    __table_args__ = (
+        Index("ix_appointments_tenant_id_starts_at", "tenant_id", "starts_at"),
+        Index("ix_appointments_patient_id", "patient_id"),
+    )
+
+    id: Mapped[uuid_pk]
+    patient_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("patients.id", ondelete="CASCADE")
+    )
+    starts_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    duration_minutes: Mapped[int] = mapped_column(Integer, default=20)
+    doctor_name_en: Mapped[str] = mapped_column(String(200), default="")
+    doctor_name_ar: Mapped[str] = mapped_column(String(200), default="")
+    department: Mapped[str] = mapped_column(String(120), default="")
+    location: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[AppointmentStatus] = mapped_column(
+        _enum(AppointmentStatus), default=AppointmentStatus.BOOKED
+    )
+
+
+class NotificationPreference(TenantScoped, Timestamps, Base):
+    """A patient's per-channel opt-ins, language and quiet hours (one row per patient).
+
+    The history of changes (who, when, source, reason) is kept in PreferenceChange.
+    """
+
+    __tablename__ = "notification_preferences"
+    __table_args__ = (UniqueConstraint("patient_id"),)
+
+    id: Mapped[uuid_pk]
+    patient_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("patients.id", ondelete="CASCADE")
+    )
+    sms_opt_in: Mapped[bool] = mapped_column(Boolean, default=True)
+    whatsapp_opt_in: Mapped[bool] = mapped_column(Boolean, default=True)
+    email_opt_in: Mapped[bool] = mapped_column(Boolean, default=True)
+    promotional_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    promotional_consent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    language: Mapped[Language | None] = mapped_column(_enum(Language, 8))
+    quiet_hours_start: Mapped[dt.time | None] = mapped_column(Time)
+    quiet_hours_end: Mapped[dt.time | None] = mapped_column(Time)
+    opted_out_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    opt_out_source: Mapped[OptOutSource | None] = mapped_column(_enum(OptOutSource))
+
+    def allows(self, channel: Channel) -> bool:
+        return bool(getattr(self, f"{Channel(channel).value}_opt_in"))
+
+
+class PreferenceChange(TenantScoped, Base):
+    """One change of a patient's preferences: the opt-out history shown to staff."""
+
+    __tablename__ = "preference_changes"
+    __table_args__ = (Index("ix_preference_changes_patient_id", "patient_id", "created_at"),)
+
+    id: Mapped[uuid_pk]
+    patient_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("patients.id", ondelete="CASCADE")
+    )
+    field: Mapped[str] = mapped_column(String(40))
+    old_value: Mapped[str | None] = mapped_column(String(40))
+    new_value: Mapped[str | None] = mapped_column(String(40))
+    source: Mapped[OptOutSource] = mapped_column(_enum(OptOutSource))
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    changed_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MessageTemplate(TenantScoped, Timestamps, SoftDelete, Base):
+    __tablename__ = "message_templates"
+    __table_args__ = (
+        Index(
+            "uq_message_templates_tenant_id_code_live",
+            "tenant_id",
+            "code",
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL"),
+            sqlite_where=text("deleted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[uuid_pk]
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    channel: Mapped[Channel] = mapped_column(_enum(Channel))
+    message_class: Mapped[MessageClass] = mapped_column(
+        _enum(MessageClass), default=MessageClass.SERVICE
+    )
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    current_version: Mapped[int] = mapped_column(Integer, default=1)
+    fallback_channel: Mapped[Channel | None] = mapped_column(_enum(Channel))
+    whatsapp_content_sid: Mapped[str | None] = mapped_column(String(64))
+    whatsapp_variable_map: Mapped[dict] = mapped_column(default=dict)
+
+    versions: Mapped[list[MessageTemplateVersion]] = relationship(
+        back_populates="template", order_by="MessageTemplateVersion.version", lazy="raise"
+    )
+
+
+class MessageTemplateVersion(TenantScoped, Base):
+    """An immutable snapshot: every save of a template makes one."""
+
+    __tablename__ = "message_template_versions"
+    __table_args__ = (UniqueConstraint("template_id", "version"),)
+
+    id: Mapped[uuid_pk]
+    template_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("message_templates.id", ondelete="CASCADE")
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    body_en: Mapped[str] = mapped_column(Text, default="")
+    body_ar: Mapped[str] = mapped_column(Text, default="")
+    subject_en: Mapped[str] = mapped_column(String(300), default="")
+    subject_ar: Mapped[str] = mapped_column(String(300), default="")
+    note: Mapped[str] = mapped_column(String(500), default="")
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    template: Mapped[MessageTemplate] = relationship(back_populates="versions")
+
+
+class BulkJob(TenantScoped, Timestamps, Base):
+    """A send to many recipients: its audience, content, counts and state."""
+
+    __tablename__ = "bulk_jobs"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        Index("ix_bulk_jobs_tenant_id_created_at", "tenant_id", "created_at"),
+    )
+
+    id: Mapped[uuid_pk]
+    name: Mapped[str] = mapped_column(String(200), default="")
+    channel: Mapped[Channel] = mapped_column(_enum(Channel))
+    status: Mapped[BulkJobStatus] = mapped_column(
+        _enum(BulkJobStatus), default=BulkJobStatus.DRAFT
+    )
+    audience: Mapped[dict] = mapped_column(default=dict)
+    template_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("message_templates.id", ondelete="SET NULL")
+    )
+    template_version_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("message_template_versions.id", ondelete="SET NULL")
+    )
+    custom_body_en: Mapped[str] = mapped_column(Text, default="")
+    custom_body_ar: Mapped[str] = mapped_column(Text, default="")
+    message_class: Mapped[MessageClass] = mapped_column(
+        _enum(MessageClass), default=MessageClass.SERVICE
+    )
+    idempotency_key: Mapped[str | None] = mapped_column(String(100))
+    total_recipients: Mapped[int] = mapped_column(Integer, default=0)
+    accepted_count: Mapped[int] = mapped_column(Integer, default=0)
+    rejected_count: Mapped[int] = mapped_column(Integer, default=0)
+    rejections: Mapped[list] = mapped_column(default=list)
+    scheduled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="SET NULL")
+    )
+
+
+class Message(TenantScoped, Timestamps, Base):
+    """One message to one recipient on one channel. Its status moves forward only."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_tenant_id_created_at", "tenant_id", "created_at", "id"),
+        Index("ix_messages_tenant_id_status_created_at", "tenant_id", "status", "created_at"),
+        Index("ix_messages_tenant_id_channel_created_at", "tenant_id", "channel", "created_at"),
+        Index("ix_messages_tenant_id_recipient", "tenant_id", "recipient", "created_at"),
+        Index("ix_messages_tenant_id_patient_id", "tenant_id", "patient_id", "created_at"),
+        Index("ix_messages_bulk_job_id", "bulk_job_id", "status"),
+        Index("ix_messages_provider_message_id", "provider_message_id"),
+        Index(
+            "uq_messages_tenant_id_idempotency_key",
+            "tenant_id",
+            "idempotency_key",
+            unique=True,
+        ),
+        Index("ix_messages_status_next_attempt_at", "status", "next_attempt_at"),
+        CheckConstraint("segments >= 0", name="segments_not_negative"),
+    )
+
+    id: Mapped[uuid_pk]
+    patient_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("patients.id", ondelete="SET NULL")
+    )
+    bulk_job_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("bulk_jobs.id", ondelete="SET NULL")
+    )
+    template_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("message_templates.id", ondelete="SET NULL")
+    )
+    template_version_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("message_template_versions.id", ondelete="SET NULL")
+    )
+    retry_of_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("messages.id", ondelete="SET NULL")
+    )
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    channel: Mapped[Channel] = mapped_column(_enum(Channel))
+    message_class: Mapped[MessageClass] = mapped_column(
+        _enum(MessageClass), default=MessageClass.SERVICE
+    )
+    recipient: Mapped[str] = mapped_column(String(254))
+    language: Mapped[Language] = mapped_column(_enum(Language, 8), default=Language.EN)
+    subject: Mapped[str] = mapped_column(String(300), default="")
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus))
+    status_reason: Mapped[str] = mapped_column(String(500), default="")
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_message_id: Mapped[str | None] = mapped_column(String(64))
+    segments: Mapped[int] = mapped_column(Integer, default=0)
+    price: Mapped[Decimal | None] = mapped_column(Numeric(12, 5))
+    price_unit: Mapped[str | None] = mapped_column(String(3))
+    is_test: Mapped[bool] = mapped_column(Boolean, default=False)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    idempotency_key: Mapped[str | None] = mapped_column(String(100))
+    scheduled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    queued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    read_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class MessageLog(TenantScoped, Base):
+    """One lifecycle event of a message: a transition, an attempt, a callback."""
+
+    __tablename__ = "message_logs"
+    __table_args__ = (Index("ix_message_logs_message_id", "message_id", "created_at"),)
+
+    id: Mapped[uuid_pk]
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("messages.id", ondelete="CASCADE")
+    )
+    event: Mapped[str] = mapped_column(String(40))
+    from_status: Mapped[MessageStatus | None] = mapped_column(_enum(MessageStatus))
+    to_status: Mapped[MessageStatus | None] = mapped_column(_enum(MessageStatus))
+    provider: Mapped[str | None] = mapped_column(String(32))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditEvent(HasTenant, Base):
+    """Who did what to which object, when. Rows are only ever inserted.
+
+    ``tenant_id`` is empty only for events that belong to no clinic (e.g. a failed sign-in
+    with an unknown username); such rows are visible to no clinic's staff.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_tenant_id_created_at", "tenant_id", "created_at"),
+        Index("ix_audit_events_tenant_id_action", "tenant_id", "action", "created_at"),
+    )
+
+    id: Mapped[uuid_pk]
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("tenants.id", ondelete="CASCADE")
+    )
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    actor_name: Mapped[str] = mapped_column(String(120), default="")
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str | None] = mapped_column(String(40))
+    object_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+TENANT_SCOPED_MODELS: tuple[type[Base], ...] = (
+    User,
+    Patient,
+    PatientTag,
+    Appointment,
+    NotificationPreference,
+    PreferenceChange,
+    MessageTemplate,
+    MessageTemplateVersion,
+    BulkJob,
+    Message,
+    MessageLog,
+)

@@ -1,0 +1,63 @@
+"""Engines and sessions. Sessions are short-lived and never cached; see ``db.tenancy``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import sessionmaker
+
+from db.tenancy import TenantSession
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for PostgreSQL (psycopg 3) or SQLite, configured for this application."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            parsed, echo=echo, connect_args={"timeout": 30, "check_same_thread": False}
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(parsed, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def session_factory(engine: Engine) -> sessionmaker[TenantSession]:
+    return sessionmaker(bind=engine, class_=TenantSession, expire_on_commit=False)
+
+
+@contextmanager
+def tenant_session(engine: Engine, tenant_id: uuid.UUID) -> Iterator[TenantSession]:
+    """A unit of work inside one clinic: commits on success, rolls back on error."""
+    if not isinstance(tenant_id, uuid.UUID):
+        raise TypeError("tenant_id must be a UUID")
+    with session_factory(engine)() as session:
+        session.info["tenant_id"] = tenant_id
+        with session.begin():
+            yield session
+
+
+@contextmanager
+def system_session(engine: Engine) -> Iterator[TenantSession]:
+    """A unit of work across tenants (sign-in lookup, sweeper, seeding). Use sparingly."""
+    with session_factory(engine)() as session:
+        session.info["system"] = True
+        with session.begin():
+            yield session

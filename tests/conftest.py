@@ -1,0 +1,135 @@
+"""Shared fixtures: real databases on both backends, factories, the services summary line.
+
+PostgreSQL comes from TEST_DATABASE_URL (default: the local server); each test run creates
+its own database and drops it at the end, so two runs never collide. Where a server cannot be
+reached its tests are skipped with one summary line; with REQUIRE_SERVICES=1 that is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from db.migrate import upgrade
+from db.models import Base
+from db.session import make_engine
+
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+_unreachable: dict[str, str] = {}
+_skipped_for: dict[str, int] = {}
+
+
+def _pg_admin_url() -> str:
+    return os.environ.get("TEST_DATABASE_URL", DEFAULT_PG)
+
+
+def _service_missing(service: str, reason: str) -> None:
+    _unreachable[service] = reason
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{service} is required (REQUIRE_SERVICES=1) but unreachable: {reason}", pytrace=False)
+    _skipped_for[service] = _skipped_for.get(service, 0) + 1
+    pytest.skip(f"{service} unreachable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run (per xdist worker), dropped at the end."""
+    if "postgresql" in _unreachable:
+        _service_missing("postgresql", _unreachable["postgresql"])
+    admin_url = make_url(_pg_admin_url()).set(drivername="postgresql+psycopg")
+    name = f"clinic_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any connection failure means "unreachable"
+        admin.dispose()
+        _service_missing("postgresql", f"{admin_url.render_as_string(hide_password=True)}: {type(exc).__name__}")
+    yield admin_url.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis server for tests (TEST_REDIS_URL); skipped or failed when unreachable."""
+    import redis
+
+    url = os.environ.get("TEST_REDIS_URL", DEFAULT_REDIS)
+    if "redis" in _unreachable:
+        _service_missing("redis", _unreachable["redis"])
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except Exception as exc:  # noqa: BLE001
+        _service_missing("redis", f"{url}: {type(exc).__name__}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def _pg_engine(pg_url: str) -> Iterator[Engine]:
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    path = tmp_path_factory.mktemp("sqlite") / "clinic.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _empty_all_tables(engine: Engine) -> None:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("TRUNCATE " + ", ".join(tables) + " CASCADE"))
+        else:
+            for name in tables:
+                conn.execute(text(f"DELETE FROM {name}"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """A migrated, empty database on each supported backend (the test runs once per backend)."""
+    eng = request.getfixturevalue("_sqlite_engine" if request.param == "sqlite" else "_pg_engine")
+    _empty_all_tables(eng)
+    yield eng
+    _empty_all_tables(eng)
+
+
+@pytest.fixture
+def sqlite_engine(_sqlite_engine: Engine) -> Iterator[Engine]:
+    """An empty migrated SQLite database (for tests where the backend does not matter)."""
+    _empty_all_tables(_sqlite_engine)
+    yield _sqlite_engine
+    _empty_all_tables(_sqlite_engine)
+
+
+@pytest.fixture
+def pg_engine(_pg_engine: Engine) -> Iterator[Engine]:
+    """An empty migrated PostgreSQL database (for PostgreSQL-only behaviour)."""
+    _empty_all_tables(_pg_engine)
+    yield _pg_engine
+    _empty_all_tables(_pg_engine)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    for service, count in sorted(_skipped_for.items()):
+        terminalreporter.write_line(
+            f"SERVICES: {service} unreachable ({_unreachable.get(service)}); "
+            f"{count} test(s) that need it were skipped. Set REQUIRE_SERVICES=1 to fail instead.",
+            yellow=True,
+        )
