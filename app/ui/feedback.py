@@ -1,0 +1,79 @@
+"""Turning the outcome of a service call into a message next to the form that made it.
+
+A service's ``AppError`` carries a message a clinic clerk understands, so it is shown as is.
+Anything else is a bug: it is logged with its traceback and the screen says only that
+something went wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Concatenate, ParamSpec, TypeVar
+
+import streamlit as st
+
+from app.errors import AppError
+from app.services.permissions import Actor
+from app.ui import session
+from db.tenancy import TenantSession
+
+log = logging.getLogger(__name__)
+
+GENERIC_ERROR = "Something went wrong. Please try again; if it keeps happening, tell your administrator."
+_FLASH_KEY = "feedback.flash"
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def attempt(call: Callable[[], T]) -> T | None:
+    """Run ``call``; on failure show an error where this is called and return None."""
+    try:
+        return call()
+    except AppError as err:
+        st.error(str(err), icon=":material/error:")
+    except Exception:  # the user sees a plain message; the log keeps the traceback
+        log.exception("unexpected error while running %s", getattr(call, "__qualname__", call))
+        st.error(GENERIC_ERROR, icon=":material/error:")
+    return None
+
+
+def service(
+    fn: Callable[Concatenate[TenantSession, Actor, P], T], *args: P.args, **kwargs: P.kwargs
+) -> T | None:
+    """Call the service ``fn(session, actor, ...)`` for the signed-in user; show its error if it refuses."""
+    return attempt(lambda: session.call(fn, *args, **kwargs))
+
+
+@contextmanager
+def guard() -> Iterator[None]:
+    """Around frame code: on an error show the message (no traceback) and stop this run."""
+    try:
+        yield
+    except AppError as err:
+        st.error(str(err), icon=":material/error:")
+        st.stop()
+    except Exception:  # see attempt()
+        log.exception("unexpected error in the app frame")
+        st.error(GENERIC_ERROR, icon=":material/error:")
+        st.stop()
+
+
+def flash(slot: str, message: str) -> None:
+    """Keep a success message for ``show_flash(slot)`` after the rerun that follows a change."""
+    st.session_state.setdefault(_FLASH_KEY, {})[slot] = message
+
+
+def show_flash(slot: str) -> None:
+    """Show (once) the success message kept for ``slot``."""
+    message = st.session_state.get(_FLASH_KEY, {}).pop(slot, None)
+    if message:
+        st.success(message, icon=":material/check_circle:")
+
+
+def reset_widgets(*keys: str) -> None:
+    """Empty the given widgets at the next rerun (e.g. a form after it was saved)."""
+    for key in keys:
+        st.session_state.pop(key, None)

@@ -1,0 +1,174 @@
+"""Who is signed in to this browser session: sign-in, sign-out, idle timeout, deactivation.
+
+The signed-in ``Actor`` and the time of the last activity live in ``st.session_state``. On every
+rerun the entry script calls ``current_actor``, which re-reads the user from the database, so a
+deactivated account or a changed role takes effect at the next click.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import streamlit as st
+from sqlalchemy import Engine
+
+from app.config import get_settings
+from app.database import engine_for
+from app.errors import ConfigurationError
+from app.services import auth
+from app.services.permissions import Actor, Permission
+from db.session import tenant_session
+from db.tenancy import TenantSession
+from db.types import utcnow
+
+ACTOR_KEY = "auth.actor"
+LAST_ACTIVITY_KEY = "auth.last_activity"
+METHOD_KEY = "auth.method"
+NOTICE_KEY = "auth.notice"
+
+DEACTIVATED_NOTICE = "You were signed out because your account is no longer active. Ask your clinic admin."
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@st.cache_resource(show_spinner=False)
+def _engine(database_url: str) -> Engine:
+    return engine_for(database_url)
+
+
+def engine() -> Engine:
+    """The process's database engine, built once and shared by every browser session.
+
+    Sessions (units of work) are never cached: each service call opens its own.
+    """
+    return _engine(get_settings().database_url)
+
+
+# --- reading the signed-in user ---------------------------------------------------------------
+
+
+def current_actor(engine: Engine, *, now: dt.datetime | None = None) -> Actor | None:
+    """The signed-in staff member, freshly read from the database, or None when signed out.
+
+    Signs the session out (and says why on the sign-in screen) when it was idle longer than
+    ``SESSION_IDLE_MINUTES`` or the account was deactivated meanwhile. Otherwise this rerun
+    counts as activity.
+    """
+    actor: Actor | None = st.session_state.get(ACTOR_KEY)
+    if actor is None:
+        return None
+    policy = auth.LoginPolicy.from_settings()
+    last_activity: dt.datetime | None = st.session_state.get(LAST_ACTIVITY_KEY)
+    if last_activity is None or auth.is_idle_expired(last_activity, policy=policy, now=now):
+        sign_out(
+            engine,
+            reason="timeout",
+            notice=f"You were signed out after {policy.idle_minutes} minutes without activity.",
+        )
+        return None
+    fresh = auth.refresh_actor(engine, actor)
+    if fresh is None:
+        _forget(notice=DEACTIVATED_NOTICE)
+        return None
+    st.session_state[ACTOR_KEY] = fresh
+    st.session_state[LAST_ACTIVITY_KEY] = now or utcnow()
+    return fresh
+
+
+def require_actor(permission: Permission | None = None) -> Actor:
+    """For pages: the signed-in actor; stops the page if nobody is signed in or the role may not see it."""
+    actor: Actor | None = st.session_state.get(ACTOR_KEY)
+    if actor is None:
+        st.warning("Please sign in.")
+        st.stop()
+    if permission is not None and not actor.can(permission):
+        st.error(f"Your role ({actor.role.label}) cannot open this page.")
+        st.stop()
+    return actor
+
+
+def call(fn: Callable[Concatenate[TenantSession, Actor, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run the service ``fn(session, actor, ...)`` for the signed-in user in one unit of work of their clinic."""
+    actor = require_actor()
+    with tenant_session(engine(), actor.tenant_id) as session:
+        return fn(session, actor, *args, **kwargs)
+
+
+# --- signing in and out -------------------------------------------------------------------------
+
+
+def sign_in(engine: Engine, username: str, password: str) -> Actor:
+    """Check the password (``auth.authenticate``) and start a fresh session; raises AuthenticationError."""
+    actor = auth.authenticate(engine, username, password)
+    _remember(actor, method="password")
+    return actor
+
+
+def sign_in_with_sso(engine: Engine, claims: Mapping[str, Any], config: auth.SSOConfig) -> Actor:
+    """Start a session for the user the identity provider vouched for (``st.login``)."""
+    actor = auth.actor_from_sso(engine, dict(claims), config)
+    _remember(actor, method="sso")
+    return actor
+
+
+def sign_out(engine: Engine, *, reason: str = "logout", notice: str | None = None) -> None:
+    """Audit the end of the session and forget everything this browser session held.
+
+    A single sign-on session also ends the identity cookie, so the next visit asks the
+    identity provider again instead of signing straight back in.
+    """
+    actor: Actor | None = st.session_state.get(ACTOR_KEY)
+    method = st.session_state.get(METHOD_KEY)
+    if actor is not None:
+        auth.record_logout(engine, actor, reason=reason)
+    _forget(notice=notice)
+    if method == "sso":
+        st.logout()
+
+
+def pop_notice() -> str | None:
+    """The message for the sign-in screen (e.g. why the user was signed out), shown once."""
+    return st.session_state.pop(NOTICE_KEY, None)
+
+
+def _remember(actor: Actor, *, method: str) -> None:
+    _clear_state()
+    st.session_state[ACTOR_KEY] = actor
+    st.session_state[METHOD_KEY] = method
+    st.session_state[LAST_ACTIVITY_KEY] = utcnow()
+
+
+def _forget(*, notice: str | None = None) -> None:
+    _clear_state()
+    if notice:
+        st.session_state[NOTICE_KEY] = notice
+
+
+def _clear_state() -> None:
+    """Drop every key, widget values included: nothing one user typed survives into the next session."""
+    for key in list(st.session_state.keys()):
+        del st.session_state[key]
+
+
+# --- single sign-on (off unless secrets.toml has both [auth] and [sso]) ---------------------------
+
+
+def sso_config() -> auth.SSOConfig | None:
+    """How identity-provider claims map to this clinic, or None when single sign-on is not set up."""
+    if not st.secrets.load_if_toml_exists():
+        return None
+    auth_section = st.secrets.get("auth")
+    sso_section = st.secrets.get("sso")
+    if not auth_section or not sso_section:
+        return None
+    values = {key: dict(value) if isinstance(value, Mapping) else value for key, value in sso_section.items()}
+    try:
+        return auth.SSOConfig(**values)
+    except TypeError:
+        raise ConfigurationError(
+            "Single sign-on is set up wrongly: the [sso] section of secrets.toml needs tenant_slug "
+            "and may have role_claim, role_map and default_role."
+        ) from None
