@@ -55,6 +55,19 @@ class Settings(BaseSettings):
     smtp_from: str | None = None
     smtp_starttls: bool = True
 
+    # Delivery
+    sms_rate_per_second: float = Field(default=10.0, gt=0)
+    whatsapp_rate_per_second: float = Field(default=80.0, gt=0)
+    email_rate_per_second: float = Field(default=10.0, gt=0)
+    delivery_concurrency: int = Field(default=16, ge=1, le=256)
+    provider_timeout_seconds: float = Field(default=15.0, gt=0)
+    max_send_attempts: int = Field(default=5, ge=1)
+    sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    sweep_queued_after_seconds: float = Field(default=300.0, gt=0)
+    sweep_sending_after_seconds: float = Field(default=120.0, gt=0)
+    unknown_resend_after_seconds: float = Field(default=900.0, gt=0)
+    dev_playback_delay_seconds: float = Field(default=2.0, ge=0)
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
@@ -73,6 +86,10 @@ class Settings(BaseSettings):
                 f"DATABASE_URL uses '{url.get_backend_name()}'; only PostgreSQL and SQLite are supported"
             )
         return value
+
+    def rate_for(self, channel: str) -> float:
+        """Messages per second allowed for a channel's sender (shared by all workers)."""
+        return float(getattr(self, f"{channel}_rate_per_second"))
 
 
 @lru_cache(maxsize=1)

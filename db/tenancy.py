@@ -47,6 +47,9 @@ def _tenant_of(session: Session) -> uuid.UUID | None:
 
 @event.listens_for(TenantSession, "do_orm_execute")
 def _scope_statement(state: ORMExecuteState) -> None:
+    if state.is_insert:
+        _check_bulk_insert(state)
+        return
     if not (state.is_select or state.is_update or state.is_delete):
         return
     tenant_id = _tenant_of(state.session)
@@ -66,6 +69,21 @@ def _scope_statement(state: ORMExecuteState) -> None:
             track_closure_variables=False,
         ),
     )
+
+
+def _check_bulk_insert(state: ORMExecuteState) -> None:
+    """``session.execute(insert(Model), rows)``: every row must carry the session's tenant."""
+    tenant_id = _tenant_of(state.session)
+    if tenant_id is None:
+        return
+    mapper = state.bind_mapper
+    if mapper is None or not issubclass(mapper.class_, HasTenant):
+        return
+    params = state.parameters
+    rows = params if isinstance(params, list) else [params] if params else []
+    for row in rows:
+        if row.get("tenant_id") != tenant_id:
+            raise TenantScopeError(f"refusing to insert a {mapper.class_.__name__} of another tenant")
 
 
 @event.listens_for(TenantSession, "before_flush")

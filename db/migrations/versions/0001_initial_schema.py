@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 13:44:22.304778
+Create Date: 2026-11-27
 """
 
 from collections.abc import Sequence
@@ -262,11 +262,13 @@ def upgrade() -> None:
     sa.Column('language', sa.Enum('en', 'ar', name='language', native_enum=False, length=8), nullable=False),
     sa.Column('subject', sa.String(length=300), nullable=False),
     sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('variables', sa.JSON(), nullable=False),
     sa.Column('status', sa.Enum('scheduled', 'queued', 'sending', 'sent', 'delivered', 'read', 'failed', 'undelivered', 'cancelled', 'suppressed', 'unknown', name='messagestatus', native_enum=False, length=20), nullable=False),
     sa.Column('status_reason', sa.String(length=500), nullable=False),
     sa.Column('error_code', sa.String(length=32), nullable=True),
     sa.Column('provider', sa.String(length=32), nullable=True),
     sa.Column('provider_message_id', sa.String(length=64), nullable=True),
+    sa.Column('sender', sa.String(length=64), nullable=True),
     sa.Column('segments', sa.Integer(), nullable=False),
     sa.Column('price', sa.Numeric(precision=12, scale=5), nullable=True),
     sa.Column('price_unit', sa.String(length=3), nullable=True),
@@ -277,6 +279,8 @@ def upgrade() -> None:
     sa.Column('scheduled_at', db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('next_attempt_at', db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('queued_at', db.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('enqueued_at', db.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('claimed_at', db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('sent_at', db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('delivered_at', db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('read_at', db.types.UTCDateTime(timezone=True), nullable=True),

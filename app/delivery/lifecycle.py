@@ -1,0 +1,91 @@
+"""Moving a message through its lifecycle: forward only, conditional, and always logged.
+
+A transition is one ``UPDATE messages ... WHERE id = :id AND status = :current`` plus one
+``message_logs`` row, in the caller's transaction. If another worker or a callback moved the
+message first, the update matches nothing and the caller sees ``False``: nothing is applied
+twice and nothing moves backwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from db.enums import MessageStatus, can_transition
+from db.models import Message, MessageLog
+from db.types import utcnow
+
+# Timestamp columns stamped when a message first reaches a status.
+_STAMPS = {
+    MessageStatus.QUEUED: "queued_at",
+    MessageStatus.SENT: "sent_at",
+    MessageStatus.DELIVERED: "delivered_at",
+    MessageStatus.READ: "read_at",
+}
+
+
+def log_event(
+    session: Session, message_id: uuid.UUID, tenant_id: uuid.UUID, event: str, *,
+    from_status: MessageStatus | None = None, to_status: MessageStatus | None = None,
+    provider: str | None = None, error_code: str | None = None, detail: str = "",
+    at: dt.datetime | None = None,
+) -> None:
+    session.add(MessageLog(
+        message_id=message_id, tenant_id=tenant_id, event=event, from_status=from_status,
+        to_status=to_status, provider=provider, error_code=error_code, detail=detail[:2000],
+        created_at=at or utcnow(),
+    ))
+
+
+def transition(
+    session: Session,
+    message_id: uuid.UUID,
+    to_status: MessageStatus,
+    *,
+    event: str = "status",
+    detail: str = "",
+    provider: str | None = None,
+    error_code: str | None = None,
+    values: dict[str, Any] | None = None,
+    only_from: set[MessageStatus] | None = None,
+    now: dt.datetime | None = None,
+) -> MessageStatus | None:
+    """Move a message to ``to_status`` if that is a forward step from where it is now.
+
+    Returns the status it moved from, or None when the step was not allowed (already there,
+    already further on, or ``only_from`` excludes the current status). Retries a couple of
+    times if the row changes under us between the read and the conditional update.
+    """
+    now = now or utcnow()
+    for _ in range(3):
+        row = session.execute(
+            select(Message.status, Message.tenant_id).where(Message.id == message_id)
+        ).first()
+        if row is None:
+            return None
+        current, tenant_id = MessageStatus(row[0]), row[1]
+        if not can_transition(current, to_status) or (only_from is not None and current not in only_from):
+            return None
+        changes: dict[str, Any] = {"status": to_status, "updated_at": now, **(values or {})}
+        stamp = _STAMPS.get(to_status)
+        if stamp and stamp not in changes:
+            changes[stamp] = now
+        if to_status.is_final and "finished_at" not in changes:
+            changes["finished_at"] = now
+        if error_code is not None and "error_code" not in changes:
+            changes["error_code"] = error_code
+        result = session.execute(
+            update(Message)
+            .where(Message.id == message_id, Message.status == current)
+            .values(changes)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            log_event(session, message_id, tenant_id, event, from_status=current, to_status=to_status,
+                      provider=provider, error_code=error_code, detail=detail, at=now)
+            return current
+    return None

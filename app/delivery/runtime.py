@@ -1,0 +1,73 @@
+"""Everything delivery needs in one process: engine, settings, providers, pacing, queue."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+
+from sqlalchemy import Engine
+
+from app.config import Settings, get_settings
+from app.delivery.queue import InProcessQueue, JobQueue, RQJobQueue
+from app.delivery.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from app.providers.base import ProviderSet
+from app.providers.registry import build_providers
+
+
+@dataclass
+class Runtime:
+    engine: Engine
+    settings: Settings
+    providers: ProviderSet
+    limiter: RateLimiter
+    queue: JobQueue
+
+    @property
+    def embedded(self) -> bool:
+        return isinstance(self.queue, InProcessQueue)
+
+
+_lock = threading.Lock()
+_override: Runtime | None = None
+
+
+def redis_connection(url: str):  # type: ignore[no-untyped-def]
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+
+
+def build_runtime(settings: Settings | None = None, engine: Engine | None = None) -> Runtime:
+    from app.database import engine_for
+
+    settings = settings or get_settings()
+    engine = engine or engine_for(settings.database_url)
+    if settings.redis_url:
+        connection = redis_connection(settings.redis_url)
+        queue: JobQueue = RQJobQueue(connection)
+        limiter: RateLimiter = RedisRateLimiter(connection)
+    else:
+        queue, limiter = InProcessQueue(), LocalRateLimiter()
+    return Runtime(engine, settings, build_providers(settings), limiter, queue)
+
+
+@lru_cache(maxsize=1)
+def _default_runtime() -> Runtime:
+    return build_runtime()
+
+
+def get_runtime() -> Runtime:
+    """The process's runtime (built from the settings on first use; tests may install their own)."""
+    with _lock:
+        if _override is not None:
+            return _override
+    return _default_runtime()
+
+
+def install_runtime(runtime: Runtime | None) -> None:
+    """Use ``runtime`` for this process (tests, the embedded app); None restores the default."""
+    global _override
+    with _lock:
+        _override = runtime
+    _default_runtime.cache_clear()

@@ -1,0 +1,190 @@
+"""The dispatcher and sweeper, run periodically by the worker (and by the embedded runner).
+
+Each pass:
+1. moves scheduled messages whose time has come to ``queued`` (clinics that are not paused);
+2. enqueues queued messages that are due and not on the queue: new ones whose enqueue was lost,
+   retries whose backoff is over, and ones whose job Redis lost (enqueued long ago, still queued);
+3. recovers messages stuck in ``sending`` (their worker died): asks the provider whether it has
+   the message; if so adopts its status, if not (it was never sent) puts it back in the queue;
+4. settles ``unknown`` messages by lookup; one the provider still does not know after
+   ``UNKNOWN_RESEND_AFTER_SECONDS`` is queued again (the provider has no record of it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, or_, select, update
+
+from app.delivery.callbacks import apply_provider_status
+from app.delivery.lifecycle import transition
+from app.delivery.runtime import Runtime
+from app.delivery.sender import build_outgoing
+from app.providers.base import ProviderError
+from db.enums import Channel, MessageStatus
+from db.models import Message, MessageTemplate, Tenant
+from db.session import system_session
+from db.types import utcnow
+
+log = logging.getLogger(__name__)
+
+FRESH_GRACE_SECONDS = 10.0  # a new row's own enqueue normally lands within this
+MAX_PER_PASS = 20_000
+
+
+@dataclass
+class SweepReport:
+    promoted: int = 0
+    enqueued: int = 0
+    recovered_sending: int = 0
+    settled_unknown: int = 0
+    requeued: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _active_tenants():  # type: ignore[no-untyped-def]
+    return select(Tenant.id).where(Tenant.sending_paused.is_(False))
+
+
+def promote_scheduled(runtime: Runtime, now: dt.datetime) -> int:
+    with system_session(runtime.engine) as session:
+        ids = list(session.scalars(
+            select(Message.id).where(
+                Message.status == MessageStatus.SCHEDULED, Message.scheduled_at <= now,
+                Message.tenant_id.in_(_active_tenants()),
+            ).limit(MAX_PER_PASS)
+        ))
+        moved = 0
+        for message_id in ids:
+            if transition(session, message_id, MessageStatus.QUEUED, event="due", detail="scheduled time reached",
+                          only_from={MessageStatus.SCHEDULED},
+                          values={"enqueued_at": None, "next_attempt_at": None, "status_reason": ""}, now=now):
+                moved += 1
+    return moved
+
+
+def enqueue_waiting(runtime: Runtime, now: dt.datetime) -> int:
+    stale = now - dt.timedelta(seconds=runtime.settings.sweep_queued_after_seconds)
+    fresh = now - dt.timedelta(seconds=FRESH_GRACE_SECONDS)
+    with system_session(runtime.engine) as session:
+        ids = list(session.scalars(
+            select(Message.id).where(
+                Message.status == MessageStatus.QUEUED,
+                Message.tenant_id.in_(_active_tenants()),
+                or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
+                or_(
+                    and_(Message.enqueued_at.is_(None),
+                         or_(Message.next_attempt_at.is_not(None), Message.updated_at <= fresh)),
+                    Message.enqueued_at <= stale,
+                ),
+            ).order_by(Message.created_at).limit(MAX_PER_PASS)
+        ))
+        if ids:
+            session.execute(update(Message).where(Message.id.in_(ids), Message.status == MessageStatus.QUEUED)
+                            .values(enqueued_at=now).execution_options(synchronize_session=False))
+    if ids:
+        runtime.queue.enqueue_deliveries(ids)
+    return len(ids)
+
+
+def _lookup_and_settle(runtime: Runtime, message: Message, template: MessageTemplate | None,
+                       now: dt.datetime, *, resend_if_missing: bool) -> str:
+    provider = runtime.providers.for_channel(Channel(message.channel))
+    since = message.claimed_at or message.updated_at
+    try:
+        result = provider.lookup(build_outgoing(runtime, message, template), provider_message_id=
+                                 message.provider_message_id, sent_after=since)
+    except ProviderError as exc:
+        log.warning("lookup of message %s failed: %s", message.id, exc.code)
+        return "lookup_failed"
+    if result is None:  # the provider cannot be asked (SMTP): the outcome stays unknown for staff
+        if message.status == MessageStatus.SENDING:
+            with system_session(runtime.engine) as session:
+                transition(session, message.id, MessageStatus.UNKNOWN, event="worker_lost",
+                           detail="the worker stopped while sending; the provider cannot be asked",
+                           values={"status_reason": "The sending worker stopped; we cannot tell whether the "
+                                                    "provider took the message. Check before retrying."},
+                           only_from={MessageStatus.SENDING}, now=now)
+        return "unknowable"
+    if result.found and result.status is not None:
+        apply_provider_status(
+            runtime.engine, provider_message_id=result.provider_message_id, status=result.status,
+            error_code=result.error_code, price=result.price, price_unit=result.price_unit,
+            segments=result.segments, message_id=message.id, provider=provider.name, source="lookup",
+        )
+        return "settled"
+    if not resend_if_missing:
+        return "waiting"
+    with system_session(runtime.engine) as session:
+        moved = transition(
+            session, message.id, MessageStatus.QUEUED, event="not_at_provider",
+            detail="the provider has no record of this message, so it was never sent; queued again",
+            values={"enqueued_at": None, "next_attempt_at": None, "status_reason": ""},
+            only_from={MessageStatus.SENDING}, now=now,
+        ) if message.status == MessageStatus.SENDING else _requeue_unknown(session, message, now)
+    return "requeued" if moved else "waiting"
+
+
+def _requeue_unknown(session, message: Message, now: dt.datetime):  # type: ignore[no-untyped-def]
+    # unknown -> queued is not a lifecycle step; the provider's silence after the grace period
+    # settles it as "never sent", recorded as its own event.
+    result = session.execute(
+        update(Message).where(Message.id == message.id, Message.status == MessageStatus.UNKNOWN)
+        .values(status=MessageStatus.QUEUED, enqueued_at=None, next_attempt_at=None, status_reason="",
+                queued_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount:
+        from app.delivery.lifecycle import log_event
+
+        log_event(session, message.id, message.tenant_id, "not_at_provider", from_status=MessageStatus.UNKNOWN,
+                  to_status=MessageStatus.QUEUED,
+                  detail="the provider has no record of this message after the grace period; queued again", at=now)
+    return result.rowcount
+
+
+def _rows(runtime: Runtime, status: MessageStatus, before: dt.datetime) -> list[tuple[Message, MessageTemplate | None]]:
+    with system_session(runtime.engine) as session:
+        rows = session.execute(
+            select(Message, MessageTemplate)
+            .outerjoin(MessageTemplate, MessageTemplate.id == Message.template_id)
+            .where(Message.status == status, Message.claimed_at <= before)
+            .order_by(Message.claimed_at).limit(1000)
+        ).all()
+        session.expunge_all()
+        return [(m, t) for m, t in rows]
+
+
+def recover_sending(runtime: Runtime, now: dt.datetime) -> tuple[int, int]:
+    before = now - dt.timedelta(seconds=runtime.settings.sweep_sending_after_seconds)
+    settled = requeued = 0
+    for message, template in _rows(runtime, MessageStatus.SENDING, before):
+        outcome = _lookup_and_settle(runtime, message, template, now, resend_if_missing=True)
+        settled += outcome == "settled"
+        requeued += outcome == "requeued"
+    return settled, requeued
+
+
+def settle_unknown(runtime: Runtime, now: dt.datetime) -> tuple[int, int]:
+    resend_before = now - dt.timedelta(seconds=runtime.settings.unknown_resend_after_seconds)
+    settled = requeued = 0
+    for message, template in _rows(runtime, MessageStatus.UNKNOWN, now - dt.timedelta(seconds=5)):
+        outcome = _lookup_and_settle(runtime, message, template, now,
+                                     resend_if_missing=(message.claimed_at or now) <= resend_before)
+        settled += outcome == "settled"
+        requeued += outcome == "requeued"
+    return settled, requeued
+
+
+def run_sweep(runtime: Runtime, now: dt.datetime | None = None) -> SweepReport:
+    """One pass of the dispatcher and sweeper (safe to run concurrently; every step is conditional)."""
+    now = now or utcnow()
+    report = SweepReport()
+    report.promoted = promote_scheduled(runtime, now)
+    report.recovered_sending, requeued_a = recover_sending(runtime, now)
+    report.settled_unknown, requeued_b = settle_unknown(runtime, now)
+    report.requeued = requeued_a + requeued_b
+    report.enqueued = enqueue_waiting(runtime, now)
+    return report

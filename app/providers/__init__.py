@@ -1,0 +1,1 @@
+"""Delivery providers behind one small interface (``app.providers.base.Provider``)."""

@@ -1,0 +1,68 @@
+"""Which provider serves each channel, from the settings (``SMS_PROVIDER`` and friends)."""
+
+from __future__ import annotations
+
+from app.config import Settings
+from app.errors import ConfigurationError
+from app.providers.base import Provider, ProviderSet
+from app.providers.dev_outbox import DevOutboxProvider
+from db.enums import Channel
+
+
+def _require(settings: Settings, *names: str) -> None:
+    missing = [n.upper() for n in names if not getattr(settings, n)]
+    if missing:
+        raise ConfigurationError(f"Missing settings for the configured provider: {', '.join(missing)}")
+
+
+def _twilio(settings: Settings, channel: Channel) -> Provider:
+    from app.providers.twilio_provider import TwilioProvider
+
+    _require(settings, "twilio_account_sid", "twilio_auth_token")
+    if channel == Channel.WHATSAPP:
+        _require(settings, "twilio_whatsapp_from")
+        from_number, service = settings.twilio_whatsapp_from, None
+    else:
+        if not (settings.twilio_from_number or settings.twilio_messaging_service_sid):
+            raise ConfigurationError("Set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID for Twilio SMS")
+        from_number, service = settings.twilio_from_number, settings.twilio_messaging_service_sid
+    assert settings.twilio_auth_token is not None and settings.twilio_account_sid is not None
+    return TwilioProvider(
+        channel, account_sid=settings.twilio_account_sid,
+        auth_token=settings.twilio_auth_token.get_secret_value(), from_number=from_number,
+        messaging_service_sid=service, api_base_url=settings.twilio_api_base_url,
+        timeout_seconds=settings.provider_timeout_seconds,
+    )
+
+
+def _smtp(settings: Settings) -> Provider:
+    from app.providers.smtp_provider import SmtpProvider
+
+    _require(settings, "smtp_host", "smtp_from")
+    assert settings.smtp_host is not None and settings.smtp_from is not None
+    return SmtpProvider(
+        host=settings.smtp_host, port=settings.smtp_port, username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        sender=settings.smtp_from, starttls=settings.smtp_starttls,
+        timeout_seconds=settings.provider_timeout_seconds,
+    )
+
+
+def build_providers(settings: Settings) -> ProviderSet:
+    """One provider per channel as configured; ``dev`` (the outbox) when nothing is set."""
+    chosen = {
+        Channel.SMS: settings.sms_provider.lower(),
+        Channel.WHATSAPP: settings.whatsapp_provider.lower(),
+        Channel.EMAIL: settings.email_provider.lower(),
+    }
+    providers: dict[Channel, Provider] = {}
+    for channel, name in chosen.items():
+        if name == "dev":
+            providers[channel] = DevOutboxProvider(channel, delay_seconds=settings.dev_playback_delay_seconds)
+        elif name == "twilio" and channel != Channel.EMAIL:
+            providers[channel] = _twilio(settings, channel)
+        elif name == "smtp" and channel == Channel.EMAIL:
+            providers[channel] = _smtp(settings)
+        else:
+            raise ConfigurationError(f"Unknown provider '{name}' for {channel.label}")
+    return ProviderSet(providers)

@@ -1,0 +1,1 @@
+"""Delivery worker: RQ jobs, the worker entry (``python -m worker``), the provider callback service."""

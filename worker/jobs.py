@@ -1,0 +1,33 @@
+"""RQ job functions. Arguments are ids and provider statuses only (JSON), never patient data."""
+
+from __future__ import annotations
+
+import uuid
+
+from app.delivery import sender, sweeper
+from app.delivery.callbacks import apply_provider_status as _apply
+from app.delivery.runtime import get_runtime
+from db.enums import MessageStatus
+
+
+def deliver(message_ids: list[str]) -> dict[str, int]:
+    """Send each of these messages that is still waiting."""
+    return sender.deliver_batch(get_runtime(), message_ids)
+
+
+def apply_provider_status(provider_message_id: str, message_id: str, status: str, error_code: str | None) -> str:
+    """A status report played back by the dev outbox (production reports arrive on the webhook)."""
+    return _apply(get_runtime().engine, provider_message_id=provider_message_id, status=MessageStatus(status),
+                  error_code=error_code, message_id=uuid.UUID(message_id), provider="dev", source="playback")
+
+
+def sweep() -> dict[str, int]:
+    report = sweeper.run_sweep(get_runtime())
+    return {k: v for k, v in vars(report).items() if isinstance(v, int)}
+
+
+def expand_bulk_job(bulk_job_id: str) -> dict[str, int]:
+    """Turn a bulk job's audience into message rows and enqueue them (see app.services.bulk)."""
+    from app.services.bulk_expansion import expand
+
+    return expand(get_runtime(), uuid.UUID(bulk_job_id))
