@@ -355,7 +355,7 @@ class Message(TenantScoped, Timestamps, Base):
     status_reason: Mapped[str] = mapped_column(String(500), default="")
     error_code: Mapped[str | None] = mapped_column(String(32))
     provider: Mapped[str | None] = mapped_column(String(32))
-    provider_message_id: Mapped[str | None] = mapped_column(String(64))
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
     sender: Mapped[str | None] = mapped_column(String(64))
     segments: Mapped[int] = mapped_column(Integer, default=0)
     price: Mapped[Decimal | None] = mapped_column(Numeric(12, 5))

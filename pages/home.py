@@ -9,7 +9,7 @@ from app.ui.text import plain
 
 actor = session.require_actor()
 
-st.title("Home")
+st.title("Home", anchor=False)
 st.markdown(
     f"Signed in as **{plain(actor.display_name)}** ({plain(actor.username)}), "
     f"{actor.role.label}, at **{plain(actor.tenant_name)}**."
@@ -19,7 +19,7 @@ numbers = feedback.attempt(lambda: cached.headline(actor))
 if numbers is None:
     st.stop()
 
-st.subheader("Your clinic")
+st.subheader("Your clinic", anchor=False)
 patients, staff, templates, in_progress = st.columns(4)
 patients.metric("Patients", f"{numbers.patients:,}", border=True)
 staff.metric("Staff", f"{numbers.staff:,}", border=True)
@@ -29,7 +29,7 @@ in_progress.metric(
     help="Messages scheduled, queued or being sent in the last 7 days.",
 )
 
-st.subheader("Messages in the last 7 days")
+st.subheader("Messages in the last 7 days", anchor=False)
 sent, delivered, failed, rate = st.columns(4)
 sent.metric("Messages", f"{numbers.messages_7d:,}", border=True)
 delivered.metric("Delivered", f"{numbers.delivered_7d:,}", border=True)

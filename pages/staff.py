@@ -28,7 +28,7 @@ def changed(slot: str, message: str, *widget_keys: str) -> None:
     st.rerun()
 
 
-st.title("Staff")
+st.title("Staff", anchor=False)
 st.caption("Everyone who can sign in to your clinic. Every change here is recorded in the audit log.")
 
 members = feedback.service(staff.list_staff)
@@ -63,7 +63,7 @@ add_column, manage_column = st.columns(2, gap="large")
 
 with add_column:
     with st.form("add_user"):
-        st.subheader("Add a staff member")
+        st.subheader("Add a staff member", anchor=False)
         username = st.text_input(
             "Username", key="add_username",
             help="3 to 64 characters: letters, digits, dot, dash, underscore or @.",
@@ -92,7 +92,7 @@ with add_column:
     feedback.show_flash("add")
 
 with manage_column:
-    st.subheader("Change an account")
+    st.subheader("Change an account", anchor=False)
     by_id = {str(m.id): m for m in members}
     chosen = st.selectbox(
         "Staff member", list(by_id), key="manage_user",

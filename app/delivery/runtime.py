@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from sqlalchemy import Engine
@@ -13,6 +15,7 @@ from app.delivery.queue import InProcessQueue, JobQueue, RQJobQueue
 from app.delivery.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from app.providers.base import ProviderSet
 from app.providers.registry import build_providers
+from db.types import utcnow
 
 
 @dataclass
@@ -22,6 +25,7 @@ class Runtime:
     providers: ProviderSet
     limiter: RateLimiter
     queue: JobQueue
+    clock: Callable[[], dt.datetime] = field(default=utcnow)  # tests move time forward here
 
     @property
     def embedded(self) -> bool:

@@ -34,7 +34,6 @@ from app.providers.base import (
 from db.enums import Channel, Language, MessageClass, MessageStatus, OptOutSource
 from db.models import Message, MessageTemplate, NotificationPreference, Patient, Tenant
 from db.session import system_session
-from db.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +97,7 @@ def deliver_one(runtime: Runtime, message_id: uuid.UUID) -> str:
     if loaded is None:
         return "missing"
     message, tenant, patient, preference, template = loaded
-    now = utcnow()
+    now = runtime.clock()
     if message.status != MessageStatus.QUEUED:
         return "skipped"
     if tenant.sending_paused:
@@ -133,7 +132,7 @@ def deliver_one(runtime: Runtime, message_id: uuid.UUID) -> str:
                        error_code=exc.code, values={"status_reason": str(exc)}, only_from={MessageStatus.QUEUED})
         return "failed"
     runtime.limiter.wait_for_slot(f"{provider.name}:{message.channel}", runtime.settings.rate_for(message.channel))
-    claimed_at = utcnow()
+    claimed_at = runtime.clock()
     with system_session(runtime.engine) as session:
         claimed = session.execute(
             update(Message)
@@ -206,7 +205,7 @@ def record_failure(runtime: Runtime, message: Message, exc: ProviderError, *, at
     code = exc.code
     info = explain(code)
     reason = info.title if info else str(exc)
-    now = utcnow()
+    now = runtime.clock()
     with system_session(runtime.engine) as session:
         if isinstance(exc, PermanentFailure):
             transition(session, message.id, MessageStatus.FAILED, event="rejected", provider=exc.provider,

@@ -26,7 +26,6 @@ from app.providers.base import ProviderError
 from db.enums import Channel, MessageStatus
 from db.models import Message, MessageTemplate, Tenant
 from db.session import system_session
-from db.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +55,14 @@ def promote_scheduled(runtime: Runtime, now: dt.datetime) -> int:
                 Message.tenant_id.in_(_active_tenants()),
             ).limit(MAX_PER_PASS)
         ))
-        moved = 0
-        for message_id in ids:
+        moved = [
+            message_id for message_id in ids
             if transition(session, message_id, MessageStatus.QUEUED, event="due", detail="scheduled time reached",
                           only_from={MessageStatus.SCHEDULED},
-                          values={"enqueued_at": None, "next_attempt_at": None, "status_reason": ""}, now=now):
-                moved += 1
-    return moved
+                          values={"enqueued_at": now, "next_attempt_at": None, "status_reason": ""}, now=now)
+        ]
+    runtime.queue.enqueue_deliveries(moved)
+    return len(moved)
 
 
 def enqueue_waiting(runtime: Runtime, now: dt.datetime) -> int:
@@ -121,9 +121,11 @@ def _lookup_and_settle(runtime: Runtime, message: Message, template: MessageTemp
         moved = transition(
             session, message.id, MessageStatus.QUEUED, event="not_at_provider",
             detail="the provider has no record of this message, so it was never sent; queued again",
-            values={"enqueued_at": None, "next_attempt_at": None, "status_reason": ""},
+            values={"enqueued_at": now, "next_attempt_at": None, "status_reason": ""},
             only_from={MessageStatus.SENDING}, now=now,
         ) if message.status == MessageStatus.SENDING else _requeue_unknown(session, message, now)
+    if moved:
+        runtime.queue.enqueue_deliveries([message.id])
     return "requeued" if moved else "waiting"
 
 
@@ -132,7 +134,7 @@ def _requeue_unknown(session, message: Message, now: dt.datetime):  # type: igno
     # settles it as "never sent", recorded as its own event.
     result = session.execute(
         update(Message).where(Message.id == message.id, Message.status == MessageStatus.UNKNOWN)
-        .values(status=MessageStatus.QUEUED, enqueued_at=None, next_attempt_at=None, status_reason="",
+        .values(status=MessageStatus.QUEUED, enqueued_at=now, next_attempt_at=None, status_reason="",
                 queued_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -180,7 +182,7 @@ def settle_unknown(runtime: Runtime, now: dt.datetime) -> tuple[int, int]:
 
 def run_sweep(runtime: Runtime, now: dt.datetime | None = None) -> SweepReport:
     """One pass of the dispatcher and sweeper (safe to run concurrently; every step is conditional)."""
-    now = now or utcnow()
+    now = now or runtime.clock()
     report = SweepReport()
     report.promoted = promote_scheduled(runtime, now)
     report.recovered_sending, requeued_a = recover_sending(runtime, now)

@@ -11,7 +11,8 @@ import html
 import smtplib
 import ssl
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid, parseaddr
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import formatdate, parseaddr
 
 from app.providers.base import (
     Accepted,
@@ -28,17 +29,21 @@ def build_email(message: OutgoingMessage, *, sender: str) -> EmailMessage:
     """The MIME message: text/plain and text/html alternatives, RTL for Arabic."""
     email = EmailMessage()
     domain = parseaddr(sender)[1].partition("@")[2] or "localhost"
-    email["Message-ID"] = make_msgid(idstring=message.message_id.hex, domain=domain)
+    email["Message-ID"] = f"<{message.message_id.hex}@{domain}>"
     email["From"] = sender
     email["To"] = message.recipient
     email["Subject"] = message.subject or "(no subject)"
     email["Date"] = formatdate(localtime=False)
-    email["Content-Language"] = message.language.value
+    # Always offer a way out: a reply to the clinic's address (staff record the opt-out), and a
+    # one-click https link when one is configured.
+    targets = [f"<mailto:{parseaddr(sender)[1]}?subject=unsubscribe>"]
     if message.unsubscribe_url:
-        email["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
+        targets.insert(0, f"<{message.unsubscribe_url}>")
         email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    email["List-Unsubscribe"] = ", ".join(targets)
     email.set_content(message.body)
     email.add_alternative(email_html(message.body, message.language, message.subject), subtype="html")
+    email["Content-Language"] = message.language.value
     return email
 
 
@@ -121,7 +126,7 @@ class SmtpProvider:
 
     def _data(self, smtp: smtplib.SMTP, email: EmailMessage) -> None:
         try:
-            code, reply = smtp.data(email.as_bytes())
+            code, reply = smtp.data(email.as_bytes(policy=SMTP_POLICY))  # CRLF line ends
         except smtplib.SMTPDataError as exc:
             raise _refusal(exc.smtp_code, exc.smtp_error, self.name) from None
         except (TimeoutError, OSError, smtplib.SMTPException) as exc:

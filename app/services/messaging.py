@@ -38,6 +38,7 @@ from app.segments import count_segments
 from app.services import audit
 from app.services.message_content import choose_language, patient_variables, render_body
 from app.services.permissions import Actor, Permission, authorize
+from app.templating import compile_template
 from db.enums import BulkJobStatus, Channel, Language, MessageClass, MessageStatus
 from db.models import (
     BulkJob,
@@ -211,13 +212,14 @@ class MessagingService:
                     continue
                 first_row[normal] = row
                 accepted.append(normal)
+            for source in (message, message_ar):
+                if source.strip():
+                    compile_template(source)  # a syntax error refuses the whole send, before anything
             job = BulkJob(
                 tenant_id=tenant.id, name=name or f"{channel.label} to {len(accepted):,} recipients",
                 channel=channel, status=BulkJobStatus.SCHEDULED if send_at else BulkJobStatus.SENDING,
                 audience={"kind": "list", "size": len(raw)}, custom_body_en=message, custom_body_ar=message_ar,
                 message_class=message_class, idempotency_key=idempotency_key, total_recipients=len(raw),
-                accepted_count=len(accepted), rejected_count=len(rejected),
-                rejections=[{"row": r.row, "recipient": r.recipient, "reason": r.reason} for r in rejected[:1000]],
                 scheduled_at=send_at, started_at=None if send_at else now,
                 created_by_id=actor.user_id if actor else None,
             )
@@ -226,16 +228,23 @@ class MessagingService:
                 session.flush()
             except IntegrityError:
                 raise ConflictError("This send was already submitted.") from None
-            rows = self._bulk_rows(session, tenant, job, accepted, message, message_ar, subject, channel,
-                                   urgent, send_at, actor, now, message_class)
+            rows, unrenderable = self._bulk_rows(session, tenant, job, accepted, message, message_ar, subject,
+                                                 channel, urgent, send_at, actor, now, message_class)
+            rejected.extend(RejectedRecipient(r, reason, first_row[r]) for r, reason in unrenderable)
+            rejected.sort(key=lambda r: r.row)
+            job.accepted_count, job.rejected_count = len(rows), len(rejected)
+            job.rejections = [{"row": r.row, "recipient": r.recipient, "reason": r.reason} for r in rejected[:1000]]
+            if not rows:
+                raise ValidationError("No recipient can be sent to: " + "; ".join(
+                    f"row {r.row}: {r.reason}" for r in rejected[:5]), field="recipients")
             for start in range(0, len(rows), 5000):
                 session.execute(insert(Message), rows[start:start + 5000])
             audit.record(session, actor, "message.bulk_send", object_type="bulk_job", object_id=job.id,
-                         details={"channel": channel.value, "accepted": len(accepted), "rejected": len(rejected),
+                         details={"channel": channel.value, "accepted": len(rows), "rejected": len(rejected),
                                   "scheduled_at": send_at.isoformat() if send_at else None},
                          actor_name=None if actor else "api")
             ids = [r["id"] for r in rows]
-            result = BulkSendResult(bulk_job_id=job.id, accepted=len(accepted), rejected=rejected)
+            result = BulkSendResult(bulk_job_id=job.id, accepted=len(rows), rejected=rejected)
         if not send_at:
             self._enqueue(ids)
         return result
@@ -243,7 +252,8 @@ class MessagingService:
     def _bulk_rows(self, session: TenantSession, tenant: Tenant, job: BulkJob, recipients: list[str],
                    message: str, message_ar: str, subject: str, channel: Channel, urgent: bool,
                    send_at: dt.datetime | None, actor: Actor | None, now: dt.datetime,
-                   message_class: MessageClass) -> list[dict[str, Any]]:
+                   message_class: MessageClass) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+        """Message rows for the valid recipients, and the recipients whose text cannot be rendered."""
         column = Patient.email if channel == Channel.EMAIL else Patient.phone_e164
         patients: dict[str, Patient] = {}
         prefs: dict[uuid.UUID, NotificationPreference] = {}
@@ -257,8 +267,9 @@ class MessagingService:
                     NotificationPreference.patient_id.in_(ids[start:start + 1000]))):
                 prefs[pref.patient_id] = pref
         rows = []
+        unrenderable: list[tuple[str, str]] = []
         status = MessageStatus.SCHEDULED if send_at else MessageStatus.QUEUED
-        rendered_cache: dict[tuple[Language, uuid.UUID | None], str] = {}
+        rendered_cache: dict[tuple[Language, uuid.UUID | None], str | ValidationError] = {}
         for recipient in recipients:
             patient = patients.get(recipient)
             choice = choose_language(preference=prefs.get(patient.id) if patient else None, patient=patient,
@@ -267,8 +278,14 @@ class MessagingService:
             key = (choice.language, patient.id if patient and "{" in source else None)
             if key not in rendered_cache:
                 values = patient_variables(session, tenant, patient, choice.language, now=now)
-                rendered_cache[key] = render_body(source, values, channel)
+                try:
+                    rendered_cache[key] = render_body(source, values, channel)
+                except ValidationError as exc:
+                    rendered_cache[key] = exc
             body = rendered_cache[key]
+            if isinstance(body, ValidationError):
+                unrenderable.append((recipient, str(body)))
+                continue
             rows.append({
                 "id": uuid.uuid4(), "tenant_id": tenant.id, "patient_id": patient.id if patient else None,
                 "bulk_job_id": job.id, "channel": channel, "message_class": message_class,
@@ -280,7 +297,7 @@ class MessagingService:
                 "enqueued_at": None if send_at else now, "created_by_id": actor.user_id if actor else None,
                 "created_at": now, "updated_at": now, "attempts": 0,
             })
-        return rows
+        return rows, unrenderable
 
     # -- one message ---------------------------------------------------------------------------
 

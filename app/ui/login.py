@@ -17,7 +17,7 @@ def sign_in_screen() -> None:
     engine = session.engine()
     _, middle, _ = st.columns([1, 2, 1])
     with middle:
-        st.title("Clinic Notifications")
+        st.title("Clinic Notifications", anchor=False)
         notice = session.pop_notice()
         if notice:
             st.info(notice, icon=":material/schedule:")
@@ -30,7 +30,7 @@ def sign_in_screen() -> None:
                 st.logout()
             return
         with st.form("sign_in"):
-            st.subheader("Sign in")
+            st.subheader("Sign in", anchor=False)
             username = st.text_input("Username", key="login_username", autocomplete="username")
             password = st.text_input(
                 "Password", type="password", key="login_password", autocomplete="current-password"

@@ -267,7 +267,7 @@ def upgrade() -> None:
     sa.Column('status_reason', sa.String(length=500), nullable=False),
     sa.Column('error_code', sa.String(length=32), nullable=True),
     sa.Column('provider', sa.String(length=32), nullable=True),
-    sa.Column('provider_message_id', sa.String(length=64), nullable=True),
+    sa.Column('provider_message_id', sa.String(length=255), nullable=True),
     sa.Column('sender', sa.String(length=64), nullable=True),
     sa.Column('segments', sa.Integer(), nullable=False),
     sa.Column('price', sa.Numeric(precision=12, scale=5), nullable=True),

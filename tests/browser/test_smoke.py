@@ -1,0 +1,203 @@
+"""Smoke test in a real browser: the app as staff use it, one role at a time.
+
+Starts ``python -m streamlit run app/streamlit_app.py`` against a fresh, migrated SQLite database
+with one clinic and one user per role, then drives Debian's Chromium with Playwright: sign in,
+check the menu, open every page, make sure no error box appears, sign out. Screenshots go to
+``tests/browser/screenshots/<role>-<page>.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from db.enums import Role
+from db.migrate import upgrade
+from db.session import make_engine
+from tests.factories import DEFAULT_PASSWORD, make_tenant, make_user
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+TIMEOUT_MS = 30_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+sync_api.expect.set_options(timeout=TIMEOUT_MS)
+
+USERS = {Role.ADMIN: "amira", Role.FRONT_DESK: "fatima", Role.ANALYST: "omar"}
+MENUS = {Role.ADMIN: ["Home", "Staff"], Role.FRONT_DESK: ["Home"], Role.ANALYST: ["Home"]}
+# Something each page draws last, so the screenshot shows the whole page.
+PAGE_IS_DRAWN = {"Home": "Messages in the last 7 days", "Staff": "Change an account"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"streamlit exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:  # noqa: S310 - local
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"streamlit did not become healthy within {timeout}s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The running app, against its own migrated database holding one clinic and one user per role."""
+    folder = tmp_path_factory.mktemp("browser")
+    database_url = f"sqlite:///{folder / 'clinic.db'}"
+    engine = make_engine(database_url)
+    upgrade(engine)
+    tenant_id = make_tenant(engine, "al-noor", "Al Noor Clinic")
+    for role, username in USERS.items():
+        make_user(engine, tenant_id, username, role)
+    engine.dispose()
+
+    port = _free_port()
+    log = folder / "streamlit.log"
+    env = {**os.environ, "DATABASE_URL": database_url}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py",
+             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_healthy(url, process, log)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[sync_api.Browser]:
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: sync_api.Browser) -> Iterator[sync_api.Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+def settle(page: sync_api.Page) -> None:
+    """Wait until the script run has finished (the 'running' indicator is gone)."""
+    page.wait_for_timeout(300)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden")
+    page.wait_for_load_state("networkidle")
+
+
+def assert_no_errors(page: sync_api.Page, where: str) -> None:
+    exceptions = page.locator('[data-testid="stException"]')
+    errors = page.locator('[data-testid="stAlertContentError"]')
+    assert exceptions.count() == 0, f"{where}: exception shown: {exceptions.all_inner_texts()}"
+    assert errors.count() == 0, f"{where}: error shown: {errors.all_inner_texts()}"
+
+
+def shot(page: sync_api.Page, name: str) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+def menu(page: sync_api.Page) -> list[str]:
+    """The page titles in the sidebar menu (Streamlit hides the menu when there is only one page)."""
+    links = page.locator('[data-testid="stSidebarNav"] [data-testid="stSidebarNavLink"]')
+    return [text.strip() for text in links.locator('[data-testid="stMarkdownContainer"]').all_inner_texts()]
+
+
+def sign_in(page: sync_api.Page, url: str, username: str, password: str = DEFAULT_PASSWORD) -> None:
+    page.goto(url)
+    page.get_by_label("Username", exact=True).fill(username)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_the_sign_in_screen(page: sync_api.Page, app_url: str) -> None:
+    page.goto(app_url)
+    sync_api.expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    settle(page)
+
+    assert_no_errors(page, "sign-in screen")
+    sync_api.expect(page.locator('[data-testid="stSidebarNav"]')).to_have_count(0)
+    shot(page, "login")
+
+
+def test_a_signed_out_visitor_cannot_open_a_page_by_its_address(page: sync_api.Page, app_url: str) -> None:
+    page.goto(f"{app_url}/staff")
+    sync_api.expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    settle(page)
+
+    sync_api.expect(page.get_by_role("heading", name="Staff", level=1)).to_have_count(0)
+    sync_api.expect(page.get_by_text("Add a staff member")).to_have_count(0)
+
+
+def test_a_wrong_password_is_refused(page: sync_api.Page, app_url: str) -> None:
+    sign_in(page, app_url, "amira", "not-the-password")
+
+    sync_api.expect(page.locator('[data-testid="stAlertContentError"]')).to_contain_text("Wrong username or password.")
+    sync_api.expect(page.get_by_role("button", name="Log out")).to_have_count(0)
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_each_role_can_use_every_page_in_its_menu(page: sync_api.Page, app_url: str, role: Role) -> None:
+    sign_in(page, app_url, USERS[role])
+    sync_api.expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    sync_api.expect(page.get_by_role("heading", name="Home", level=1)).to_be_visible()
+    settle(page)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sync_api.expect(sidebar).to_contain_text(role.label)
+    sync_api.expect(sidebar).to_contain_text("Al Noor Clinic")
+
+    expected = MENUS[role]
+    assert menu(page) == (expected if len(expected) > 1 else [])
+
+    for title in expected:
+        if len(expected) > 1:
+            page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=title).click()
+        sync_api.expect(page.get_by_role("heading", name=title, level=1)).to_be_visible()
+        sync_api.expect(page.get_by_text(PAGE_IS_DRAWN[title], exact=True)).to_be_visible()
+        settle(page)
+        assert_no_errors(page, f"{role.value} on {title}")
+        shot(page, f"{role.value}-{title.lower().replace(' ', '-')}")
+
+    page.get_by_role("button", name="Log out").click()
+    sync_api.expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    sync_api.expect(page.get_by_role("button", name="Log out")).to_have_count(0)
+    sync_api.expect(page.locator('[data-testid="stSidebarNav"]')).to_have_count(0)
