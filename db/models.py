@@ -320,6 +320,7 @@ class Message(TenantScoped, Timestamps, Base):
             unique=True,
         ),
         Index("ix_messages_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_messages_status_enqueued_at", "status", "enqueued_at"),
         CheckConstraint("segments >= 0", name="segments_not_negative"),
     )
 
@@ -368,6 +369,7 @@ class Message(TenantScoped, Timestamps, Base):
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     queued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     enqueued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    delivery_job_id: Mapped[str | None] = mapped_column(String(64))
     claimed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

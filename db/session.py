@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
@@ -52,6 +52,20 @@ def tenant_session(engine: Engine, tenant_id: uuid.UUID) -> Iterator[TenantSessi
         session.info["tenant_id"] = tenant_id
         with session.begin():
             yield session
+
+
+@contextmanager
+def fast_connection(engine: Engine, *, durable: bool = True) -> Iterator[Connection]:
+    """A plain transaction for the worker's hot path (no ORM session, no tenant filter: system code).
+
+    ``durable=False`` lets PostgreSQL acknowledge the commit before it reaches disk; use it only
+    where losing the last moments of writes in a database crash is recoverable (the sweeper
+    settles a message whose outcome was not recorded by asking the provider).
+    """
+    with engine.begin() as connection:
+        if not durable and connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+        yield connection
 
 
 @contextmanager

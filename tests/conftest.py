@@ -19,6 +19,8 @@ from db.migrate import upgrade
 from db.models import Base
 from db.session import make_engine
 
+pytest_plugins = ["tests.peers.fixtures"]
+
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"

@@ -14,7 +14,6 @@ import time
 
 from app.config import get_settings
 from app.delivery import sweeper
-from app.delivery.queue import DELIVERY_QUEUE
 from app.delivery.runtime import get_runtime, redis_connection
 from app.errors import AppError
 
@@ -28,7 +27,8 @@ def sweep_forever(stop: threading.Event) -> None:
     connection = redis_connection(runtime.settings.redis_url) if runtime.settings.redis_url else None
     while not stop.wait(interval):
         try:
-            if connection is not None and not connection.set(SWEEP_LOCK, "1", nx=True,
+            lock = f"{SWEEP_LOCK}:{runtime.settings.rq_queue}"
+            if connection is not None and not connection.set(lock, "1", nx=True,
                                                              px=int(interval * 1000 * 2)):
                 continue
             report = sweeper.run_sweep(runtime)
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="worker name (default: host and pid)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("twilio").setLevel(logging.WARNING)  # it logs request parameters: patient data
     try:
         settings = get_settings()
     except AppError as exc:
@@ -54,14 +55,16 @@ def main(argv: list[str] | None = None) -> int:
         print("error: REDIS_URL is not set; without Redis, deliveries run inside the app (make run).",
               file=sys.stderr)
         return 1
-    from rq import Worker
+    from rq import SimpleWorker
     from rq.serializers import JSONSerializer
 
     connection = redis_connection(settings.redis_url)
     stop = threading.Event()
     if not args.no_sweeper:
         threading.Thread(target=sweep_forever, args=(stop,), name="sweeper", daemon=True).start()
-    worker = Worker([DELIVERY_QUEUE], connection=connection, serializer=JSONSerializer, name=args.name)
+    # SimpleWorker runs jobs in this process: forking a work horse while the sweeper and the
+    # database pool have threads and open connections is unsafe.
+    worker = SimpleWorker([settings.rq_queue], connection=connection, serializer=JSONSerializer, name=args.name)
     try:
         worker.work(with_scheduler=True, burst=args.burst, logging_level="WARNING")
     finally:

@@ -10,9 +10,9 @@ from app.delivery.runtime import get_runtime
 from db.enums import MessageStatus
 
 
-def deliver(message_ids: list[str]) -> dict[str, int]:
-    """Send each of these messages that is still waiting."""
-    return sender.deliver_batch(get_runtime(), message_ids)
+def deliver(job_id: str, message_ids: list[str]) -> dict[str, int]:
+    """Send each of these messages that is still waiting (keeping the job's heartbeat meanwhile)."""
+    return sender.deliver_batch(get_runtime(), message_ids, job_id)
 
 
 def apply_provider_status(provider_message_id: str, message_id: str, status: str, error_code: str | None) -> str:

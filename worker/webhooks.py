@@ -16,7 +16,9 @@ import argparse
 import logging
 import re
 import sys
+from collections.abc import Callable
 
+from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -24,10 +26,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
-from app.config import Settings, get_settings
+from app.config import Settings
 from app.delivery.callbacks import apply_provider_status
 from app.delivery.optouts import patients_with_phone, set_channel_opt_in
-from app.delivery.runtime import get_runtime
+from app.delivery.runtime import Runtime, get_runtime
 from app.providers.twilio_provider import TWILIO_STATUS, _decimal, _int
 from db.enums import Channel, OptOutSource
 from db.session import system_session
@@ -57,8 +59,12 @@ def _public_url(request: Request, settings: Settings) -> str:
     return str(request.url)
 
 
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime()
+
+
 async def _signed_form(request: Request) -> dict[str, str] | None:
-    settings = get_settings()
+    settings = _runtime(request).settings
     form = await request.form()
     params = {k: str(v) for k, v in form.multi_items()}
     signature = request.headers.get("X-Twilio-Signature", "")
@@ -88,7 +94,7 @@ async def twilio_status(request: Request) -> Response:
         except ValueError:
             return PlainTextResponse("bad mid", status_code=400)
     outcome = await run_in_threadpool(
-        apply_provider_status, get_runtime().engine, provider_message_id=sid, status=status,
+        apply_provider_status, _runtime(request).engine, provider_message_id=sid, status=status,
         error_code=params.get("ErrorCode") or None, price=_decimal(params.get("Price")),
         price_unit=params.get("PriceUnit") or None, segments=_int(params.get("NumSegments")),
         message_id=message_id, provider="twilio", source="callback",
@@ -96,9 +102,9 @@ async def twilio_status(request: Request) -> Response:
     return Response(status_code=204, headers={"X-Outcome": outcome})
 
 
-def _apply_keyword(phone: str, channel: Channel, word: str) -> int:
+def _apply_keyword(engine: Engine, phone: str, channel: Channel, word: str) -> int:
     changed = 0
-    with system_session(get_runtime().engine) as session:
+    with system_session(engine) as session:
         for patient in patients_with_phone(session, phone):
             changed += set_channel_opt_in(
                 session, tenant_id=patient.tenant_id, patient_id=patient.id, channel=channel,
@@ -117,7 +123,7 @@ async def twilio_inbound(request: Request) -> Response:
     phone = sender.removeprefix("whatsapp:")
     word = keyword(params.get("Body", ""))
     if word and phone:
-        changed = await run_in_threadpool(_apply_keyword, phone, channel, word)
+        changed = await run_in_threadpool(_apply_keyword, _runtime(request).engine, phone, channel, word)
         log.info("inbound %s keyword applied to %d patient record(s)", word, changed)
     return Response(EMPTY_TWIML, media_type="text/xml")
 
@@ -126,11 +132,18 @@ async def health(_request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
-app = Starlette(routes=[
-    Route("/twilio/status", twilio_status, methods=["POST"]),
-    Route("/twilio/inbound", twilio_inbound, methods=["POST"]),
-    Route("/health", health, methods=["GET"]),
-])
+def create_app(runtime: Callable[[], Runtime] = get_runtime) -> Starlette:
+    """The callback service; ``runtime`` supplies the database and settings (tests pass their own)."""
+    application = Starlette(routes=[
+        Route("/twilio/status", twilio_status, methods=["POST"]),
+        Route("/twilio/inbound", twilio_inbound, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+    ])
+    application.state.runtime = runtime
+    return application
+
+
+app = create_app()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.enums import MessageStatus, can_transition
@@ -28,21 +28,24 @@ _STAMPS = {
 }
 
 
+Executor = Session | Connection  # both work: the hot path uses plain connections (less overhead)
+
+
 def log_event(
-    session: Session, message_id: uuid.UUID, tenant_id: uuid.UUID, event: str, *,
+    session: Executor, message_id: uuid.UUID, tenant_id: uuid.UUID, event: str, *,
     from_status: MessageStatus | None = None, to_status: MessageStatus | None = None,
     provider: str | None = None, error_code: str | None = None, detail: str = "",
     at: dt.datetime | None = None,
 ) -> None:
-    session.add(MessageLog(
-        message_id=message_id, tenant_id=tenant_id, event=event, from_status=from_status,
+    session.execute(insert(MessageLog.__table__).values(
+        id=uuid.uuid4(), message_id=message_id, tenant_id=tenant_id, event=event, from_status=from_status,
         to_status=to_status, provider=provider, error_code=error_code, detail=detail[:2000],
         created_at=at or utcnow(),
     ))
 
 
 def transition(
-    session: Session,
+    session: Executor,
     message_id: uuid.UUID,
     to_status: MessageStatus,
     *,
@@ -53,22 +56,29 @@ def transition(
     values: dict[str, Any] | None = None,
     only_from: set[MessageStatus] | None = None,
     now: dt.datetime | None = None,
+    expected: tuple[MessageStatus, uuid.UUID] | None = None,
 ) -> MessageStatus | None:
     """Move a message to ``to_status`` if that is a forward step from where it is now.
 
     Returns the status it moved from, or None when the step was not allowed (already there,
     already further on, or ``only_from`` excludes the current status). Retries a couple of
     times if the row changes under us between the read and the conditional update.
+    ``expected`` (status, tenant id) saves the read when the caller knows the likely status.
     """
     now = now or utcnow()
-    for _ in range(3):
-        row = session.execute(
-            select(Message.status, Message.tenant_id).where(Message.id == message_id)
-        ).first()
-        if row is None:
-            return None
-        current, tenant_id = MessageStatus(row[0]), row[1]
+    for attempt in range(3):
+        if attempt == 0 and expected is not None:
+            current, tenant_id = expected
+        else:
+            row = session.execute(
+                select(Message.status, Message.tenant_id).where(Message.id == message_id)
+            ).first()
+            if row is None:
+                return None
+            current, tenant_id = MessageStatus(row[0]), row[1]
         if not can_transition(current, to_status) or (only_from is not None and current not in only_from):
+            if attempt == 0 and expected is not None:
+                continue  # the guess was wrong: read the real status
             return None
         changes: dict[str, Any] = {"status": to_status, "updated_at": now, **(values or {})}
         stamp = _STAMPS.get(to_status)

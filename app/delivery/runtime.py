@@ -11,7 +11,7 @@ from functools import lru_cache
 from sqlalchemy import Engine
 
 from app.config import Settings, get_settings
-from app.delivery.queue import InProcessQueue, JobQueue, RQJobQueue
+from app.delivery.queue import HEARTBEAT_TTL_SECONDS, InProcessQueue, JobQueue, RQJobQueue
 from app.delivery.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from app.providers.base import ProviderSet
 from app.providers.registry import build_providers
@@ -49,8 +49,9 @@ def build_runtime(settings: Settings | None = None, engine: Engine | None = None
     engine = engine or engine_for(settings.database_url)
     if settings.redis_url:
         connection = redis_connection(settings.redis_url)
-        queue: JobQueue = RQJobQueue(connection)
-        limiter: RateLimiter = RedisRateLimiter(connection)
+        queue: JobQueue = RQJobQueue(connection, settings.rq_queue,
+                                     heartbeat_ttl=min(HEARTBEAT_TTL_SECONDS, settings.sweep_queued_after_seconds))
+        limiter: RateLimiter = RedisRateLimiter(connection, prefix=f"clinic:{settings.rq_queue}:rate:")
     else:
         queue, limiter = InProcessQueue(), LocalRateLimiter()
     return Runtime(engine, settings, build_providers(settings), limiter, queue)

@@ -15,6 +15,7 @@ import random
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
@@ -33,7 +34,7 @@ from app.providers.base import (
 )
 from db.enums import Channel, Language, MessageClass, MessageStatus, OptOutSource
 from db.models import Message, MessageTemplate, NotificationPreference, Patient, Tenant
-from db.session import system_session
+from db.session import fast_connection, system_session
 
 log = logging.getLogger(__name__)
 
@@ -55,55 +56,70 @@ def status_callback_url(runtime: Runtime, message_id: uuid.UUID) -> str | None:
     return f"{base.rstrip('/')}/twilio/status?mid={message_id}"
 
 
-def deliver_batch(runtime: Runtime, message_ids: list[str]) -> dict[str, int]:
-    """Deliver each message in the batch (those still waiting); return counts by outcome."""
-    ids = [uuid.UUID(i) for i in message_ids]
-    workers = max(1, min(runtime.settings.delivery_concurrency, len(ids)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="send") as pool:
-        outcomes = list(pool.map(lambda mid: _safe_deliver(runtime, mid), ids))
-    return dict(Counter(outcomes))
+@dataclass(frozen=True)
+class Loaded:
+    """A message and what deciding and sending it needs, read in one query (detached)."""
+
+    message: Message
+    tenant: Tenant
+    patient: Patient | None
+    preference: NotificationPreference | None
+    template: MessageTemplate | None
 
 
-def _safe_deliver(runtime: Runtime, message_id: uuid.UUID) -> str:
-    try:
-        return deliver_one(runtime, message_id)
-    except Exception:  # one message's bug must not stop the batch; the sweeper will look at it again
-        log.exception("delivery of message %s failed unexpectedly", message_id)
-        return "error"
-
-
-def _load(runtime: Runtime, message_id: uuid.UUID):  # type: ignore[no-untyped-def]
+def load(runtime: Runtime, message_ids: list[uuid.UUID]) -> dict[uuid.UUID, Loaded]:
+    """Read the waiting messages among ``message_ids`` with their clinic, patient, preference, template."""
     with system_session(runtime.engine) as session:
-        row = session.execute(
-            select(Message, Tenant).join(Tenant, Tenant.id == Message.tenant_id).where(Message.id == message_id)
-        ).first()
-        if row is None:
-            return None
-        message, tenant = row
-        patient = session.get(Patient, message.patient_id) if message.patient_id else None
-        preference = None
-        if message.patient_id:
-            preference = session.scalar(
-                select(NotificationPreference).where(NotificationPreference.patient_id == message.patient_id)
-            )
-        template = session.get(MessageTemplate, message.template_id) if message.template_id else None
+        rows = session.execute(
+            select(Message, Tenant, Patient, NotificationPreference, MessageTemplate)
+            .join(Tenant, Tenant.id == Message.tenant_id)
+            .outerjoin(Patient, Patient.id == Message.patient_id)
+            .outerjoin(NotificationPreference, NotificationPreference.patient_id == Message.patient_id)
+            .outerjoin(MessageTemplate, MessageTemplate.id == Message.template_id)
+            .where(Message.id.in_(message_ids), Message.status == MessageStatus.QUEUED)
+        ).all()
         session.expunge_all()
-        return message, tenant, patient, preference, template
+    return {row[0].id: Loaded(*row) for row in rows}
+
+
+def deliver_batch(runtime: Runtime, message_ids: list[str], job_id: str | None = None) -> dict[str, int]:
+    """Deliver each message in the batch (those still waiting); return counts by outcome."""
+    if job_id is not None:
+        with runtime.queue.running(job_id):
+            return deliver_batch(runtime, message_ids)
+    ids = [uuid.UUID(i) for i in message_ids]
+    loaded = load(runtime, ids)
+    outcomes = Counter({"skipped": len(ids) - len(loaded)})
+    workers = max(1, min(runtime.settings.delivery_concurrency, len(loaded)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="send") as pool:
+        outcomes.update(pool.map(lambda item: _safe_deliver(runtime, item), loaded.values()))
+    return {k: v for k, v in outcomes.items() if v}
+
+
+def _safe_deliver(runtime: Runtime, item: Loaded) -> str:
+    try:
+        return deliver_loaded(runtime, item)
+    except Exception:  # one message's bug must not stop the batch; the sweeper will look at it again
+        log.exception("delivery of message %s failed unexpectedly", item.message.id)
+        return "error"
 
 
 def deliver_one(runtime: Runtime, message_id: uuid.UUID) -> str:
     """Deliver one message if it is still waiting. Returns what happened (for counting)."""
-    loaded = _load(runtime, message_id)
-    if loaded is None:
-        return "missing"
-    message, tenant, patient, preference, template = loaded
+    item = load(runtime, [message_id]).get(message_id)
+    return deliver_loaded(runtime, item) if item else "skipped"
+
+
+def deliver_loaded(runtime: Runtime, item: Loaded) -> str:
+    message, tenant, patient, preference, template = (
+        item.message, item.tenant, item.patient, item.preference, item.template)
+    message_id = message.id
     now = runtime.clock()
-    if message.status != MessageStatus.QUEUED:
-        return "skipped"
     if tenant.sending_paused:
         with system_session(runtime.engine) as session:  # wait; resume re-enqueues
             session.execute(update(Message).where(Message.id == message_id, Message.status == MessageStatus.QUEUED)
-                            .values(enqueued_at=None).execution_options(synchronize_session=False))
+                            .values(enqueued_at=None, delivery_job_id=None)
+                            .execution_options(synchronize_session=False))
         return "paused"
     if message.next_attempt_at is not None and message.next_attempt_at > now:
         return "not_due"
@@ -117,11 +133,14 @@ def deliver_one(runtime: Runtime, message_id: uuid.UUID) -> str:
                 moved = transition(session, message_id, MessageStatus.SCHEDULED, event="deferred",
                                    detail=decision.defer_reason or "", only_from={MessageStatus.QUEUED},
                                    values={"scheduled_at": decision.defer_until,
-                                           "status_reason": decision.defer_reason or "", "enqueued_at": None})
+                                           "status_reason": decision.defer_reason or "", "enqueued_at": None,
+                                           "delivery_job_id": None},
+                                   expected=(MessageStatus.QUEUED, message.tenant_id))
                 return "deferred" if moved else "skipped"
             moved = transition(session, message_id, MessageStatus.SUPPRESSED, event="suppressed",
                                detail=decision.suppress_reason or "", only_from={MessageStatus.QUEUED},
-                               values={"status_reason": decision.suppress_reason or ""})
+                               values={"status_reason": decision.suppress_reason or ""},
+                               expected=(MessageStatus.QUEUED, message.tenant_id))
             return "suppressed" if moved else "skipped"
 
     try:
@@ -133,7 +152,7 @@ def deliver_one(runtime: Runtime, message_id: uuid.UUID) -> str:
         return "failed"
     runtime.limiter.wait_for_slot(f"{provider.name}:{message.channel}", runtime.settings.rate_for(message.channel))
     claimed_at = runtime.clock()
-    with system_session(runtime.engine) as session:
+    with fast_connection(runtime.engine) as session:
         claimed = session.execute(
             update(Message)
             .where(Message.id == message_id, Message.status == MessageStatus.QUEUED)
@@ -185,10 +204,11 @@ def record_accepted(runtime: Runtime, message: Message, accepted: Accepted, prov
     }
     if accepted.segments is not None:
         values["segments"] = accepted.segments
-    with system_session(runtime.engine) as session:
+    with fast_connection(runtime.engine, durable=False) as session:
         moved = transition(session, message.id, MessageStatus.SENT, event="accepted", provider=provider_name,
                            detail=f"accepted as {accepted.provider_message_id}", values=values,
-                           only_from={MessageStatus.SENDING, MessageStatus.UNKNOWN})
+                           only_from={MessageStatus.SENDING, MessageStatus.UNKNOWN},
+                           expected=(MessageStatus.SENDING, message.tenant_id))
         if moved is None:  # a callback got there first: keep its status, fill in what it lacked
             session.execute(
                 update(Message).where(Message.id == message.id, Message.provider_message_id.is_(None))
@@ -206,11 +226,12 @@ def record_failure(runtime: Runtime, message: Message, exc: ProviderError, *, at
     info = explain(code)
     reason = info.title if info else str(exc)
     now = runtime.clock()
+    sending = (MessageStatus.SENDING, message.tenant_id)
     with system_session(runtime.engine) as session:
         if isinstance(exc, PermanentFailure):
             transition(session, message.id, MessageStatus.FAILED, event="rejected", provider=exc.provider,
                        error_code=code, detail=str(exc), values={"status_reason": reason},
-                       only_from={MessageStatus.SENDING})
+                       only_from={MessageStatus.SENDING}, expected=sending)
             if exc.opt_out and message.patient_id:
                 channel = Channel(message.channel)
                 set_channel_opt_in(session, tenant_id=message.tenant_id, patient_id=message.patient_id,
@@ -222,20 +243,21 @@ def record_failure(runtime: Runtime, message: Message, exc: ProviderError, *, at
                 transition(session, message.id, MessageStatus.FAILED, event="gave_up", provider=exc.provider,
                            error_code=code, detail=str(exc),
                            values={"status_reason": f"{reason} Gave up after {attempt} attempts."},
-                           only_from={MessageStatus.SENDING})
+                           only_from={MessageStatus.SENDING}, expected=sending)
                 return "failed"
             delay = backoff_seconds(attempt, minimum=exc.retry_after)
             transition(session, message.id, MessageStatus.QUEUED, event="retry_scheduled", provider=exc.provider,
                        error_code=code, detail=f"{exc} (attempt {attempt}; next try in {delay:.0f} s)",
                        values={"next_attempt_at": now + dt.timedelta(seconds=delay), "enqueued_at": None,
+                               "delivery_job_id": None,
                                "status_reason": f"{reason} Retrying automatically.", "queued_at": now},
-                       only_from={MessageStatus.SENDING})
+                       only_from={MessageStatus.SENDING}, expected=sending)
             return "retry"
         if isinstance(exc, AmbiguousOutcome):
             transition(session, message.id, MessageStatus.UNKNOWN, event="ambiguous", provider=exc.provider,
                        error_code=code, detail=str(exc),
                        values={"status_reason": "The provider may have this message; it is being checked "
                                                 "before anything is resent."},
-                       only_from={MessageStatus.SENDING})
+                       only_from={MessageStatus.SENDING}, expected=sending)
             return "unknown"
     raise exc

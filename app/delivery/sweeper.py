@@ -2,8 +2,8 @@
 
 Each pass:
 1. moves scheduled messages whose time has come to ``queued`` (clinics that are not paused);
-2. enqueues queued messages that are due and not on the queue: new ones whose enqueue was lost,
-   retries whose backoff is over, and ones whose job Redis lost (enqueued long ago, still queued);
+2. enqueues queued messages that are due and on no live job: retries whose backoff is over,
+   and messages whose job Redis lost or whose worker died (``JobQueue.alive``);
 3. recovers messages stuck in ``sending`` (their worker died): asks the provider whether it has
    the message; if so adopts its status, if not (it was never sent) puts it back in the queue;
 4. settles ``unknown`` messages by lookup; one the provider still does not know after
@@ -16,9 +16,10 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import or_, select, update
 
 from app.delivery.callbacks import apply_provider_status
+from app.delivery.dispatch import assign_jobs, enqueue
 from app.delivery.lifecycle import transition
 from app.delivery.runtime import Runtime
 from app.delivery.sender import build_outgoing
@@ -29,7 +30,6 @@ from db.session import system_session
 
 log = logging.getLogger(__name__)
 
-FRESH_GRACE_SECONDS = 10.0  # a new row's own enqueue normally lands within this
 MAX_PER_PASS = 20_000
 
 
@@ -59,34 +59,37 @@ def promote_scheduled(runtime: Runtime, now: dt.datetime) -> int:
             message_id for message_id in ids
             if transition(session, message_id, MessageStatus.QUEUED, event="due", detail="scheduled time reached",
                           only_from={MessageStatus.SCHEDULED},
-                          values={"enqueued_at": now, "next_attempt_at": None, "status_reason": ""}, now=now)
+                          values={"next_attempt_at": None, "status_reason": ""}, now=now)
         ]
-    runtime.queue.enqueue_deliveries(moved)
+        batches = assign_jobs(session, moved, now)
+    enqueue(runtime.queue, batches)
     return len(moved)
 
 
 def enqueue_waiting(runtime: Runtime, now: dt.datetime) -> int:
+    """Queued messages that are due but on no live job: new jobs for them."""
     stale = now - dt.timedelta(seconds=runtime.settings.sweep_queued_after_seconds)
-    fresh = now - dt.timedelta(seconds=FRESH_GRACE_SECONDS)
+    due = or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now)
+    waiting = (Message.status == MessageStatus.QUEUED, Message.tenant_id.in_(_active_tenants()), due)
     with system_session(runtime.engine) as session:
-        ids = list(session.scalars(
-            select(Message.id).where(
-                Message.status == MessageStatus.QUEUED,
-                Message.tenant_id.in_(_active_tenants()),
-                or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
-                or_(
-                    and_(Message.enqueued_at.is_(None),
-                         or_(Message.next_attempt_at.is_not(None), Message.updated_at <= fresh)),
-                    Message.enqueued_at <= stale,
-                ),
-            ).order_by(Message.created_at).limit(MAX_PER_PASS)
+        unassigned = list(session.scalars(
+            select(Message.id).where(*waiting, Message.delivery_job_id.is_(None))
+            .order_by(Message.created_at).limit(MAX_PER_PASS)
         ))
-        if ids:
-            session.execute(update(Message).where(Message.id.in_(ids), Message.status == MessageStatus.QUEUED)
-                            .values(enqueued_at=now).execution_options(synchronize_session=False))
-    if ids:
-        runtime.queue.enqueue_deliveries(ids)
-    return len(ids)
+        suspect_jobs = list(session.scalars(
+            select(Message.delivery_job_id).where(*waiting, Message.delivery_job_id.is_not(None),
+                                                  Message.enqueued_at <= stale).distinct().limit(1000)
+        ))
+        dead = set(suspect_jobs) - runtime.queue.alive(suspect_jobs) if suspect_jobs else set()
+        orphaned = list(session.scalars(
+            select(Message.id).where(*waiting, Message.delivery_job_id.in_(dead)).order_by(Message.created_at)
+            .limit(MAX_PER_PASS)
+        )) if dead else []
+        if orphaned:
+            log.warning("re-enqueueing %d messages whose delivery jobs were lost", len(orphaned))
+        batches = assign_jobs(session, unassigned + orphaned, now)
+    enqueue(runtime.queue, batches)
+    return len(unassigned) + len(orphaned)
 
 
 def _lookup_and_settle(runtime: Runtime, message: Message, template: MessageTemplate | None,
@@ -121,11 +124,11 @@ def _lookup_and_settle(runtime: Runtime, message: Message, template: MessageTemp
         moved = transition(
             session, message.id, MessageStatus.QUEUED, event="not_at_provider",
             detail="the provider has no record of this message, so it was never sent; queued again",
-            values={"enqueued_at": now, "next_attempt_at": None, "status_reason": ""},
+            values={"next_attempt_at": None, "status_reason": ""},
             only_from={MessageStatus.SENDING}, now=now,
         ) if message.status == MessageStatus.SENDING else _requeue_unknown(session, message, now)
-    if moved:
-        runtime.queue.enqueue_deliveries([message.id])
+        batches = assign_jobs(session, [message.id], now) if moved else []
+    enqueue(runtime.queue, batches)
     return "requeued" if moved else "waiting"
 
 
@@ -134,7 +137,7 @@ def _requeue_unknown(session, message: Message, now: dt.datetime):  # type: igno
     # settles it as "never sent", recorded as its own event.
     result = session.execute(
         update(Message).where(Message.id == message.id, Message.status == MessageStatus.UNKNOWN)
-        .values(status=MessageStatus.QUEUED, enqueued_at=now, next_attempt_at=None, status_reason="",
+        .values(status=MessageStatus.QUEUED, next_attempt_at=None, status_reason="",
                 queued_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )

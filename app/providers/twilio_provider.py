@@ -95,6 +95,7 @@ class TwilioProvider:
             client = Client(self._account_sid, self._auth_token,
                             http_client=TwilioHttpClient(timeout=self._timeout))
             if self._api_base_url:
+                client.edge = client.region = None  # TWILIO_EDGE/REGION would rewrite the host
                 client.api.base_url = self._api_base_url.rstrip("/")
             self._local.client = client
         return client

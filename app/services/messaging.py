@@ -30,8 +30,9 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.delivery.dispatch import assign_jobs, enqueue
 from app.delivery.lifecycle import transition
-from app.delivery.queue import JobQueue
+from app.delivery.queue import BATCH_SIZE, JobQueue, plan_batches
 from app.errors import ConflictError, NotFoundError, ValidationError
 from app.phones import InvalidPhoneNumber, normalise_phone
 from app.segments import count_segments
@@ -138,14 +139,6 @@ class MessagingService:
         if actor is not None:
             authorize(session, actor, permission)
 
-    def _enqueue(self, ids: Sequence[uuid.UUID]) -> None:
-        if not ids:
-            return
-        try:
-            self.queue.enqueue_deliveries(ids)
-        except Exception as exc:  # noqa: BLE001 - rows are safe in the database; the sweeper enqueues them later
-            log.warning("could not enqueue %d messages (%s); the sweeper will retry", len(ids), type(exc).__name__)
-
     @staticmethod
     def _tenant(session: TenantSession) -> Tenant:
         tenant = session.get(Tenant, session.tenant_id)
@@ -230,6 +223,9 @@ class MessagingService:
                 raise ConflictError("This send was already submitted.") from None
             rows, unrenderable = self._bulk_rows(session, tenant, job, accepted, message, message_ar, subject,
                                                  channel, urgent, send_at, actor, now, message_class)
+            batches = [] if send_at else plan_batches([r["id"] for r in rows])
+            for position, row in enumerate(rows):  # batches keep the rows' order
+                row["delivery_job_id"] = batches[position // BATCH_SIZE][0] if batches else None
             rejected.extend(RejectedRecipient(r, reason, first_row[r]) for r, reason in unrenderable)
             rejected.sort(key=lambda r: r.row)
             job.accepted_count, job.rejected_count = len(rows), len(rejected)
@@ -243,10 +239,8 @@ class MessagingService:
                          details={"channel": channel.value, "accepted": len(rows), "rejected": len(rejected),
                                   "scheduled_at": send_at.isoformat() if send_at else None},
                          actor_name=None if actor else "api")
-            ids = [r["id"] for r in rows]
             result = BulkSendResult(bulk_job_id=job.id, accepted=len(rows), rejected=rejected)
-        if not send_at:
-            self._enqueue(ids)
+        enqueue(self.queue, batches)
         return result
 
     def _bulk_rows(self, session: TenantSession, tenant: Tenant, job: BulkJob, recipients: list[str],
@@ -379,22 +373,21 @@ class MessagingService:
                 status=MessageStatus.SCHEDULED if send_at else MessageStatus.QUEUED, urgent=urgent, is_test=is_test,
                 segments=count_segments(body).segments if channel == Channel.SMS else (
                     0 if channel == Channel.EMAIL else 1),
-                scheduled_at=send_at, queued_at=None if send_at else now, enqueued_at=None if send_at else now,
-                idempotency_key=idempotency_key,
+                scheduled_at=send_at, queued_at=None if send_at else now, idempotency_key=idempotency_key,
             )
             session.add(row)
             try:
                 session.flush()
             except IntegrityError:
                 raise ConflictError("This message was already submitted.") from None
+            batches = [] if send_at else assign_jobs(session, [row.id], now)
             audit.record(session, actor, "message.send_test" if is_test else "message.send", object_type="message",
                          object_id=row.id, details={"channel": channel.value, "template": template_code,
                                                     "scheduled_at": send_at.isoformat() if send_at else None},
                          actor_name=None if actor else "api")
             note = "The Arabic text is empty, so the English text was used." if choice.fell_back_to_english else ""
             result = _send_result(row, note=note)
-        if not send_at:
-            self._enqueue([result.message_id])
+        enqueue(self.queue, batches)
         return result
 
     def schedule(self, tenant_id: uuid.UUID, channel: str | Channel, send_at: dt.datetime, **kwargs: Any) -> SendResult:
@@ -459,7 +452,6 @@ class MessagingService:
                     language=original.language, subject=original.subject, body=original.body,
                     variables=original.variables, status=MessageStatus.QUEUED, urgent=original.urgent,
                     is_test=original.is_test, segments=original.segments, idempotency_key=key, queued_at=now,
-                    enqueued_at=now,
                 )
                 session.add(row)
                 session.flush()
@@ -467,7 +459,8 @@ class MessagingService:
                 results.append(_send_result(row))
                 audit.record(session, actor, "message.retry", object_type="message", object_id=original.id,
                              details={"new_message_id": str(row.id)}, actor_name=None if actor else "api")
-        self._enqueue(new_ids)
+            batches = assign_jobs(session, new_ids, now)
+        enqueue(self.queue, batches)
         return results
 
     def cancel(self, tenant_id: uuid.UUID, *, message_ids: Sequence[uuid.UUID] | None = None,
@@ -521,12 +514,10 @@ class MessagingService:
             tenant = self._tenant(session)
             tenant.sending_paused = False
             ids = list(session.scalars(select(Message.id).where(Message.status == MessageStatus.QUEUED)))
-            if ids:
-                session.execute(update(Message).where(Message.status == MessageStatus.QUEUED)
-                                .values(enqueued_at=now).execution_options(synchronize_session=False))
+            batches = assign_jobs(session, ids, now)
             audit.record(session, actor, "sending.resume", object_type="tenant", object_id=tenant.id,
                          details={"waiting": len(ids)}, actor_name=None if actor else "api")
-        self._enqueue(ids)
+        enqueue(self.queue, batches)
         return len(ids)
 
     def is_paused(self, tenant_id: uuid.UUID) -> bool:

@@ -280,6 +280,7 @@ def upgrade() -> None:
     sa.Column('next_attempt_at', db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('queued_at', db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('enqueued_at', db.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('delivery_job_id', sa.String(length=64), nullable=True),
     sa.Column('claimed_at', db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('sent_at', db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('delivered_at', db.types.UTCDateTime(timezone=True), nullable=True),
@@ -301,6 +302,7 @@ def upgrade() -> None:
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.create_index('ix_messages_bulk_job_id', ['bulk_job_id', 'status'], unique=False)
         batch_op.create_index('ix_messages_provider_message_id', ['provider_message_id'], unique=False)
+        batch_op.create_index('ix_messages_status_enqueued_at', ['status', 'enqueued_at'], unique=False)
         batch_op.create_index('ix_messages_status_next_attempt_at', ['status', 'next_attempt_at'], unique=False)
         batch_op.create_index('ix_messages_tenant_id_channel_created_at', ['tenant_id', 'channel', 'created_at'], unique=False)
         batch_op.create_index('ix_messages_tenant_id_created_at', ['tenant_id', 'created_at', 'id'], unique=False)
@@ -344,6 +346,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_messages_tenant_id_created_at')
         batch_op.drop_index('ix_messages_tenant_id_channel_created_at')
         batch_op.drop_index('ix_messages_status_next_attempt_at')
+        batch_op.drop_index('ix_messages_status_enqueued_at')
         batch_op.drop_index('ix_messages_provider_message_id')
         batch_op.drop_index('ix_messages_bulk_job_id')
 
