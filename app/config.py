@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     smtp_starttls: bool = True
 
     # Delivery
+    embedded_worker: bool = True
     rq_queue: str = Field(default="deliveries", pattern=r"^[A-Za-z0-9_.:-]+$")
     sms_rate_per_second: float = Field(default=10.0, gt=0)
     whatsapp_rate_per_second: float = Field(default=80.0, gt=0)

@@ -24,6 +24,7 @@ st.set_page_config(page_title="Clinic Notifications", page_icon=":material/sms:"
 
 with feedback.guard():
     engine = session.engine()
+    session.start_delivery()
     actor = session.current_actor(engine)
 
 if actor is None:

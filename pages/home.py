@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.services.permissions import Permission
 from app.ui import cached, feedback, session
 from app.ui.text import plain
 
@@ -14,6 +15,32 @@ st.markdown(
     f"Signed in as **{plain(actor.display_name)}** ({plain(actor.username)}), "
     f"{actor.role.label}, at **{plain(actor.tenant_name)}**."
 )
+
+service = session.messaging()
+paused = feedback.attempt(lambda: service.is_paused(actor.tenant_id))
+if paused:
+    st.error(
+        "Sending is paused for this clinic. New and waiting messages are kept and nothing is sent "
+        "until an admin resumes sending.",
+        icon=":material/pause_circle:",
+    )
+feedback.show_flash("sending")
+if actor.can(Permission.PAUSE_SENDING):
+    with st.expander("Emergency stop: pause all sending", icon=":material/emergency:", expanded=bool(paused)):
+        if paused:
+            if st.button("Resume sending", type="primary", icon=":material/play_arrow:"):
+                waiting = feedback.attempt(lambda: service.resume_sending(actor.tenant_id, actor=actor))
+                if waiting is not None:
+                    feedback.flash("sending", f"Sending resumed; {waiting:,} waiting messages are on their way.")
+                    st.rerun()
+        else:
+            st.write("Use this if a wrong message is going out. Messages not yet sent wait; nothing is lost.")
+            reason = st.text_input("Reason (kept in the audit log)", key="pause_reason", max_chars=500)
+            sure = st.checkbox("I want to stop all sending for the whole clinic now", key="pause_confirm")
+            if st.button("Pause all sending", type="primary", icon=":material/pause:", disabled=not sure):
+                if feedback.attempt(lambda: service.pause_sending(actor.tenant_id, actor=actor, reason=reason)):
+                    feedback.flash("sending", "All sending is paused.")
+                    st.rerun()
 
 numbers = feedback.attempt(lambda: cached.headline(actor))
 if numbers is None:

@@ -497,7 +497,7 @@ class MessagingService:
 
     # -- emergency stop ------------------------------------------------------------------------
 
-    def pause_sending(self, tenant_id: uuid.UUID, *, actor: Actor | None = None, reason: str = "") -> None:
+    def pause_sending(self, tenant_id: uuid.UUID, *, actor: Actor | None = None, reason: str = "") -> bool:
         """Stop all sending for the clinic now. Waiting messages stay waiting; nothing is lost."""
         with tenant_session(self.engine, tenant_id) as session:
             self._check(session, actor, Permission.PAUSE_SENDING)
@@ -505,6 +505,7 @@ class MessagingService:
             tenant.sending_paused = True
             audit.record(session, actor, "sending.pause", object_type="tenant", object_id=tenant.id,
                          details={"reason": reason[:500]}, actor_name=None if actor else "api")
+        return True
 
     def resume_sending(self, tenant_id: uuid.UUID, *, actor: Actor | None = None) -> int:
         """Resume sending; every waiting message is enqueued again. Returns how many."""

@@ -18,6 +18,7 @@ from app.config import get_settings
 from app.database import engine_for
 from app.errors import ConfigurationError
 from app.services import auth
+from app.services.messaging import MessagingService
 from app.services.permissions import Actor, Permission
 from db.session import tenant_session
 from db.tenancy import TenantSession
@@ -37,6 +38,25 @@ T = TypeVar("T")
 @st.cache_resource(show_spinner=False)
 def _engine(database_url: str) -> Engine:
     return engine_for(database_url)
+
+
+@st.cache_resource(show_spinner=False)
+def _embedded_delivery(database_url: str) -> bool:
+    from app.delivery.embedded import start_embedded_worker
+
+    return start_embedded_worker()
+
+
+def start_delivery() -> bool:
+    """Without Redis, run deliveries on threads of this process (once per process)."""
+    return _embedded_delivery(get_settings().database_url)
+
+
+def messaging() -> MessagingService:
+    """The messaging service on the process's engine and job queue."""
+    from app.delivery.runtime import get_runtime
+
+    return MessagingService(engine(), get_runtime().queue)
 
 
 def engine() -> Engine:

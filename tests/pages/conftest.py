@@ -15,6 +15,7 @@ from streamlit.testing.v1.element_tree import Button, Element
 
 from app.config import get_settings
 from app.database import engine_for
+from app.delivery.runtime import install_runtime
 from app.services import passwords
 from app.services.permissions import Actor
 from db.enums import Role
@@ -35,6 +36,7 @@ class Clinic:
 
 
 def _forget_process_caches() -> None:
+    install_runtime(None)
     get_settings.cache_clear()
     engine_for.cache_clear()
     st.cache_resource.clear()
@@ -52,6 +54,7 @@ def app_engine(sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterat
     """The empty test database, configured as the app's DATABASE_URL."""
     monkeypatch.setenv("DATABASE_URL", sqlite_engine.url.render_as_string(hide_password=False))
     monkeypatch.delenv("SESSION_IDLE_MINUTES", raising=False)
+    monkeypatch.setenv("EMBEDDED_WORKER", "false")  # no background sweeper during screen tests
     _forget_process_caches()
     yield sqlite_engine
     _forget_process_caches()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.ui.text import plain
+from db.enums import Role
 from tests.factories import make_patient
 from tests.pages.conftest import Clinic, button, signed_in
 
@@ -49,3 +51,27 @@ def test_refresh_reads_the_numbers_again(clinic: Clinic) -> None:
     button(at, "Refresh").click().run()
 
     assert metrics(at)["Patients"] == "1"
+
+
+def test_admin_pauses_and_resumes_sending_for_the_clinic(clinic: Clinic) -> None:
+    at = signed_in(clinic.admin)
+    at.checkbox(key="pause_confirm").check().run()
+    at.text_input(key="pause_reason").input("wrong reminder text").run()
+    next(b for b in at.button if b.label == "Pause all sending").click().run()
+    assert any("Sending is paused" in e.value for e in at.error)
+    from app.services.messaging import MessagingService
+
+    assert MessagingService(clinic.engine).is_paused(clinic.admin.tenant_id)
+    next(b for b in at.button if b.label == "Resume sending").click().run()
+    assert not MessagingService(clinic.engine).is_paused(clinic.admin.tenant_id)
+    assert not any("Sending is paused" in e.value for e in at.error)
+
+
+@pytest.mark.parametrize("role", [Role.FRONT_DESK, Role.ANALYST])
+def test_only_admins_see_the_emergency_stop_but_everyone_sees_the_pause(clinic: Clinic, role: Role) -> None:
+    from app.services.messaging import MessagingService
+
+    MessagingService(clinic.engine).pause_sending(clinic.admin.tenant_id, actor=clinic.admin)
+    at = signed_in(clinic.by_role(role))
+    assert not [b for b in at.button if b.label == "Pause all sending" or b.label == "Resume sending"]
+    assert any("Sending is paused" in e.value for e in at.error)
