@@ -4,16 +4,20 @@ The limiter hands out send slots spaced ``1/rate`` seconds apart (GCRA without b
 caller reserves the next free slot and sleeps until it. Slots are reserved atomically in Redis
 by a Lua script, so N workers together never exceed the rate. We pace at ``SAFETY`` of the
 configured rate so network jitter between us and the provider cannot push a one-second window
-over the limit.
+over the limit, and a caller that wakes up late for its slot (a busy CPU) gives the slot up and
+takes a new one instead of sending late, which would bunch requests together.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
-SAFETY = 0.97
+SAFETY = 0.965
+LATE_SLOT_SECONDS = 0.01  # a caller that wakes this late for its slot gives it up and takes a new one
+MAX_SLOT_TRIES = 50
 
 _RESERVE = """
 local now_ms = redis.call('TIME')
@@ -39,16 +43,15 @@ class LocalRateLimiter:
         self._lock = threading.Lock()
         self._next: dict[str, float] = {}
 
-    def wait_for_slot(self, key: str, rate_per_second: float) -> float:
-        interval = 1.0 / (rate_per_second * SAFETY)
+    def _reserve(self, key: str, interval: float) -> float:
         with self._lock:
             now = time.monotonic()
             slot = max(self._next.get(key, now), now)
             self._next[key] = slot + interval
-        delay = slot - now
-        if delay > 0:
-            time.sleep(delay)
-        return delay
+        return slot - now
+
+    def wait_for_slot(self, key: str, rate_per_second: float) -> float:
+        return _wait(lambda: self._reserve(key, 1.0 / (rate_per_second * SAFETY)))
 
 
 class RedisRateLimiter:
@@ -61,7 +64,17 @@ class RedisRateLimiter:
 
     def wait_for_slot(self, key: str, rate_per_second: float) -> float:
         interval_us = int(1_000_000 / (rate_per_second * SAFETY))
-        delay = int(float(self._script(keys=[self._prefix + key], args=[interval_us]))) / 1_000_000
+        return _wait(lambda: int(float(self._script(keys=[self._prefix + key], args=[interval_us]))) / 1_000_000)
+
+
+def _wait(reserve: Callable[[], float]) -> float:
+    """Reserve a slot and sleep until it; take a new one if we woke up too late. Seconds waited."""
+    started = time.monotonic()
+    for _ in range(MAX_SLOT_TRIES):
+        delay = reserve()
+        target = time.monotonic() + max(delay, 0.0)
         if delay > 0:
             time.sleep(delay)
-        return delay
+        if time.monotonic() - target <= LATE_SLOT_SECONDS:
+            break
+    return time.monotonic() - started

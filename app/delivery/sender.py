@@ -12,15 +12,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import time
 import uuid
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, literal, select, update
 
 from app.delivery.error_codes import explain
-from app.delivery.lifecycle import log_event, transition
+from app.delivery.lifecycle import transition
 from app.delivery.optouts import set_channel_opt_in
 from app.delivery.policy import decide
 from app.delivery.runtime import Runtime
@@ -30,16 +31,19 @@ from app.providers.base import (
     NotProcessed,
     OutgoingMessage,
     PermanentFailure,
+    Provider,
     ProviderError,
 )
 from db.enums import Channel, Language, MessageClass, MessageStatus, OptOutSource
-from db.models import Message, MessageTemplate, NotificationPreference, Patient, Tenant
+from db.models import Message, MessageLog, MessageTemplate, NotificationPreference, Patient, Tenant
 from db.session import fast_connection, system_session
 
 log = logging.getLogger(__name__)
 
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 600.0
+RECORD_EVERY_SECONDS = 0.5  # accepted sends are recorded in groups at least this often
+LOAD_CHUNK = 50
 
 
 def backoff_seconds(attempt: int, *, minimum: float | None = None, rng: random.Random | None = None) -> float:
@@ -83,96 +87,159 @@ def load(runtime: Runtime, message_ids: list[uuid.UUID]) -> dict[uuid.UUID, Load
 
 
 def deliver_batch(runtime: Runtime, message_ids: list[str], job_id: str | None = None) -> dict[str, int]:
-    """Deliver each message in the batch (those still waiting); return counts by outcome."""
+    """Deliver each message in the batch that is still waiting; return counts by outcome.
+
+    The batch is read in one query; messages are claimed a group at a time (one conditional
+    ``UPDATE ... RETURNING``) just ahead of the senders, up to ``DELIVERY_CONCURRENCY`` requests
+    are in flight, each waiting for its rate slot just before its request (so pacing is not
+    blurred by database time), and accepted outcomes are recorded a group at a time. A crash
+    between sending and recording leaves ``sending`` rows that the sweeper settles by asking
+    the provider.
+    """
     if job_id is not None:
         with runtime.queue.running(job_id):
             return deliver_batch(runtime, message_ids)
-    ids = [uuid.UUID(i) for i in message_ids]
-    loaded = load(runtime, ids)
-    outcomes = Counter({"skipped": len(ids) - len(loaded)})
-    workers = max(1, min(runtime.settings.delivery_concurrency, len(loaded)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="send") as pool:
-        outcomes.update(pool.map(lambda item: _safe_deliver(runtime, item), loaded.values()))
+    ids = deque(uuid.UUID(i) for i in message_ids)
+    outcomes: Counter[str] = Counter()
+    pending: deque[tuple[Loaded, Provider]] = deque()
+    concurrency = max(1, min(runtime.settings.delivery_concurrency, len(ids)))
+
+    def read_more() -> None:
+        """Read the next few messages (small reads keep the senders' threads from stalling)."""
+        chunk = [ids.popleft() for _ in range(min(LOAD_CHUNK, len(ids)))]
+        loaded = load(runtime, chunk)
+        outcomes["skipped"] += len(chunk) - len(loaded)
+        for item in loaded.values():
+            verdict = _decide(runtime, item)
+            if isinstance(verdict, str):
+                outcomes[verdict] += 1
+            else:
+                pending.append((item, verdict))
+
+    claimed: deque[tuple[Loaded, Provider]] = deque()
+    in_flight: dict[Future[Accepted | ProviderError | None], tuple[Loaded, Provider]] = {}
+    accepted: list[tuple[Loaded, Accepted, Provider]] = []
+    oldest_unrecorded = 0.0
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send") as pool:
+        while ids or pending or claimed or in_flight:
+            while ids and len(pending) < concurrency:
+                read_more()
+            if len(claimed) < concurrency and pending:  # claim ahead, one statement per group
+                group = [pending.popleft() for _ in range(min(concurrency, len(pending)))]
+                won = _claim(runtime, group)
+                outcomes["skipped"] += len(group) - len(won)
+                claimed.extend(won)
+            while claimed and len(in_flight) < concurrency:
+                item, provider = claimed.popleft()
+                in_flight[pool.submit(_send, runtime, item, provider)] = (item, provider)
+            if not in_flight:
+                continue
+            done, _ = wait(in_flight, timeout=RECORD_EVERY_SECONDS, return_when=FIRST_COMPLETED)
+            for future in done:
+                item, provider = in_flight.pop(future)
+                result = future.result()
+                if isinstance(result, Accepted):
+                    if not accepted:
+                        oldest_unrecorded = time.monotonic()
+                    accepted.append((item, result, provider))
+                elif isinstance(result, ProviderError):
+                    outcomes[record_failure(runtime, item.message, result, attempt=item.message.attempts + 1)] += 1
+                else:
+                    outcomes["error"] += 1
+            if accepted and (len(accepted) >= concurrency or not in_flight
+                             or time.monotonic() - oldest_unrecorded > RECORD_EVERY_SECONDS):
+                record_accepted(runtime, accepted)
+                outcomes["sent"] += len(accepted)
+                accepted = []
+    record_accepted(runtime, accepted)
+    outcomes["sent"] += len(accepted)
     return {k: v for k, v in outcomes.items() if v}
 
 
-def _safe_deliver(runtime: Runtime, item: Loaded) -> str:
-    try:
-        return deliver_loaded(runtime, item)
-    except Exception:  # one message's bug must not stop the batch; the sweeper will look at it again
-        log.exception("delivery of message %s failed unexpectedly", item.message.id)
-        return "error"
-
-
 def deliver_one(runtime: Runtime, message_id: uuid.UUID) -> str:
-    """Deliver one message if it is still waiting. Returns what happened (for counting)."""
-    item = load(runtime, [message_id]).get(message_id)
-    return deliver_loaded(runtime, item) if item else "skipped"
+    """Deliver one message if it is still waiting; what happened (for counting)."""
+    outcome = deliver_batch(runtime, [str(message_id)])
+    return next(iter(outcome), "skipped")
 
 
-def deliver_loaded(runtime: Runtime, item: Loaded) -> str:
-    message, tenant, patient, preference, template = (
-        item.message, item.tenant, item.patient, item.preference, item.template)
-    message_id = message.id
+def _decide(runtime: Runtime, item: Loaded) -> Provider | str:
+    """The provider to send with, or why not now ('paused', 'not_due', 'suppressed', ...)."""
+    message, tenant = item.message, item.tenant
     now = runtime.clock()
     if tenant.sending_paused:
         with system_session(runtime.engine) as session:  # wait; resume re-enqueues
-            session.execute(update(Message).where(Message.id == message_id, Message.status == MessageStatus.QUEUED)
+            session.execute(update(Message).where(Message.id == message.id, Message.status == MessageStatus.QUEUED)
                             .values(enqueued_at=None, delivery_job_id=None)
                             .execution_options(synchronize_session=False))
         return "paused"
     if message.next_attempt_at is not None and message.next_attempt_at > now:
         return "not_due"
     decision = decide(
-        channel=Channel(message.channel), patient=patient, preference=preference, urgent=message.urgent,
+        channel=Channel(message.channel), patient=item.patient, preference=item.preference, urgent=message.urgent,
         message_class=MessageClass(message.message_class), timezone=tenant.timezone, now=now,
     )
+    queued = (MessageStatus.QUEUED, message.tenant_id)
+    if decision.defer_until is not None:
+        with system_session(runtime.engine) as session:
+            moved = transition(session, message.id, MessageStatus.SCHEDULED, event="deferred",
+                               detail=decision.defer_reason or "", only_from={MessageStatus.QUEUED},
+                               values={"scheduled_at": decision.defer_until, "status_reason": decision.defer_reason
+                                       or "", "enqueued_at": None, "delivery_job_id": None}, expected=queued)
+        return "deferred" if moved else "skipped"
     if not decision.send:
         with system_session(runtime.engine) as session:
-            if decision.defer_until is not None:
-                moved = transition(session, message_id, MessageStatus.SCHEDULED, event="deferred",
-                                   detail=decision.defer_reason or "", only_from={MessageStatus.QUEUED},
-                                   values={"scheduled_at": decision.defer_until,
-                                           "status_reason": decision.defer_reason or "", "enqueued_at": None,
-                                           "delivery_job_id": None},
-                                   expected=(MessageStatus.QUEUED, message.tenant_id))
-                return "deferred" if moved else "skipped"
-            moved = transition(session, message_id, MessageStatus.SUPPRESSED, event="suppressed",
+            moved = transition(session, message.id, MessageStatus.SUPPRESSED, event="suppressed",
                                detail=decision.suppress_reason or "", only_from={MessageStatus.QUEUED},
-                               values={"status_reason": decision.suppress_reason or ""},
-                               expected=(MessageStatus.QUEUED, message.tenant_id))
-            return "suppressed" if moved else "skipped"
-
+                               values={"status_reason": decision.suppress_reason or ""}, expected=queued)
+        return "suppressed" if moved else "skipped"
     try:
-        provider = runtime.providers.for_channel(Channel(message.channel))
+        return runtime.providers.for_channel(Channel(message.channel))
     except PermanentFailure as exc:
         with system_session(runtime.engine) as session:
-            transition(session, message_id, MessageStatus.FAILED, event="rejected", detail=str(exc),
-                       error_code=exc.code, values={"status_reason": str(exc)}, only_from={MessageStatus.QUEUED})
+            transition(session, message.id, MessageStatus.FAILED, event="rejected", detail=str(exc),
+                       error_code=exc.code, values={"status_reason": str(exc)}, only_from={MessageStatus.QUEUED},
+                       expected=queued)
         return "failed"
-    runtime.limiter.wait_for_slot(f"{provider.name}:{message.channel}", runtime.settings.rate_for(message.channel))
-    claimed_at = runtime.clock()
-    with fast_connection(runtime.engine) as session:
-        claimed = session.execute(
-            update(Message)
-            .where(Message.id == message_id, Message.status == MessageStatus.QUEUED)
-            .values(status=MessageStatus.SENDING, claimed_at=claimed_at, attempts=Message.attempts + 1,
-                    provider=provider.name, updated_at=claimed_at)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if claimed != 1:
-            return "skipped"
-        log_event(session, message_id, message.tenant_id, "sending", from_status=MessageStatus.QUEUED,
-                  to_status=MessageStatus.SENDING, provider=provider.name,
-                  detail=f"attempt {message.attempts + 1}", at=claimed_at)
 
-    outgoing = build_outgoing(runtime, message, template, tenant.name)
+
+def _claim(runtime: Runtime, group: list[tuple[Loaded, Provider]]) -> list[tuple[Loaded, Provider]]:
+    """Move the group from queued to sending in one statement; the ones this worker won."""
+    if not group:
+        return []
+    now = runtime.clock()
+    by_id = {item.message.id: (item, provider) for item, provider in group}
+    with fast_connection(runtime.engine) as connection:
+        won = set(connection.scalars(
+            update(Message)
+            .where(Message.id.in_(list(by_id)), Message.status == MessageStatus.QUEUED)
+            .values(status=MessageStatus.SENDING, claimed_at=now, attempts=Message.attempts + 1, updated_at=now)
+            .returning(Message.id)
+        ))
+        if won:
+            connection.execute(insert(MessageLog.__table__), [
+                {"id": uuid.uuid4(), "message_id": mid, "tenant_id": by_id[mid][0].message.tenant_id,
+                 "event": "sending", "from_status": MessageStatus.QUEUED, "to_status": MessageStatus.SENDING,
+                 "provider": by_id[mid][1].name, "detail": f"attempt {by_id[mid][0].message.attempts + 1}",
+                 "created_at": now}
+                for mid in won
+            ])
+    return [pair for mid, pair in by_id.items() if mid in won]
+
+
+def _send(runtime: Runtime, item: Loaded, provider: Provider) -> Accepted | ProviderError | None:
+    """Wait for the sender's rate slot, then make the one request. None on an unexpected bug."""
+    message = item.message
     try:
-        accepted = provider.send(outgoing)
+        outgoing = build_outgoing(runtime, message, item.template, item.tenant.name)
+        if warm_up := getattr(provider, "warm_up", None):
+            warm_up()  # e.g. build this thread's HTTP client now, not after the slot opened
+        runtime.limiter.wait_for_slot(f"{provider.name}:{message.channel}", runtime.settings.rate_for(message.channel))
+        return provider.send(outgoing)
     except ProviderError as exc:
-        return record_failure(runtime, message, exc, attempt=message.attempts + 1, patient=patient)
-    record_accepted(runtime, message, accepted, provider.name)
-    return "sent"
+        return exc
+    except Exception:  # a bug must not stop the batch; the sweeper settles the message by lookup
+        log.exception("sending message %s failed unexpectedly", message.id)
+        return None
 
 
 def build_outgoing(runtime: Runtime, message: Message, template: MessageTemplate | None,
@@ -197,31 +264,57 @@ def _content_variables(template: MessageTemplate, variables: dict) -> dict[str, 
     return {str(slot): str(variables.get(name, "")) for slot, name in mapping.items()}
 
 
-def record_accepted(runtime: Runtime, message: Message, accepted: Accepted, provider_name: str) -> None:
-    values = {
-        "provider_message_id": accepted.provider_message_id, "price": accepted.price,
-        "price_unit": accepted.price_unit, "sender": accepted.sender, "status_reason": "",
-    }
-    if accepted.segments is not None:
-        values["segments"] = accepted.segments
-    with fast_connection(runtime.engine, durable=False) as session:
-        moved = transition(session, message.id, MessageStatus.SENT, event="accepted", provider=provider_name,
-                           detail=f"accepted as {accepted.provider_message_id}", values=values,
-                           only_from={MessageStatus.SENDING, MessageStatus.UNKNOWN},
-                           expected=(MessageStatus.SENDING, message.tenant_id))
-        if moved is None:  # a callback got there first: keep its status, fill in what it lacked
-            session.execute(
-                update(Message).where(Message.id == message.id, Message.provider_message_id.is_(None))
-                .values({k: v for k, v in values.items() if k != "status_reason"})
-                .execution_options(synchronize_session=False)
-            )
-    for delay, status, code in accepted.playback:
-        runtime.queue.enqueue("worker.jobs.apply_provider_status", accepted.provider_message_id,
-                              str(message.id), status.value, code, delay_seconds=delay)
+def record_accepted(runtime: Runtime, accepted: list[tuple[Loaded, Accepted, Provider]]) -> None:
+    """Record a group of provider acceptances (sending -> sent) in one transaction.
+
+    A status callback may have moved a message on already (it can arrive before we record):
+    then its status stands and only the missing provider id, price and segments are filled in.
+    """
+    if not accepted:
+        return
+    now = runtime.clock()
+    rows = [{
+        "mid": item.message.id, "sid": result.provider_message_id, "price": result.price,
+        "price_unit": result.price_unit, "sender": result.sender,
+        "segments": result.segments if result.segments is not None else item.message.segments,
+        "tenant": item.message.tenant_id, "provider": provider.name, "now": now,
+        "detail": f"accepted as {result.provider_message_id}", "log_id": uuid.uuid4(),
+    } for item, result, provider in accepted]
+    table, logs = Message.__table__, MessageLog.__table__
+    with fast_connection(runtime.engine, durable=False) as connection:
+        connection.execute(
+            update(table).where(table.c.id == bindparam("mid"), table.c.status == MessageStatus.SENDING)
+            .values(status=MessageStatus.SENT, provider_message_id=bindparam("sid"), price=bindparam("price"),
+                    price_unit=bindparam("price_unit"), sender=bindparam("sender"), provider=bindparam("provider"),
+                    segments=bindparam("segments"), sent_at=bindparam("now"), updated_at=bindparam("now"),
+                    status_reason=""),
+            rows,
+        )
+        moved = select(
+            bindparam("log_id", type_=logs.c.id.type), table.c.id, table.c.tenant_id, literal("accepted"),
+            literal(MessageStatus.SENDING.value), literal(MessageStatus.SENT.value), bindparam("provider"),
+            bindparam("detail"), bindparam("now", type_=logs.c.created_at.type),
+        ).where(table.c.id == bindparam("mid"), table.c.provider_message_id == bindparam("sid"),
+                table.c.status == MessageStatus.SENT, table.c.sent_at == bindparam("now"))
+        connection.execute(
+            insert(logs).from_select(
+                ["id", "message_id", "tenant_id", "event", "from_status", "to_status", "provider", "detail",
+                 "created_at"], moved),
+            rows,
+        )
+        connection.execute(  # a callback got there first: keep its status, fill in what it lacked
+            update(table).where(table.c.id == bindparam("mid"), table.c.provider_message_id.is_(None))
+            .values(provider_message_id=bindparam("sid"), price=bindparam("price"),
+                    price_unit=bindparam("price_unit"), sender=bindparam("sender"), segments=bindparam("segments")),
+            rows,
+        )
+    for item, result, _provider in accepted:
+        for delay, status, code in result.playback:
+            runtime.queue.enqueue("worker.jobs.apply_provider_status", result.provider_message_id,
+                                  str(item.message.id), status.value, code, delay_seconds=delay)
 
 
-def record_failure(runtime: Runtime, message: Message, exc: ProviderError, *, attempt: int,
-                   patient: Patient | None) -> str:
+def record_failure(runtime: Runtime, message: Message, exc: ProviderError, *, attempt: int) -> str:
     code = exc.code
     info = explain(code)
     reason = info.title if info else str(exc)

@@ -100,6 +100,10 @@ class TwilioProvider:
             self._local.client = client
         return client
 
+    def warm_up(self) -> None:
+        """Create this thread's client before a rate slot is taken (the first one is slow to build)."""
+        self._client()
+
     def _address(self, number: str) -> str:
         if self.channel == Channel.WHATSAPP and not number.startswith("whatsapp:"):
             return f"whatsapp:{number}"

@@ -58,6 +58,7 @@ def test_the_documented_bulk_call_sends_each_valid_number_once(engine, make_runt
         messages = session.scalars(select(Message).where(Message.bulk_job_id == result.bulk_job_id)).all()
         assert {m.status for m in messages} == {MessageStatus.SENT}
         assert all(m.provider_message_id and m.provider_message_id.startswith("SM") for m in messages)
+        assert all(_events(engine, m.id) == ["sending", "accepted"] for m in messages)
         callback = fake_twilio.sends[0].params.get("StatusCallback")
         assert callback and callback.startswith("https://clinic.example/twilio/status?mid=")
 
