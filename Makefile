@@ -21,7 +21,7 @@ run: $(STAMP)
 	$(PY) -m streamlit run app/streamlit_app.py --server.port $(PORT)
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

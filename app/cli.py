@@ -48,7 +48,7 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
             f"({report.message_logs:,} events) in {report.seconds:.1f} s "
             f"({report.messages_per_second:,.0f} messages/s)."
         )
-    print("Demo logins (password for all: see below):")
+    print("Demo logins:")
     for slug, username, password, role in DEMO_LOGINS:
         print(f"  {slug:<16} {role:<11} {username:<22} {password}")
     return EXIT_OK

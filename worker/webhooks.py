@@ -13,10 +13,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import re
 import sys
 from collections.abc import Callable
+from urllib.parse import parse_qsl
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
@@ -27,9 +29,9 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from app.config import Settings
-from app.delivery.callbacks import apply_provider_status
 from app.delivery.optouts import patients_with_phone, set_channel_opt_in
 from app.delivery.runtime import Runtime, get_runtime
+from app.delivery.status_batch import StatusReport, apply_many
 from app.providers.twilio_provider import TWILIO_STATUS, _decimal, _int
 from db.enums import Channel, OptOutSource
 from db.session import system_session
@@ -39,6 +41,7 @@ log = logging.getLogger("webhooks")
 STOP_WORDS = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "optout", "opt-out",
               "توقف", "إيقاف", "ايقاف", "الغاء", "إلغاء", "الغاء الاشتراك", "إلغاء الاشتراك"}
 START_WORDS = {"start", "yes", "unstop", "ابدأ", "ابدا", "بدء", "اشتراك"}
+MAX_BODY_BYTES = 64 * 1024
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
@@ -65,8 +68,10 @@ def _runtime(request: Request) -> Runtime:
 
 async def _signed_form(request: Request) -> dict[str, str] | None:
     settings = _runtime(request).settings
-    form = await request.form()
-    params = {k: str(v) for k, v in form.multi_items()}
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        return None
+    params = dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
     signature = request.headers.get("X-Twilio-Signature", "")
     token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else ""
     if not signature or not token:
@@ -93,13 +98,48 @@ async def twilio_status(request: Request) -> Response:
             message_id = uuid.UUID(mid)
         except ValueError:
             return PlainTextResponse("bad mid", status_code=400)
-    outcome = await run_in_threadpool(
-        apply_provider_status, _runtime(request).engine, provider_message_id=sid, status=status,
-        error_code=params.get("ErrorCode") or None, price=_decimal(params.get("Price")),
-        price_unit=params.get("PriceUnit") or None, segments=_int(params.get("NumSegments")),
-        message_id=message_id, provider="twilio", source="callback",
+    report = StatusReport(
+        provider_message_id=sid, status=status, error_code=params.get("ErrorCode") or None,
+        price=_decimal(params.get("Price")), price_unit=params.get("PriceUnit") or None,
+        segments=_int(params.get("NumSegments")), message_id=message_id,
     )
+    outcome = await request.app.state.batcher.submit(_runtime(request).engine, report)
     return Response(status_code=204, headers={"X-Outcome": outcome})
+
+
+class StatusBatcher:
+    """Groups the callbacks that arrive together so one transaction applies them all.
+
+    Each request is answered only after the transaction holding its report has committed, so
+    a 204 still means "recorded"; under load this turns many small transactions into a few
+    large ones. At most one batch per process is in the database at a time.
+    """
+
+    def __init__(self, max_batch: int = 500, gather_seconds: float = 0.005) -> None:
+        self.max_batch = max_batch
+        self.gather_seconds = gather_seconds
+        self._pending: list[tuple[StatusReport, asyncio.Future[str]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, engine: Engine, report: StatusReport) -> str:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending.append((report, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain(engine))
+        return await future
+
+    async def _drain(self, engine: Engine) -> None:
+        while self._pending:
+            await asyncio.sleep(self.gather_seconds)  # let the reports arriving together join
+            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
+            try:
+                outcomes = await run_in_threadpool(apply_many, engine, [report for report, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - every waiting request gets the error (a 500)
+                for _, future in batch:
+                    future.set_exception(exc)
+            else:
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    future.set_result(outcome)
 
 
 def _apply_keyword(engine: Engine, phone: str, channel: Channel, word: str) -> int:
@@ -140,6 +180,7 @@ def create_app(runtime: Callable[[], Runtime] = get_runtime) -> Starlette:
         Route("/health", health, methods=["GET"]),
     ])
     application.state.runtime = runtime
+    application.state.batcher = StatusBatcher()
     return application
 
 

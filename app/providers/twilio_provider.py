@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import threading
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -23,6 +24,9 @@ from app.providers.base import (
     PermanentFailure,
 )
 from db.enums import Channel, MessageStatus
+
+# The SDK logs every request's parameters (numbers, bodies) at INFO: keep patient data out of logs.
+logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 # Twilio's message statuses in our lifecycle. "queued/accepted/sending" at Twilio = sent by us.
 TWILIO_STATUS = {
