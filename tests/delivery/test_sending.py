@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import uuid
 
@@ -382,3 +383,27 @@ def test_waiting_jobs_are_not_enqueued_twice(engine, make_runtime, fake_twilio) 
     runtime.clock = lambda: utcnow() + dt.timedelta(hours=1)
     assert sweeper.run_sweep(runtime).enqueued == 0
     assert len(queue.deliveries) == 1
+
+
+def test_whatsapp_template_with_a_content_sid_sends_the_approved_template(engine, make_runtime, fake_twilio) -> None:
+    from db.enums import Channel
+    from db.models import MessageTemplate, MessageTemplateVersion
+
+    tenant = make_tenant(engine)
+    with tenant_session(engine, tenant) as session:
+        template = MessageTemplate(code="reminder_wa", name="Reminder", channel=Channel.WHATSAPP,
+                                   whatsapp_content_sid="HX" + "a" * 32,
+                                   whatsapp_variable_map={"1": "patient_name", "2": "appointment_time"})
+        session.add(template)
+        session.flush()
+        session.add(MessageTemplateVersion(template_id=template.id, version=1,
+                                           body_en="Hi {{ patient_name }}, see you at {{ appointment_time }}"))
+    runtime, queue = make_runtime(fake_twilio)
+    MessagingService(engine, queue).send_message(
+        tenant, "whatsapp", recipient="+966501234567", template_code="reminder_wa",
+        variables={"patient_name": "Sara", "appointment_time": "10:30"})
+    queue.drain(runtime)
+    [request] = fake_twilio.sends
+    assert request.params["ContentSid"] == "HX" + "a" * 32
+    assert json.loads(request.params["ContentVariables"]) == {"1": "Sara", "2": "10:30"}
+    assert "Body" not in request.params
