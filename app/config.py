@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     unknown_resend_after_seconds: float = Field(default=900.0, gt=0)
     dev_playback_delay_seconds: float = Field(default=2.0, ge=0)
 
+    # Cost estimates shown while editing templates (not billing: the provider's price is recorded per message)
+    sms_price_per_segment: float = Field(default=0.0395, ge=0)
+    whatsapp_price_per_message: float = Field(default=0.005, ge=0)
+    email_price_per_message: float = Field(default=0.0, ge=0)
+    price_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from app.segments import count_segments
+
 SMS_PRICE_PER_SEGMENT = Decimal("0.0395")
 WHATSAPP_PRICE = Decimal("0.0050")
 SEND_RATE = {"sms": 10, "whatsapp": 80, "email": 10}  # messages per second, as the bulk sender paces
@@ -292,25 +294,9 @@ def plan_bulk(plan: ClinicPlan, rng: random.Random) -> None:
 
 # --- rendering --------------------------------------------------------------------------------
 
-_GSM7 = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM7_EXT = frozenset("^{}\\[~]|€\f")
-_GSM7_ALL = _GSM7 | _GSM7_EXT
-
-
 def sms_segments(body: str) -> int:
-    """SMS parts: GSM-7 160 / 153 per part (extension characters count 2), else UCS-2 70 / 67."""
-    if _GSM7_ALL.issuperset(body):
-        units = len(body) + sum(1 for c in body if c in _GSM7_EXT)
-        single, multi = 160, 153
-    else:
-        units = len(body) + sum(1 for c in body if ord(c) > 0xFFFF)
-        single, multi = 70, 67
-    if units == 0:
-        return 0
-    return 1 if units <= single else -(-units // multi)
+    """SMS parts as the app counts them (``app.segments``)."""
+    return count_segments(body).segments
 
 
 def substitute(source: str, values: dict[str, str]) -> str:
