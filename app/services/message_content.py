@@ -57,7 +57,9 @@ def choose_language(
 def patient_variables(session: TenantSession, tenant: Tenant, patient: Patient | None,
                       language: Language, *, now: dt.datetime | None = None) -> dict[str, Any]:
     """Standard variables for one recipient (those that have a value)."""
-    values: dict[str, Any] = {"clinic_name": tenant.name, "clinic_phone": (tenant.settings or {}).get("phone", "")}
+    settings = tenant.settings or {}
+    clinic_name = settings.get("name_ar") if language == Language.AR and settings.get("name_ar") else tenant.name
+    values: dict[str, Any] = {"clinic_name": clinic_name, "clinic_phone": settings.get("phone", "")}
     if patient is None:
         return values
     name = (patient.name_ar if language == Language.AR and patient.name_ar else patient.name_en) or patient.name_ar
