@@ -26,7 +26,6 @@ DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
 _unreachable: dict[str, str] = {}
-_skipped_for: dict[str, int] = {}
 
 
 def _pg_admin_url() -> str:
@@ -37,7 +36,6 @@ def _service_missing(service: str, reason: str) -> None:
     _unreachable[service] = reason
     if REQUIRE_SERVICES:
         pytest.fail(f"{service} is required (REQUIRE_SERVICES=1) but unreachable: {reason}", pytrace=False)
-    _skipped_for[service] = _skipped_for.get(service, 0) + 1
     pytest.skip(f"{service} unreachable: {reason}")
 
 
@@ -129,9 +127,17 @@ def pg_engine(_pg_engine: Engine) -> Iterator[Engine]:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
-    for service, count in sorted(_skipped_for.items()):
+    """One line per unreachable service, counted from the skip reports (works with xdist too)."""
+    counts: dict[str, tuple[int, str]] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if " unreachable: " in reason:
+            service, _, detail = reason.removeprefix("Skipped: ").partition(" unreachable: ")
+            count, _ = counts.get(service, (0, detail))
+            counts[service] = (count + 1, detail)
+    for service, (count, detail) in sorted(counts.items()):
         terminalreporter.write_line(
-            f"SERVICES: {service} unreachable ({_unreachable.get(service)}); "
-            f"{count} test(s) that need it were skipped. Set REQUIRE_SERVICES=1 to fail instead.",
+            f"SERVICES: {service} unreachable ({detail}); {count} test(s) that need it were skipped. "
+            "Set REQUIRE_SERVICES=1 to fail instead.",
             yellow=True,
         )
