@@ -172,7 +172,7 @@ def compile_template(source: str) -> CompiledTemplate:
     converted = convert_single_braces(source)
     try:
         ast = _ENV.parse(converted)
-        variables = frozenset(meta.find_undeclared_variables(ast))
+        variables = frozenset(meta.find_undeclared_variables(ast)) - set(_ENV.globals)
         template = _ENV.from_string(converted)
     except (TemplateError, RecursionError) as exc:
         raise TemplateRenderError(_explain(exc)) from None

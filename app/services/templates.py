@@ -32,7 +32,6 @@ from app.services import audit
 from app.services.message_content import CHANNEL_BODY_LIMITS, STANDARD_VARIABLES, choose_language
 from app.services.messaging import MessagingService, SendResult
 from app.services.permissions import Actor, Permission, authorize
-from app.templating import _ENV as _TEMPLATE_ENV
 from app.templating import TemplateRenderError, compile_template, convert_single_braces
 from db.enums import Channel, Language, MessageClass, MessageStatus
 from db.models import Message, MessageTemplate, MessageTemplateVersion, Tenant, User
@@ -232,7 +231,7 @@ def sample_values(language: Language | str = Language.EN, custom_variables: Iter
 
 
 def _used_variables(source: str) -> frozenset[str]:
-    return frozenset(compile_template(source).variables - set(_TEMPLATE_ENV.globals))
+    return compile_template(source).variables
 
 
 def _unknown(used: Iterable[str], known: Iterable[str]) -> tuple[UnknownVariable, ...]:
