@@ -40,6 +40,7 @@ class MenuEntry:
 
 MENU: tuple[MenuEntry, ...] = (
     MenuEntry("home.py", "Home", ":material/home:", Permission.VIEW_DASHBOARD, "Overview"),
+    MenuEntry("templates.py", "Templates", ":material/description:", Permission.VIEW_TEMPLATES, "Messaging"),
     MenuEntry("staff.py", "Staff", ":material/badge:", Permission.MANAGE_STAFF, "Administration"),
 )
 

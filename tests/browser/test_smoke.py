@@ -43,9 +43,17 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pac
 sync_api.expect.set_options(timeout=TIMEOUT_MS)
 
 USERS = {Role.ADMIN: "amira", Role.FRONT_DESK: "fatima", Role.ANALYST: "omar"}
-MENUS = {Role.ADMIN: ["Home", "Staff"], Role.FRONT_DESK: ["Home"], Role.ANALYST: ["Home"]}
+MENUS = {
+    Role.ADMIN: ["Home", "Templates", "Staff"],
+    Role.FRONT_DESK: ["Home", "Templates"],
+    Role.ANALYST: ["Home", "Templates"],
+}
 # Something each page draws last, so the screenshot shows the whole page.
-PAGE_IS_DRAWN = {"Home": "Messages in the last 7 days", "Staff": "Change an account"}
+PAGE_IS_DRAWN = {
+    "Home": "Messages in the last 7 days",
+    "Templates": "Search by code or name",
+    "Staff": "Change an account",
+}
 
 
 def _free_port() -> int:

@@ -1,0 +1,46 @@
+"""Showing Arabic (right-to-left) text safely in Streamlit's Markdown.
+
+Streamlit's Markdown has no ``dir`` attribute and raw HTML is never allowed with stored
+or typed text, so the direction comes from Unicode itself: each line is escaped with
+``app.ui.text.plain`` (Markdown shows it literally, HTML and script included) and wrapped in a
+RIGHT-TO-LEFT ISOLATE (U+2067) ... POP DIRECTIONAL ISOLATE (U+2069) pair. Inside the isolate the
+browser's bidi algorithm lays the line out right to left, while Latin names, dates and numbers
+embedded in it keep their own left-to-right order and stay readable. The isolate also keeps the
+line from reordering the text around it.
+
+Directional control characters already in the text (embeddings, overrides, isolates:
+U+202A..U+202E, U+2066..U+2069) are removed from what is shown, so stored text cannot close our
+isolate early or reverse the screen to hide what it says. The line is still shown on the left
+edge of the page (the container is left-to-right); only its reading order is right to left.
+"""
+
+from __future__ import annotations
+
+import re
+
+import streamlit as st
+
+from app.ui.text import plain
+
+RLI = "\u2067"  # RIGHT-TO-LEFT ISOLATE
+PDI = "\u2069"  # POP DIRECTIONAL ISOLATE
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def isolate(line: str) -> str:
+    """One line of text as a right-to-left isolate (no Markdown escaping)."""
+    return f"{RLI}{_BIDI_CONTROLS.sub('', line)}{PDI}"
+
+
+def rtl_markdown(text: str) -> str:
+    """``text`` as Markdown that shows it literally, each line right to left, line breaks kept."""
+    lines = [isolate(plain(line)) if line.strip() else "" for line in str(text).splitlines()]
+    return "  \n".join(lines)
+
+
+def show(text: str, *, empty: str = "(empty)") -> None:
+    """Draw ``text`` right to left (or ``empty`` as a caption when there is nothing to show)."""
+    if str(text).strip():
+        st.markdown(rtl_markdown(text))
+    else:
+        st.caption(empty)

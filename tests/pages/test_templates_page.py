@@ -1,0 +1,271 @@
+"""The Templates page: admins write, version and check templates; front desk and analysts read them."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from app.services import templates
+from app.services.templates import TemplateDetail
+from app.ui import rtl
+from app.ui.text import plain
+from db.enums import Channel, Role
+from db.models import Message
+from db.session import tenant_session
+from tests.pages.conftest import Clinic, button, signed_in, texts
+
+REMINDER_EN = "Hi {patient_name}, your appointment is on {appointment_date}."
+REMINDER_AR = "مرحبا {patient_name}، موعدك يوم {appointment_date}."
+EDIT_BUTTONS = {"Save", "Delete template", "Duplicate", "Deactivate", "Send test"}
+
+
+def make_template(clinic: Clinic, code: str = "reminder", body_en: str = REMINDER_EN,
+                  body_ar: str = REMINDER_AR) -> TemplateDetail:
+    with tenant_session(clinic.engine, clinic.admin.tenant_id) as db:
+        return templates.create_template(db, clinic.admin, code=code, name="Appointment reminder",
+                                         channel="sms", body_en=body_en, body_ar=body_ar)
+
+
+def edit(clinic: Clinic, template: TemplateDetail, body_en: str) -> TemplateDetail:
+    with tenant_session(clinic.engine, clinic.admin.tenant_id) as db:
+        return templates.update_template(db, clinic.admin, template.id, body_en=body_en, note="shorter")
+
+
+def templates_page(clinic: Clinic, role: Role = Role.ADMIN) -> AppTest:
+    at = signed_in(clinic.by_role(role))
+    at.switch_page("../pages/templates.py").run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Templates"
+    return at
+
+
+def open_template(at: AppTest, template: TemplateDetail | str) -> AppTest:
+    value = template if isinstance(template, str) else str(template.id)
+    at.selectbox(key="templates_open").set_value(value).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def listed(at: AppTest) -> dict[str, dict]:
+    return {row["Code"]: row for row in at.dataframe[0].value.to_dict("records")}
+
+
+def markdown(at: AppTest) -> list[str]:
+    return texts(at.markdown)
+
+
+def test_admin_creates_a_template_and_sees_it_listed(clinic: Clinic) -> None:
+    at = open_template(templates_page(clinic), "new")
+    at.text_input(key="new_code").input("reminder")
+    at.text_input(key="new_name").input("Appointment reminder")
+    at.text_area(key="new_body_en").input(REMINDER_EN)
+    at.text_area(key="new_body_ar").input(REMINDER_AR)
+    at.run()
+    assert any("GSM-7" in c and "1 segment" in c for c in texts(at.caption))  # the live counter
+
+    button(at, "Save").click().run()
+
+    assert not at.exception, at.exception
+    assert not at.error, texts(at.error)
+    assert texts(at.success) == ["Created reminder (version 1)."]
+    row = listed(at)["reminder"]
+    assert row["Name"] == "Appointment reminder"
+    assert row["Channel"] == "SMS"
+    assert row["Active"] is True
+    assert row["Version"] == 1
+    assert row["Sent"] == 0
+    assert at.query_params["template"] == row_id(clinic, "reminder")  # a link reopens it
+
+
+def row_id(clinic: Clinic, code: str) -> str:
+    with tenant_session(clinic.engine, clinic.admin.tenant_id) as db:
+        return str(next(t.id for t in templates.list_templates(db, clinic.admin) if t.code == code))
+
+
+def test_an_unknown_variable_is_shown_under_the_text_and_nothing_is_saved(clinic: Clinic) -> None:
+    at = open_template(templates_page(clinic), "new")
+    at.text_input(key="new_code").input("reminder")
+    at.text_input(key="new_name").input("Appointment reminder")
+    at.text_area(key="new_body_en").input("Hi {pateint_name}")
+    at.run()
+    assert any("patient\\_name" in w for w in texts(at.warning))  # flagged live, with a suggestion
+
+    button(at, "Save").click().run()
+
+    errors = texts(at.error)
+    assert len(errors) == 1
+    assert "pateint\\_name" in errors[0] and "Did you mean 'patient\\_name'" in errors[0]
+    assert "reminder" not in listed(at)
+    assert at.text_area(key="new_body_en").value == "Hi {pateint_name}"  # nothing typed is lost
+
+
+def test_a_duplicate_code_is_refused_under_the_code(clinic: Clinic) -> None:
+    make_template(clinic)
+    at = open_template(templates_page(clinic), "new")
+    at.text_input(key="new_code").input("reminder")
+    at.text_input(key="new_name").input("Another")
+    at.text_area(key="new_body_en").input("Hello")
+    button(at, "Save").click().run()
+
+    assert texts(at.error) == [plain("Your clinic already has a template with the code 'reminder'.")]
+    assert listed(at)["reminder"]["Name"] == "Appointment reminder"
+
+
+def test_the_preview_renders_sample_data_and_arabic_right_to_left(clinic: Clinic) -> None:
+    template = make_template(clinic)
+    at = open_template(templates_page(clinic), template)
+
+    shown = markdown(at)
+    assert plain("Hi Sara Al-Qahtani, your appointment is on 2026-12-01.") in shown
+    arabic = [text for text in shown if text.startswith(rtl.RLI) and "موعدك" in text]
+    assert arabic, shown
+    assert all(text.endswith(rtl.PDI) for text in arabic)
+    assert "{" not in arabic[-1]  # the preview is rendered, not the raw text
+
+
+def test_an_empty_arabic_text_says_english_is_used(clinic: Clinic) -> None:
+    template = make_template(clinic, body_ar="")
+    at = open_template(templates_page(clinic), template)
+
+    assert "The Arabic text is empty: patients who prefer Arabic get the English text." in texts(at.info)
+
+
+def test_edit_makes_a_new_version(clinic: Clinic) -> None:
+    template = make_template(clinic)
+    at = open_template(templates_page(clinic), template)
+    prefix = f"edit_{template.id}_1"
+    at.text_area(key=f"{prefix}_body_en").input("Reminder: {appointment_date}.")
+    at.text_input(key=f"{prefix}_note").input("shorter")
+    button(at, "Save").click().run()
+
+    assert not at.error, texts(at.error)
+    assert texts(at.success) == ["Saved reminder as version 2."]
+    assert listed(at)["reminder"]["Version"] == 2
+    assert at.text_area(key=f"edit_{template.id}_2_body_en").value == "Reminder: {appointment_date}."
+
+
+def test_compare_two_versions(clinic: Clinic) -> None:
+    template = edit(clinic, make_template(clinic), "Reminder: {appointment_date}.")
+    at = open_template(templates_page(clinic), template)
+
+    diff = next(c.value for c in at.code if c.language == "diff")
+    assert f"-{REMINDER_EN}" in diff
+    assert "+Reminder: {appointment_date}." in diff
+
+
+def test_restore_a_version_makes_a_new_one(clinic: Clinic) -> None:
+    template = edit(clinic, make_template(clinic), "Reminder: {appointment_date}.")
+    at = open_template(templates_page(clinic), template)
+    at.selectbox(key=f"read_version_{template.id}").set_value(1).run()
+    button(at, "Restore version 1").click().run()
+
+    assert texts(at.success) == ["Version 1 restored as version 3."]
+    assert listed(at)["reminder"]["Version"] == 3
+    with tenant_session(clinic.engine, clinic.admin.tenant_id) as db:
+        assert templates.get_template(db, clinic.admin, template.id).body_en == REMINDER_EN
+
+
+def test_html_in_a_body_is_shown_as_text(clinic: Clinic) -> None:
+    template = make_template(clinic, body_en="<script>alert(1)</script> Hi {patient_name}")
+    at = open_template(templates_page(clinic), template)
+
+    assert any("\\<script\\>" in text for text in markdown(at))
+    assert not any("<script>" in text for text in markdown(at))
+
+
+def test_delete_needs_the_code_typed(clinic: Clinic) -> None:
+    template = make_template(clinic)
+    at = open_template(templates_page(clinic), template)
+    assert button(at, "Delete template").disabled
+
+    at.text_input(key=f"delete_confirm_{template.id}").input("reminder").run()
+    button(at, "Delete template").click().run()
+
+    assert texts(at.success) == ["Deleted reminder."]
+    assert "reminder" not in listed(at)
+    assert at.selectbox(key="templates_open").value == ""
+
+
+@pytest.mark.parametrize("role", [Role.FRONT_DESK, Role.ANALYST])
+def test_front_desk_and_analysts_read_only(clinic: Clinic, role: Role) -> None:
+    template = edit(clinic, make_template(clinic), "Reminder: {appointment_date}.")
+    at = templates_page(clinic, role)
+    assert "New template…" not in [at.selectbox(key="templates_open").format_func(o)
+                                   for o in at.selectbox(key="templates_open").options]
+    open_template(at, template)
+
+    assert listed(at)["reminder"]["Version"] == 2
+    assert any(c.language == "diff" for c in at.code)  # versions can be compared
+    labels = {b.label for b in at.button}
+    assert not labels & EDIT_BUTTONS
+    assert not any(label.startswith("Restore") for label in labels)
+    assert not at.text_area  # no editor
+
+
+def test_sample_values_can_be_edited(clinic: Clinic) -> None:
+    template = make_template(clinic)
+    at = open_template(templates_page(clinic), template)
+    at.text_input(key=f"edit_{template.id}_1_sample_ar_patient_name").input("Layla Hamad").run()
+
+    arabic = [text for text in markdown(at) if text.startswith(rtl.RLI) and "موعدك" in text]
+    assert any("Layla Hamad" in text for text in arabic)  # a Latin name inside the Arabic line
+
+
+def test_send_a_test(clinic: Clinic) -> None:
+    template = make_template(clinic)
+    at = open_template(templates_page(clinic), template)
+    at.text_input(key=f"test_recipient_{template.id}").input("+966501234567")
+    button(at, "Send test").click().run()
+
+    assert not at.error, texts(at.error)
+    assert any(text.startswith("Test message ") for text in texts(at.success))
+
+    button(at, "Send test").click().run()  # a second click straight away
+
+    assert "This test was just sent. To send it again, wait 10 seconds." in texts(at.info)
+    with clinic.engine.connect() as connection:
+        sent = connection.execute(select(Message.is_test)).scalars().all()
+    assert sent == [True]
+
+
+def test_a_link_with_the_template_reopens_it(clinic: Clinic) -> None:
+    template = make_template(clinic)
+    at = signed_in(clinic.front_desk)
+    at.query_params["template"] = str(template.id)
+    at.switch_page("../pages/templates.py").run()
+
+    assert at.selectbox(key="templates_open").value == str(template.id)
+    assert at.subheader[0].value == "Appointment reminder"
+
+
+def test_filter_by_channel_status_and_search(clinic: Clinic) -> None:
+    make_template(clinic)
+    with tenant_session(clinic.engine, clinic.admin.tenant_id) as db:
+        templates.create_template(db, clinic.admin, code="results", name="Lab results", channel="email",
+                                  subject_en="Your results", body_en="Hi {patient_name}, your results are ready.")
+    at = templates_page(clinic, Role.ANALYST)
+    assert set(listed(at)) == {"reminder", "results"}
+
+    at.selectbox(key="templates_channel").set_value(Channel.EMAIL).run()
+    assert set(listed(at)) == {"results"}
+
+    at.selectbox(key="templates_channel").set_value(None)
+    at.text_input(key="templates_search").input("REMIND").run()
+    assert set(listed(at)) == {"reminder"}
+
+    at.selectbox(key="templates_active").set_value("Inactive").run()
+    assert listed(at) == {}
+    assert "No templates match." in texts(at.caption)
+
+
+def test_an_email_needs_a_subject(clinic: Clinic) -> None:
+    at = open_template(templates_page(clinic), "new")
+    at.selectbox(key="new_channel").set_value(Channel.EMAIL).run()
+    at.text_input(key="new_code").input("results")
+    at.text_input(key="new_name").input("Lab results")
+    at.text_area(key="new_body_en").input("Your results are ready.")
+    button(at, "Save").click().run()
+
+    assert texts(at.error) == [plain("An e-mail needs an English subject.")]
+    assert listed(at) == {}
