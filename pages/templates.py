@@ -507,6 +507,7 @@ def detail_view(template_id: str, local: ZoneInfo) -> None:
 # --- the page ----------------------------------------------------------------------------------
 
 st.title("Templates", anchor=False)
+rtl.style_arabic_inputs()
 st.caption("The words patients receive, in English and Arabic. Every save keeps the earlier versions."
            if can_edit else "The words patients receive, in English and Arabic. Only admins can change them.")
 feedback.show_flash("templates")

@@ -16,6 +16,7 @@ edge of the page (the container is left-to-right); only its reading order is rig
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import streamlit as st
@@ -38,9 +39,25 @@ def rtl_markdown(text: str) -> str:
     return "  \n".join(lines)
 
 
+# A fixed stylesheet (no stored or typed content ever goes into it): Arabic text boxes (widget
+# keys containing "_ar") and the containers ``show`` draws into are laid out right to left.
+_RTL_STYLE = """<style>
+div[class*="st-key-"][class*="body_ar"] textarea,
+div[class*="st-key-"][class*="subject_ar"] input,
+div[class*="st-key-rtl-"], div[class*="st-key-rtl-"] p { direction: rtl; text-align: right; }
+</style>"""
+_containers = itertools.count()
+
+
+def style_arabic_inputs() -> None:
+    """Lay out this page's Arabic text boxes and previews right to left (call once per page run)."""
+    st.html(_RTL_STYLE)
+
+
 def show(text: str, *, empty: str = "(empty)") -> None:
     """Draw ``text`` right to left (or ``empty`` as a caption when there is nothing to show)."""
     if str(text).strip():
-        st.markdown(rtl_markdown(text))
+        with st.container(key=f"rtl-{next(_containers)}"):
+            st.markdown(rtl_markdown(text))
     else:
         st.caption(empty)
