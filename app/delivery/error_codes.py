@@ -78,6 +78,40 @@ _CATALOG = [
               "Nothing to do yet: the message is checked with the provider before anything is resent."),
     ErrorInfo("connection", FailureKind.NOT_PROCESSED, "The provider could not be reached.",
               "Nothing to do: it is retried automatically."),
+    # Unifonic (Saudi SMS). ER-xx come in the reply's errorCode; unifonic-NNN are HTTP statuses.
+    ErrorInfo("ER-01", FailureKind.CONFIGURATION, "Our Unifonic account has no balance left.",
+              "An admin must top up the Unifonic account; messages can go through another provider meanwhile."),
+    ErrorInfo("ER-02", FailureKind.PERMANENT, "Unifonic: the number is not a valid mobile number.",
+              "Correct the phone number on the patient record, then retry."),
+    ErrorInfo("ER-03", FailureKind.PERMANENT, "Unifonic: the number has too many digits.",
+              "Correct the phone number on the patient record (country code and number only), then retry."),
+    ErrorInfo("ER-04", FailureKind.PERMANENT, "Unifonic: the number has too few digits.",
+              "Correct the phone number on the patient record (include the country code), then retry."),
+    ErrorInfo("ER-05", FailureKind.PERMANENT, "Unifonic cannot route a message to this number's network or country.",
+              "Check the number, or use another channel (e.g. WhatsApp or e-mail)."),
+    ErrorInfo("ER-07", FailureKind.PERMANENT, "The operator filtered the message content (e.g. a link that is not "
+              "allow-listed).", "Review the wording and links of the template before sending again."),
+    ErrorInfo("ER-08", FailureKind.CONFIGURATION, "Our SMS sender name is not registered with Unifonic.",
+              "An admin must register the sender name with Unifonic or choose a registered one in Settings."),
+    ErrorInfo("ER-09", FailureKind.PERMANENT,
+              "Identical content was already sent to this number; not resent.",
+              "Do not resend the same text. Change the wording if a new message is really needed."),
+    ErrorInfo("unifonic-401", FailureKind.CONFIGURATION, "Unifonic refused our credentials (AppSid).",
+              "An admin must check the Unifonic AppSid in Settings."),
+    ErrorInfo("unifonic-402", FailureKind.CONFIGURATION, "Unifonic refused the request for account or payment "
+              "reasons.", "An admin must check the Unifonic account (balance and plan)."),
+    ErrorInfo("unifonic-403", FailureKind.CONFIGURATION, "Unifonic does not allow our account to send this.",
+              "An admin must check the Unifonic account permissions."),
+    ErrorInfo("unifonic-409", FailureKind.AMBIGUOUS, "Unifonic already has a message with this reference.",
+              "Nothing to do: the message is checked with Unifonic; it is never sent twice."),
+    ErrorInfo("unifonic-410", FailureKind.PERMANENT, "Unifonic: the phone number is not in a valid format.",
+              "Correct the phone number on the patient record, then retry."),
+    ErrorInfo("unifonic-429", FailureKind.NOT_PROCESSED, "Unifonic was busy and did not take the message.",
+              "Nothing to do: it is retried automatically."),
+    ErrorInfo("unifonic-480", FailureKind.CONFIGURATION, "Unifonic does not allow our sender name for this "
+              "message.", "An admin must check the sender name (service messages and -AD senders differ)."),
+    ErrorInfo("unifonic-5xx", FailureKind.AMBIGUOUS, "Unifonic had an internal error; it may or may not have the "
+              "message.", "Nothing to do yet: the message is checked with Unifonic before anything is resent."),
 ]
 ERRORS: dict[str, ErrorInfo] = {e.code: e for e in _CATALOG}
 
