@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     twilio_api_base_url: str = DEFAULT_TWILIO_API_BASE_URL
     public_base_url: str | None = None
 
+    # Unifonic (Saudi SMS)
+    unifonic_app_sid: SecretStr | None = None
+    unifonic_sender_id: str | None = None
+    unifonic_api_base_url: str = "https://el.cloud.unifonic.com"
+    unifonic_callback_token: SecretStr | None = None
+
     # SMTP
     smtp_host: str | None = None
     smtp_port: int = 587

@@ -134,6 +134,8 @@ def show_check(check: BodyCheck) -> None:
     if check.over_limit:
         st.warning(f"Too long: {check.channel.label} allows at most {check.limit:,} characters.",
                    icon=":material/warning:")
+    for warning in check.reply_warnings:  # how the text asks patients to reply (app.reply_lint)
+        st.warning(plain(warning), icon=":material/reply:")
     if check.stray_characters_hint:
         st.info(plain(check.stray_characters_hint), icon=":material/lightbulb:")
 

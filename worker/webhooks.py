@@ -7,6 +7,9 @@
 - ``POST /twilio/inbound``: incoming SMS/WhatsApp. STOP-type keywords (English and Arabic)
   opt the sender out of that channel in every clinic that has them as a patient; START-type
   keywords opt back in. Answers with empty TwiML.
+- ``POST /unifonic/dlr/{token}``: Unifonic delivery reports (unsigned, so the path carries
+  ``UNIFONIC_CALLBACK_TOKEN``); applied forward-only and idempotently, answered 200 so
+  Unifonic stops retrying.
 - ``GET /health``: liveness.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
 import logging
 import re
 import sys
@@ -33,6 +37,7 @@ from app.delivery.optouts import patients_with_phone, set_channel_opt_in
 from app.delivery.runtime import Runtime, get_runtime
 from app.delivery.status_batch import StatusReport, apply_many
 from app.providers.twilio_provider import TWILIO_STATUS, _decimal, _int
+from app.providers.unifonic_provider import parse_delivery_report
 from db.enums import Channel, OptOutSource
 from db.session import system_session
 
@@ -168,6 +173,24 @@ async def twilio_inbound(request: Request) -> Response:
     return Response(EMPTY_TWIML, media_type="text/xml")
 
 
+async def unifonic_dlr(request: Request) -> Response:
+    """Unifonic delivery reports: unsigned, so the path carries a secret token; idempotent."""
+    settings = _runtime(request).settings
+    expected = settings.unifonic_callback_token.get_secret_value() if settings.unifonic_callback_token else ""
+    if not expected or not hmac.compare_digest(request.path_params["token"], expected):
+        return PlainTextResponse("unknown callback address", status_code=403)
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        return PlainTextResponse("too large", status_code=413)
+    try:
+        provider_id, status, _when = parse_delivery_report(dict(parse_qsl(body.decode("utf-8", errors="replace"))))
+    except ValueError as exc:
+        return PlainTextResponse(f"malformed delivery report: {exc}", status_code=400)
+    report = StatusReport(provider_message_id=provider_id, status=status, provider="unifonic")
+    outcome = await request.app.state.batcher.submit(_runtime(request).engine, report)
+    return Response(status_code=200, headers={"X-Outcome": outcome})  # 200 stops Unifonic's retries
+
+
 async def health(_request: Request) -> Response:
     return JSONResponse({"ok": True})
 
@@ -177,6 +200,7 @@ def create_app(runtime: Callable[[], Runtime] = get_runtime) -> Starlette:
     application = Starlette(routes=[
         Route("/twilio/status", twilio_status, methods=["POST"]),
         Route("/twilio/inbound", twilio_inbound, methods=["POST"]),
+        Route("/unifonic/dlr/{token}", unifonic_dlr, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
     ])
     application.state.runtime = runtime

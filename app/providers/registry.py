@@ -48,6 +48,22 @@ def _smtp(settings: Settings) -> Provider:
     )
 
 
+def _unifonic(settings: Settings) -> Provider:
+    from app.providers.unifonic_provider import UnifonicProvider
+
+    _require(settings, "unifonic_app_sid", "unifonic_sender_id")
+    assert settings.unifonic_app_sid is not None and settings.unifonic_sender_id is not None
+    callback = None
+    if settings.public_base_url and settings.unifonic_callback_token:
+        token = settings.unifonic_callback_token.get_secret_value()
+        callback = f"{settings.public_base_url.rstrip('/')}/unifonic/dlr/{token}"
+    return UnifonicProvider(
+        app_sid=settings.unifonic_app_sid.get_secret_value(), sender_id=settings.unifonic_sender_id,
+        base_url=settings.unifonic_api_base_url, timeout_seconds=settings.provider_timeout_seconds,
+        status_callback_url=callback,
+    )
+
+
 def build_providers(settings: Settings) -> ProviderSet:
     """One provider per channel as configured; ``dev`` (the outbox) when nothing is set."""
     chosen = {
@@ -63,6 +79,8 @@ def build_providers(settings: Settings) -> ProviderSet:
             providers[channel] = _twilio(settings, channel)
         elif name == "smtp" and channel == Channel.EMAIL:
             providers[channel] = _smtp(settings)
+        elif name == "unifonic" and channel == Channel.SMS:
+            providers[channel] = _unifonic(settings)
         else:
             raise ConfigurationError(f"Unknown provider '{name}' for {channel.label}")
     return ProviderSet(providers)

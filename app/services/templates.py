@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from app.config import Settings, get_settings
 from app.delivery.queue import JobQueue
 from app.errors import ConflictError, NotFoundError, ValidationError
+from app.reply_lint import reply_warnings
 from app.segments import count_segments
 from app.services import audit
 from app.services.message_content import CHANNEL_BODY_LIMITS, STANDARD_VARIABLES, choose_language
@@ -155,6 +156,8 @@ class BodyCheck:
     unknown_variables: tuple[UnknownVariable, ...]
     preview: str
     error: str | None  # the syntax or render problem, in plain words
+    # How the text asks patients to reply, when that fails (app.reply_lint): warnings, not refusals.
+    reply_warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -303,6 +306,7 @@ def check_body(
         stray_characters_hint=info.stray_characters_hint,
         estimated_cost=_price(channel, parts, settings), currency=settings.price_currency,
         variables=tuple(sorted(used)), unknown_variables=unknown, preview=preview, error=error,
+        reply_warnings=tuple(reply_warnings(body, channel, language=language)),
     )
 
 

@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from app.reply_lint import ONE_WAY_SMS
 from app.services import templates
 from app.services.templates import TemplateDetail
 from app.ui import rtl
@@ -98,6 +99,27 @@ def test_an_unknown_variable_is_shown_under_the_text_and_nothing_is_saved(clinic
     assert "pateint\\_name" in errors[0] and "Did you mean 'patient\\_name'" in errors[0]
     assert "reminder" not in listed(at)
     assert at.text_area(key="new_body_en").value == "Hi {pateint_name}"  # nothing typed is lost
+
+
+def test_asking_for_a_reply_is_warned_about_under_the_text_but_can_be_saved(clinic: Clinic) -> None:
+    at = open_template(templates_page(clinic), "new")
+    at.text_input(key="new_code").input("confirm")
+    at.text_input(key="new_name").input("Confirmation")
+    at.text_area(key="new_body_en").input("Reply CANCEL to cancel")
+    at.run()
+    warnings = texts(at.warning)
+    assert plain(ONE_WAY_SMS) in warnings  # an SMS channel by default: Saudi SMS is one-way
+    assert any(w.startswith("Replying CANCEL unsubscribes the patient") for w in warnings), warnings
+
+    at.text_area(key="new_body_en").input("Reply 1 to confirm")
+    at.text_area(key="new_body_ar").input("للتأكيد أرسل 1")
+    at.run()
+    assert texts(at.warning).count(plain(ONE_WAY_SMS)) == 2  # under each text
+    assert not any("CANCEL" in w for w in texts(at.warning))
+
+    button(at, "Save").click().run()
+    assert not at.error, texts(at.error)
+    assert texts(at.success) == ["Created confirm (version 1)."]
 
 
 def test_a_duplicate_code_is_refused_under_the_code(clinic: Clinic) -> None:
