@@ -5,6 +5,7 @@ Every setting is documented in README.md ("Settings"); a test keeps the two in s
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import lru_cache
 from pathlib import Path
 
@@ -76,6 +77,10 @@ class Settings(BaseSettings):
     unknown_resend_after_seconds: float = Field(default=900.0, gt=0)
     dev_playback_delay_seconds: float = Field(default=2.0, ge=0)
 
+    # Promotional messages go out only inside this daily window, in each clinic's time zone
+    promotional_window_start: str = "09:00"
+    promotional_window_end: str = "19:00"
+
     # Cost estimates shown while editing templates (not billing: the provider's price is recorded per message)
     sms_price_per_segment: float = Field(default=0.0395, ge=0)
     whatsapp_price_per_message: float = Field(default=0.005, ge=0)
@@ -100,6 +105,20 @@ class Settings(BaseSettings):
                 f"DATABASE_URL uses '{url.get_backend_name()}'; only PostgreSQL and SQLite are supported"
             )
         return value
+
+    @field_validator("promotional_window_start", "promotional_window_end")
+    @classmethod
+    def _check_clock_time(cls, value: str) -> str:
+        try:
+            parsed = dt.datetime.strptime(value.strip(), "%H:%M").time()
+        except ValueError:
+            raise ValueError(f"'{value}' is not a time of day; expected HH:MM, e.g. 09:00") from None
+        return parsed.strftime("%H:%M")
+
+    def promotional_window(self) -> tuple[dt.time, dt.time]:
+        """The daily window (start, end) for promotional messages, in the clinic's time zone."""
+        return (dt.time.fromisoformat(self.promotional_window_start),
+                dt.time.fromisoformat(self.promotional_window_end))
 
     def rate_for(self, channel: str) -> float:
         """Messages per second allowed for a channel's sender (shared by all workers)."""

@@ -1,4 +1,5 @@
-"""Whether a message may go now: opt-outs, disabled channels, inactive patients, quiet hours."""
+"""Whether a message may go now: opt-outs, disabled channels, inactive patients, quiet hours,
+and the class rules (promotional: recorded consent and a daytime window in the clinic's zone)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,21 @@ class Decision:
 
 
 SEND = Decision(send=True)
+
+# Saudi operators only deliver promotional SMS in the daytime; sources disagree on the exact
+# bounds, 09:00-19:00 Riyadh time satisfies all of them (PROMOTIONAL_WINDOW_START/END).
+DEFAULT_PROMOTIONAL_WINDOW = (dt.time(9, 0), dt.time(19, 0))
+
+
+def promotional_window_start(
+    now: dt.datetime, start: dt.time, end: dt.time, timezone: str
+) -> dt.datetime | None:
+    """If ``now`` is outside the sending window [start, end) in the clinic's time zone, when the
+    next window opens (UTC); None when sending is allowed now. ``start == end`` means no window."""
+    if start == end:
+        return None
+    # Outside [start, end) is the quiet window [end, start); its end is the next window start.
+    return quiet_window_end(now, end, start, timezone)
 
 
 def quiet_window_end(
@@ -50,8 +66,15 @@ def decide(
     message_class: MessageClass,
     timezone: str,
     now: dt.datetime,
+    promotional_window: tuple[dt.time, dt.time] = DEFAULT_PROMOTIONAL_WINDOW,
 ) -> Decision:
-    """The rule for one message to one recipient, evaluated just before sending."""
+    """The rule for one message to one recipient, evaluated just before sending.
+
+    Suppressed (never sent): an inactive or deleted patient, an opt-out of the channel, a
+    promotional message without recorded consent. Deferred (sent later): a promotional message
+    outside ``promotional_window`` (clinic time; ``urgent`` does not bypass it), then any
+    non-urgent message in the patient's own quiet hours. Service messages have no window.
+    """
     if patient is not None and (patient.deleted_at is not None or not patient.is_active):
         return Decision(send=False, suppress_reason="The patient record is inactive or deleted.")
     if preference is not None:
@@ -62,6 +85,18 @@ def decide(
             return Decision(send=False, suppress_reason=f"The patient opted out of {channel.label}{extra}.")
         if message_class == MessageClass.PROMOTIONAL and not preference.promotional_consent:
             return Decision(send=False, suppress_reason="No recorded consent to promotional messages.")
+    elif message_class == MessageClass.PROMOTIONAL and patient is not None:
+        return Decision(send=False, suppress_reason="No recorded consent to promotional messages.")
+    if message_class == MessageClass.PROMOTIONAL:
+        start, end = promotional_window
+        opens = promotional_window_start(now, start, end, timezone)
+        if opens is not None:
+            return Decision(
+                send=False, defer_until=opens,
+                defer_reason=f"Promotional messages are sent between {start.strftime('%H:%M')} and "
+                             f"{end.strftime('%H:%M')} clinic time.",
+            )
+    if preference is not None:
         if not urgent and preference.quiet_hours_start and preference.quiet_hours_end:
             until = quiet_window_end(now, preference.quiet_hours_start, preference.quiet_hours_end, timezone)
             if until is not None:
@@ -70,6 +105,4 @@ def decide(
                     defer_reason=f"Quiet hours until {preference.quiet_hours_end.strftime('%H:%M')} "
                                  "(patient's preference).",
                 )
-    elif message_class == MessageClass.PROMOTIONAL and patient is not None:
-        return Decision(send=False, suppress_reason="No recorded consent to promotional messages.")
     return SEND

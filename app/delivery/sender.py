@@ -177,6 +177,7 @@ def _decide(runtime: Runtime, item: Loaded) -> Provider | str:
     decision = decide(
         channel=Channel(message.channel), patient=item.patient, preference=item.preference, urgent=message.urgent,
         message_class=MessageClass(message.message_class), timezone=tenant.timezone, now=now,
+        promotional_window=runtime.settings.promotional_window(),
     )
     queued = (MessageStatus.QUEUED, message.tenant_id)
     if decision.defer_until is not None:

@@ -8,7 +8,8 @@ version; messages record the version they used.
 
 Validation refuses a save as a whole (nothing is half-saved) with a ``ValidationError`` whose
 ``field`` names the offending form field: ``code``, ``name``, ``channel``, ``message_class``,
-``body_en``, ``body_ar``, ``subject_en`` or ``subject_ar``.
+``body_en``, ``body_ar``, ``subject_en`` or ``subject_ar``. A promotional template may not use
+the patient's clinical details (``CLINICAL_VARIABLES``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,18 @@ _DELIVERED = (MessageStatus.DELIVERED, MessageStatus.READ)
 _FAILED = (MessageStatus.FAILED, MessageStatus.UNDELIVERED)
 _JINJA_CONSTRUCT = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _CONTENT_FIELDS = ("subject_en", "body_en", "subject_ar", "body_ar")
+# Variables that carry a patient's clinical details, refused in promotional templates (PDPL:
+# health data is sensitive; an advertising or awareness message must not reveal anyone's care).
+# Clinical: what the patient has or had done — diagnosis or condition, tests and their results,
+# medication, procedures — and who or which service treats them (``doctor_name`` and
+# ``department`` of the next appointment: "Oncology" or a psychiatrist's name discloses the
+# condition). Not clinical: the patient's name and the appointment's date and time (personal
+# data, but they say nothing about the care), and the clinic's own name and phone. Names are
+# compared case-insensitively, so a custom ``Diagnosis`` is refused too.
+CLINICAL_VARIABLES = frozenset({
+    "diagnosis", "condition", "test_name", "lab_test", "lab_result", "result", "test_result",
+    "medication", "prescription", "procedure", "treatment", "doctor_name", "department",
+})
 _FIELD_LABELS = {
     "subject_en": "English subject", "body_en": "English text",
     "subject_ar": "Arabic subject", "body_ar": "Arabic text",
@@ -342,7 +355,24 @@ class _Content:
     subject_ar: str
 
 
-def _validate_content(content: _Content, channel: Channel, known: Iterable[str]) -> None:
+def _refuse_clinical(content: _Content) -> None:
+    """A promotional template may not use ``CLINICAL_VARIABLES`` (checked after the text compiles)."""
+    for field in ("body_en", "body_ar", "subject_en", "subject_ar"):
+        source = getattr(content, field)
+        if not source.strip():
+            continue
+        clinical = sorted(name for name in _used_variables(source) if name.lower() in CLINICAL_VARIABLES)
+        if clinical:
+            names = ", ".join(clinical)
+            braces = " and ".join(f"{{{{ {name} }}}}" for name in clinical)
+            raise ValidationError(
+                f"Promotional messages may not include clinical details ({names}). Remove {braces} "
+                "or make this a service template.", field=field,
+            )
+
+
+def _validate_content(content: _Content, channel: Channel, known: Iterable[str],
+                      message_class: MessageClass = MessageClass.SERVICE) -> None:
     known = tuple(known)
     if not content.body_en.strip():
         raise ValidationError("The English text is empty.", field="body_en")
@@ -358,6 +388,8 @@ def _validate_content(content: _Content, channel: Channel, known: Iterable[str])
             if channel != Channel.EMAIL:
                 raise ValidationError(f"Only e-mail has a subject; {channel.label} does not.", field=field)
             _validate_text(field, subject, channel, language, known, limit=MAX_SUBJECT_CHARS)
+    if message_class == MessageClass.PROMOTIONAL:
+        _refuse_clinical(content)
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -598,7 +630,7 @@ def create_template(
     channel = _parse_channel(channel)
     message_class = _parse_class(message_class)
     content = _content(body_en, body_ar, subject_en, subject_ar)
-    _validate_content(content, channel, [*STANDARD_VARIABLES, *custom_variables])
+    _validate_content(content, channel, [*STANDARD_VARIABLES, *custom_variables], message_class)
     _check_code_free(session, code)
     template = MessageTemplate(
         tenant_id=session.tenant_id, code=code, name=name, description=(description or "").strip(),
@@ -639,7 +671,7 @@ def update_template(
         except ValidationError:
             pass
     channel = Channel(template.channel)
-    _validate_content(content, channel, [*STANDARD_VARIABLES, *custom_variables, *previously_used])
+    _validate_content(content, channel, [*STANDARD_VARIABLES, *custom_variables, *previously_used], new_class)
     changed = [f for f in _CONTENT_FIELDS if getattr(content, f) != getattr(current, f)]
     if new_name != template.name:
         changed.append("name")
