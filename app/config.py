@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     # Unifonic (Saudi SMS)
     unifonic_app_sid: SecretStr | None = None
     unifonic_sender_id: str | None = None
+    unifonic_promotional_sender_id: str | None = None
     unifonic_api_base_url: str = "https://el.cloud.unifonic.com"
     unifonic_callback_token: SecretStr | None = None
 

@@ -254,7 +254,7 @@ def build_outgoing(runtime: Runtime, message: Message, template: MessageTemplate
         subject=message.subject, status_callback_url=status_callback_url(runtime, message.id),
         content_sid=template.whatsapp_content_sid if whatsapp_template and template else None,
         content_variables=_content_variables(template, message.variables) if whatsapp_template and template else None,
-        sender_name=clinic_name,
+        sender_name=clinic_name, message_class=MessageClass(message.message_class),
     )
 
 

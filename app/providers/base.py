@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from app.errors import AppError
-from db.enums import Channel, Language, MessageStatus
+from db.enums import Channel, Language, MessageClass, MessageStatus
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class OutgoingMessage:
     content_variables: dict[str, str] | None = None
     unsubscribe_url: str | None = None
     sender_name: str = ""
+    message_class: MessageClass = MessageClass.SERVICE
 
 
 @dataclass(frozen=True)

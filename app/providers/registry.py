@@ -60,7 +60,7 @@ def _unifonic(settings: Settings) -> Provider:
     return UnifonicProvider(
         app_sid=settings.unifonic_app_sid.get_secret_value(), sender_id=settings.unifonic_sender_id,
         base_url=settings.unifonic_api_base_url, timeout_seconds=settings.provider_timeout_seconds,
-        status_callback_url=callback,
+        status_callback_url=callback, promotional_sender_id=settings.unifonic_promotional_sender_id,
     )
 
 

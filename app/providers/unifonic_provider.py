@@ -26,7 +26,7 @@ from app.providers.base import (
     OutgoingMessage,
     PermanentFailure,
 )
-from db.enums import MessageStatus
+from db.enums import MessageClass, MessageStatus
 
 # httpx logs every request URL at INFO; the bodies stay out, but keep provider chatter down.
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -177,6 +177,7 @@ class UnifonicProvider:
         message_type: int = SERVICE,
         status_callback_url: str | None = None,
         transport: httpx.BaseTransport | None = None,
+        promotional_sender_id: str | None = None,
     ) -> None:
         if not app_sid:
             raise ValueError("Unifonic needs an AppSid")
@@ -184,8 +185,11 @@ class UnifonicProvider:
             raise ValueError("Unifonic needs a registered sender ID")
         if message_type not in (SERVICE, PROMOTIONAL):
             raise ValueError("Unifonic MessageType is 3 (service) or 5 (promotional)")
+        if promotional_sender_id and not promotional_sender_id.upper().endswith("-AD"):
+            raise ValueError("A Saudi promotional sender ID ends in -AD (e.g. AgdarClinic-AD)")
         self._app_sid = app_sid
         self.sender_id = sender_id
+        self.promotional_sender_id = promotional_sender_id
         self.message_type = message_type
         self.status_callback_url = status_callback_url
         self.base_url = base_url.rstrip("/")
@@ -205,13 +209,21 @@ class UnifonicProvider:
 
     # -- send ---------------------------------------------------------------------------------
     def send(self, message: OutgoingMessage) -> Accepted:
+        sender, message_type = self.sender_id, self.message_type
+        if message.message_class == MessageClass.PROMOTIONAL:
+            # Saudi rules: promotional SMS goes out under the clinic's separate "-AD" sender, type 5.
+            if not self.promotional_sender_id:
+                raise PermanentFailure(
+                    "Promotional SMS in Saudi Arabia needs the clinic's registered sender ending in -AD; "
+                    "none is configured.", code="no-ad-sender", provider=self.name, configuration=True)
+            sender, message_type = self.promotional_sender_id, PROMOTIONAL
         params: dict[str, str] = {
             "AppSid": self._app_sid,
-            "SenderID": self.sender_id,
+            "SenderID": sender,
             "Recipient": recipient_digits(message.recipient),
             "Body": message.body,
             "CorrelationID": str(message.message_id),
-            "MessageType": str(self.message_type),
+            "MessageType": str(message_type),
         }
         if self.status_callback_url:
             params["statusCallback"] = self.status_callback_url
@@ -225,9 +237,9 @@ class UnifonicProvider:
         except httpx.HTTPError as exc:
             raise AmbiguousOutcome(f"The connection to Unifonic broke after the request was sent "
                                    f"({type(exc).__name__}).", code="timeout", provider=self.name) from None
-        return self._accepted(response)
+        return self._accepted(response, sender)
 
-    def _accepted(self, response: httpx.Response) -> Accepted:
+    def _accepted(self, response: httpx.Response, sender: str) -> Accepted:
         payload = _json(response)
         status = response.status_code
         if status >= 300 or _truthy(payload.get("success")) is not True:
@@ -243,7 +255,7 @@ class UnifonicProvider:
             price=_decimal(data.get("Cost")),
             price_unit=_text(data.get("CurrencyCode") or data.get("Currency")),
             segments=_int(data.get("NumberOfUnits")),
-            sender=self.sender_id,
+            sender=sender,
         )
 
     def _classify(self, response: httpx.Response, payload: Mapping[str, Any]) -> Exception:

@@ -327,3 +327,32 @@ def test_pipeline_timeout_after_accept_is_settled_by_the_sweep_without_resending
     assert settled.provider_message_id == fake_unifonic.messages[0].message_id
     assert "lookup" in _events(engine, message.id)
     assert len(fake_unifonic.sends) == 1
+
+
+def test_promotional_sms_uses_the_ad_sender_and_type_5(fake_unifonic) -> None:
+    import dataclasses
+
+    from db.enums import MessageClass
+
+    provider = _provider(fake_unifonic, promotional_sender_id="AgdarClinic-AD")
+    promotional = dataclasses.replace(_outgoing(), message_class=MessageClass.PROMOTIONAL)
+    accepted = provider.send(promotional)
+    request = fake_unifonic.requests[-1]
+    assert (request.params["SenderID"], request.params["MessageType"]) == ("AgdarClinic-AD", "5")
+    assert accepted.sender == "AgdarClinic-AD"
+    provider.send(_outgoing())  # a service message keeps the ordinary sender
+    assert fake_unifonic.requests[-1].params["MessageType"] == "3"
+    assert fake_unifonic.requests[-1].params["SenderID"] != "AgdarClinic-AD"
+
+
+def test_promotional_sms_without_an_ad_sender_is_refused_before_sending(fake_unifonic) -> None:
+    import dataclasses
+
+    from db.enums import MessageClass
+
+    before = len(fake_unifonic.requests)
+    with pytest.raises(PermanentFailure, match="-AD") as refused:
+        _provider(fake_unifonic).send(dataclasses.replace(_outgoing(), message_class=MessageClass.PROMOTIONAL))
+    assert refused.value.configuration and len(fake_unifonic.requests) == before
+    with pytest.raises(ValueError, match="-AD"):
+        _provider(fake_unifonic, promotional_sender_id="AgdarClinic")
