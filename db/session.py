@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -39,7 +40,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
+@lru_cache(maxsize=32)
 def session_factory(engine: Engine) -> sessionmaker[TenantSession]:
+    """One session maker per engine (engines live as long as the process)."""
     return sessionmaker(bind=engine, class_=TenantSession, expire_on_commit=False)
 
 

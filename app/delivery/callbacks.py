@@ -6,14 +6,13 @@ import uuid
 from decimal import Decimal
 from typing import Literal
 
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, select, update
 
 from app.delivery.error_codes import explain
 from app.delivery.lifecycle import transition
-from db.enums import MessageStatus, can_transition
+from db.enums import MessageStatus
 from db.models import Message
-from db.session import fast_connection, system_session
-from db.types import utcnow
+from db.session import system_session
 
 Outcome = Literal["applied", "duplicate", "unknown_message"]
 
@@ -36,10 +35,6 @@ def apply_provider_status(
     The message is found by the provider's id, or by our own id (carried in the callback URL)
     when the report arrives before we recorded the provider's id.
     """
-    if provider_message_id and engine.dialect.name == "postgresql":
-        if _fast_forward(engine, provider_message_id, status, error_code, price, price_unit, segments,
-                         provider, source):
-            return "applied"
     with system_session(engine) as session:
         message = None
         if provider_message_id:
@@ -74,53 +69,3 @@ def apply_provider_status(
             changed = True
         return "applied" if changed else "duplicate"
 
-
-_STAMP_COLUMNS = {MessageStatus.SENT: "sent_at", MessageStatus.DELIVERED: "delivered_at",
-                  MessageStatus.READ: "read_at"}
-_FAST_SQL: dict[MessageStatus, str] = {}
-
-
-def _fast_sql(status: MessageStatus) -> str:
-    """One round trip for the common case on PostgreSQL: lock, check, move and log together."""
-    if status not in _FAST_SQL:
-        sets = ["status = :new", "updated_at = :now", "error_code = COALESCE(:code, m.error_code)",
-                "status_reason = :reason", "price = COALESCE(m.price, :price)",
-                "price_unit = COALESCE(m.price_unit, :price_unit)",
-                "segments = CASE WHEN m.segments = 0 AND :segments > 0 THEN :segments ELSE m.segments END"]
-        if stamp := _STAMP_COLUMNS.get(status):
-            sets.append(f"{stamp} = COALESCE(m.{stamp}, :now)")
-        if status.is_final:
-            sets.append("finished_at = COALESCE(m.finished_at, :now)")
-        allowed = sorted(s.value for s in MessageStatus if can_transition(s, status))
-        _FAST_SQL[status] = f"""
-            WITH target AS (
-                SELECT id, tenant_id, status FROM messages WHERE provider_message_id = :sid FOR UPDATE
-            ), moved AS (
-                UPDATE messages AS m SET {", ".join(sets)}
-                FROM target WHERE m.id = target.id AND target.status IN ({", ".join(f"'{a}'" for a in allowed)})
-                RETURNING m.id, m.tenant_id, target.status AS old_status
-            )
-            INSERT INTO message_logs (id, message_id, tenant_id, event, from_status, to_status, provider,
-                                      error_code, detail, created_at)
-            SELECT gen_random_uuid(), id, tenant_id, :source, old_status, :new, :provider, :code, :detail, :now
-            FROM moved RETURNING message_id"""
-    return _FAST_SQL[status]
-
-
-def _fast_forward(engine: Engine, sid: str, status: MessageStatus, error_code: str | None, price: Decimal | None,
-                  price_unit: str | None, segments: int | None, provider: str, source: str) -> bool:
-    """The forward step for a message we know by its provider id; False when not applied (then the
-    general path decides: unknown id, a repeat, a step backwards, or only a price to fill in)."""
-    if not any(can_transition(s, status) for s in MessageStatus):
-        return False
-    info = explain(error_code) if status in (MessageStatus.FAILED, MessageStatus.UNDELIVERED) else None
-    reason = info.title if info else ("The provider could not deliver the message."
-                                      if status in (MessageStatus.FAILED, MessageStatus.UNDELIVERED) else "")
-    with fast_connection(engine) as connection:
-        row = connection.execute(text(_fast_sql(status)), {
-            "sid": sid, "new": status.value, "now": utcnow(), "code": error_code, "reason": reason,
-            "price": price, "price_unit": price_unit, "segments": segments or 0, "source": source,
-            "provider": provider, "detail": f"{source}: {status.value}" + (f" (error {error_code})" if error_code
-                                                                           else ""),
-        }).first()
-    return row is not None

@@ -80,8 +80,8 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
+from app.segments import count_segments
 from tests.peers._threaded import ThreadedASGIServer, bind_loopback
-from tests.peers.sms_segments import count_segments
 
 DEFAULT_ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 DEFAULT_AUTH_TOKEN = "fa4e" * 8
@@ -432,7 +432,7 @@ class _State:
             "from": params.get("From"),
             "messaging_service_sid": service,
             "num_media": str(len(media)),
-            "num_segments": "0" if service else str(count_segments(body)),
+            "num_segments": "0" if service else str(count_segments(body).segments),
             "price": None,
             "price_unit": "USD",
             "sid": sid,
@@ -545,7 +545,7 @@ def inbound_message_params(
     params = {
         "ToCountry": "", "ToState": "", "SmsMessageSid": sid, "NumMedia": "0", "ToCity": "", "FromZip": "",
         "SmsSid": sid, "FromState": "", "SmsStatus": "received", "FromCity": "", "Body": body,
-        "FromCountry": "", "To": to, "ToZip": "", "NumSegments": str(max(1, count_segments(body))),
+        "FromCountry": "", "To": to, "ToZip": "", "NumSegments": str(max(1, count_segments(body).segments)),
         "MessageSid": sid, "AccountSid": account_sid, "From": from_, "ApiVersion": API_VERSION,
     }  # fmt: skip
     if body.strip().upper() in {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"}:

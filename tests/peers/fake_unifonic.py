@@ -44,8 +44,8 @@ from urllib.parse import parse_qsl
 
 import httpx
 
+from app.segments import count_segments
 from tests.peers._threaded import ThreadedASGIServer
-from tests.peers.sms_segments import count_segments
 
 DEFAULT_APP_SID = "UnifonicTestAppSid0123456789"
 SEND_PATH = "/rest/SMS/messages"
@@ -200,7 +200,7 @@ class _State:
 
     def store(self, params: Mapping[str, str]) -> StoredMessage:
         body = params.get("Body", "")
-        units = max(count_segments(body), 1)
+        units = max(count_segments(body).segments, 1)
         with self.lock:
             message = StoredMessage(
                 message_id=str(next(self.ids)), correlation_id=params.get("CorrelationID", ""),
