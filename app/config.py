@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     unifonic_api_base_url: str = "https://el.cloud.unifonic.com"
     unifonic_callback_token: SecretStr | None = None
 
+    # Clinics' own provider credentials are stored encrypted with this Fernet key
+    credentials_key: SecretStr | None = None
+
     # SMTP
     smtp_host: str | None = None
     smtp_port: int = 587

@@ -64,6 +64,10 @@ class Tenant(Timestamps, Base):
     sending_paused: Mapped[bool] = mapped_column(Boolean, default=False)
     settings: Mapped[dict] = mapped_column(default=dict)
 
+    # --- issue 5: the clinic's own Unifonic delivery-report token (SHA-256 hex; the token is shown once)
+    unifonic_dlr_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    unifonic_dlr_token_created_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
 
 class User(TenantScoped, Timestamps, SoftDelete, Base):
     """A staff member who signs in. Usernames are unique across the platform (lower-case)."""
@@ -106,6 +110,9 @@ class Patient(TenantScoped, Timestamps, SoftDelete, Base):
     language: Mapped[Language] = mapped_column(_enum(Language, 8), default=Language.EN)
     date_of_birth: Mapped[dt.date | None]
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    # --- issue 5: WhatsApp's 24-hour window opens with the patient's last inbound message
+    whatsapp_last_inbound_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     tags: Mapped[list[PatientTag]] = relationship(
         back_populates="patient", cascade="all, delete-orphan", lazy="selectin"
@@ -231,6 +238,11 @@ class MessageTemplate(TenantScoped, Timestamps, SoftDelete, Base):
     fallback_channel: Mapped[Channel | None] = mapped_column(_enum(Channel))
     whatsapp_content_sid: Mapped[str | None] = mapped_column(String(64))
     whatsapp_variable_map: Mapped[dict] = mapped_column(default=dict)
+
+    # --- issue 5: the linked Content template's WhatsApp approval, as last polled from Twilio
+    whatsapp_approval_status: Mapped[str | None] = mapped_column(String(20))
+    whatsapp_approval_reason: Mapped[str] = mapped_column(String(500), default="")
+    whatsapp_approval_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     versions: Mapped[list[MessageTemplateVersion]] = relationship(
         back_populates="template", order_by="MessageTemplateVersion.version", lazy="raise"
@@ -424,6 +436,23 @@ class AuditEvent(HasTenant, Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+# --- issue 5 ---
+
+
+class ProviderCredential(TenantScoped, Timestamps, Base):
+    """A clinic's own credentials for one provider, Fernet-encrypted; never shown back to anyone."""
+
+    __tablename__ = "provider_credentials"
+    __table_args__ = (UniqueConstraint("tenant_id", "provider"),)
+
+    id: Mapped[uuid_pk]
+    provider: Mapped[str] = mapped_column(String(32))
+    encrypted: Mapped[str] = mapped_column(Text)
+    changed_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="SET NULL")
+    )
+
+
 TENANT_SCOPED_MODELS: tuple[type[Base], ...] = (
     User,
     Patient,
@@ -436,4 +465,5 @@ TENANT_SCOPED_MODELS: tuple[type[Base], ...] = (
     BulkJob,
     Message,
     MessageLog,
+    ProviderCredential,
 )

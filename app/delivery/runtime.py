@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -26,6 +27,8 @@ class Runtime:
     limiter: RateLimiter
     queue: JobQueue
     clock: Callable[[], dt.datetime] = field(default=utcnow)  # tests move time forward here
+    # Providers built for clinics' route steps, reused across batches (see app.delivery.routes).
+    step_providers: dict[Any, Any] = field(default_factory=dict)
 
     @property
     def embedded(self) -> bool:

@@ -2,7 +2,10 @@
 
 ``deliver_batch`` runs in a worker job (RQ or in-process). It keeps up to
 ``DELIVERY_CONCURRENCY`` sends in flight so a slow provider (e.g. 200 ms a request) does not
-hold sending below the rate limit. A message is claimed with a conditional update
+hold sending below the rate limit. Each message goes through its clinic's route (``routes``):
+the next provider of the route is tried only when the previous one raised ``NotProcessed`` that
+allows failover (it definitely does not have the message); never after an ambiguous outcome or a
+permanent failure, so a message is accepted by at most one provider. A message is claimed with a conditional update
 (``queued -> sending``), so the same id delivered by two jobs or two workers is sent once; the
 provider's answer is recorded in one transaction with the new status.
 """
@@ -21,9 +24,10 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, insert, literal, select, update
 
 from app.delivery.error_codes import explain
-from app.delivery.lifecycle import transition
+from app.delivery.lifecycle import log_event, transition
 from app.delivery.optouts import set_channel_opt_in
 from app.delivery.policy import decide
+from app.delivery.routes import Route, RouteResolver
 from app.delivery.runtime import Runtime
 from app.providers.base import (
     Accepted,
@@ -101,7 +105,8 @@ def deliver_batch(runtime: Runtime, message_ids: list[str], job_id: str | None =
             return deliver_batch(runtime, message_ids)
     ids = deque(uuid.UUID(i) for i in message_ids)
     outcomes: Counter[str] = Counter()
-    pending: deque[tuple[Loaded, Provider]] = deque()
+    pending: deque[tuple[Loaded, Route]] = deque()
+    resolver = RouteResolver(runtime)
     concurrency = max(1, min(runtime.settings.delivery_concurrency, len(ids)))
 
     def read_more() -> None:
@@ -110,14 +115,14 @@ def deliver_batch(runtime: Runtime, message_ids: list[str], job_id: str | None =
         loaded = load(runtime, chunk)
         outcomes["skipped"] += len(chunk) - len(loaded)
         for item in loaded.values():
-            verdict = _decide(runtime, item)
+            verdict = _decide(runtime, item, resolver)
             if isinstance(verdict, str):
                 outcomes[verdict] += 1
             else:
                 pending.append((item, verdict))
 
-    claimed: deque[tuple[Loaded, Provider]] = deque()
-    in_flight: dict[Future[Accepted | ProviderError | None], tuple[Loaded, Provider]] = {}
+    claimed: deque[tuple[Loaded, Route]] = deque()
+    in_flight: dict[Future[tuple[Accepted | ProviderError | None, Provider]], Loaded] = {}
     accepted: list[tuple[Loaded, Accepted, Provider]] = []
     oldest_unrecorded = 0.0
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send") as pool:
@@ -130,14 +135,14 @@ def deliver_batch(runtime: Runtime, message_ids: list[str], job_id: str | None =
                 outcomes["skipped"] += len(group) - len(won)
                 claimed.extend(won)
             while claimed and len(in_flight) < concurrency:
-                item, provider = claimed.popleft()
-                in_flight[pool.submit(_send, runtime, item, provider)] = (item, provider)
+                item, route = claimed.popleft()
+                in_flight[pool.submit(_send, runtime, item, route)] = item
             if not in_flight:
                 continue
             done, _ = wait(in_flight, timeout=RECORD_EVERY_SECONDS, return_when=FIRST_COMPLETED)
             for future in done:
-                item, provider = in_flight.pop(future)
-                result = future.result()
+                item = in_flight.pop(future)
+                result, provider = future.result()
                 if isinstance(result, Accepted):
                     if not accepted:
                         oldest_unrecorded = time.monotonic()
@@ -162,8 +167,8 @@ def deliver_one(runtime: Runtime, message_id: uuid.UUID) -> str:
     return next(iter(outcome), "skipped")
 
 
-def _decide(runtime: Runtime, item: Loaded) -> Provider | str:
-    """The provider to send with, or why not now ('paused', 'not_due', 'suppressed', ...)."""
+def _decide(runtime: Runtime, item: Loaded, resolver: RouteResolver) -> Route | str:
+    """The providers to try in order, or why not now ('paused', 'not_due', 'suppressed', ...)."""
     message, tenant = item.message, item.tenant
     now = runtime.clock()
     if tenant.sending_paused:
@@ -194,7 +199,7 @@ def _decide(runtime: Runtime, item: Loaded) -> Provider | str:
                                values={"status_reason": decision.suppress_reason or ""}, expected=queued)
         return "suppressed" if moved else "skipped"
     try:
-        return runtime.providers.for_channel(Channel(message.channel))
+        return resolver.route(tenant, Channel(message.channel), message.recipient)
     except PermanentFailure as exc:
         with system_session(runtime.engine) as session:
             transition(session, message.id, MessageStatus.FAILED, event="rejected", detail=str(exc),
@@ -203,12 +208,12 @@ def _decide(runtime: Runtime, item: Loaded) -> Provider | str:
         return "failed"
 
 
-def _claim(runtime: Runtime, group: list[tuple[Loaded, Provider]]) -> list[tuple[Loaded, Provider]]:
+def _claim(runtime: Runtime, group: list[tuple[Loaded, Route]]) -> list[tuple[Loaded, Route]]:
     """Move the group from queued to sending in one statement; the ones this worker won."""
     if not group:
         return []
     now = runtime.clock()
-    by_id = {item.message.id: (item, provider) for item, provider in group}
+    by_id = {item.message.id: (item, route) for item, route in group}
     with fast_connection(runtime.engine) as connection:
         won = set(connection.scalars(
             update(Message)
@@ -220,34 +225,68 @@ def _claim(runtime: Runtime, group: list[tuple[Loaded, Provider]]) -> list[tuple
             connection.execute(insert(MessageLog.__table__), [
                 {"id": uuid.uuid4(), "message_id": mid, "tenant_id": by_id[mid][0].message.tenant_id,
                  "event": "sending", "from_status": MessageStatus.QUEUED, "to_status": MessageStatus.SENDING,
-                 "provider": by_id[mid][1].name, "detail": f"attempt {by_id[mid][0].message.attempts + 1}",
+                 "provider": by_id[mid][1][0].name, "detail": f"attempt {by_id[mid][0].message.attempts + 1}",
                  "created_at": now}
                 for mid in won
             ])
     return [pair for mid, pair in by_id.items() if mid in won]
 
 
-def _send(runtime: Runtime, item: Loaded, provider: Provider) -> Accepted | ProviderError | None:
-    """Wait for the sender's rate slot, then make the one request. None on an unexpected bug."""
+def _send(runtime: Runtime, item: Loaded, route: Route) -> tuple[Accepted | ProviderError | None, Provider]:
+    """Try the route's providers in order until one answers other than "not processed, fail over";
+    each waits for its sender's rate slot just before its request. None on an unexpected bug."""
     message = item.message
+    provider = route[0]
     try:
-        outgoing = build_outgoing(runtime, message, item.template, item.tenant.name)
-        if warm_up := getattr(provider, "warm_up", None):
-            warm_up()  # e.g. build this thread's HTTP client now, not after the slot opened
-        runtime.limiter.wait_for_slot(f"{provider.name}:{message.channel}", runtime.settings.rate_for(message.channel))
-        return provider.send(outgoing)
+        outgoing = build_outgoing(runtime, message, item.template, item.tenant.name, item.patient)
+        for index, provider in enumerate(route):
+            if warm_up := getattr(provider, "warm_up", None):
+                warm_up()  # e.g. build this thread's HTTP client now, not after the slot opened
+            runtime.limiter.wait_for_slot(f"{provider.name}:{message.channel}",
+                                          runtime.settings.rate_for(message.channel))
+            try:
+                return provider.send(outgoing), provider
+            except NotProcessed as exc:
+                if index + 1 == len(route) or not exc.allows_failover:
+                    raise
+                _record_failover(runtime, message, exc, provider, route[index + 1])
     except ProviderError as exc:
-        return exc
+        return exc, provider
     except Exception:  # a bug must not stop the batch; the sweeper settles the message by lookup
         log.exception("sending message %s failed unexpectedly", message.id)
-        return None
+    return None, provider
+
+
+def _record_failover(runtime: Runtime, message: Message, exc: NotProcessed, refused: Provider,
+                     following: Provider) -> None:
+    """One timeline event per provider that did not take the message (it stays in ``sending``)."""
+    with fast_connection(runtime.engine) as connection:
+        log_event(connection, message.id, message.tenant_id, "failover", provider=refused.name,
+                  error_code=exc.code, at=runtime.clock(),
+                  detail=f"{refused.name} did not take the message ({exc}); trying {following.name}")
+
+
+WHATSAPP_SESSION = dt.timedelta(hours=24)
+
+
+def inside_whatsapp_session(patient: Patient | None, now: dt.datetime) -> bool:
+    """True while the patient's last WhatsApp message to us is under 24 hours old (free text allowed)."""
+    last = patient.whatsapp_last_inbound_at if patient is not None else None
+    return last is not None and now - last < WHATSAPP_SESSION
 
 
 def build_outgoing(runtime: Runtime, message: Message, template: MessageTemplate | None,
-                   clinic_name: str = "") -> OutgoingMessage:
-    """What the provider gets for a message row (also used to look a message up later)."""
-    whatsapp_template = template is not None and message.channel == Channel.WHATSAPP and bool(
-        template.whatsapp_content_sid)
+                   clinic_name: str = "", patient: Patient | None = None) -> OutgoingMessage:
+    """What the provider gets for a message row (also used to look a message up later).
+
+    A WhatsApp message whose template is linked to an approved Content template goes out as
+    ``ContentSid`` + ``ContentVariables`` unless the patient wrote to us in the last 24 hours
+    (then the rendered body, which WhatsApp allows inside the session).
+    """
+    whatsapp_template = (
+        template is not None and message.channel == Channel.WHATSAPP and bool(template.whatsapp_content_sid)
+        and not inside_whatsapp_session(patient, runtime.clock())
+    )
     return OutgoingMessage(
         message_id=message.id, tenant_id=message.tenant_id, channel=Channel(message.channel),
         recipient=message.recipient, body=message.body, language=Language(message.language),
@@ -331,6 +370,11 @@ def record_failure(runtime: Runtime, message: Message, exc: ProviderError, *, at
                 set_channel_opt_in(session, tenant_id=message.tenant_id, patient_id=message.patient_id,
                                    channel=channel, opted_in=False, source=OptOutSource.PROVIDER,
                                    reason=f"provider error {code}: {reason}")
+            return "failed"
+        if isinstance(exc, NotProcessed) and exc.configuration:  # no (more) provider to fail over to
+            transition(session, message.id, MessageStatus.FAILED, event="rejected", provider=exc.provider,
+                       error_code=code, detail=str(exc), values={"status_reason": reason},
+                       only_from={MessageStatus.SENDING}, expected=sending)
             return "failed"
         if isinstance(exc, NotProcessed):
             if attempt >= runtime.settings.max_send_attempts:

@@ -21,9 +21,10 @@ from sqlalchemy import or_, select, update
 from app.delivery.callbacks import apply_provider_status
 from app.delivery.dispatch import assign_jobs, enqueue
 from app.delivery.lifecycle import transition
+from app.delivery.routes import lookup_providers
 from app.delivery.runtime import Runtime
 from app.delivery.sender import build_outgoing
-from app.providers.base import ProviderError
+from app.providers.base import LookupResult, Provider, ProviderError
 from db.enums import Channel, MessageStatus
 from db.models import Message, MessageTemplate, Tenant
 from db.session import system_session
@@ -92,13 +93,24 @@ def enqueue_waiting(runtime: Runtime, now: dt.datetime) -> int:
     return len(unassigned) + len(orphaned)
 
 
-def _lookup_and_settle(runtime: Runtime, message: Message, template: MessageTemplate | None,
-                       now: dt.datetime, *, resend_if_missing: bool) -> str:
-    provider = runtime.providers.for_channel(Channel(message.channel))
+def _ask_providers(runtime: Runtime, message: Message, template: MessageTemplate | None,
+                   tenant: Tenant) -> tuple[LookupResult | None, Provider]:
+    """Ask the provider that has the message (or, after a failover, each one of the route that may)."""
     since = message.claimed_at or message.updated_at
+    outgoing = build_outgoing(runtime, message, template)
+    result: LookupResult | None = None
+    providers = lookup_providers(runtime, tenant, Channel(message.channel), message.recipient, message.provider)
+    for provider in providers:
+        result = provider.lookup(outgoing, provider_message_id=message.provider_message_id, sent_after=since)
+        if result is None or result.found:
+            return result, provider
+    return result, providers[-1]
+
+
+def _lookup_and_settle(runtime: Runtime, message: Message, template: MessageTemplate | None, tenant: Tenant,
+                       now: dt.datetime, *, resend_if_missing: bool) -> str:
     try:
-        result = provider.lookup(build_outgoing(runtime, message, template), provider_message_id=
-                                 message.provider_message_id, sent_after=since)
+        result, provider = _ask_providers(runtime, message, template, tenant)
     except ProviderError as exc:
         log.warning("lookup of message %s failed: %s", message.id, exc.code)
         return "lookup_failed"
@@ -150,23 +162,25 @@ def _requeue_unknown(session, message: Message, now: dt.datetime):  # type: igno
     return result.rowcount
 
 
-def _rows(runtime: Runtime, status: MessageStatus, before: dt.datetime) -> list[tuple[Message, MessageTemplate | None]]:
+def _rows(runtime: Runtime, status: MessageStatus,
+          before: dt.datetime) -> list[tuple[Message, MessageTemplate | None, Tenant]]:
     with system_session(runtime.engine) as session:
         rows = session.execute(
-            select(Message, MessageTemplate)
+            select(Message, MessageTemplate, Tenant)
+            .join(Tenant, Tenant.id == Message.tenant_id)
             .outerjoin(MessageTemplate, MessageTemplate.id == Message.template_id)
             .where(Message.status == status, Message.claimed_at <= before)
             .order_by(Message.claimed_at).limit(1000)
         ).all()
         session.expunge_all()
-        return [(m, t) for m, t in rows]
+        return [(m, t, c) for m, t, c in rows]
 
 
 def recover_sending(runtime: Runtime, now: dt.datetime) -> tuple[int, int]:
     before = now - dt.timedelta(seconds=runtime.settings.sweep_sending_after_seconds)
     settled = requeued = 0
-    for message, template in _rows(runtime, MessageStatus.SENDING, before):
-        outcome = _lookup_and_settle(runtime, message, template, now, resend_if_missing=True)
+    for message, template, tenant in _rows(runtime, MessageStatus.SENDING, before):
+        outcome = _lookup_and_settle(runtime, message, template, tenant, now, resend_if_missing=True)
         settled += outcome == "settled"
         requeued += outcome == "requeued"
     return settled, requeued
@@ -175,8 +189,8 @@ def recover_sending(runtime: Runtime, now: dt.datetime) -> tuple[int, int]:
 def settle_unknown(runtime: Runtime, now: dt.datetime) -> tuple[int, int]:
     resend_before = now - dt.timedelta(seconds=runtime.settings.unknown_resend_after_seconds)
     settled = requeued = 0
-    for message, template in _rows(runtime, MessageStatus.UNKNOWN, now - dt.timedelta(seconds=5)):
-        outcome = _lookup_and_settle(runtime, message, template, now,
+    for message, template, tenant in _rows(runtime, MessageStatus.UNKNOWN, now - dt.timedelta(seconds=5)):
+        outcome = _lookup_and_settle(runtime, message, template, tenant, now,
                                      resend_if_missing=(message.claimed_at or now) <= resend_before)
         settled += outcome == "settled"
         requeued += outcome == "requeued"

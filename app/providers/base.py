@@ -2,7 +2,9 @@
 
 A provider either accepts a message (``Accepted``) or raises one of:
 - ``PermanentFailure``: this message will never go through as it is (bad number, opted out);
-- ``NotProcessed``: the provider definitely did not take it; safe to try again later;
+- ``NotProcessed``: the provider definitely did not take it; safe to try again later, and safe to
+  hand to the clinic's next provider (failover) unless it was only throttling (``throttled``);
+  ``configuration`` means our account or sender is refused there (auth, balance, sender ID);
 - ``AmbiguousOutcome``: the request may have been processed (timeout, 5xx after sending):
   the message must be settled by ``lookup`` or a status callback, never resent blindly.
 """
@@ -81,12 +83,24 @@ class PermanentFailure(ProviderError):
 
 
 class NotProcessed(ProviderError):
-    """The provider did not take the message; retry after ``retry_after`` seconds at the earliest."""
+    """The provider did not take the message; retry after ``retry_after`` seconds at the earliest.
+
+    ``configuration``: refused for our account or sender (authentication, no balance, sender not
+    registered); retrying the same provider will not help until someone fixes it.
+    ``throttled``: only too many requests; the same provider takes it after a pause.
+    """
 
     def __init__(self, message: str, *, code: str | None = None, provider: str = "",
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, configuration: bool = False, throttled: bool = False) -> None:
         super().__init__(message, code=code, provider=provider)
         self.retry_after = retry_after
+        self.configuration = configuration
+        self.throttled = throttled
+
+    @property
+    def allows_failover(self) -> bool:
+        """The clinic's next provider may take the message (it definitely is not at this one)."""
+        return not self.throttled
 
 
 class AmbiguousOutcome(ProviderError):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pydantic import SecretStr
+
 from app.config import Settings
 from app.errors import ConfigurationError
 from app.providers.base import Provider, ProviderSet
 from app.providers.dev_outbox import DevOutboxProvider
+from app.providers.routing import RouteStep
 from db.enums import Channel
 
 
@@ -84,3 +87,30 @@ def build_providers(settings: Settings) -> ProviderSet:
         else:
             raise ConfigurationError(f"Unknown provider '{name}' for {channel.label}")
     return ProviderSet(providers)
+
+
+def build_step_provider(settings: Settings, channel: Channel, step: RouteStep,
+                        credentials: dict[str, str] | None = None) -> Provider:
+    """The provider for one step of a clinic's route: the settings, with the step's sender and the
+    clinic's own credentials (when it stored some) in place of the process-wide ones."""
+    update: dict[str, object] = {}
+    if step.provider == "twilio":
+        if credentials:
+            update |= {"twilio_account_sid": credentials["account_sid"],
+                       "twilio_auth_token": SecretStr(credentials["auth_token"])}
+        if step.sender and channel == Channel.WHATSAPP:
+            update["twilio_whatsapp_from"] = step.sender
+        elif step.sender:
+            service = step.sender.startswith("MG")
+            update |= {"twilio_messaging_service_sid": step.sender if service else None,
+                       "twilio_from_number": None if service else step.sender}
+    elif step.provider == "unifonic":
+        if credentials:  # its own account: delivery reports come to the clinic's token (set in Unifonic's console)
+            update |= {"unifonic_app_sid": SecretStr(credentials["app_sid"]), "unifonic_callback_token": None}
+        if step.sender:
+            update["unifonic_sender_id"] = step.sender
+        if step.promotional_sender:
+            update["unifonic_promotional_sender_id"] = step.promotional_sender
+    chosen = {"sms_provider": "dev", "whatsapp_provider": "dev", "email_provider": "dev",
+              f"{Channel(channel).value}_provider": step.provider}
+    return build_providers(settings.model_copy(update=update | chosen)).for_channel(channel)

@@ -154,14 +154,14 @@ class TwilioProvider:
         code = str(exc.code) if exc.code else None
         text = exc.msg or str(exc)
         if exc.status == 429 or code == "20429":
-            return NotProcessed(text, code=code or "20429", provider=self.name, retry_after=1.0)
+            return NotProcessed(text, code=code or "20429", provider=self.name, retry_after=1.0, throttled=True)
         if exc.status >= 500:
             return AmbiguousOutcome(text, code=code or "20500", provider=self.name)
-        if exc.status in (401, 403) or code == "20003":
-            return PermanentFailure(text, code=code or "20003", provider=self.name, configuration=True)
+        if exc.status in (401, 403) or code == "20003":  # our credentials were refused: nothing was sent
+            return NotProcessed(text, code=code or "20003", provider=self.name, configuration=True)
         info = explain(code)
         if info is not None and info.kind == FailureKind.NOT_PROCESSED:
-            return NotProcessed(text, code=code, provider=self.name, retry_after=60.0)
+            return NotProcessed(text, code=code, provider=self.name, retry_after=60.0, throttled=True)
         return PermanentFailure(
             text, code=code, provider=self.name,
             opt_out=info is not None and info.kind == FailureKind.OPT_OUT,

@@ -265,10 +265,11 @@ class UnifonicProvider:
             er_code = None
         text = _text(payload.get("message") or payload.get("Message")) or f"Unifonic answered HTTP {status}."
         if status == 429:
-            return NotProcessed(text, code="unifonic-429", provider=self.name, retry_after=_retry_after(response))
+            return NotProcessed(text, code="unifonic-429", provider=self.name, retry_after=_retry_after(response),
+                                throttled=True)
         if status in _HTTP_CONFIGURATION:
-            return PermanentFailure(text, code=er_code or _HTTP_CONFIGURATION[status], provider=self.name,
-                                    configuration=True)
+            return NotProcessed(text, code=er_code or _HTTP_CONFIGURATION[status], provider=self.name,
+                                configuration=True)
         if status == 409:
             return AmbiguousOutcome("Unifonic already has a message with this reference; it is looked up, "
                                     "never resent.", code="unifonic-409", provider=self.name)
@@ -288,11 +289,10 @@ class UnifonicProvider:
             text = "Identical content was already sent to this number; not resent."
         elif er_code in ERRORS and text != ERRORS[er_code].title:
             text = f"{ERRORS[er_code].title} (Unifonic: {text})"
-        return PermanentFailure(
-            text, code=er_code, provider=self.name,
-            configuration=er_code in _CONFIGURATION_CODES
-            or (info is not None and info.kind == FailureKind.CONFIGURATION),
-        )
+        if er_code in _CONFIGURATION_CODES or (info is not None and info.kind == FailureKind.CONFIGURATION):
+            # Our account or sender was refused: Unifonic did not take the message (failover may apply).
+            return NotProcessed(text, code=er_code, provider=self.name, configuration=True)
+        return PermanentFailure(text, code=er_code, provider=self.name)
 
     # -- lookup -------------------------------------------------------------------------------
     def lookup(self, message: OutgoingMessage, *, provider_message_id: str | None,

@@ -26,6 +26,7 @@ from db.models import (
     Patient,
     PatientTag,
     PreferenceChange,
+    ProviderCredential,
     Tenant,
     User,
 )
@@ -64,6 +65,7 @@ def _graph(session: Session, tenant_id: uuid.UUID, tag: str) -> dict[type, uuid.
                          source=OptOutSource.STAFF, changed_by_id=user.id),
         MessageLog(tenant_id=tenant_id, message_id=message.id, event="status", to_status=MessageStatus.QUEUED),
         AuditEvent(tenant_id=tenant_id, actor_id=user.id, action="test.event"),
+        ProviderCredential(tenant_id=tenant_id, provider="twilio", encrypted="x"),
     ]
     session.add_all(rows)
     session.flush()

@@ -109,18 +109,25 @@ def test_recipient_is_digits_without_plus_or_00(number, digits) -> None:
     assert recipient_digits(number) == digits
 
 
-@pytest.mark.parametrize("code,configuration", [
-    ("ER-01", True), ("ER-02", False), ("ER-03", False), ("ER-04", False), ("ER-05", False), ("ER-07", False),
-    ("ER-08", True), ("ER-09", False),
-])
-def test_er_codes_are_permanent_and_configuration_where_the_account_is_wrong(fake_unifonic, code,
-                                                                             configuration) -> None:
+@pytest.mark.parametrize("code", ["ER-02", "ER-03", "ER-04", "ER-05", "ER-07", "ER-09"])
+def test_recipient_and_content_er_codes_are_permanent(fake_unifonic, code) -> None:
     fake_unifonic.script(Outcome.er(code))
     with pytest.raises(PermanentFailure) as info:
         _provider(fake_unifonic).send(_outgoing())
     assert info.value.code == code and info.value.provider == "unifonic"
-    assert info.value.configuration is configuration and info.value.opt_out is False
-    assert explain(code).kind == (FailureKind.CONFIGURATION if configuration else FailureKind.PERMANENT)
+    assert info.value.configuration is False and info.value.opt_out is False
+    assert explain(code).kind == FailureKind.PERMANENT
+    assert fake_unifonic.messages == []
+
+
+@pytest.mark.parametrize("code", ["ER-01", "ER-08"])
+def test_account_er_codes_are_not_processed_configuration_so_failover_may_apply(fake_unifonic, code) -> None:
+    fake_unifonic.script(Outcome.er(code))
+    with pytest.raises(NotProcessed) as info:
+        _provider(fake_unifonic).send(_outgoing())
+    assert info.value.code == code and info.value.provider == "unifonic"
+    assert info.value.configuration is True and info.value.allows_failover
+    assert explain(code).kind == FailureKind.CONFIGURATION
     assert fake_unifonic.messages == []
 
 
@@ -136,14 +143,14 @@ def test_duplicate_message_says_it_is_not_resent(fake_unifonic) -> None:
                                          (480, "unifonic-480")])
 def test_auth_and_sender_http_errors_are_configuration(fake_unifonic, status, code) -> None:
     fake_unifonic.script(Outcome.http(status))
-    with pytest.raises(PermanentFailure) as info:
+    with pytest.raises(NotProcessed) as info:
         _provider(fake_unifonic).send(_outgoing())
     assert info.value.code == code and info.value.configuration is True
     assert explain(code).kind == FailureKind.CONFIGURATION
 
 
 def test_wrong_app_sid_is_a_configuration_failure(fake_unifonic) -> None:
-    with pytest.raises(PermanentFailure) as info:
+    with pytest.raises(NotProcessed) as info:
         _provider(fake_unifonic, app_sid="wrong").send(_outgoing())
     assert info.value.code == "unifonic-401" and info.value.configuration is True
 
