@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     twilio_messaging_service_sid: str | None = None
     twilio_whatsapp_from: str | None = None
     twilio_api_base_url: str = DEFAULT_TWILIO_API_BASE_URL
+    twilio_content_api_base_url: str = "https://content.twilio.com"
     public_base_url: str | None = None
 
     # Unifonic (Saudi SMS)

@@ -33,6 +33,7 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from app.config import Settings
+from app.delivery.fallback import FALLBACK_STATUSES, fall_back_to_sms
 from app.delivery.optouts import patients_with_phone, set_channel_opt_in
 from app.delivery.runtime import Runtime, get_runtime
 from app.delivery.status_batch import StatusReport, apply_many
@@ -40,6 +41,7 @@ from app.providers.twilio_provider import TWILIO_STATUS, _decimal, _int
 from app.providers.unifonic_provider import parse_delivery_report
 from db.enums import Channel, OptOutSource
 from db.session import system_session
+from db.types import utcnow
 
 log = logging.getLogger("webhooks")
 
@@ -108,7 +110,11 @@ async def twilio_status(request: Request) -> Response:
         price=_decimal(params.get("Price")), price_unit=params.get("PriceUnit") or None,
         segments=_int(params.get("NumSegments")), message_id=message_id,
     )
-    outcome = await request.app.state.batcher.submit(_runtime(request).engine, report)
+    runtime = _runtime(request)
+    outcome = await request.app.state.batcher.submit(runtime.engine, report)
+    if outcome == "applied" and report.message_id and status in FALLBACK_STATUSES and (
+            report.error_code or "").startswith("63"):  # WhatsApp errors: the template may fall back to SMS
+        await run_in_threadpool(fall_back_to_sms, runtime, report.message_id, report.error_code)
     return Response(status_code=204, headers={"X-Outcome": outcome})
 
 
@@ -147,6 +153,15 @@ class StatusBatcher:
                     future.set_result(outcome)
 
 
+def record_whatsapp_inbound(engine: Engine, phone: str) -> int:
+    """The patient wrote on WhatsApp: their 24-hour window for free text opens now."""
+    with system_session(engine) as session:
+        patients = patients_with_phone(session, phone)
+        for patient in patients:
+            patient.whatsapp_last_inbound_at = utcnow()
+        return len(patients)
+
+
 def _apply_keyword(engine: Engine, phone: str, channel: Channel, word: str) -> int:
     changed = 0
     with system_session(engine) as session:
@@ -167,6 +182,8 @@ async def twilio_inbound(request: Request) -> Response:
     channel = Channel.WHATSAPP if sender.startswith("whatsapp:") else Channel.SMS
     phone = sender.removeprefix("whatsapp:")
     word = keyword(params.get("Body", ""))
+    if channel == Channel.WHATSAPP and phone:
+        await run_in_threadpool(record_whatsapp_inbound, _runtime(request).engine, phone)
     if word and phone:
         changed = await run_in_threadpool(_apply_keyword, _runtime(request).engine, phone, channel, word)
         log.info("inbound %s keyword applied to %d patient record(s)", word, changed)

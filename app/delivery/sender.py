@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, insert, literal, select, update
 
 from app.delivery.error_codes import explain
+from app.delivery.fallback import fall_back_to_sms, may_fall_back
 from app.delivery.lifecycle import log_event, transition
 from app.delivery.optouts import set_channel_opt_in
 from app.delivery.policy import decide
@@ -148,7 +149,10 @@ def deliver_batch(runtime: Runtime, message_ids: list[str], job_id: str | None =
                         oldest_unrecorded = time.monotonic()
                     accepted.append((item, result, provider))
                 elif isinstance(result, ProviderError):
-                    outcomes[record_failure(runtime, item.message, result, attempt=item.message.attempts + 1)] += 1
+                    outcome = record_failure(runtime, item.message, result, attempt=item.message.attempts + 1)
+                    outcomes[outcome] += 1
+                    if outcome == "failed" and may_fall_back(item.message.channel, item.template, result.code):
+                        outcomes["fallback"] += fall_back_to_sms(runtime, item.message.id, result.code) is not None
                 else:
                     outcomes["error"] += 1
             if accepted and (len(accepted) >= concurrency or not in_flight

@@ -7,7 +7,8 @@ Each pass:
 3. recovers messages stuck in ``sending`` (their worker died): asks the provider whether it has
    the message; if so adopts its status, if not (it was never sent) puts it back in the queue;
 4. settles ``unknown`` messages by lookup; one the provider still does not know after
-   ``UNKNOWN_RESEND_AFTER_SECONDS`` is queued again (the provider has no record of it).
+   ``UNKNOWN_RESEND_AFTER_SECONDS`` is queued again (the provider has no record of it);
+5. re-checks the WhatsApp approval of linked Content templates (a few per pass).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from app.delivery.routes import lookup_providers
 from app.delivery.runtime import Runtime
 from app.delivery.sender import build_outgoing
 from app.providers.base import LookupResult, Provider, ProviderError
+from app.services.whatsapp_templates import refresh_due_approvals
 from db.enums import Channel, MessageStatus
 from db.models import Message, MessageTemplate, Tenant
 from db.session import system_session
@@ -41,6 +43,7 @@ class SweepReport:
     recovered_sending: int = 0
     settled_unknown: int = 0
     requeued: int = 0
+    approvals_changed: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -206,4 +209,8 @@ def run_sweep(runtime: Runtime, now: dt.datetime | None = None) -> SweepReport:
     report.settled_unknown, requeued_b = settle_unknown(runtime, now)
     report.requeued = requeued_a + requeued_b
     report.enqueued = enqueue_waiting(runtime, now)
+    try:
+        report.approvals_changed = refresh_due_approvals(runtime.engine, runtime.settings, now)
+    except Exception:  # a Content API problem must not stop delivery sweeps
+        log.exception("refreshing WhatsApp template approvals failed")
     return report

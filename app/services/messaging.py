@@ -39,6 +39,7 @@ from app.segments import count_segments
 from app.services import audit
 from app.services.message_content import choose_language, patient_variables, render_body
 from app.services.permissions import Actor, Permission, authorize
+from app.services.whatsapp_templates import ensure_sendable_in_bulk
 from app.templating import compile_template
 from db.enums import BulkJobStatus, Channel, Language, MessageClass, MessageStatus
 from db.models import (
@@ -110,6 +111,15 @@ def _parse_time(value: dt.datetime | None, now: dt.datetime) -> dt.datetime | No
     return value.astimezone(dt.UTC)
 
 
+def _stored_variables(template: MessageTemplate | None, values: dict[str, Any],
+                      given: dict[str, Any] | None) -> dict[str, str]:
+    """The caller's variables, plus the values a WhatsApp Content template's numbered variables need."""
+    stored = {k: str(v) for k, v in (given or {}).items()}
+    for name in (template.whatsapp_variable_map or {}).values() if template is not None else ():
+        stored.setdefault(name, str(values.get(name, "")))
+    return stored
+
+
 class MessagingService:
     """Send, schedule, retry and cancel messages for a clinic."""
 
@@ -163,6 +173,7 @@ class MessagingService:
         idempotency_key: str | None = None,
         name: str = "",
         message_class: MessageClass = MessageClass.SERVICE,
+        template_code: str | None = None,
     ) -> BulkSendResult:
         """Send one text (English, optionally Arabic) to a list of phone numbers or e-mail addresses.
 
@@ -170,6 +181,10 @@ class MessagingService:
         duplicates are rejected with their reason and position, and everything valid is sent.
         A known recipient gets the patient's language and name; opted-out patients are
         suppressed by the worker. The same ``idempotency_key`` twice creates one job.
+
+        With ``template_code`` the template's current version is the text (``message`` and
+        ``message_ar`` are ignored) and its class applies; a WhatsApp template must be approved
+        by WhatsApp (``whatsapp_templates.ensure_sendable_in_bulk``), else nothing is queued.
         """
         try:
             channel = Channel.parse(channel)
@@ -182,11 +197,17 @@ class MessagingService:
             raise ValidationError("Give at least one recipient.", field="recipients")
         if len(raw) > MAX_RAW_RECIPIENTS:
             raise ValidationError(f"At most {MAX_RAW_RECIPIENTS:,} recipients per call.", field="recipients")
-        if not (message or "").strip():
+        if template_code is None and not (message or "").strip():
             raise ValidationError("The message is empty.", field="message")
         with tenant_session(self.engine, tenant_id) as session:
             self._check(session, actor, Permission.BULK_SEND)
             tenant = self._tenant(session)
+            template = version = None
+            if template_code is not None:
+                template, version = self._template(session, template_code, channel)
+                ensure_sendable_in_bulk(session, template)
+                message, message_ar = version.body_en, version.body_ar
+                subject, message_class = subject or version.subject_en, MessageClass(template.message_class)
             if idempotency_key:
                 existing = session.scalar(select(BulkJob).where(BulkJob.idempotency_key == idempotency_key))
                 if existing is not None:
@@ -211,7 +232,9 @@ class MessagingService:
             job = BulkJob(
                 tenant_id=tenant.id, name=name or f"{channel.label} to {len(accepted):,} recipients",
                 channel=channel, status=BulkJobStatus.SCHEDULED if send_at else BulkJobStatus.SENDING,
-                audience={"kind": "list", "size": len(raw)}, custom_body_en=message, custom_body_ar=message_ar,
+                audience={"kind": "list", "size": len(raw)}, custom_body_en="" if template else message,
+                custom_body_ar="" if template else message_ar,
+                template_id=template.id if template else None, template_version_id=version.id if version else None,
                 message_class=message_class, idempotency_key=idempotency_key, total_recipients=len(raw),
                 scheduled_at=send_at, started_at=None if send_at else now,
                 created_by_id=actor.user_id if actor else None,
@@ -222,7 +245,7 @@ class MessagingService:
             except IntegrityError:
                 raise ConflictError("This send was already submitted.") from None
             rows, unrenderable = self._bulk_rows(session, tenant, job, accepted, message, message_ar, subject,
-                                                 channel, urgent, send_at, actor, now, message_class)
+                                                 channel, urgent, send_at, actor, now, message_class, template)
             batches = [] if send_at else plan_batches([r["id"] for r in rows])
             for position, row in enumerate(rows):  # batches keep the rows' order
                 row["delivery_job_id"] = batches[position // BATCH_SIZE][0] if batches else None
@@ -246,7 +269,8 @@ class MessagingService:
     def _bulk_rows(self, session: TenantSession, tenant: Tenant, job: BulkJob, recipients: list[str],
                    message: str, message_ar: str, subject: str, channel: Channel, urgent: bool,
                    send_at: dt.datetime | None, actor: Actor | None, now: dt.datetime,
-                   message_class: MessageClass) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+                   message_class: MessageClass, template: MessageTemplate | None = None,
+                   ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
         """Message rows for the valid recipients, and the recipients whose text cannot be rendered."""
         column = Patient.email if channel == Channel.EMAIL else Patient.phone_e164
         patients: dict[str, Patient] = {}
@@ -264,6 +288,9 @@ class MessagingService:
         unrenderable: list[tuple[str, str]] = []
         status = MessageStatus.SCHEDULED if send_at else MessageStatus.QUEUED
         rendered_cache: dict[tuple[Language, uuid.UUID | None], str | ValidationError] = {}
+        # A WhatsApp Content template's numbered variables are filled from these at send time.
+        content_names = set((template.whatsapp_variable_map or {}).values()) if template else set()
+        variables_cache: dict[tuple[Language, uuid.UUID | None], dict[str, str]] = {}
         for recipient in recipients:
             patient = patients.get(recipient)
             choice = choose_language(preference=prefs.get(patient.id) if patient else None, patient=patient,
@@ -272,6 +299,7 @@ class MessagingService:
             key = (choice.language, patient.id if patient and "{" in source else None)
             if key not in rendered_cache:
                 values = patient_variables(session, tenant, patient, choice.language, now=now)
+                variables_cache[key] = {n: str(values.get(n, "")) for n in content_names}
                 try:
                     rendered_cache[key] = render_body(source, values, channel)
                 except ValidationError as exc:
@@ -284,7 +312,9 @@ class MessagingService:
                 "id": uuid.uuid4(), "tenant_id": tenant.id, "patient_id": patient.id if patient else None,
                 "bulk_job_id": job.id, "channel": channel, "message_class": message_class,
                 "recipient": recipient, "language": choice.language, "subject": subject, "body": body,
-                "variables": {}, "status": status, "urgent": urgent, "is_test": False,
+                "variables": variables_cache.get(key, {}), "status": status,
+                "template_id": template.id if template else None,
+                "template_version_id": job.template_version_id, "urgent": urgent, "is_test": False,
                 "segments": count_segments(body).segments if channel == Channel.SMS else (0 if channel == Channel.EMAIL
                                                                                          else 1),
                 "scheduled_at": send_at, "queued_at": None if send_at else now,
@@ -369,7 +399,7 @@ class MessagingService:
                 template_id=template.id if template else None, template_version_id=version.id if version else None,
                 created_by_id=actor.user_id if actor else None, channel=channel, message_class=message_class,
                 recipient=address, language=choice.language, subject=subject_text if channel == Channel.EMAIL else "",
-                body=body, variables={k: str(v) for k, v in (variables or {}).items()},
+                body=body, variables=_stored_variables(template, values, variables),
                 status=MessageStatus.SCHEDULED if send_at else MessageStatus.QUEUED, urgent=urgent, is_test=is_test,
                 segments=count_segments(body).segments if channel == Channel.SMS else (
                     0 if channel == Channel.EMAIL else 1),

@@ -34,6 +34,9 @@ from app.services import audit
 from app.services.message_content import CHANNEL_BODY_LIMITS, STANDARD_VARIABLES, choose_language
 from app.services.messaging import MessagingService, SendResult
 from app.services.permissions import Actor, Permission, authorize
+from app.services.whatsapp_templates import (  # the bulk wizard's check, re-exported here
+    ensure_sendable_in_bulk as ensure_sendable_in_bulk,
+)
 from app.templating import TemplateRenderError, compile_template, convert_single_braces
 from db.enums import Channel, Language, MessageClass, MessageStatus
 from db.models import Message, MessageTemplate, MessageTemplateVersion, Tenant, User

@@ -89,7 +89,8 @@ def delivery_settings(engine: Engine, twilio: FakeTwilio | None = None, smtp: Fa
         values |= {
             "twilio_account_sid": twilio.account_sid, "twilio_auth_token": twilio.auth_token,
             "twilio_from_number": "+15005550006", "twilio_whatsapp_from": "+14155238886",
-            "twilio_api_base_url": twilio.base_url, "public_base_url": "https://clinic.example",
+            "twilio_api_base_url": twilio.base_url, "twilio_content_api_base_url": twilio.base_url,
+            "public_base_url": "https://clinic.example",
         }
     if smtp:
         values |= {"smtp_host": smtp.host, "smtp_port": smtp.port, "smtp_from": "Clinic <no-reply@clinic.example>",
