@@ -582,3 +582,22 @@ def retry_filtered(service: MessagingService, actor: Actor, flt: MessageFilter, 
         raise ConflictError(f"The number of failed messages changed ({expected:,} -> {len(ids):,}); "
                             "check the count and confirm again.")
     return service.retry(actor.tenant_id, ids, actor=actor)
+
+
+# --- choices for the filter widgets -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    templates: dict[uuid.UUID, str]  # id -> name, alphabetical
+    bulk_jobs: dict[uuid.UUID, str]  # id -> name, newest first
+
+
+def filter_options(session: TenantSession, actor: Actor, *, bulk_jobs: int = 100) -> FilterOptions:
+    """The clinic's templates and recent bulk jobs, for the template and bulk-job filters."""
+    authorize(session, actor, Permission.VIEW_MESSAGES)
+    templates = session.execute(select(MessageTemplate.id, MessageTemplate.name).order_by(MessageTemplate.name))
+    jobs = session.execute(select(BulkJob.id, BulkJob.name, BulkJob.created_at)
+                           .order_by(BulkJob.created_at.desc()).limit(bulk_jobs))
+    return FilterOptions({i: n for i, n in templates},
+                         {i: f"{n or 'Bulk send'} ({at:%d %b %Y})" for i, n, at in jobs})
