@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     email_price_per_message: float = Field(default=0.0, ge=0)
     price_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
 
+    # Message explorer CSV exports (issue 6)
+    export_dir: Path = PROJECT_ROOT / "data" / "exports"
+    export_inline_max_rows: int = Field(default=50_000, ge=1)
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:

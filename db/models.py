@@ -467,3 +467,38 @@ TENANT_SCOPED_MODELS: tuple[type[Base], ...] = (
     MessageLog,
     ProviderCredential,
 )
+
+
+# --- issue 6 ---
+
+
+class DataExport(TenantScoped, Timestamps, Base):
+    """A CSV export of a message filter, written by a background job to a gzip file for download.
+
+    The job's arguments are ids only; what to export (the filter, the columns, masked or not) is here.
+    """
+
+    __tablename__ = "data_exports"
+    __table_args__ = (Index("ix_data_exports_tenant_id_created_at", "tenant_id", "created_at"),)
+
+    id: Mapped[uuid_pk]
+    requested_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    filter: Mapped[dict] = mapped_column(default=dict)
+    columns: Mapped[list] = mapped_column(default=list)
+    masked: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(20), default="queued")  # queued, running, done, failed
+    row_count: Mapped[int | None] = mapped_column(Integer)
+    file_name: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str] = mapped_column(String(500), default="")
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+TENANT_SCOPED_MODELS = (*TENANT_SCOPED_MODELS, DataExport)
+
+# Explorer filters that have no other index (issue 6): error code and template, newest first.
+Index("ix_messages_tenant_id_error_code", Message.tenant_id, Message.error_code, Message.created_at,
+      postgresql_where=text("error_code IS NOT NULL"), sqlite_where=text("error_code IS NOT NULL"))
+Index("ix_messages_tenant_id_template_id", Message.tenant_id, Message.template_id, Message.created_at,
+      postgresql_where=text("template_id IS NOT NULL"), sqlite_where=text("template_id IS NOT NULL"))

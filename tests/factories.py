@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 from sqlalchemy import Engine
@@ -54,3 +55,19 @@ def user_row(engine: Engine, username: str) -> User:
         assert user is not None
         session.expunge(user)
         return user
+
+
+def make_message(
+    engine: Engine, tenant_id: uuid.UUID, *, recipient: str = "+966501234567", status: str = "delivered",
+    channel: str = "sms", created_at: dt.datetime | None = None, **fields: object,
+) -> uuid.UUID:
+    """A message row as the delivery pipeline would have left it (issue 6: explorer tests)."""
+    from db.models import Message
+
+    with tenant_session(engine, tenant_id) as session:
+        at = created_at or dt.datetime.now(dt.UTC)
+        message = Message(recipient=recipient, status=status, channel=channel, body=fields.pop("body", "Hello"),
+                          created_at=at, updated_at=at, **fields)
+        session.add(message)
+        session.flush()
+        return message.id

@@ -33,5 +33,12 @@ def expand_bulk_job(bulk_job_id: str) -> dict[str, int]:
     return expand(get_runtime(), uuid.UUID(bulk_job_id))
 
 
+def export_messages(tenant_id: str, export_id: str) -> int:
+    """Write a background CSV export to its gzip file (see app.services.export)."""
+    from app.services.export import run_export
+
+    return run_export(get_runtime().engine, uuid.UUID(tenant_id), uuid.UUID(export_id))
+
+
 def noop() -> None:
     """Does nothing: the benchmark's floor for what one RQ job costs."""

@@ -40,6 +40,8 @@ class MenuEntry:
 
 MENU: tuple[MenuEntry, ...] = (
     MenuEntry("home.py", "Home", ":material/home:", Permission.VIEW_DASHBOARD, "Overview"),
+    MenuEntry("messages.py", "Messages", ":material/forum:", Permission.VIEW_MESSAGES, "Messaging"),
+    MenuEntry("patients.py", "Patients", ":material/group:", Permission.VIEW_PATIENTS, "Patients"),
     MenuEntry("templates.py", "Templates", ":material/description:", Permission.VIEW_TEMPLATES, "Messaging"),
     MenuEntry("staff.py", "Staff", ":material/badge:", Permission.MANAGE_STAFF, "Administration"),
 )

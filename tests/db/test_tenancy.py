@@ -18,6 +18,7 @@ from db.models import (
     AuditEvent,
     Base,
     BulkJob,
+    DataExport,
     Message,
     MessageLog,
     MessageTemplate,
@@ -66,6 +67,7 @@ def _graph(session: Session, tenant_id: uuid.UUID, tag: str) -> dict[type, uuid.
         MessageLog(tenant_id=tenant_id, message_id=message.id, event="status", to_status=MessageStatus.QUEUED),
         AuditEvent(tenant_id=tenant_id, actor_id=user.id, action="test.event"),
         ProviderCredential(tenant_id=tenant_id, provider="twilio", encrypted="x"),
+        DataExport(tenant_id=tenant_id, requested_by_id=user.id),
     ]
     session.add_all(rows)
     session.flush()

@@ -15,9 +15,9 @@ from tests.factories import make_user
 from tests.pages.conftest import Clinic, signed_in
 
 EXPECTED_MENUS = {
-    Role.ADMIN: ["Home", "Templates", "Staff"],
-    Role.FRONT_DESK: ["Home", "Templates"],
-    Role.ANALYST: ["Home", "Templates"],
+    Role.ADMIN: ["Home", "Messages", "Templates", "Patients", "Staff"],
+    Role.FRONT_DESK: ["Home", "Messages", "Templates", "Patients"],
+    Role.ANALYST: ["Home", "Messages", "Templates"],
 }
 
 

@@ -1,0 +1,330 @@
+"""CSV exports of a message filter: streamed, safe to open in Excel, masked for analysts, audited.
+
+Format: UTF-8 with a byte-order mark (so Excel shows Arabic correctly), comma-separated, a header
+row, ``\\n`` line ends, fields quoted only when needed. Times are in the clinic's time zone.
+
+CSV injection: a text cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
+is prefixed with an apostrophe (``'``), so a spreadsheet shows it as text instead of running it as
+a formula. **Phone number policy:** a cell that is exactly a phone number in E.164 form, ``+``
+followed by 7 to 16 digits or mask stars (``+966501234567``, ``+9665******67``), is kept as it is:
+digits and stars cannot form a function call, a cell reference or a DDE link, and the number stays
+usable when the file is imported elsewhere. (Excel may display such a cell as a number; import the
+column as text to keep the ``+``.) Numbers we produce (segments, price) are not text cells and are
+never prefixed.
+
+Analysts without full contact access get phone numbers and e-mail addresses masked
+(``+9665******67``, ``s***@example.com``), exactly as on screen.
+
+On PostgreSQL the rows are formatted by the database and streamed with ``COPY (...) TO STDOUT``
+(no row passes through Python objects); elsewhere they are streamed through ``csv.writer`` in
+batches. Both apply the same rules, and a test holds them to the same bytes. Small exports are
+downloaded straight away (``export_csv``); large ones run as a background job (``request_export``
+-> ``run_export``) that writes a gzip file into ``EXPORT_DIR`` for download.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+import logging
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, Engine, Text, and_, case, cast, func, literal, select
+
+from app.config import get_settings
+from app.delivery.queue import JobQueue
+from app.errors import NotFoundError, ValidationError
+from app.services import audit
+from app.services.contacts import mask_contact, sees_full_contacts
+from app.services.explorer import MessageFilter, build_query, clinic_of, compiled_sql
+from app.services.permissions import Actor, Permission, authorize
+from db.models import DataExport, Message, MessageTemplate, Patient
+from db.session import tenant_session
+from db.tenancy import TenantSession
+from db.types import utcnow
+
+log = logging.getLogger(__name__)
+
+BOM = "\ufeff".encode()
+EXPORT_JOB = "worker.jobs.export_messages"
+_RISKY_START = ("=", "+", "-", "@", "\t", "\r")
+_PHONE_CELL = re.compile(r"\+[0-9*]{7,16}")
+_PHONE_CELL_SQL = r"^\+[0-9*]{7,16}$"
+_BATCH = 5000
+
+
+def neutralise(value: str) -> str:
+    """A text cell as written to the CSV (see the module docstring for the rule and the phone policy)."""
+    if value.startswith(_RISKY_START) and not _PHONE_CELL.fullmatch(value):
+        return "'" + value
+    return value
+
+
+# --- columns ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportColumn:
+    key: str
+    header: str
+    source: Callable[[], ColumnElement[Any]]
+    kind: str  # text, contact, time, number, flag, id
+
+
+EXPORT_COLUMNS: dict[str, ExportColumn] = {c.key: c for c in (
+    ExportColumn("created_at", "Created (clinic time)", lambda: Message.created_at, "time"),
+    ExportColumn("status", "Status", lambda: Message.status, "text"),
+    ExportColumn("channel", "Channel", lambda: Message.channel, "text"),
+    ExportColumn("recipient", "Recipient", lambda: Message.recipient, "contact"),
+    ExportColumn("patient", "Patient", lambda: func.coalesce(func.nullif(Patient.name_en, ""), Patient.name_ar),
+                 "text"),
+    ExportColumn("template", "Template", lambda: MessageTemplate.name, "text"),
+    ExportColumn("error_code", "Error code", lambda: Message.error_code, "text"),
+    ExportColumn("segments", "Segments", lambda: Message.segments, "number"),
+    ExportColumn("price", "Price", lambda: Message.price, "number"),
+    ExportColumn("price_unit", "Currency", lambda: Message.price_unit, "text"),
+    ExportColumn("provider", "Provider", lambda: Message.provider, "text"),
+    ExportColumn("provider_message_id", "Provider message id", lambda: Message.provider_message_id, "text"),
+    ExportColumn("sent_at", "Sent (clinic time)", lambda: Message.sent_at, "time"),
+    ExportColumn("delivered_at", "Delivered (clinic time)", lambda: Message.delivered_at, "time"),
+    ExportColumn("is_test", "Test message", lambda: Message.is_test, "flag"),
+    ExportColumn("body", "Text", lambda: Message.body, "text"),
+    ExportColumn("message_id", "Message id", lambda: Message.id, "id"),
+)}
+DEFAULT_COLUMNS = ("created_at", "status", "channel", "recipient", "patient", "template", "error_code",
+                   "segments", "price", "price_unit")
+
+
+def check_columns(columns: Sequence[str]) -> list[ExportColumn]:
+    if not columns:
+        raise ValidationError("Choose at least one column to export.", field="columns")
+    unknown = [c for c in columns if c not in EXPORT_COLUMNS]
+    if unknown:
+        raise ValidationError(f"Unknown export column(s): {', '.join(unknown)}.", field="columns")
+    return [EXPORT_COLUMNS[c] for c in dict.fromkeys(columns)]
+
+
+def _formatter(column: ExportColumn, zone: ZoneInfo, masked: bool) -> Callable[[Any], str]:
+    if column.kind == "time":
+        return lambda v: v.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S") if v is not None else ""
+    if column.kind == "number":
+        return lambda v: "" if v is None else str(v)
+    if column.kind == "flag":
+        return lambda v: "yes" if v else "no"
+    if column.kind == "id":
+        return lambda v: str(v)
+    if column.kind == "contact" and masked:
+        return lambda v: neutralise(mask_contact(v) or "") if v else ""
+    return lambda v: neutralise(str(v)) if v else ""
+
+
+def _neutralise_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
+    value = func.nullif(value, "")
+    risky = and_(func.left(value, 1).in_(_RISKY_START), ~value.regexp_match(_PHONE_CELL_SQL))
+    return case((risky, literal("'").concat(value)), else_=value)
+
+
+def _mask_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
+    length, at = func.length(value), func.strpos(value, "@")
+    return case(
+        (at > 0, func.left(value, 1).concat("***").concat(func.substr(value, at))),
+        (length <= 7, func.repeat("*", length)),
+        else_=func.left(value, 5).concat(func.repeat("*", length - 7)).concat(func.right(value, 2)),
+    )
+
+
+def _sql_cell(column: ExportColumn, timezone: str, masked: bool) -> ColumnElement[Any]:
+    """The PostgreSQL expression that formats ``column`` exactly as ``_formatter`` does."""
+    value = column.source()
+    if column.kind == "time":
+        return func.to_char(func.timezone(timezone, value), "YYYY-MM-DD HH24:MI:SS")
+    if column.kind in ("number", "id"):
+        return cast(value, Text)
+    if column.kind == "flag":
+        return case((value.is_(True), "yes"), else_="no")
+    if column.kind == "contact" and masked:
+        return _neutralise_sql(_mask_sql(value))
+    return _neutralise_sql(cast(value, Text))
+
+
+def _statement(session: TenantSession, flt: MessageFilter, columns: list[ExportColumn],
+               cells: list[ColumnElement[Any]], now: dt.datetime | None) -> Any:
+    query = build_query(session, flt, now=now)
+    if query.empty:
+        return None
+    order = (Message.created_at.asc(), Message.id.asc()) if flt.oldest_first else (
+        Message.created_at.desc(), Message.id.desc())
+    statement = select(*cells).select_from(Message).where(*query.where_all()).order_by(*order)
+    keys = {c.key for c in columns}
+    if "patient" in keys:
+        statement = statement.outerjoin(Patient, and_(Patient.id == Message.patient_id,
+                                                      Patient.tenant_id == Message.tenant_id))
+    if "template" in keys:
+        statement = statement.outerjoin(MessageTemplate, and_(MessageTemplate.id == Message.template_id,
+                                                              MessageTemplate.tenant_id == Message.tenant_id))
+    return statement
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def write_csv(session: TenantSession, flt: MessageFilter, column_keys: Sequence[str], out: IO[bytes], *,
+              masked: bool, now: dt.datetime | None = None, use_copy: bool | None = None) -> int:
+    """Write the filter's messages as CSV to ``out`` (a binary file); returns the number of rows.
+
+    No permission check: callers (``export_csv``, ``run_export``) authorise and audit.
+    """
+    columns = check_columns(column_keys)
+    clinic = clinic_of(session)
+    out.write(BOM)
+    header = io.StringIO()
+    csv.writer(header, lineterminator="\n").writerow([c.header for c in columns])
+    out.write(header.getvalue().encode())
+    connection = session.connection()
+    if use_copy is None:
+        use_copy = connection.dialect.name == "postgresql"
+    if use_copy:
+        cells = [_sql_cell(c, clinic.timezone, masked).label(c.key) for c in columns]
+        statement = _statement(session, flt, columns, cells, now)
+        if statement is None:
+            return 0
+        sql, params = compiled_sql(statement, connection.dialect)
+        dbapi = connection.connection.dbapi_connection
+        assert dbapi is not None
+        with dbapi.cursor() as cursor:
+            with cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
+                for block in copy:
+                    out.write(block)
+            return cursor.rowcount
+    statement = _statement(session, flt, columns, [c.source().label(c.key) for c in columns], now)
+    if statement is None:
+        return 0
+    zone = ZoneInfo(clinic.timezone)
+    formatters = [_formatter(c, zone, masked) for c in columns]
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    writer = csv.writer(text, lineterminator="\n")
+    rows = 0
+    try:
+        for partition in session.execute(statement.execution_options(yield_per=_BATCH)).partitions():
+            writer.writerows([[f(v) for f, v in zip(formatters, row, strict=True)] for row in partition])
+            rows += len(partition)
+    finally:
+        text.detach()
+    return rows
+
+
+def export_csv(session: TenantSession, actor: Actor, flt: MessageFilter, column_keys: Sequence[str],
+               out: IO[bytes], *, now: dt.datetime | None = None) -> int:
+    """Export for download now (small filters); audited with the filter, the columns and the row count."""
+    authorize(session, actor, Permission.EXPORT_DATA)
+    masked = not sees_full_contacts(actor)
+    rows = write_csv(session, flt, column_keys, out, masked=masked, now=now)
+    audit.record(session, actor, "messages.export", object_type="messages",
+                 details={"filter": flt.describe(), "columns": list(column_keys), "rows": rows, "masked": masked})
+    return rows
+
+
+# --- background exports -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    id: uuid.UUID
+    created_at: dt.datetime
+    status: str
+    row_count: int | None
+    filter: dict[str, str]
+    file_name: str | None
+    error: str
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "done" and bool(self.file_name)
+
+
+def _info(row: DataExport) -> ExportInfo:
+    return ExportInfo(row.id, row.created_at, row.status, row.row_count, dict(row.filter or {}), row.file_name,
+                      row.error)
+
+
+def request_export(engine: Engine, queue: JobQueue, actor: Actor, flt: MessageFilter,
+                   column_keys: Sequence[str]) -> ExportInfo:
+    """Record a large export and start its background job (the job carries ids only)."""
+    check_columns(column_keys)
+    with tenant_session(engine, actor.tenant_id) as session:
+        authorize(session, actor, Permission.EXPORT_DATA)
+        row = DataExport(requested_by_id=actor.user_id, filter=flt.to_params(), columns=list(column_keys),
+                         masked=not sees_full_contacts(actor), status="queued")
+        session.add(row)
+        session.flush()
+        audit.record(session, actor, "messages.export_requested", object_type="data_export", object_id=row.id,
+                     details={"filter": flt.describe(), "columns": list(column_keys), "masked": row.masked})
+        info = _info(row)
+    queue.enqueue(EXPORT_JOB, str(actor.tenant_id), str(info.id))
+    return info
+
+
+def export_path(tenant_id: uuid.UUID, export_id: uuid.UUID, directory: Path | None = None) -> Path:
+    return (directory or get_settings().export_dir) / str(tenant_id) / f"{export_id}.csv.gz"
+
+
+def run_export(engine: Engine, tenant_id: uuid.UUID, export_id: uuid.UUID, *, directory: Path | None = None) -> int:
+    """The background job: write the export's gzip file, record the row count; audited on completion."""
+    with tenant_session(engine, tenant_id) as session:
+        row = session.get(DataExport, export_id)
+        if row is None or row.status not in ("queued", "failed"):
+            return 0  # unknown, or already done by an earlier delivery of this job
+        row.status = "running"
+        flt, columns, masked, requested_by = (MessageFilter.from_params(row.filter), list(row.columns),
+                                              row.masked, row.requested_by_id)
+    path = export_path(tenant_id, export_id, directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    try:
+        with tenant_session(engine, tenant_id) as session, gzip.open(partial, "wb", compresslevel=1) as out:
+            rows = write_csv(session, flt, columns, out, masked=masked)
+        partial.replace(path)
+    except Exception as exc:
+        partial.unlink(missing_ok=True)
+        log.exception("export %s failed", export_id)
+        with tenant_session(engine, tenant_id) as session:
+            failed = session.get(DataExport, export_id)
+            if failed is not None:
+                failed.status, failed.error, failed.finished_at = "failed", str(exc)[:500], utcnow()
+        raise
+    with tenant_session(engine, tenant_id) as session:
+        done = session.get(DataExport, export_id)
+        assert done is not None
+        done.status, done.row_count, done.file_name, done.finished_at = "done", rows, path.name, utcnow()
+        audit.record(session, None, "messages.export", object_type="data_export", object_id=export_id,
+                     details={"filter": flt.describe(), "columns": columns, "rows": rows, "masked": masked,
+                              "requested_by": str(requested_by) if requested_by else None},
+                     actor_name="export job")
+    return rows
+
+
+def list_exports(session: TenantSession, actor: Actor, *, limit: int = 20) -> list[ExportInfo]:
+    """The actor's recent background exports (admins see the whole clinic's), newest first."""
+    authorize(session, actor, Permission.EXPORT_DATA)
+    query = select(DataExport).order_by(DataExport.created_at.desc()).limit(limit)
+    if not actor.can(Permission.MANAGE_STAFF):
+        query = query.where(DataExport.requested_by_id == actor.user_id)
+    return [_info(row) for row in session.scalars(query)]
+
+
+def export_file(session: TenantSession, actor: Actor, export_id: uuid.UUID, *,
+                directory: Path | None = None) -> Path:
+    """The finished gzip file of one of the actor's exports."""
+    ready = {e.id: e for e in list_exports(session, actor, limit=200)}.get(export_id)
+    path = export_path(session.tenant_id or actor.tenant_id, export_id, directory)
+    if ready is None or not ready.ready or not path.exists():
+        raise NotFoundError("That export is not ready or no longer exists.")
+    return path

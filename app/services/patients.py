@@ -1,0 +1,245 @@
+"""The patient view: find a patient, see their contacts, preferences and history, change preferences.
+
+"Why didn't they get it?" (``why_not_received``) is answered in plain words from the last
+message's status and error and from the patient's preferences. Preference changes need a
+reason, are kept in the patient's history (``preference_changes``) and audited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, or_, select
+
+from app.delivery.error_codes import explain
+from app.delivery.optouts import set_channel_opt_in
+from app.errors import NotFoundError, ValidationError
+from app.phones import phone_search_key
+from app.services import audit
+from app.services.contacts import shown_contact
+from app.services.explorer import clinic_of
+from app.services.permissions import Actor, Permission, authorize
+from db.enums import Channel, Language, MessageStatus, OptOutSource
+from db.models import Message, NotificationPreference, Patient, PreferenceChange, User
+from db.tenancy import TenantSession
+from db.types import utcnow
+
+SEARCH_LIMIT = 20
+SOURCE_LABELS = {OptOutSource.STAFF: "staff", OptOutSource.PATIENT_REPLY: "the patient's reply",
+                 OptOutSource.PROVIDER: "the provider", OptOutSource.IMPORT: "an import",
+                 OptOutSource.SYSTEM: "the system"}
+
+
+@dataclass(frozen=True)
+class PatientSummary:
+    id: uuid.UUID
+    mrn: str | None
+    name_en: str
+    name_ar: str
+    phone: str | None
+    email: str | None
+    language: Language
+
+
+@dataclass(frozen=True)
+class Preferences:
+    sms_opt_in: bool = True
+    whatsapp_opt_in: bool = True
+    email_opt_in: bool = True
+    language: Language | None = None
+    quiet_hours_start: dt.time | None = None
+    quiet_hours_end: dt.time | None = None
+    opted_out_at: dt.datetime | None = None
+    opt_out_source: OptOutSource | None = None
+
+    def allows(self, channel: Channel) -> bool:
+        return bool(getattr(self, f"{channel.value}_opt_in"))
+
+
+@dataclass(frozen=True)
+class PreferenceHistoryItem:
+    at: dt.datetime
+    field: str
+    old_value: str | None
+    new_value: str | None
+    source: OptOutSource
+    reason: str
+    changed_by: str
+
+
+@dataclass(frozen=True)
+class PatientDetail:
+    patient: PatientSummary
+    preferences: Preferences
+    history: list[PreferenceHistoryItem]
+    why_not: list[str]
+
+
+def _summary(actor: Actor, p: Patient) -> PatientSummary:
+    return PatientSummary(p.id, p.mrn, p.name_en, p.name_ar, shown_contact(actor, p.phone_e164),
+                          shown_contact(actor, p.email), Language(p.language))
+
+
+def search_patients(session: TenantSession, actor: Actor, text: str, *, limit: int = SEARCH_LIMIT
+                    ) -> list[PatientSummary]:
+    """Patients by phone (however typed), e-mail, MRN, or part of the English or Arabic name."""
+    authorize(session, actor, Permission.VIEW_PATIENTS)
+    text = text.strip()
+    if len(text) < 2:
+        return []
+    query = select(Patient).where(Patient.deleted_at.is_(None))
+    phone = phone_search_key(text, clinic_of(session).region)
+    if "@" in text:
+        query = query.where(func.lower(Patient.email) == text.lower())
+    elif phone:
+        query = query.where(Patient.phone_e164 == phone)
+    else:
+        query = query.where(or_(Patient.mrn == text,
+                                func.lower(Patient.name_en).contains(text.lower(), autoescape=True),
+                                Patient.name_ar.contains(text, autoescape=True)))
+    return [_summary(actor, p) for p in session.scalars(query.order_by(Patient.name_en).limit(limit))]
+
+
+def _patient(session: TenantSession, patient_id: uuid.UUID) -> Patient:
+    patient = session.scalar(select(Patient).where(Patient.id == patient_id, Patient.deleted_at.is_(None)))
+    if patient is None:
+        raise NotFoundError("That patient does not exist in your clinic.")
+    return patient
+
+
+def _preferences(session: TenantSession, patient_id: uuid.UUID) -> Preferences:
+    pref = session.scalar(select(NotificationPreference).where(NotificationPreference.patient_id == patient_id))
+    if pref is None:
+        return Preferences()
+    return Preferences(pref.sms_opt_in, pref.whatsapp_opt_in, pref.email_opt_in,
+                       Language(pref.language) if pref.language else None, pref.quiet_hours_start,
+                       pref.quiet_hours_end, pref.opted_out_at,
+                       OptOutSource(pref.opt_out_source) if pref.opt_out_source else None)
+
+
+def patient_detail(session: TenantSession, actor: Actor, patient_id: uuid.UUID) -> PatientDetail:
+    """A patient's contacts, preferences, preference history (newest first) and why a message may not arrive."""
+    authorize(session, actor, Permission.VIEW_PATIENTS)
+    patient = _patient(session, patient_id)
+    prefs = _preferences(session, patient_id)
+    changes = session.execute(
+        select(PreferenceChange, User.username).outerjoin(User, User.id == PreferenceChange.changed_by_id)
+        .where(PreferenceChange.patient_id == patient_id).order_by(PreferenceChange.created_at.desc()).limit(200)
+    ).all()
+    history = [PreferenceHistoryItem(c.created_at, c.field, c.old_value, c.new_value, OptOutSource(c.source),
+                                     c.reason, username or "") for c, username in changes]
+    last = session.scalar(select(Message).where(Message.patient_id == patient_id, Message.is_test.is_(False))
+                          .order_by(Message.created_at.desc(), Message.id.desc()).limit(1))
+    clinic = clinic_of(session)
+    return PatientDetail(_summary(actor, patient), prefs, history,
+                         why_not_received(last, patient, prefs, ZoneInfo(clinic.timezone)))
+
+
+def _when(value: dt.datetime | None, zone: ZoneInfo) -> str:
+    return value.astimezone(zone).strftime("%d %b %Y, %H:%M") if value else "an unknown time"
+
+
+def why_not_received(last: Message | None, patient: Patient, prefs: Preferences, zone: ZoneInfo) -> list[str]:
+    """Plain sentences for the front desk: what happened to the last message and what stands in the way."""
+    reasons: list[str] = []
+    if last is None:
+        reasons.append("No message has been sent to this patient yet.")
+    else:
+        channel = Channel(last.channel)
+        status = MessageStatus(last.status)
+        said = f"The last message ({channel.label}, {_when(last.created_at, zone)})"
+        if status in (MessageStatus.DELIVERED, MessageStatus.READ):
+            seen = " and read" if status == MessageStatus.READ else ""
+            reasons.append(f"{said} was delivered{seen} at {_when(last.delivered_at or last.read_at, zone)}. "
+                           "Ask the patient to check that device; it may be in a spam or promotions folder.")
+        elif status == MessageStatus.SENT:
+            reasons.append(f"{said} was handed to the carrier; the carrier has not confirmed delivery yet.")
+        elif status in (MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.SENDING):
+            when = f" for {_when(last.scheduled_at, zone)}" if last.scheduled_at else ""
+            reasons.append(f"{said} has not gone out yet: it is {status.value}{when}.")
+        elif status == MessageStatus.UNKNOWN:
+            reasons.append(f"{said} may or may not have reached the provider; it is being checked with the "
+                           "provider and is not resent blindly.")
+        elif status == MessageStatus.CANCELLED:
+            reasons.append(f"{said} was cancelled before it was sent.")
+        elif status == MessageStatus.SUPPRESSED:
+            reasons.append(f"{said} was not sent: {last.status_reason or 'the patient cannot be messaged there'}.")
+        else:
+            error = explain(last.error_code)
+            meaning = f" {error.title} {error.action}" if error else f" {last.status_reason}".rstrip()
+            reasons.append(f"{said} {status.value}.{meaning}")
+        if channel != Channel.EMAIL and patient.phone_e164 and last.recipient != patient.phone_e164:
+            reasons.append("It went to a different number than the one now on the patient record.")
+    for channel in Channel:
+        if not prefs.allows(channel):
+            since = ""
+            if prefs.opted_out_at and prefs.opt_out_source:
+                since = f" (last opt-out {_when(prefs.opted_out_at, zone)}, by {SOURCE_LABELS[prefs.opt_out_source]})"
+            reasons.append(f"The patient does not receive {channel.label} messages{since}.")
+    if not patient.phone_e164:
+        reasons.append("There is no mobile number on record, so SMS and WhatsApp cannot reach the patient.")
+    if not patient.email:
+        reasons.append("There is no e-mail address on record.")
+    if prefs.quiet_hours_start and prefs.quiet_hours_end:
+        reasons.append(f"Quiet hours {prefs.quiet_hours_start:%H:%M}-{prefs.quiet_hours_end:%H:%M}: messages "
+                       "due then wait until the quiet hours end (urgent ones excepted).")
+    return reasons
+
+
+@dataclass(frozen=True)
+class PreferenceUpdate:
+    sms_opt_in: bool
+    whatsapp_opt_in: bool
+    email_opt_in: bool
+    language: Language | None
+    quiet_hours_start: dt.time | None
+    quiet_hours_end: dt.time | None
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.time):
+        return value.strftime("%H:%M")
+    return str(value.value if isinstance(value, Language) else value).lower()
+
+
+def change_preferences(session: TenantSession, actor: Actor, patient_id: uuid.UUID, update: PreferenceUpdate,
+                       *, reason: str) -> PatientDetail:
+    """Apply what the patient asked for; every changed field is kept in the history with the reason."""
+    authorize(session, actor, Permission.EDIT_PREFERENCES)
+    reason = reason.strip()
+    if len(reason) < 3:
+        raise ValidationError("Say why the preferences change (e.g. 'patient asked by phone').", field="reason")
+    if (update.quiet_hours_start is None) != (update.quiet_hours_end is None):
+        raise ValidationError("Give both the start and the end of the quiet hours, or neither.",
+                              field="quiet_hours_start")
+    patient = _patient(session, patient_id)
+    changed: list[str] = []
+    for channel in Channel:
+        if set_channel_opt_in(session, tenant_id=patient.tenant_id, patient_id=patient.id, channel=channel,
+                              opted_in=getattr(update, f"{channel.value}_opt_in"), source=OptOutSource.STAFF,
+                              reason=reason, changed_by_id=actor.user_id):
+            changed.append(f"{channel.value}_opt_in")
+    pref = session.scalar(select(NotificationPreference).where(NotificationPreference.patient_id == patient.id))
+    if pref is None:
+        pref = NotificationPreference(patient_id=patient.id)
+        session.add(pref)
+    now = utcnow()
+    for name in ("language", "quiet_hours_start", "quiet_hours_end"):
+        old, new = getattr(pref, name), getattr(update, name)
+        if _text(old) != _text(new):
+            setattr(pref, name, new)
+            changed.append(name)
+            session.add(PreferenceChange(patient_id=patient.id, field=name, old_value=_text(old),
+                                         new_value=_text(new), source=OptOutSource.STAFF, reason=reason[:500],
+                                         changed_by_id=actor.user_id, created_at=now))
+    if not changed:
+        raise ValidationError("Nothing was changed.")
+    session.flush()
+    audit.record(session, actor, "patient.preferences", object_type="patient", object_id=patient.id,
+                 details={"changed": changed, "reason": reason[:500]})
+    return patient_detail(session, actor, patient.id)

@@ -1,0 +1,104 @@
+"""UI glue for the Messages and Patients pages: the filter in the URL, cached counts, table rows."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import streamlit as st
+
+from app.errors import AppError
+from app.services import explorer
+from app.services.explorer import Cursor, FilterOptions, MessageFilter, MessageRow, Total
+from app.services.permissions import Actor
+from app.ui import session
+from db.enums import MessageStatus
+from db.session import tenant_session
+
+STATUS_BADGES: dict[MessageStatus, str] = {
+    MessageStatus.SCHEDULED: "🕒 Scheduled", MessageStatus.QUEUED: "⏳ Queued", MessageStatus.SENDING: "📤 Sending",
+    MessageStatus.SENT: "📨 Sent", MessageStatus.DELIVERED: "✅ Delivered", MessageStatus.READ: "👁 Read",
+    MessageStatus.FAILED: "❌ Failed", MessageStatus.UNDELIVERED: "⚠️ Undelivered",
+    MessageStatus.CANCELLED: "🚫 Cancelled", MessageStatus.SUPPRESSED: "🔕 Suppressed",
+    MessageStatus.UNKNOWN: "❓ Unknown",
+}
+PAGE_KEYS = ("after", "message")  # URL parameters that are not part of the filter
+
+
+def filter_from_url() -> tuple[MessageFilter, str | None]:
+    """The filter in the page's URL, or the default filter and the reason the URL was not understood."""
+    params = {key: st.query_params[key] for key in st.query_params if key not in PAGE_KEYS}
+    try:
+        return MessageFilter.from_params(params), None
+    except AppError as err:
+        return MessageFilter(), f"The link's filter was not understood ({err}); showing the default view."
+
+
+def show_filter(flt: MessageFilter, *, keep: dict[str, str] | None = None) -> None:
+    """Put ``flt`` in the URL (the first page of it) and redraw."""
+    st.query_params.from_dict({**flt.to_params(), **(keep or {})})
+    st.rerun()
+
+
+def cursor_from_url() -> Cursor | None:
+    value = st.query_params.get("after")
+    if not value:
+        return None
+    try:
+        return Cursor.decode(value)
+    except AppError:
+        return None
+
+
+def message_from_url() -> uuid.UUID | None:
+    try:
+        return uuid.UUID(st.query_params.get("message", ""))
+    except ValueError:
+        return None
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _count(tenant_id: str, params: tuple[tuple[str, str], ...], _actor: Actor) -> Total:
+    with tenant_session(session.engine(), _actor.tenant_id) as db:
+        return explorer.count_messages(db, _actor, MessageFilter.from_params(dict(params)))
+
+
+def count(actor: Actor, flt: MessageFilter) -> Total:
+    """The filter's total, at most 30 seconds old (counting is the slow part of a rerun)."""
+    return _count(str(actor.tenant_id), tuple(sorted(flt.to_params().items())), actor)
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def _options(tenant_id: str, _actor: Actor) -> FilterOptions:
+    with tenant_session(session.engine(), _actor.tenant_id) as db:
+        return explorer.filter_options(db, _actor)
+
+
+def options(actor: Actor) -> FilterOptions:
+    """Templates and recent bulk jobs of the clinic, at most five minutes old."""
+    return _options(str(actor.tenant_id), actor)
+
+
+def forget_counts() -> None:
+    """After a retry or cancel the totals by status change."""
+    _count.clear()
+
+
+def table_rows(rows: list[MessageRow], zone: ZoneInfo) -> list[dict[str, Any]]:
+    return [{
+        "Time": row.created_at.astimezone(zone).replace(tzinfo=None),
+        "Status": STATUS_BADGES[row.status],
+        "Channel": row.channel.label,
+        "Recipient": row.recipient,
+        "Patient": row.patient_name,
+        "Template": row.template_name,
+        "Error": row.error_code or "",
+        "Retry of earlier": row.is_retry,
+        "Test": row.is_test,
+    } for row in rows]
+
+
+def row_label(row: MessageRow, zone: ZoneInfo) -> str:
+    name = f" · {row.patient_name}" if row.patient_name else ""
+    return f"{row.created_at.astimezone(zone):%d %b %H:%M} · {row.recipient}{name} · {row.status.value}"

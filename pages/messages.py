@@ -1,0 +1,268 @@
+"""Messages: find any message of the clinic, see what happened to it, retry or cancel it, export CSV.
+
+The filter, the page and the open message live in the URL, so a view can be shared as a link.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from dataclasses import replace
+from zoneinfo import ZoneInfo
+
+import streamlit as st
+
+from app.config import get_settings
+from app.services import explorer, export
+from app.services.contacts import sees_full_contacts
+from app.services.explorer import PERIODS, FilterOptions, MessageFilter
+from app.services.permissions import Permission
+from app.ui import cached, feedback, rtl, session
+from app.ui import explorer as ui
+from app.ui.text import plain
+from db.enums import Channel, Language, MessageStatus
+
+actor = session.require_actor(Permission.VIEW_MESSAGES)
+BACK_KEY = "messages.back"  # the cursors of the pages before this one
+RETRY_ALL_KEY = "messages.retry_all"
+CSV_KEY = "messages.csv"
+can_act = actor.can(Permission.RETRY_MESSAGES)
+
+st.title("Messages", anchor=False)
+clinic = feedback.attempt(lambda: cached.clinic(actor))
+if clinic is None:
+    st.stop()
+zone = ZoneInfo(clinic.timezone)
+flt, problem = ui.filter_from_url()
+if problem:
+    st.warning(problem, icon=":material/link_off:")
+choices = feedback.attempt(lambda: ui.options(actor)) or FilterOptions({}, {})
+
+
+def go(new: MessageFilter) -> None:
+    st.session_state.pop(BACK_KEY, None)
+    st.session_state.pop(CSV_KEY, None)
+    ui.show_filter(new)
+
+
+# --- filters ------------------------------------------------------------------------------------
+
+with st.form("filters", border=True):
+    search = st.text_input("Search", value=flt.search, placeholder="Phone number, e-mail or patient name",
+                           help="0501234567, +966 50 123 4567 and 966501234567 all find the same patient.")
+    left, middle, right = st.columns(3)
+    with left:
+        period = st.selectbox("Period", list(PERIODS), index=list(PERIODS).index(flt.period),
+                              format_func=PERIODS.__getitem__)
+        today = dt.datetime.now(zone).date()
+        dates = st.date_input("Custom dates (clinic time)", value=(flt.date_from or today - dt.timedelta(days=6),
+                                                                   flt.date_to or today),
+                              help="Used when the period is 'Custom dates'.")
+    with middle:
+        statuses = st.multiselect("Status", list(MessageStatus), default=list(flt.statuses),
+                                  format_func=ui.STATUS_BADGES.__getitem__)
+        channels = st.multiselect("Channel", list(Channel), default=list(flt.channels),
+                                  format_func=lambda c: c.label)
+        error_code = st.text_input("Error code", value=flt.error_code, placeholder="e.g. 21211")
+    with right:
+        template_ids = [None, *choices.templates]
+        template = st.selectbox("Template", template_ids,
+                                index=template_ids.index(flt.template_id) if flt.template_id in template_ids else 0,
+                                format_func=lambda i: "Any template" if i is None else choices.templates[i])
+        job_ids = [None, *choices.bulk_jobs]
+        bulk_job = st.selectbox("Bulk send", job_ids,
+                                index=job_ids.index(flt.bulk_job_id) if flt.bulk_job_id in job_ids else 0,
+                                format_func=lambda i: "Any" if i is None else choices.bulk_jobs[i])
+        include_test = st.checkbox("Show test messages", value=flt.include_test)
+        oldest_first = st.toggle("Oldest first", value=flt.oldest_first)
+    if st.form_submit_button("Apply filters", type="primary", icon=":material/filter_alt:"):
+        start, end = (*tuple(dates), None, None)[:2] if isinstance(dates, tuple) else (dates, dates)
+        chosen = feedback.attempt(lambda: MessageFilter(
+            period=period, date_from=start if period == "custom" else None,
+            date_to=(end or start) if period == "custom" else None, statuses=tuple(statuses),
+            channels=tuple(channels), template_id=template, bulk_job_id=bulk_job, patient_id=flt.patient_id,
+            error_code=error_code.strip(), include_test=include_test, search=search.strip(),
+            oldest_first=oldest_first))
+        if chosen is not None:
+            go(chosen)
+if flt.patient_id and st.button("Show all patients again", icon=":material/person_remove:"):
+    go(replace(flt, patient_id=None))
+
+# --- the page of results ------------------------------------------------------------------------
+
+after = ui.cursor_from_url()
+result = feedback.service(explorer.list_messages, flt, after=after)
+if result is None:
+    st.stop()
+total = feedback.attempt(lambda: ui.count(actor, flt))
+where = " · later page" if after else ""
+st.caption(f"{total.label if total else 'Count unavailable'}{where} · times in {clinic.timezone}")
+if result.rows:
+    st.dataframe(ui.table_rows(result.rows, zone), hide_index=True, width="stretch",
+                 column_config={"Time": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm:ss")})
+else:
+    st.info("No messages match this filter.", icon=":material/search_off:")
+
+back = st.session_state.setdefault(BACK_KEY, [])
+first_col, previous_col, next_col = st.columns(3)
+if first_col.button("First page", icon=":material/first_page:", disabled=after is None):
+    st.session_state[BACK_KEY] = []
+    ui.show_filter(flt)
+if previous_col.button("Previous page", icon=":material/chevron_left:", disabled=after is None):
+    earlier = back.pop() if back else ""
+    ui.show_filter(flt, keep={"after": earlier} if earlier else None)
+if next_col.button("Next page", icon=":material/chevron_right:", disabled=result.next_cursor is None):
+    assert result.next_cursor is not None
+    back.append(after.encode() if after else "")
+    ui.show_filter(flt, keep={"after": result.next_cursor.encode()})
+
+# --- acting on messages -------------------------------------------------------------------------
+
+by_id = {row.id: row for row in result.rows}
+picked = st.multiselect("Select messages on this page", list(by_id),
+                        format_func=lambda i: ui.row_label(by_id[i], zone), key=f"pick-{after}-{flt.to_params()}")
+open_col, retry_col, cancel_col = st.columns(3)
+if open_col.button("Open", icon=":material/open_in_new:", disabled=len(picked) != 1):
+    ui.show_filter(flt, keep={**({"after": after.encode()} if after else {}), "message": str(picked[0])})
+if can_act:
+    retryable = [i for i in picked if by_id[i].can_retry]
+    if retry_col.button(f"Retry selected ({len(retryable)})", icon=":material/replay:", disabled=not retryable):
+        done = feedback.attempt(lambda: session.messaging().retry(actor.tenant_id, retryable, actor=actor))
+        if done is not None:
+            ui.forget_counts()
+            feedback.flash("act", f"{len(done)} new attempt(s) queued; each is linked to its original.")
+            st.rerun()
+    cancellable = [i for i in picked if by_id[i].can_cancel]
+    if cancel_col.button(f"Cancel selected ({len(cancellable)})", icon=":material/cancel:", disabled=not cancellable):
+        n = feedback.attempt(lambda: session.messaging().cancel(actor.tenant_id, message_ids=cancellable, actor=actor))
+        if n is not None:
+            ui.forget_counts()
+            feedback.flash("act", f"{n} message(s) cancelled.")
+            st.rerun()
+feedback.show_flash("act")
+
+if can_act:
+    with st.expander("Retry all failed messages in this filter", icon=":material/replay:"):
+        params_key = str(sorted(flt.to_params().items()))
+        if st.button("Count them"):
+            found = feedback.service(explorer.retryable_ids, flt)
+            if found is not None:
+                st.session_state[RETRY_ALL_KEY] = (params_key, len(found))
+        counted = st.session_state.get(RETRY_ALL_KEY)
+        if counted and counted[0] == params_key:
+            n = counted[1]
+            st.write(f"**{n:,}** failed, undelivered or unknown message(s) in this filter can be retried. "
+                     "Opt-outs still apply: a patient who opted out is not messaged.")
+            sure = st.checkbox(f"Yes, retry these {n:,} messages", key=f"retry-all-{params_key}")
+            if st.button(f"Retry {n:,} messages", type="primary", disabled=not (sure and n)):
+                done = feedback.attempt(lambda: explorer.retry_filtered(session.messaging(), actor, flt, expected=n))
+                st.session_state.pop(RETRY_ALL_KEY, None)
+                if done is not None:
+                    ui.forget_counts()
+                    feedback.flash("retry_all", f"{len(done):,} new attempts queued.")
+                    st.rerun()
+        feedback.show_flash("retry_all")
+
+# --- one message --------------------------------------------------------------------------------
+
+message_id = ui.message_from_url()
+if message_id is not None:
+    detail = feedback.service(explorer.message_detail, message_id)
+    if detail is not None:
+        with st.container(border=True):
+            st.subheader(f"{detail.channel.label} message · {ui.STATUS_BADGES[detail.status]}", anchor=False)
+            facts = {
+                "Created": f"{detail.created_at.astimezone(zone):%d %b %Y, %H:%M:%S}",
+                "Recipient": detail.recipient, "Patient": detail.patient_name or "-",
+                "Template": (f"{detail.template_name} ({detail.template_code}), version {detail.template_version}"
+                             if detail.template_code else "none (free text)"),
+                "Sent by": detail.sent_by, "Bulk send": detail.bulk_job_name or "-",
+                "Provider": f"{detail.provider or '-'} · id {detail.provider_message_id or '-'}",
+                "Sender": detail.sender or "-", "Segments": str(detail.segments),
+                "Price": f"{detail.price} {detail.price_unit or ''}" if detail.price is not None else "-",
+                "Attempts": str(detail.attempts), "Test message": "yes" if detail.is_test else "no",
+                "Sent": f"{detail.sent_at.astimezone(zone):%d %b %Y, %H:%M:%S}" if detail.sent_at else "-",
+                "Delivered": (f"{detail.delivered_at.astimezone(zone):%d %b %Y, %H:%M:%S}"
+                              if detail.delivered_at else "-"),
+            }
+            st.markdown("  \n".join(f"**{name}:** {plain(value)}" for name, value in facts.items()))
+            if detail.status_reason:
+                st.caption(detail.status_reason)
+            if detail.error:
+                st.error(f"Error {detail.error.code}: {detail.error.title}", icon=":material/error:")
+                st.info(f"What to do: {detail.error.action}", icon=":material/lightbulb:")
+            if detail.subject:
+                st.markdown(f"**Subject:** {plain(detail.subject)}")
+            st.markdown("**Text**")
+            if detail.language == Language.AR:
+                rtl.show(detail.body)
+            else:
+                st.text(detail.body)
+            st.markdown("**Timeline**")
+            st.dataframe([{"Time": e.at.astimezone(zone).replace(tzinfo=None), "Event": e.event,
+                           "From": e.from_status.value if e.from_status else "",
+                           "To": e.to_status.value if e.to_status else "", "Provider": e.provider or "",
+                           "Error": e.error_code or "", "Detail": e.detail} for e in detail.timeline],
+                         hide_index=True, width="stretch",
+                         column_config={"Time": st.column_config.DatetimeColumn(format="D MMM, HH:mm:ss")})
+            links = {"Open the original": detail.retry_of_id, "Open the retry": detail.retried_as_id}
+            buttons = st.columns(4)
+            for column, (label, linked) in zip(buttons, links.items(), strict=False):
+                if linked and column.button(label, key=f"link-{label}"):
+                    ui.show_filter(flt, keep={"message": str(linked)})
+            if can_act and detail.can_retry and buttons[2].button("Retry this message", type="primary",
+                                                                  icon=":material/replay:"):
+                done = feedback.attempt(lambda: session.messaging().retry(actor.tenant_id, [detail.id], actor=actor))
+                if done:
+                    ui.forget_counts()
+                    feedback.flash("detail", "A new attempt is queued, linked to this message.")
+                    ui.show_filter(flt, keep={"message": str(done[0].message_id)})
+            if can_act and detail.can_cancel and buttons[2].button("Cancel this message", icon=":material/cancel:"):
+                if feedback.attempt(lambda: session.messaging().cancel(actor.tenant_id, message_ids=[detail.id],
+                                                                      actor=actor)):
+                    ui.forget_counts()
+                    feedback.flash("detail", "The message is cancelled.")
+                    st.rerun()
+            if buttons[3].button("Close", icon=":material/close:"):
+                ui.show_filter(flt, keep={"after": after.encode()} if after else None)
+            feedback.show_flash("detail")
+
+# --- export -------------------------------------------------------------------------------------
+
+if actor.can(Permission.EXPORT_DATA):
+    with st.expander("Export this filter as CSV", icon=":material/download:"):
+        columns = st.multiselect("Columns", list(export.EXPORT_COLUMNS), default=list(export.DEFAULT_COLUMNS),
+                                 format_func=lambda key: export.EXPORT_COLUMNS[key].header)
+        if not sees_full_contacts(actor):
+            st.caption("Phone numbers and e-mail addresses are masked in your exports.")
+        limit = get_settings().export_inline_max_rows
+        if st.button("Prepare CSV", icon=":material/table_view:"):
+            size = feedback.service(explorer.count_messages, flt, cap=limit)
+            if size is not None and size.exact:
+                out = io.BytesIO()
+                rows = feedback.service(export.export_csv, flt, columns, out)
+                if rows is not None:
+                    st.session_state[CSV_KEY] = (out.getvalue(), rows)
+            elif size is not None:
+                started = feedback.attempt(lambda: export.request_export(
+                    session.engine(), session.messaging().queue, actor, flt, columns))
+                if started is not None:
+                    feedback.flash("export", f"More than {limit:,} rows: the export runs in the background. "
+                                             "It appears below when it is ready.")
+                    st.rerun()
+        prepared = st.session_state.get(CSV_KEY)
+        if prepared:
+            st.download_button(f"Download CSV ({prepared[1]:,} rows)", prepared[0], mime="text/csv",
+                               file_name=f"messages-{dt.datetime.now(zone):%Y%m%d-%H%M}.csv",
+                               icon=":material/download:")
+        feedback.show_flash("export")
+        recent = feedback.service(export.list_exports) or []
+        for item in recent:
+            label = f"{item.created_at.astimezone(zone):%d %b %H:%M} · {item.status}"
+            if item.ready:
+                path = feedback.service(export.export_file, item.id)
+                if path is not None:
+                    st.download_button(f"{label} · {item.row_count:,} rows (.csv.gz)", path.read_bytes,
+                                       file_name=path.name, mime="application/gzip", key=f"export-{item.id}")
+            else:
+                st.caption(f"{label} {item.error}")

@@ -1,0 +1,169 @@
+"""The Messages and Patients pages: filter, open a message, retry as front desk, read-only analysts, export."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from app.services.permissions import Actor
+from db.enums import Role
+from db.models import AuditEvent, Message, PreferenceChange
+from db.session import tenant_session
+from tests.factories import make_message, make_patient
+from tests.pages.conftest import Clinic, button, signed_in, texts
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+def open_page(actor: Actor, page: str = "messages", **params: str) -> AppTest:
+    at = signed_in(actor)
+    at.switch_page(f"../pages/{page}.py")
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def table(at: AppTest, index: int = 0) -> list[dict]:
+    return at.dataframe[index].value.to_dict("records")
+
+
+def by_label(widgets, label: str):  # type: ignore[no-untyped-def]
+    return next(w for w in widgets if w.label == label)
+
+
+@pytest.fixture
+def messages(clinic: Clinic) -> dict[str, uuid.UUID]:
+    tenant = clinic.admin.tenant_id
+    sara = make_patient(clinic.engine, tenant)
+    return {
+        "failed": make_message(clinic.engine, tenant, status="failed", error_code="21211", patient_id=sara,
+                               created_at=NOW - dt.timedelta(minutes=3)),
+        "delivered": make_message(clinic.engine, tenant, recipient="+966507654321",
+                                  created_at=NOW - dt.timedelta(minutes=2)),
+        "email": make_message(clinic.engine, tenant, channel="email", recipient="sara@example.com", patient_id=sara,
+                              created_at=NOW - dt.timedelta(minutes=1)),
+    }
+
+
+def test_the_list_and_a_filter_that_lands_in_the_url(clinic: Clinic, messages: dict[str, uuid.UUID]) -> None:
+    at = open_page(clinic.front_desk)
+    assert [r["Status"] for r in table(at)] == ["✅ Delivered", "✅ Delivered", "❌ Failed"]
+    assert "3 messages" in texts(at.caption)[0]
+
+    by_label(at.text_input, "Search").input("0501234567")
+    by_label(at.multiselect, "Status").select("failed")
+    button(at, "Apply filters").click().run()
+
+    assert not at.exception
+    assert [r["Status"] for r in table(at)] == ["❌ Failed"]
+    assert at.query_params["q"] == "0501234567" and at.query_params["status"] == "failed"
+
+
+def test_a_shared_link_reopens_the_same_view(clinic: Clinic, messages: dict[str, uuid.UUID]) -> None:
+    at = open_page(clinic.analyst, channel="email")
+
+    assert [r["Channel"] for r in table(at)] == ["Email"]
+    assert by_label(at.multiselect, "Channel").value == ["email"]
+
+
+def test_a_bad_link_shows_the_default_view_with_a_warning(clinic: Clinic, messages: dict[str, uuid.UUID]) -> None:
+    at = open_page(clinic.front_desk, status="lost")
+
+    assert "not understood" in texts(at.warning)[0]
+    assert len(table(at)) == 3
+
+
+def test_open_a_message_and_retry_it_as_front_desk(clinic: Clinic, messages: dict[str, uuid.UUID]) -> None:
+    at = open_page(clinic.front_desk)
+    failed = messages["failed"]
+    by_label(at.multiselect, "Select messages on this page").set_value([failed]).run()
+    button(at, "Open").click().run()
+
+    assert at.query_params["message"] == str(failed)
+    assert "Error 21211: The number is not a valid mobile number." in texts(at.error)
+    assert any("Correct the phone number on the patient record" in t for t in texts(at.info))
+
+    button(at, "Retry this message").click().run()
+
+    assert not at.exception
+    with tenant_session(clinic.engine, clinic.admin.tenant_id) as session:
+        retry = session.scalar(select(Message).where(Message.retry_of_id == failed))
+    assert retry is not None and at.query_params["message"] == str(retry.id)
+    assert "Open the original" in [b.label for b in at.button]
+
+
+def test_retry_all_failed_in_the_filter_with_the_count_confirmed(clinic: Clinic,
+                                                                 messages: dict[str, uuid.UUID]) -> None:
+    at = open_page(clinic.front_desk)
+    button(at, "Count them").click().run()
+    assert button(at, "Retry 1 messages").disabled
+
+    at.checkbox[-1].check().run()
+    button(at, "Retry 1 messages").click().run()
+
+    assert "1 new attempts queued." in texts(at.success)
+    with tenant_session(clinic.engine, clinic.admin.tenant_id) as session:
+        assert session.scalar(select(Message.id).where(Message.retry_of_id == messages["failed"])) is not None
+
+
+def test_analysts_read_masked_and_cannot_retry(clinic: Clinic, messages: dict[str, uuid.UUID]) -> None:
+    at = open_page(clinic.analyst, message=str(messages["failed"]))
+
+    assert table(at)[0]["Recipient"] == "s***@example.com"
+    labels = [b.label for b in at.button]
+    assert "Retry this message" not in labels and "Count them" not in labels
+    assert not any(label.startswith("Retry selected") for label in labels)
+
+
+def test_export_prepares_a_download_and_is_audited(clinic: Clinic, messages: dict[str, uuid.UUID]) -> None:
+    at = open_page(clinic.analyst)
+    button(at, "Prepare CSV").click().run()
+
+    assert not at.exception and not at.error
+    with tenant_session(clinic.engine, clinic.admin.tenant_id) as session:
+        event = session.scalar(select(AuditEvent).where(AuditEvent.action == "messages.export"))
+    assert event is not None and event.details["rows"] == 3 and event.details["masked"] is True
+
+
+def test_front_desk_has_no_export(clinic: Clinic, messages: dict[str, uuid.UUID]) -> None:
+    at = open_page(clinic.front_desk)
+
+    assert "Prepare CSV" not in [b.label for b in at.button]
+
+
+def test_patient_view_search_why_and_preference_change(clinic: Clinic, messages: dict[str, uuid.UUID]) -> None:
+    at = open_page(clinic.front_desk, page="patients")
+    by_label(at.text_input, "Find a patient").input("+966 50 123 4567").run()
+
+    assert not at.exception
+    assert at.subheader[0].value == "Sara Ali"
+    assert any("delivered" in m.value for m in at.markdown)  # the last message was the e-mail
+    assert len(table(at)) == 0 or table(at, -1)[0]["Channel"] == "Email"
+
+    by_label(at.toggle, "SMS messages").set_value(False)
+    by_label(at.text_input, "Reason").input("patient asked at the desk")
+    button(at, "Save preferences").click().run()
+
+    assert "Preferences saved." in texts(at.success)
+    with tenant_session(clinic.engine, clinic.admin.tenant_id) as session:
+        change = session.scalar(select(PreferenceChange))
+    assert change is not None and change.reason == "patient asked at the desk"
+
+
+def test_analysts_have_no_patient_page(clinic: Clinic) -> None:
+    at = signed_in(clinic.analyst)
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("../pages/patients.py")
+
+
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.FRONT_DESK])
+def test_admin_and_front_desk_see_contacts_whole(clinic: Clinic, messages: dict[str, uuid.UUID], role: Role) -> None:
+    at = open_page(clinic.by_role(role))
+
+    assert table(at)[0]["Recipient"] == "sara@example.com"

@@ -1,0 +1,191 @@
+"""CSV export: BOM, neutralised cells with the phone policy, masking, audit, background gzip files."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+import uuid
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+from sqlalchemy import Engine, select
+
+from app.errors import NotFoundError, PermissionDenied, ValidationError
+from app.services import export, passwords
+from app.services.explorer import MessageFilter
+from app.services.permissions import Actor
+from db.enums import Role
+from db.models import AuditEvent, DataExport
+from db.session import tenant_session
+from tests.delivery.conftest import RecordingQueue
+from tests.factories import make_message, make_patient, make_tenant, make_user
+
+ALL = MessageFilter(period="all")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
+@dataclass
+class World:
+    engine: Engine
+    tenant: uuid.UUID
+    admin: Actor
+    front: Actor
+    analyst: Actor
+
+
+@pytest.fixture
+def world(engine: Engine) -> World:
+    tenant = make_tenant(engine)
+    return World(engine, tenant, make_user(engine, tenant, "amira", Role.ADMIN),
+                 make_user(engine, tenant, "fatima", Role.FRONT_DESK), make_user(engine, tenant, "omar", Role.ANALYST))
+
+
+def exported(w: World, actor: Actor, columns: tuple[str, ...] = export.DEFAULT_COLUMNS,
+             flt: MessageFilter = ALL) -> tuple[bytes, list[list[str]]]:
+    out = io.BytesIO()
+    with tenant_session(w.engine, w.tenant) as session:
+        count = export.export_csv(session, actor, flt, columns, out)
+    data = out.getvalue()
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    assert count == len(rows) - 1
+    return data, rows
+
+
+@pytest.mark.parametrize("cell, written", [
+    ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"), ("+1+1", "'+1+1"), ("-2", "'-2"),
+    ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"), ("\rx", "'\rx"), ("plain", "plain"), ("", ""),
+    ("+966501234567", "+966501234567"), ("+9665******67", "+9665******67"),
+    ("+9665012345678901234", "'+9665012345678901234"),
+    ("+966 50", "'+966 50"),
+])
+def test_neutralise_rule_and_phone_policy(cell: str, written: str) -> None:
+    assert export.neutralise(cell) == written
+
+
+def test_export_has_a_bom_a_header_and_neutralised_cells(world: World) -> None:
+    patient = make_patient(world.engine, world.tenant, name_en="=cmd|' /C calc'!A0", name_ar="سارة")
+    make_message(world.engine, world.tenant, patient_id=patient, body="-10% off\nsecond line",
+                 created_at=dt.datetime(2026, 3, 1, 21, 30, tzinfo=dt.UTC), price=Decimal("-0.0079"),
+                 price_unit="USD", segments=2, status="failed", error_code="21211")
+
+    data, rows = exported(world, world.admin, (*export.DEFAULT_COLUMNS, "body", "is_test"))
+
+    assert data.startswith(b"\xef\xbb\xbf")
+    assert rows[0][:3] == ["Created (clinic time)", "Status", "Channel"]
+    row = dict(zip(rows[0], rows[1], strict=True))
+    assert row["Created (clinic time)"] == "2026-03-02 00:30:00"  # Asia/Riyadh
+    assert row["Recipient"] == "+966501234567"  # the phone policy: kept as it is
+    assert row["Patient"] == "'=cmd|' /C calc'!A0"
+    assert row["Text"] == "'-10% off\nsecond line"
+    assert row["Price"] == "-0.00790" and row["Segments"] == "2"  # numbers are not text cells
+    assert row["Error code"] == "21211" and row["Test message"] == "no"
+
+
+def test_arabic_survives_the_round_trip(world: World) -> None:
+    patient = make_patient(world.engine, world.tenant, name_en="", name_ar="سارة علي")
+    make_message(world.engine, world.tenant, patient_id=patient, body="موعدك غدا")
+
+    _, rows = exported(world, world.admin, ("patient", "body"))
+
+    assert rows[1] == ["سارة علي", "موعدك غدا"]
+
+
+def test_analysts_export_masked_contacts_unless_granted(world: World) -> None:
+    make_message(world.engine, world.tenant, created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    make_message(world.engine, world.tenant, channel="email", recipient="sara@example.com")
+
+    _, masked = exported(world, world.analyst, ("recipient",))
+    _, whole = exported(world, replace(world.analyst, can_view_full_contacts=True), ("recipient",))
+
+    assert masked[1:] == [["s***@example.com"], ["+9665******67"]]
+    assert whole[1:] == [["sara@example.com"], ["+966501234567"]]
+
+
+def test_export_is_audited_with_filter_columns_and_count(world: World) -> None:
+    make_message(world.engine, world.tenant, status="failed")
+    flt = replace(ALL, statuses=("failed",))  # type: ignore[arg-type]
+
+    exported(world, world.analyst, ("status",), flt)
+
+    with tenant_session(world.engine, world.tenant) as session:
+        event = session.scalar(select(AuditEvent).where(AuditEvent.action == "messages.export"))
+    assert event is not None and event.actor_name == "omar"
+    assert event.details == {"filter": {"period": "all", "status": "failed"}, "columns": ["status"], "rows": 1,
+                             "masked": True}
+
+
+def test_front_desk_cannot_export_and_bad_columns_are_refused(world: World) -> None:
+    with tenant_session(world.engine, world.tenant) as session, pytest.raises(PermissionDenied):
+        export.export_csv(session, world.front, ALL, ["status"], io.BytesIO())
+    with tenant_session(world.engine, world.tenant) as session, pytest.raises(ValidationError, match="password"):
+        export.export_csv(session, world.admin, ALL, ["status", "password"], io.BytesIO())
+    with tenant_session(world.engine, world.tenant) as session, pytest.raises(ValidationError):
+        export.export_csv(session, world.admin, ALL, [], io.BytesIO())
+
+
+def test_another_clinics_messages_are_never_exported(world: World) -> None:
+    make_message(world.engine, world.tenant)
+    other = make_tenant(world.engine, "clinic-b")
+    make_message(world.engine, other, recipient="+966507654321")
+
+    _, rows = exported(world, world.admin, ("recipient",))
+
+    assert rows[1:] == [["+966501234567"]]
+
+
+def test_copy_and_python_paths_write_the_same_bytes(pg_engine: Engine) -> None:
+    tenant = make_tenant(pg_engine)
+    patient = make_patient(pg_engine, tenant, name_en="@evil", name_ar="سارة")
+    for i, (recipient, body) in enumerate([("+966501234567", "=1+1"), ("sara@example.com", 'He said "hi", ok'),
+                                           ("+966507654321", ""), ("+12025550123", "line\r\nbreak")]):
+        make_message(pg_engine, tenant, recipient=recipient, body=body, patient_id=patient if i % 2 else None,
+                     price=Decimal("0.0395") if i else None, is_test=bool(i % 2), error_code="-1" if i == 3 else None,
+                     created_at=dt.datetime(2026, 1, 1, 12, i, tzinfo=dt.UTC))
+    columns = list(export.EXPORT_COLUMNS)
+    for masked in (False, True):
+        outputs = []
+        for use_copy in (True, False):
+            out = io.BytesIO()
+            with tenant_session(pg_engine, tenant) as session:
+                rows = export.write_csv(session, replace(ALL, include_test=True), columns, out, masked=masked,
+                                        use_copy=use_copy)
+            assert rows == 4
+            outputs.append(out.getvalue())
+        assert outputs[0] == outputs[1]
+
+
+def test_a_large_export_runs_in_the_background_to_a_gzip_file(world: World, tmp_path: Path) -> None:
+    make_message(world.engine, world.tenant, status="failed")
+    queue = RecordingQueue()
+    info = export.request_export(world.engine, queue, world.analyst, ALL, ["status", "recipient"])  # type: ignore[arg-type]
+
+    assert info.status == "queued" and queue.calls == [(export.EXPORT_JOB, (str(world.tenant), str(info.id)), 0.0)]
+    assert export.run_export(world.engine, world.tenant, info.id, directory=tmp_path) == 1
+    assert export.run_export(world.engine, world.tenant, info.id, directory=tmp_path) == 0  # a repeat does nothing
+
+    with tenant_session(world.engine, world.tenant) as session:
+        [done] = export.list_exports(session, world.analyst)
+        path = export.export_file(session, world.analyst, info.id, directory=tmp_path)
+        assert export.list_exports(session, world.admin)[0].id == info.id  # admins see the clinic's exports
+        completed = session.scalar(select(AuditEvent).where(AuditEvent.action == "messages.export"))
+    assert done.ready and done.row_count == 1
+    text = gzip.decompress(path.read_bytes()).decode("utf-8-sig")
+    assert text == "Status,Recipient\nfailed,+9665******67\n"  # masked for the analyst who asked
+    assert completed is not None and completed.details["rows"] == 1
+
+
+def test_an_unfinished_or_foreign_export_cannot_be_downloaded(world: World, tmp_path: Path) -> None:
+    info = export.request_export(world.engine, RecordingQueue(), world.analyst, ALL, ["status"])  # type: ignore[arg-type]
+    with tenant_session(world.engine, world.tenant) as session, pytest.raises(NotFoundError):
+        export.export_file(session, world.analyst, info.id, directory=tmp_path)
+    with tenant_session(world.engine, world.tenant) as session:
+        assert session.scalar(select(DataExport.status)) == "queued"
