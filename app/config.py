@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     email_price_per_message: float = Field(default=0.0, ge=0)
     price_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
 
+    # Bulk sends (issue 7)
+    bulk_confirm_threshold: int = Field(default=500, ge=1)
+    bulk_upload_max_mb: float = Field(default=20.0, gt=0)
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
