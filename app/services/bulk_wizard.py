@@ -143,7 +143,31 @@ def _check_template_sendable(session: TenantSession, template: MessageTemplate) 
         raise ValidationError(f"The template '{template.code}' is not active.", field="template")
 
 
-def active_templates(session: TenantSession, actor: Actor, channel: Channel) -> list[tuple[uuid.UUID, str]]:
+@dataclass(frozen=True)
+class WizardOptions:
+    kinds: tuple[str, ...]
+    tags: list[str]
+    templates: list[tuple[uuid.UUID, str]]
+    region: str
+    timezone: str
+    confirm_threshold: int
+    max_upload_bytes: int
+
+
+def options(session: TenantSession, actor: Actor, channel: Channel) -> WizardOptions:
+    """What the wizard's pickers offer this user for ``channel``."""
+    if not may_use(actor):
+        raise PermissionDenied(f"Your role ({actor.role.label}) cannot send messages.")
+    tenant = _tenant(session)
+    settings = get_settings()
+    return WizardOptions(
+        kinds=allowed_kinds(actor), tags=audiences.clinic_tags(session) if actor.can(Permission.BULK_SEND) else [],
+        templates=active_templates(session, channel), region=tenant.default_region, timezone=tenant.timezone,
+        confirm_threshold=settings.bulk_confirm_threshold,
+        max_upload_bytes=int(settings.bulk_upload_max_mb * 1024 * 1024))
+
+
+def active_templates(session: TenantSession, channel: Channel) -> list[tuple[uuid.UUID, str]]:
     """(id, "name (code)") of the active templates for ``channel``."""
     rows = session.execute(select(MessageTemplate.id, MessageTemplate.name, MessageTemplate.code).where(
         MessageTemplate.channel == channel, MessageTemplate.is_active.is_(True),

@@ -41,6 +41,7 @@ class MenuEntry:
 MENU: tuple[MenuEntry, ...] = (
     MenuEntry("home.py", "Home", ":material/home:", Permission.VIEW_DASHBOARD, "Overview"),
     MenuEntry("templates.py", "Templates", ":material/description:", Permission.VIEW_TEMPLATES, "Messaging"),
+    MenuEntry("bulk.py", "Bulk send", ":material/campaign:", Permission.SEND_MESSAGES, "Messaging"),
     MenuEntry("staff.py", "Staff", ":material/badge:", Permission.MANAGE_STAFF, "Administration"),
 )
 

@@ -15,8 +15,8 @@ from tests.factories import make_user
 from tests.pages.conftest import Clinic, signed_in
 
 EXPECTED_MENUS = {
-    Role.ADMIN: ["Home", "Templates", "Staff"],
-    Role.FRONT_DESK: ["Home", "Templates"],
+    Role.ADMIN: ["Home", "Templates", "Bulk send", "Staff"],
+    Role.FRONT_DESK: ["Home", "Templates", "Bulk send"],
     Role.ANALYST: ["Home", "Templates"],
 }
 
