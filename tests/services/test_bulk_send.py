@@ -355,3 +355,38 @@ def test_pause_resume_and_cancel_what_is_not_sent(clinic) -> None:  # type: igno
         progress = bulk_jobs.progress(s, admin, created.bulk_job_id)
     assert progress.counts["suppressed"] == 5 and progress.job.status == BulkJobStatus.CANCELLED
     assert progress.explorer_url == f"messages?bulk_job={created.bulk_job_id}"
+
+
+def test_a_template_whose_variables_the_file_lacks_is_explained_and_nothing_is_written(clinic) -> None:  # type: ignore[no-untyped-def]
+    from app.services import templates
+
+    engine, tenant_id, admin, *_ = clinic
+    with tenant_session(engine, tenant_id) as s:
+        template = templates.create_template(s, admin, code="results", name="Results", channel="sms",
+                                             body_en="Hi {{ patient_name }}, room {{ room }}", body_ar="",
+                                             custom_variables=["room"])
+    table = ri.read_csv(b"phone,name\n0500000001,Sara\n0500000002,Omar\n")
+    imported = ri.to_recipients(table, ri.ColumnMapping(contact="phone", name="name"), Channel.SMS, "SA")
+    d = Draft(idempotency_key="k1", audience={"kind": "list", "recipients": imported.recipients},
+              channel=Channel.SMS, template_id=template.id)
+    result = review(engine, admin, d)
+    assert result.sendable == 0 and result.skipped_by_reason == {"missing variable": 2}
+    assert "room" in result.notes[0]
+    with tenant_session(engine, tenant_id) as s:
+        assert s.scalar(select(func.count()).select_from(Message)) == 0
+        assert s.scalar(select(func.count()).select_from(BulkJob)) == 0
+
+
+def test_an_inactive_template_is_refused_at_review_and_confirm(clinic) -> None:  # type: ignore[no-untyped-def]
+    from app.services import templates
+
+    engine, tenant_id, admin, *_ = clinic
+    add_patients(engine, tenant_id, 1)
+    with tenant_session(engine, tenant_id) as s:
+        template = templates.create_template(s, admin, code="old", name="Old", channel="sms", body_en="Hello")
+        templates.set_active(s, admin, template.id, False)
+    d = Draft(idempotency_key="k2", audience={"kind": "all"}, channel=Channel.SMS, template_id=template.id)
+    with pytest.raises(ValidationError, match="not active"):
+        review(engine, admin, d)
+    with pytest.raises(ValidationError, match="not active"):
+        confirm(engine, admin, d)
