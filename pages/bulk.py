@@ -198,7 +198,7 @@ def send_step(options: bulk_wizard.WizardOptions, review: DryRun) -> None:
     if st.button("Send" if send_at is None else "Schedule send", type="primary", key="bulk_send"):
         created = feedback.service(bulk_wizard.confirm, current_draft(), typed_count=typed, send_at_local=send_at)
         if created is not None:
-            bulk_wizard.start_expansion(get_runtime().queue, created)
+            bulk_wizard.start_expansion(get_runtime().queue, created.bulk_job_id)
             for key in [k for k in st.session_state if str(k).startswith(W)]:
                 del st.session_state[key]
             st.session_state[STATE] = {"step": 0, "key": bulk_wizard.new_draft_key()}
@@ -247,6 +247,8 @@ def live_progress(job_id: str) -> None:
     st.markdown(f"**{job.name}** · {job.channel.label} · {job.audience} · status **{job.status.value}**")
     if job.status == BulkJobStatus.EXPANDING:
         st.caption("Preparing the messages in the background…")
+        if bulk_wizard.looks_stuck(job.created_at) and st.button("Start preparing again", key="bulk_restart"):
+            bulk_wizard.start_expansion(get_runtime().queue, job.id)  # harmless if it is already running
     total = max(progress.total, 1)
     for group, count in progress.counts.items():
         st.progress(count / total, text=f"{group.title()}: {count:,}")

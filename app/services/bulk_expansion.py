@@ -30,6 +30,7 @@ from sqlalchemy import String as SAString
 
 from app.delivery.queue import BATCH_SIZE, Batch, JobQueue
 from app.delivery.runtime import Runtime
+from app.errors import AppError
 from app.segments import count_segments
 from app.services import audience as audiences
 from app.services.bulk_plan import Content, plan
@@ -228,6 +229,15 @@ def write_rows(runtime: Runtime, bulk_job_id: uuid.UUID, *, now: dt.datetime | N
                      jobs=-(-queued // BATCH_SIZE))
 
 
+def _fail(runtime: Runtime, bulk_job_id: uuid.UUID, reason: str) -> None:
+    with system_session(runtime.engine) as session:
+        job = _lock(session, bulk_job_id)
+        if job is not None and BulkJobStatus(job.status) == BulkJobStatus.EXPANDING:
+            job.status = BulkJobStatus.FAILED
+            job.completed_at = runtime.clock()
+            job.rejections = [*(job.rejections or []), {"row": None, "recipient": "", "reason": reason}]
+
+
 def queued_batches(connection: Connection, bulk_job_id: uuid.UUID) -> Iterator[Batch]:
     """The job's queued messages grouped by their delivery job, streamed (bounded memory)."""
     stream = connection.execution_options(yield_per=5000).execute(
@@ -265,8 +275,16 @@ def enqueue_job(runtime: Runtime, bulk_job_id: uuid.UUID, queue: JobQueue | None
 
 
 def expand(runtime: Runtime, bulk_job_id: uuid.UUID) -> dict[str, int]:
-    """The worker job: write the rows (atomically) and enqueue them. Safe to run twice."""
-    result = write_rows(runtime, bulk_job_id)
+    """The worker job: write the rows (atomically) and enqueue them. Safe to run twice.
+
+    Text that cannot be rendered (e.g. over the channel's length limit) fails the job with the
+    reason; any other error leaves it ``expanding`` so running the job again finishes it.
+    """
+    try:
+        result = write_rows(runtime, bulk_job_id)
+    except AppError as exc:
+        _fail(runtime, bulk_job_id, str(exc))
+        return {"written": 0, "enqueued_jobs": 0}
     if result is None:
         return {"written": 0, "enqueued_jobs": 0}
     try:

@@ -39,6 +39,7 @@ from db.types import utcnow
 FRONT_DESK_MAX_RECIPIENTS = 20
 MAX_SKIPPED_KEPT = 100_000
 EXPAND_JOB = "worker.jobs.expand_bulk_job"
+STUCK_AFTER_SECONDS = 120
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -247,7 +248,7 @@ def dry_run(session: TenantSession, actor: Actor, draft: Draft, *, send_at: dt.d
             try:
                 text = render_body(body.source(item.language), item.values, body.channel)
             except ValidationError as exc:
-                skipped.append(SkippedRecipient(item.row, item.recipient, "missing variable", str(exc)))
+                skipped.append(SkippedRecipient(item.row, item.recipient, "text cannot be sent", str(exc)))
                 continue
             info = count_segments(text)
             samples[item.language] = Sample(item.language, text, info.segments if body.channel == Channel.SMS
@@ -374,6 +375,11 @@ def _created(job: BulkJob, *, duplicate: bool) -> JobCreated:
                       scheduled_at=job.scheduled_at)
 
 
-def start_expansion(queue: JobQueue, created: JobCreated) -> None:
+def start_expansion(queue: JobQueue, bulk_job_id: uuid.UUID) -> None:
     """After the commit: ask the worker to write the rows (a second ask is harmless)."""
-    queue.enqueue(EXPAND_JOB, str(created.bulk_job_id))
+    queue.enqueue(EXPAND_JOB, str(bulk_job_id))
+
+
+def looks_stuck(created_at: dt.datetime, now: dt.datetime | None = None) -> bool:
+    """An expansion still not done after this long was probably lost (e.g. Redis restarted)."""
+    return (now or utcnow()) - created_at > dt.timedelta(seconds=STUCK_AFTER_SECONDS)

@@ -390,3 +390,15 @@ def test_an_inactive_template_is_refused_at_review_and_confirm(clinic) -> None: 
         review(engine, admin, d)
     with pytest.raises(ValidationError, match="not active"):
         confirm(engine, admin, d)
+
+
+def test_text_over_the_channel_limit_fails_the_job_with_the_reason(clinic) -> None:  # type: ignore[no-untyped-def]
+    engine, tenant_id, admin, *_ = clinic
+    add_patients(engine, tenant_id, 2)
+    created = confirm(engine, admin, draft({"kind": "all"}, body="{{ clinic_name }}" + "x" * 1600))
+    _, result = expand(engine, created.bulk_job_id)
+    assert result["written"] == 0
+    with tenant_session(engine, tenant_id) as s:
+        job = s.get(BulkJob, created.bulk_job_id)
+        assert BulkJobStatus(job.status) == BulkJobStatus.FAILED and "at most 1,600" in job.rejections[-1]["reason"]
+        assert s.scalar(select(func.count()).select_from(Message)) == 0
