@@ -16,6 +16,7 @@ Targets (issue 7): under 10 s, within 1.6x of the floor, under 300 MB, <= 1 job 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import multiprocessing
 import resource
@@ -25,6 +26,7 @@ import uuid
 from _support import DEFAULT_ADMIN_URL, temporary_database
 from sqlalchemy import text
 
+print = functools.partial(print, flush=True)  # progress shows in a log file at once
 BODY = "The clinic is closed on Friday. {{ clinic_name }}"
 
 
