@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     # Message explorer CSV exports (issue 6)
     export_dir: Path = PROJECT_ROOT / "data" / "exports"
     export_inline_max_rows: int = Field(default=50_000, ge=1)
+    # Bulk sends (issue 7)
+    bulk_confirm_threshold: int = Field(default=500, ge=1)
+    bulk_upload_max_mb: float = Field(default=20.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

@@ -29,6 +29,7 @@ STANDARD_VARIABLES: dict[str, tuple[str, str]] = {
     "department": ("The department of the next appointment", "Pediatrics"),
 }
 
+OPEN_APPOINTMENTS = (AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED)
 CHANNEL_BODY_LIMITS = {Channel.SMS: MAX_BODY_CHARS, Channel.WHATSAPP: MAX_BODY_CHARS, Channel.EMAIL: 20_000}
 
 
@@ -57,20 +58,31 @@ def choose_language(
 def patient_variables(session: TenantSession, tenant: Tenant, patient: Patient | None,
                       language: Language, *, now: dt.datetime | None = None) -> dict[str, Any]:
     """Standard variables for one recipient (those that have a value)."""
+    appointment = None
+    if patient is not None:
+        appointment = session.scalar(
+            select(Appointment).where(
+                Appointment.patient_id == patient.id, Appointment.starts_at >= (now or utcnow()),
+                Appointment.status.in_(OPEN_APPOINTMENTS),
+            ).order_by(Appointment.starts_at).limit(1)
+        )
+    return recipient_variables(tenant, patient, language, appointment)
+
+
+def recipient_variables(tenant: Tenant, patient: Patient | None, language: Language,
+                        appointment: Appointment | None, *, name: str = "") -> dict[str, Any]:
+    """Standard variables from rows already read: the clinic, the patient (or a list ``name``), the
+    patient's next appointment."""
     settings = tenant.settings or {}
     clinic_name = settings.get("name_ar") if language == Language.AR and settings.get("name_ar") else tenant.name
     values: dict[str, Any] = {"clinic_name": clinic_name, "clinic_phone": settings.get("phone", "")}
-    if patient is None:
+    if patient is not None:
+        name = (patient.name_ar if language == Language.AR and patient.name_ar else patient.name_en) or (
+            patient.name_ar)
+    if patient is None and not name:
         return values
-    name = (patient.name_ar if language == Language.AR and patient.name_ar else patient.name_en) or patient.name_ar
     values["patient_name"] = name
     values["patient_first_name"] = name.split(" ")[0] if name else ""
-    appointment = session.scalar(
-        select(Appointment).where(
-            Appointment.patient_id == patient.id, Appointment.starts_at >= (now or utcnow()),
-            Appointment.status.in_((AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED)),
-        ).order_by(Appointment.starts_at).limit(1)
-    )
     if appointment is not None:
         local = appointment.starts_at.astimezone(zoneinfo.ZoneInfo(tenant.timezone))
         values["appointment_date"] = local.strftime("%Y-%m-%d")

@@ -44,8 +44,8 @@ sync_api.expect.set_options(timeout=TIMEOUT_MS)
 
 USERS = {Role.ADMIN: "amira", Role.FRONT_DESK: "fatima", Role.ANALYST: "omar"}
 MENUS = {
-    Role.ADMIN: ["Home", "Templates", "Staff"],
-    Role.FRONT_DESK: ["Home", "Templates"],
+    Role.ADMIN: ["Home", "Templates", "Bulk send", "Staff"],
+    Role.FRONT_DESK: ["Home", "Templates", "Bulk send"],
     Role.ANALYST: ["Home", "Templates"],
 }
 # Something each page draws last, so the screenshot shows the whole page.
@@ -53,6 +53,7 @@ PAGE_IS_DRAWN = {
     "Home": "Messages in the last 7 days",
     "Templates": "Search by code or name",
     "Staff": "Change an account",
+    "Bulk send": "Step 1 of 4: Audience",
 }
 
 

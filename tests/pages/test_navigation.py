@@ -18,6 +18,9 @@ EXPECTED_MENUS = {
     Role.ADMIN: ["Home", "Messages", "Templates", "Patients", "Staff"],
     Role.FRONT_DESK: ["Home", "Messages", "Templates", "Patients"],
     Role.ANALYST: ["Home", "Messages", "Templates"],
+    Role.ADMIN: ["Home", "Templates", "Bulk send", "Staff"],
+    Role.FRONT_DESK: ["Home", "Templates", "Bulk send"],
+    Role.ANALYST: ["Home", "Templates"],
 }
 
 

@@ -1,0 +1,298 @@
+"""Turning a confirmed bulk job into message rows, in the worker (``worker.jobs.expand_bulk_job``).
+
+Atomic: every row is written in ONE transaction with the job's move out of ``expanding``, under
+a lock on the job row. A crash before the commit leaves nothing (the job is still ``expanding``
+and a re-run writes everything); a re-run after the commit finds the job no longer
+``expanding`` and writes nothing. So recipients are neither lost nor duplicated.
+
+Set-based where it can be: when the text is the same for everyone in a language (only the
+clinic's name and phone as variables) and the audience is a patient query, the rows are one
+``INSERT ... SELECT`` (language, opt-outs and consent decided by SQL ``CASE``s, delivery job ids
+numbered per 500 by ``row_number()``). Otherwise rows are rendered in Python a chunk at a time
+(``app.services.bulk_plan``) and inserted in groups.
+
+Jobs are enqueued after the commit, streamed from the rows in groups (at most 500 messages a
+job). If the worker dies before enqueueing, the sweeper finds the queued rows whose job is not
+alive and enqueues them again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, cast, func, insert, literal, or_, select
+from sqlalchemy import String as SAString
+
+from app.delivery.queue import BATCH_SIZE, Batch, JobQueue
+from app.delivery.runtime import Runtime
+from app.errors import AppError
+from app.segments import count_segments
+from app.services import audience as audiences
+from app.services.bulk_plan import Content, plan
+from app.services.message_content import recipient_variables, render_body
+from db.enums import BulkJobStatus, Channel, Language, MessageClass, MessageStatus
+from db.models import BulkJob, Message, MessageTemplateVersion, NotificationPreference, Patient, Tenant
+from db.session import system_session
+
+log = logging.getLogger(__name__)
+
+INSERT_CHUNK = 2000
+ENQUEUE_GROUP = 200  # delivery jobs handed to the queue at a time
+MAX_KEPT_REJECTIONS = 1000
+
+
+@dataclass(frozen=True)
+class Expansion:
+    written: int
+    queued: int
+    suppressed: int
+    skipped: int
+    jobs: int
+
+
+def content_of(session: Any, job: BulkJob) -> Content:
+    """What the job sends: its template version's text, or its custom text."""
+    body_en, body_ar, subject_en, subject_ar = job.custom_body_en, job.custom_body_ar, "", ""
+    if job.template_version_id is not None:
+        version = session.get(MessageTemplateVersion, job.template_version_id)
+        if version is not None:
+            body_en, body_ar = version.body_en, version.body_ar
+            subject_en, subject_ar = version.subject_en, version.subject_ar
+    return Content(channel=Channel(job.channel), message_class=MessageClass(job.message_class), body_en=body_en,
+                   body_ar=body_ar, subject_en=subject_en, subject_ar=subject_ar, template_id=job.template_id,
+                   template_version_id=job.template_version_id)
+
+
+def job_prefix(job_id: uuid.UUID) -> str:
+    return f"deliver-{job_id.hex}-"
+
+
+def _segments(channel: Channel, body: str) -> int:
+    return count_segments(body).segments if channel == Channel.SMS else (0 if channel == Channel.EMAIL else 1)
+
+
+def _new_id(dialect: str) -> Any:
+    if dialect == "postgresql":
+        return func.gen_random_uuid()
+    return func.lower(func.hex(func.randomblob(16)))  # SQLite stores Uuid as 32 hex digits
+
+
+def _insert_select(session: Any, tenant: Tenant, job: BulkJob, content: Content, now: dt.datetime) -> None:
+    """All rows in one ``INSERT ... SELECT`` (text identical per language)."""
+    dialect = session.get_bind().dialect.name
+    bodies = {lang: render_body(content.source(lang), recipient_variables(tenant, None, lang, None),
+                                content.channel) for lang in (Language.EN, Language.AR) if
+              lang == Language.EN or content.has_arabic}
+    subjects = {lang: (content.subject_ar if lang == Language.AR and content.subject_ar else content.subject_en)
+                or tenant.name for lang in bodies}
+    preferred = func.coalesce(NotificationPreference.language, Patient.language, literal(tenant.default_language))
+    language = case((and_(preferred == Language.AR.value, literal(content.has_arabic)), Language.AR.value),
+                    else_=Language.EN.value) if content.has_arabic else literal(Language.EN.value)
+
+    def per_language(values: dict[Language, Any]) -> Any:
+        if len(values) == 1:
+            return literal(values[Language.EN])
+        return case((language == Language.AR.value, literal(values[Language.AR])), else_=literal(values[Language.EN]))
+
+    opt_in = getattr(NotificationPreference, f"{content.channel.value}_opt_in")
+    refused = or_(opt_in.is_(False))
+    reason = case((and_(NotificationPreference.id.is_not(None), refused),
+                   literal(f"The patient opted out of {content.channel.label}.")), else_=literal(""))
+    if content.message_class == MessageClass.PROMOTIONAL:
+        no_consent = or_(NotificationPreference.id.is_(None), NotificationPreference.promotional_consent.is_(False))
+        refused = or_(refused, no_consent)
+        reason = case((and_(NotificationPreference.id.is_not(None), opt_in.is_(False)),
+                       literal(f"The patient opted out of {content.channel.label}.")),
+                      (no_consent, literal("No recorded consent to promotional messages.")), else_=literal(""))
+    waiting = MessageStatus.SCHEDULED.value if job.scheduled_at else MessageStatus.QUEUED.value
+    status = case((refused, literal(MessageStatus.SUPPRESSED.value)), else_=literal(waiting))
+    is_suppressed = case((refused, 1), else_=0)
+    number = (func.row_number().over(partition_by=is_suppressed, order_by=Patient.id) - 1) // BATCH_SIZE
+    job_id = None if job.scheduled_at else case(
+        (refused, None), else_=literal(job_prefix(job.id)) + cast(number, SAString))
+    column = audiences.contact_column(content.channel)
+    query = audiences.patients_query(job.audience, content.channel, tenant.timezone).where(
+        Patient.tenant_id == tenant.id).outerjoin(
+        NotificationPreference, NotificationPreference.patient_id == Patient.id)
+    columns: dict[str, Any] = {
+        "id": _new_id(dialect), "tenant_id": literal(tenant.id, Message.tenant_id.type),
+        "patient_id": Patient.id, "bulk_job_id": literal(job.id, Message.bulk_job_id.type),
+        "template_id": literal(content.template_id, Message.template_id.type),
+        "template_version_id": literal(content.template_version_id, Message.template_version_id.type),
+        "created_by_id": literal(job.created_by_id, Message.created_by_id.type),
+        "channel": literal(content.channel.value), "message_class": literal(content.message_class.value),
+        "recipient": column, "language": language,
+        "subject": per_language(subjects) if content.channel == Channel.EMAIL else literal(""),
+        "body": per_language(bodies),
+        "variables": literal({}, Message.variables.type), "status": status, "status_reason": reason,
+        "segments": per_language({lang: _segments(content.channel, body) for lang, body in bodies.items()}),
+        "is_test": literal(False), "urgent": literal(False), "attempts": literal(0),
+        "scheduled_at": literal(job.scheduled_at, Message.scheduled_at.type),
+        "queued_at": literal(None if job.scheduled_at else now, Message.queued_at.type),
+        "enqueued_at": literal(None if job.scheduled_at else now, Message.enqueued_at.type),
+        "delivery_job_id": job_id if job_id is not None else literal(None, Message.delivery_job_id.type),
+        "finished_at": case((refused, literal(now, Message.finished_at.type)),
+                            else_=literal(None, Message.finished_at.type)),
+        "created_at": literal(now, Message.created_at.type), "updated_at": literal(now, Message.updated_at.type),
+    }
+    session.execute(insert(Message).from_select(list(columns), query.with_only_columns(*columns.values())))
+
+
+def _rendered_rows(session: Any, tenant: Tenant, job: BulkJob, content: Content, now: dt.datetime,
+                   rejections: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Rows rendered one recipient at a time, in chunks; refused recipients go to ``rejections``."""
+    waiting = MessageStatus.SCHEDULED if job.scheduled_at else MessageStatus.QUEUED
+    rows: list[dict[str, Any]] = []
+    queued = 0
+    for item in plan(session, tenant, job.audience, content, job.scheduled_at or now):
+        body = ""
+        if item.skip is not None and not item.suppressed:
+            rejections.append({"row": item.row, "recipient": item.recipient, "reason": f"{item.skip}: {item.detail}"})
+            continue
+        try:
+            body = render_body(content.source(item.language), item.values, content.channel)
+        except Exception as exc:  # noqa: BLE001 - a ValidationError or TemplateRenderError names the problem
+            rejections.append({"row": item.row, "recipient": item.recipient, "reason": str(exc)})
+            continue
+        status = MessageStatus.SUPPRESSED if item.suppressed else waiting
+        delivery_job = None
+        if status == MessageStatus.QUEUED:
+            delivery_job = f"{job_prefix(job.id)}{queued // BATCH_SIZE}"
+            queued += 1
+        subject = (content.subject_ar if item.language == Language.AR and content.subject_ar else content.subject_en)
+        rows.append({
+            "id": uuid.uuid4(), "tenant_id": tenant.id, "patient_id": item.patient_id, "bulk_job_id": job.id,
+            "template_id": content.template_id, "template_version_id": content.template_version_id,
+            "created_by_id": job.created_by_id, "channel": content.channel, "message_class": content.message_class,
+            "recipient": item.recipient, "language": item.language,
+            "subject": (subject or tenant.name) if content.channel == Channel.EMAIL else "", "body": body,
+            "variables": {k: str(v) for k, v in item.values.items() if k not in _STANDARD},
+            "status": status, "status_reason": item.detail if item.suppressed else "",
+            "segments": _segments(content.channel, body), "is_test": False, "urgent": False, "attempts": 0,
+            "scheduled_at": job.scheduled_at, "queued_at": None if job.scheduled_at else now,
+            "enqueued_at": now if delivery_job else None, "delivery_job_id": delivery_job,
+            "finished_at": now if item.suppressed else None, "created_at": now, "updated_at": now,
+        })
+        if len(rows) >= INSERT_CHUNK:
+            yield rows
+            rows = []
+    if rows:
+        yield rows
+
+
+_STANDARD = frozenset({"clinic_name", "clinic_phone", "patient_name", "patient_first_name", "appointment_date",
+                       "appointment_time", "doctor_name", "department"})
+
+
+def _lock(session: Any, bulk_job_id: uuid.UUID) -> BulkJob | None:
+    query = select(BulkJob).where(BulkJob.id == bulk_job_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def write_rows(runtime: Runtime, bulk_job_id: uuid.UUID, *, now: dt.datetime | None = None) -> Expansion | None:
+    """Write the job's message rows and move it on, in one transaction; None if it is not ``expanding``."""
+    now = now or runtime.clock()
+    with system_session(runtime.engine) as session:
+        job = _lock(session, bulk_job_id)
+        if job is None or BulkJobStatus(job.status) != BulkJobStatus.EXPANDING:
+            return None
+        tenant = session.get(Tenant, job.tenant_id)
+        assert tenant is not None
+        content = content_of(session, job)
+        rejections: list[dict[str, Any]] = []
+        if job.audience.get("kind") != "list" and not content.per_recipient:
+            _insert_select(session, tenant, job, content, now)
+        else:
+            for rows in _rendered_rows(session, tenant, job, content, now, rejections):
+                session.execute(insert(Message), rows)
+        counts = dict(session.execute(select(Message.status, func.count()).where(
+            Message.bulk_job_id == job.id).group_by(Message.status)).all())
+        written = sum(counts.values())
+        suppressed = counts.get(MessageStatus.SUPPRESSED, 0)
+        queued = counts.get(MessageStatus.QUEUED, 0)
+        job.accepted_count = written
+        job.rejected_count = (job.rejected_count or 0) + len(rejections)  # plus the file's refused rows
+        job.rejections = [*(job.rejections or []), *rejections][:MAX_KEPT_REJECTIONS]
+        job.status = BulkJobStatus.SCHEDULED if job.scheduled_at else (
+            BulkJobStatus.SENDING if queued else BulkJobStatus.COMPLETED)
+        job.started_at = None if job.scheduled_at else now
+        if job.status == BulkJobStatus.COMPLETED:
+            job.completed_at = now
+    return Expansion(written=written, queued=queued, suppressed=suppressed, skipped=len(rejections),
+                     jobs=-(-queued // BATCH_SIZE))
+
+
+def _fail(runtime: Runtime, bulk_job_id: uuid.UUID, reason: str) -> None:
+    with system_session(runtime.engine) as session:
+        job = _lock(session, bulk_job_id)
+        if job is not None and BulkJobStatus(job.status) == BulkJobStatus.EXPANDING:
+            job.status = BulkJobStatus.FAILED
+            job.completed_at = runtime.clock()
+            job.rejections = [*(job.rejections or []), {"row": None, "recipient": "", "reason": reason}]
+
+
+def queued_batches(connection: Connection, bulk_job_id: uuid.UUID) -> Iterator[Batch]:
+    """The job's queued messages grouped by their delivery job, streamed (bounded memory)."""
+    stream = connection.execution_options(yield_per=5000).execute(
+        select(Message.delivery_job_id, Message.id).where(
+            Message.bulk_job_id == bulk_job_id, Message.status == MessageStatus.QUEUED,
+            Message.delivery_job_id.is_not(None)).order_by(Message.delivery_job_id))
+    current: str | None = None
+    ids: list[str] = []
+    for delivery_job, message_id in stream:
+        if delivery_job != current and ids:
+            yield current, ids  # type: ignore[misc]
+            ids = []
+        current = delivery_job
+        ids.append(str(message_id))
+    if ids and current is not None:
+        yield current, ids
+
+
+def enqueue_job(runtime: Runtime, bulk_job_id: uuid.UUID, queue: JobQueue | None = None) -> int:
+    """Hand the job's queued messages to the queue, a group of delivery jobs at a time."""
+    queue = queue or runtime.queue
+    jobs = 0
+    group: list[Batch] = []
+    with runtime.engine.connect() as connection:
+        for batch in queued_batches(connection, bulk_job_id):
+            group.append(batch)
+            if len(group) >= ENQUEUE_GROUP:
+                queue.enqueue_batches(group)
+                jobs += len(group)
+                group = []
+        if group:
+            queue.enqueue_batches(group)
+            jobs += len(group)
+    return jobs
+
+
+def expand(runtime: Runtime, bulk_job_id: uuid.UUID) -> dict[str, int]:
+    """The worker job: write the rows (atomically) and enqueue them. Safe to run twice.
+
+    Text that cannot be rendered (e.g. over the channel's length limit) fails the job with the
+    reason; any other error leaves it ``expanding`` so running the job again finishes it.
+    """
+    try:
+        result = write_rows(runtime, bulk_job_id)
+    except AppError as exc:
+        _fail(runtime, bulk_job_id, str(exc))
+        return {"written": 0, "enqueued_jobs": 0}
+    if result is None:
+        return {"written": 0, "enqueued_jobs": 0}
+    try:
+        jobs = enqueue_job(runtime, bulk_job_id)
+    except Exception as exc:  # noqa: BLE001 - the rows are safe; the sweeper enqueues them later
+        log.warning("bulk job %s: enqueue failed (%s); the sweeper will retry", bulk_job_id, type(exc).__name__)
+        jobs = 0
+    log.info("bulk job %s expanded: %d rows, %d queued, %d delivery jobs", bulk_job_id, result.written,
+             result.queued, jobs)
+    return {"written": result.written, "queued": result.queued, "suppressed": result.suppressed,
+            "skipped": result.skipped, "enqueued_jobs": jobs}

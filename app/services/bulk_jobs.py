@@ -1,0 +1,184 @@
+"""Bulk jobs after confirmation: the list, live progress, pause / resume / cancel of what is not sent."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+
+from app.config import get_settings
+from app.delivery.dispatch import assign_jobs
+from app.delivery.lifecycle import log_event
+from app.errors import NotFoundError, ValidationError
+from app.services import audience as audiences
+from app.services import audit
+from app.services.bulk_wizard import may_use
+from app.services.messaging import CANCELLABLE
+from app.services.permissions import Actor, Permission, authorize
+from db.enums import BulkJobStatus, Channel, MessageStatus
+from db.models import BulkJob, Message, MessageTemplate, User
+from db.tenancy import TenantSession
+from db.types import utcnow
+
+GROUPS = {
+    "queued": (MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.SENDING),
+    "sent": (MessageStatus.SENT, MessageStatus.UNKNOWN),
+    "delivered": (MessageStatus.DELIVERED, MessageStatus.READ),
+    "failed": (MessageStatus.FAILED, MessageStatus.UNDELIVERED),
+    "suppressed": (MessageStatus.SUPPRESSED, MessageStatus.CANCELLED),
+}
+_ACTIVE = (BulkJobStatus.EXPANDING, BulkJobStatus.SCHEDULED, BulkJobStatus.SENDING, BulkJobStatus.PAUSED)
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: uuid.UUID
+    name: str
+    created_at: dt.datetime
+    created_by: str
+    channel: Channel
+    audience: str
+    content: str
+    status: BulkJobStatus
+    recipients: int
+    written: int
+    refused: int
+    scheduled_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class Progress:
+    job: JobRow
+    counts: dict[str, int]  # GROUPS -> count
+    total: int
+    eta_seconds: float | None
+    explorer_url: str
+
+
+def _check(session: TenantSession, actor: Actor) -> None:
+    if not may_use(actor):
+        authorize(session, actor, Permission.BULK_SEND)  # raises with the role's name
+
+
+def _job(session: TenantSession, job_id: uuid.UUID) -> BulkJob:
+    job = session.get(BulkJob, job_id)
+    if job is None:
+        raise NotFoundError("That bulk job does not exist in your clinic.")
+    return job
+
+
+def _rows(session: TenantSession, jobs: list[BulkJob]) -> list[JobRow]:
+    users = dict(session.execute(select(User.id, User.username).where(
+        User.id.in_({j.created_by_id for j in jobs if j.created_by_id}))).all())
+    templates = dict(session.execute(select(MessageTemplate.id, MessageTemplate.code).where(
+        MessageTemplate.id.in_({j.template_id for j in jobs if j.template_id}))).all())
+    return [JobRow(
+        id=j.id, name=j.name, created_at=j.created_at, created_by=users.get(j.created_by_id, ""),
+        channel=Channel(j.channel), audience=audiences.describe(j.audience),
+        content=f"template {templates.get(j.template_id, '?')}" if j.template_id else (j.custom_body_en[:60]),
+        status=BulkJobStatus(j.status), recipients=j.total_recipients, written=j.accepted_count,
+        refused=j.rejected_count, scheduled_at=j.scheduled_at) for j in jobs]
+
+
+def list_jobs(session: TenantSession, actor: Actor, *, limit: int = 200) -> list[JobRow]:
+    """The clinic's bulk jobs, newest first (front desk sees the ones they created)."""
+    _check(session, actor)
+    query = select(BulkJob).order_by(BulkJob.created_at.desc()).limit(limit)
+    if not actor.can(Permission.BULK_SEND):
+        query = query.where(BulkJob.created_by_id == actor.user_id)
+    return _rows(session, list(session.scalars(query)))
+
+
+def progress(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> Progress:
+    """Live counts per group, and when the rest should be sent at the channel's rate."""
+    _check(session, actor)
+    job = _job(session, job_id)
+    by_status = dict(session.execute(select(Message.status, func.count()).where(
+        Message.bulk_job_id == job.id).group_by(Message.status)).all())
+    counts = {group: sum(by_status.get(s, 0) for s in statuses) for group, statuses in GROUPS.items()}
+    waiting = counts["queued"]
+    rate = get_settings().rate_for(Channel(job.channel).value)
+    eta = waiting / rate if waiting and BulkJobStatus(job.status) == BulkJobStatus.SENDING else None
+    return Progress(job=_rows(session, [job])[0], counts=counts, total=sum(counts.values()), eta_seconds=eta,
+                    explorer_url=f"messages?bulk_job={job.id}")
+
+
+def _move(session: TenantSession, job: BulkJob, source: MessageStatus, target: MessageStatus, event: str,
+          detail: str, values: dict[str, object], *, held_only: bool = False) -> list[uuid.UUID]:
+    """Move the job's messages in ``source`` to ``target`` (each logged); ``held_only``: paused ones."""
+    now = utcnow()
+    query = select(Message.id).where(Message.bulk_job_id == job.id, Message.status == source)
+    if held_only:
+        query = query.where(Message.scheduled_at.is_(None))
+    ids = list(session.scalars(query))
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start:start + 1000]
+        session.execute(update(Message).where(Message.id.in_(chunk), Message.status == source).values(
+            status=target, updated_at=now, **values).execution_options(synchronize_session=False))
+        for message_id in chunk:
+            log_event(session, message_id, job.tenant_id, event, from_status=source, to_status=target,
+                      detail=detail, at=now)
+    return ids
+
+
+def pause(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> int:
+    """Hold the job's waiting messages (queued -> scheduled with no time); returns how many."""
+    authorize(session, actor, Permission.BULK_SEND)
+    job = _job(session, job_id)
+    if BulkJobStatus(job.status) not in (BulkJobStatus.SENDING, BulkJobStatus.SCHEDULED):
+        raise ValidationError("Only a sending or scheduled job can be paused.")
+    held = _move(session, job, MessageStatus.QUEUED, MessageStatus.SCHEDULED, "paused",
+                 f"bulk job paused by {actor.username}", {"scheduled_at": None, "delivery_job_id": None,
+                                                          "enqueued_at": None})
+    if job.scheduled_at:  # not yet due: hold them too (resume puts the time back)
+        session.execute(update(Message).where(
+            Message.bulk_job_id == job.id, Message.status == MessageStatus.SCHEDULED,
+            Message.scheduled_at == job.scheduled_at).values(scheduled_at=None)
+            .execution_options(synchronize_session=False))
+    job.status = BulkJobStatus.PAUSED
+    audit.record(session, actor, "bulk_job.pause", object_type="bulk_job", object_id=job.id,
+                 details={"held": len(held)})
+    return len(held)
+
+
+def resume(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> list[tuple[str, list[str]]]:
+    """Release held messages; returns the delivery batches to enqueue after commit."""
+    authorize(session, actor, Permission.BULK_SEND)
+    job = _job(session, job_id)
+    if BulkJobStatus(job.status) != BulkJobStatus.PAUSED:
+        raise ValidationError("Only a paused job can be resumed.")
+    now = utcnow()
+    if job.scheduled_at and job.scheduled_at > now:
+        session.execute(update(Message).where(Message.bulk_job_id == job.id, Message.status ==
+                                              MessageStatus.SCHEDULED, Message.scheduled_at.is_(None))
+                        .values(scheduled_at=job.scheduled_at).execution_options(synchronize_session=False))
+        job.status = BulkJobStatus.SCHEDULED
+        batches: list[tuple[str, list[str]]] = []
+    else:
+        released = _move(session, job, MessageStatus.SCHEDULED, MessageStatus.QUEUED, "resumed",
+                         f"bulk job resumed by {actor.username}", {"queued_at": now}, held_only=True)
+        batches = assign_jobs(session, released, now)
+        job.status = BulkJobStatus.SENDING
+    audit.record(session, actor, "bulk_job.resume", object_type="bulk_job", object_id=job.id,
+                 details={"released": sum(len(ids) for _, ids in batches)})
+    return batches
+
+
+def cancel(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> int:
+    """Cancel every message of the job that has not started sending; returns how many."""
+    authorize(session, actor, Permission.BULK_SEND)
+    job = _job(session, job_id)
+    if BulkJobStatus(job.status) not in _ACTIVE:
+        raise ValidationError("This job is finished; there is nothing left to cancel.")
+    cancelled = sum(len(_move(session, job, source, MessageStatus.CANCELLED, "cancelled",
+                              f"bulk job cancelled by {actor.username}",
+                              {"status_reason": "Cancelled by staff.", "finished_at": utcnow()}))
+                    for source in CANCELLABLE)
+    job.status = BulkJobStatus.CANCELLED
+    job.completed_at = utcnow()
+    audit.record(session, actor, "bulk_job.cancel", object_type="bulk_job", object_id=job.id,
+                 details={"cancelled": cancelled})
+    return cancelled
+

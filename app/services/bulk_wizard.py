@@ -1,0 +1,385 @@
+"""The bulk-send wizard's service: review (dry run), the skipped list as CSV, and confirm.
+
+Who may send to whom (checked here, not only on the page): admins any audience; front desk a
+custom list of at most ``FRONT_DESK_MAX_RECIPIENTS``; analysts nothing. Confirming creates ONE
+bulk job per draft (its idempotency key), also when clicked twice or by two admins at once; the
+rows are written by the worker (``app.services.bulk_expansion``), not by the page.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import uuid
+import zoneinfo
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app.config import get_settings
+from app.delivery.queue import JobQueue
+from app.errors import NotFoundError, PermissionDenied, ValidationError
+from app.segments import count_segments
+from app.services import audience as audiences
+from app.services import audit
+from app.services.bulk_plan import DEFERRED, Content, plan
+from app.services.message_content import render_body
+from app.services.permissions import Actor, Permission, authorize
+from app.services.recipient_import import Rejected
+from app.services.templates import _price
+from db.enums import BulkJobStatus, Channel, Language, MessageClass, Role
+from db.models import BulkJob, MessageTemplate, MessageTemplateVersion, Tenant
+from db.tenancy import TenantSession
+from db.types import utcnow
+
+FRONT_DESK_MAX_RECIPIENTS = 20
+MAX_SKIPPED_KEPT = 100_000
+EXPAND_JOB = "worker.jobs.expand_bulk_job"
+STUCK_AFTER_SECONDS = 120
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class Draft:
+    """Everything the wizard collected; plain data kept in the page's session state."""
+
+    idempotency_key: str
+    audience: dict[str, Any]
+    channel: Channel
+    template_id: uuid.UUID | None = None
+    body_en: str = ""
+    body_ar: str = ""
+    message_class: MessageClass = MessageClass.SERVICE
+    name: str = ""
+    import_rejections: tuple[Rejected, ...] = ()  # invalid numbers and duplicates from the upload
+
+
+@dataclass(frozen=True)
+class SkippedRecipient:
+    row: int | None
+    recipient: str
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Sample:
+    language: Language
+    body: str
+    segments: int
+    encoding: str
+
+
+@dataclass
+class DryRun:
+    audience_size: int
+    will_send: dict[str, int]  # "SMS / en" -> count
+    deferred: int
+    skipped: list[SkippedRecipient]
+    skipped_by_reason: dict[str, int]
+    samples: list[Sample]
+    segments_total: int
+    estimated_cost: float
+    currency: str
+    duration_seconds: float
+    message_class: MessageClass
+    class_effect: str
+    confirm_threshold: int
+    sendable: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class JobCreated:
+    bulk_job_id: uuid.UUID
+    status: BulkJobStatus
+    duplicate: bool
+    scheduled_at: dt.datetime | None
+
+
+def new_draft_key() -> str:
+    return f"bulk-draft-{uuid.uuid4().hex}"
+
+
+# --- permissions ------------------------------------------------------------------------------
+
+
+def authorize_audience(session: TenantSession, actor: Actor, audience: dict[str, Any]) -> None:
+    """Admins: any audience. Front desk: a custom list of at most 20. Everyone else: refused."""
+    if actor.can(Permission.BULK_SEND):
+        authorize(session, actor, Permission.BULK_SEND)
+        return
+    if actor.role != Role.FRONT_DESK:
+        raise PermissionDenied(f"Your role ({actor.role.label}) cannot send messages.")
+    authorize(session, actor, Permission.SEND_MESSAGES)
+    if audience.get("kind") != "list":
+        raise PermissionDenied("Front desk can send to a custom list only (e.g. today's clinic list).")
+    if len(audience.get("recipients") or []) > FRONT_DESK_MAX_RECIPIENTS:
+        raise PermissionDenied(f"Front desk can send to at most {FRONT_DESK_MAX_RECIPIENTS} recipients at once; "
+                               "ask an admin for a bigger send.")
+
+
+def may_use(actor: Actor) -> bool:
+    return actor.can(Permission.BULK_SEND) or actor.role == Role.FRONT_DESK
+
+
+def allowed_kinds(actor: Actor) -> tuple[str, ...]:
+    return audiences.KINDS if actor.can(Permission.BULK_SEND) else ("list",)
+
+
+# --- content ----------------------------------------------------------------------------------
+
+
+def _check_template_sendable(session: TenantSession, template: MessageTemplate) -> None:
+    """MERGE POINT (issue 5): the one place a template is checked before a bulk send.
+
+    Today: the template must be active. The lead wires in issue 5's check that refuses an
+    unapproved WhatsApp template here.
+    """
+    if not template.is_active:
+        raise ValidationError(f"The template '{template.code}' is not active.", field="template")
+
+
+@dataclass(frozen=True)
+class WizardOptions:
+    kinds: tuple[str, ...]
+    tags: list[str]
+    templates: list[tuple[uuid.UUID, str]]
+    region: str
+    timezone: str
+    confirm_threshold: int
+    max_upload_bytes: int
+
+
+def options(session: TenantSession, actor: Actor, channel: Channel) -> WizardOptions:
+    """What the wizard's pickers offer this user for ``channel``."""
+    if not may_use(actor):
+        raise PermissionDenied(f"Your role ({actor.role.label}) cannot send messages.")
+    tenant = _tenant(session)
+    settings = get_settings()
+    return WizardOptions(
+        kinds=allowed_kinds(actor), tags=audiences.clinic_tags(session) if actor.can(Permission.BULK_SEND) else [],
+        templates=active_templates(session, channel), region=tenant.default_region, timezone=tenant.timezone,
+        confirm_threshold=settings.bulk_confirm_threshold,
+        max_upload_bytes=int(settings.bulk_upload_max_mb * 1024 * 1024))
+
+
+def active_templates(session: TenantSession, channel: Channel) -> list[tuple[uuid.UUID, str]]:
+    """(id, "name (code)") of the active templates for ``channel``."""
+    rows = session.execute(select(MessageTemplate.id, MessageTemplate.name, MessageTemplate.code).where(
+        MessageTemplate.channel == channel, MessageTemplate.is_active.is_(True),
+        MessageTemplate.deleted_at.is_(None)).order_by(MessageTemplate.name))
+    return [(row.id, f"{row.name} ({row.code})") for row in rows]
+
+
+def content(session: TenantSession, draft: Draft) -> Content:
+    """The text the draft sends, checked: a template's current version, or the custom text."""
+    if draft.template_id is not None:
+        template = session.scalar(select(MessageTemplate).where(
+            MessageTemplate.id == draft.template_id, MessageTemplate.deleted_at.is_(None)))
+        if template is None:
+            raise NotFoundError("That template does not exist in your clinic.")
+        if Channel(template.channel) != draft.channel:
+            raise ValidationError(f"The template is for {Channel(template.channel).label}, not "
+                                  f"{draft.channel.label}.", field="template")
+        _check_template_sendable(session, template)
+        version = session.scalar(select(MessageTemplateVersion).where(
+            MessageTemplateVersion.template_id == template.id,
+            MessageTemplateVersion.version == template.current_version))
+        if version is None:
+            raise NotFoundError("The template has no saved version.")
+        return Content(channel=draft.channel, message_class=MessageClass(template.message_class),
+                       body_en=version.body_en, body_ar=version.body_ar, subject_en=version.subject_en,
+                       subject_ar=version.subject_ar, template_id=template.id, template_version_id=version.id)
+    if not draft.body_en.strip():
+        raise ValidationError("Write the English text (the Arabic text is optional).", field="body_en")
+    result = Content(channel=draft.channel, message_class=MessageClass(draft.message_class),
+                     body_en=draft.body_en, body_ar=draft.body_ar)
+    result.variables(Language.EN)  # a syntax error refuses the draft here, with its reason
+    if result.has_arabic:
+        result.variables(Language.AR)
+    return result
+
+
+def class_effect(message_class: MessageClass, channel: Channel) -> str:
+    if message_class == MessageClass.PROMOTIONAL:
+        window = get_settings().promotional_window()
+        sender = " SMS go out under the clinic's -AD sender." if channel == Channel.SMS else ""
+        return (f"Promotional: only patients with recorded consent receive it; it is sent between "
+                f"{window[0].strftime('%H:%M')} and {window[1].strftime('%H:%M')} clinic time.{sender}")
+    return "Service: sent to everyone who has not opted out of the channel, at any time of day."
+
+
+# --- review -----------------------------------------------------------------------------------
+
+
+def _tenant(session: TenantSession) -> Tenant:
+    tenant = session.get(Tenant, session.tenant_id)
+    if tenant is None:
+        raise NotFoundError("This clinic does not exist.")
+    return tenant
+
+
+def dry_run(session: TenantSession, actor: Actor, draft: Draft, *, send_at: dt.datetime | None = None) -> DryRun:
+    """What confirming would do, without writing anything: counts, who is skipped and why, samples, cost."""
+    audience = audiences.validate(draft.audience)
+    authorize_audience(session, actor, audience)
+    tenant = _tenant(session)
+    body = content(session, draft)
+    settings = get_settings()
+    now = send_at or utcnow()
+    skipped = [SkippedRecipient(r.row, r.recipient, "invalid number" if r.reason.startswith("invalid") else
+                                "duplicate", r.reason) for r in draft.import_rejections]
+    will_send: Counter[str] = Counter()
+    per_language: Counter[Language] = Counter()
+    samples: dict[Language, Sample] = {}
+    deferred = size = 0
+    for item in plan(session, tenant, audience, body, now):
+        size += 1
+        if item.skip is not None:
+            if len(skipped) < MAX_SKIPPED_KEPT:
+                skipped.append(SkippedRecipient(item.row, item.recipient, item.skip, item.detail))
+            continue
+        if item.language not in samples:
+            try:
+                text = render_body(body.source(item.language), item.values, body.channel)
+            except ValidationError as exc:
+                skipped.append(SkippedRecipient(item.row, item.recipient, "text cannot be sent", str(exc)))
+                continue
+            info = count_segments(text)
+            samples[item.language] = Sample(item.language, text, info.segments if body.channel == Channel.SMS
+                                            else 1, info.encoding)
+        will_send[f"{body.channel.label} / {item.language.value}"] += 1
+        per_language[item.language] += 1
+        if item.deferred:
+            deferred += 1
+            if len(skipped) < MAX_SKIPPED_KEPT:
+                skipped.append(SkippedRecipient(item.row, item.recipient, DEFERRED, item.detail))
+    segments = sum(samples[lang].segments * n for lang, n in per_language.items() if lang in samples)
+    sendable = sum(will_send.values())
+    rate = settings.rate_for(body.channel.value)
+    cost = (segments * settings.sms_price_per_segment if body.channel == Channel.SMS
+            else _price(body.channel, 1, settings) * sendable)
+    notes = []
+    if audience.get("kind") == "list":
+        size += len(draft.import_rejections)
+        columns_missing = body.variables(Language.EN) - set(_list_variables(audience))
+        if columns_missing and all(s.reason == "missing variable" for s in skipped if s.reason != "invalid number"):
+            notes.append("The text uses " + ", ".join(sorted(columns_missing)) +
+                         ", which the list does not have for every recipient.")
+    return DryRun(
+        audience_size=size, will_send=dict(will_send), deferred=deferred, skipped=skipped,
+        skipped_by_reason=dict(Counter(s.reason for s in skipped)), samples=list(samples.values()),
+        segments_total=segments, estimated_cost=round(cost, 4), currency=settings.price_currency,
+        duration_seconds=sendable / rate if rate else 0.0, message_class=body.message_class,
+        class_effect=class_effect(body.message_class, body.channel),
+        confirm_threshold=settings.bulk_confirm_threshold, sendable=sendable, notes=notes,
+    )
+
+
+def _list_variables(audience: dict[str, Any]) -> set[str]:
+    names = {"clinic_name", "clinic_phone"}
+    for item in audience.get("recipients") or []:
+        names.update(k for k, v in (item.get("variables") or {}).items() if str(v).strip())
+        if item.get("name"):
+            names.update({"patient_name", "patient_first_name"})
+    return names
+
+
+def _safe_cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def skipped_csv(session: TenantSession, actor: Actor, review: DryRun) -> bytes:
+    """The skipped list as a CSV download (spreadsheet formulas neutralised); audited as an export."""
+    if not may_use(actor):
+        raise PermissionDenied(f"Your role ({actor.role.label}) cannot send messages.")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["row", "recipient", "reason", "detail"])
+    for item in review.skipped:
+        writer.writerow([item.row or "", _safe_cell(item.recipient), item.reason, _safe_cell(item.detail)])
+    audit.record(session, actor, "bulk.skipped_export", object_type="bulk_draft",
+                 details={"rows": len(review.skipped)})
+    return buffer.getvalue().encode("utf-8-sig")
+
+
+# --- confirm ----------------------------------------------------------------------------------
+
+
+def clinic_time_to_utc(session: TenantSession, local: dt.datetime) -> dt.datetime:
+    """A wall-clock time typed in the clinic's time zone, as UTC."""
+    zone = zoneinfo.ZoneInfo(_tenant(session).timezone)
+    return local.replace(tzinfo=zone).astimezone(dt.UTC) if local.tzinfo is None else local.astimezone(dt.UTC)
+
+
+def confirm(session: TenantSession, actor: Actor, draft: Draft, *, typed_count: int | None = None,
+            send_at_local: dt.datetime | None = None, now: dt.datetime | None = None) -> JobCreated:
+    """Create the draft's bulk job (once per idempotency key); the worker expands it after commit.
+
+    Above ``BULK_CONFIRM_THRESHOLD`` recipients ``typed_count`` must equal the audience size.
+    ``send_at_local`` is clinic time and must be in the future.
+    """
+    audience = audiences.validate(draft.audience)
+    authorize_audience(session, actor, audience)
+    existing = session.scalar(select(BulkJob).where(BulkJob.idempotency_key == draft.idempotency_key))
+    if existing is not None:
+        return _created(existing, duplicate=True)
+    tenant = _tenant(session)
+    body = content(session, draft)
+    now = now or utcnow()
+    send_at = clinic_time_to_utc(session, send_at_local) if send_at_local else None
+    if send_at is not None and send_at <= now:
+        raise ValidationError("The scheduled time is in the past (clinic time).", field="send_at")
+    size = audiences.count(session, audience, draft.channel, tenant.timezone)
+    if size == 0:
+        raise ValidationError("Nobody in this audience can be sent to.", field="audience")
+    threshold = get_settings().bulk_confirm_threshold
+    if size > threshold and typed_count != size:
+        raise ValidationError(f"This send goes to {size:,} recipients. Type {size} to confirm.", field="typed_count")
+    job = BulkJob(
+        tenant_id=tenant.id, name=draft.name or f"{draft.channel.label} to {size:,} recipients",
+        channel=draft.channel, status=BulkJobStatus.EXPANDING, audience=audience, template_id=body.template_id,
+        template_version_id=body.template_version_id, custom_body_en="" if body.template_id else body.body_en,
+        custom_body_ar="" if body.template_id else body.body_ar, message_class=body.message_class,
+        idempotency_key=draft.idempotency_key, total_recipients=size + len(draft.import_rejections),
+        rejected_count=len(draft.import_rejections),
+        rejections=[{"row": r.row, "recipient": r.recipient, "reason": r.reason} for r in draft.import_rejections],
+        scheduled_at=send_at, created_by_id=actor.user_id,
+    )
+    try:
+        with session.begin_nested():
+            session.add(job)
+    except IntegrityError:  # another click or another admin created it a moment ago
+        existing = session.scalar(select(BulkJob).where(BulkJob.idempotency_key == draft.idempotency_key))
+        if existing is None:
+            raise
+        return _created(existing, duplicate=True)
+    audit.record(session, actor, "bulk_job.create", object_type="bulk_job", object_id=job.id, details={
+        "audience": audiences.audit_definition(audience), "recipients": size,
+        "refused_in_file": len(draft.import_rejections), "channel": draft.channel.value,
+        "template_id": str(body.template_id) if body.template_id else None,
+        "template_version_id": str(body.template_version_id) if body.template_version_id else None,
+        "message_class": body.message_class.value, "scheduled_at": send_at.isoformat() if send_at else None,
+    })
+    return _created(job, duplicate=False)
+
+
+def _created(job: BulkJob, *, duplicate: bool) -> JobCreated:
+    return JobCreated(bulk_job_id=job.id, status=BulkJobStatus(job.status), duplicate=duplicate,
+                      scheduled_at=job.scheduled_at)
+
+
+def start_expansion(queue: JobQueue, bulk_job_id: uuid.UUID) -> None:
+    """After the commit: ask the worker to write the rows (a second ask is harmless)."""
+    queue.enqueue(EXPAND_JOB, str(bulk_job_id))
+
+
+def looks_stuck(created_at: dt.datetime, now: dt.datetime | None = None) -> bool:
+    """An expansion still not done after this long was probably lost (e.g. Redis restarted)."""
+    return (now or utcnow()) - created_at > dt.timedelta(seconds=STUCK_AFTER_SECONDS)

@@ -1,0 +1,156 @@
+"""Benchmark the worker's expansion of a bulk job into message rows, against the raw floor.
+
+    python bench/bench_bulk_expansion.py --recipients 1000000
+
+In a fresh PostgreSQL database (dropped at the end) it COPYs N patients in, then measures:
+
+1. the floor: one plain ``INSERT INTO messages ... SELECT ... FROM patients`` of the same N rows
+   (constant body, no preferences join, no CASEs), indexes in place, committed;
+2. the expansion (``bulk_expansion.write_rows`` then ``enqueue_job`` onto RQ in Redis), in a
+   separate process so its peak memory (max RSS) is its own.
+
+Prints seconds, the ratio to the floor, peak memory, delivery jobs enqueued and the largest job.
+Targets (issue 7): under 10 s, within 1.6x of the floor, under 300 MB, <= 1 job per 500 messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import io
+import multiprocessing
+import resource
+import time
+import uuid
+
+from _support import DEFAULT_ADMIN_URL, temporary_database
+from sqlalchemy import text
+
+print = functools.partial(print, flush=True)  # progress shows in a log file at once
+BODY = "The clinic is closed on Friday. {{ clinic_name }}"
+
+
+def _seed(url: str, count: int) -> tuple[uuid.UUID, uuid.UUID, float]:
+    from db.enums import BulkJobStatus, Channel
+    from db.models import BulkJob, Tenant
+    from db.session import make_engine, system_session
+
+    engine = make_engine(url)
+    tenant_id = uuid.uuid4()
+    with system_session(engine) as session:
+        session.add(Tenant(id=tenant_id, name="Bench Clinic", slug="bench", settings={}))
+    started = time.perf_counter()
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cur, cur.copy(
+                "COPY patients (id, tenant_id, name_en, name_ar, phone_e164, language, is_active, "
+                "created_at, updated_at) FROM STDIN") as copy:
+            for start in range(0, count, 50_000):
+                block = io.StringIO()
+                for i in range(start, min(count, start + 50_000)):
+                    block.write(f"{uuid.uuid4()}\t{tenant_id}\tPatient {i}\tمريض {i}\t+9665{i:08d}\t"
+                                f"{'ar' if i % 3 == 0 else 'en'}\tt\t2026-01-01 00:00:00+00\t"
+                                "2026-01-01 00:00:00+00\n")
+                copy.write(block.getvalue())
+        raw.commit()
+    finally:
+        raw.close()
+    seeded = time.perf_counter() - started
+    job_id = uuid.uuid4()
+    with system_session(engine) as session:
+        session.add(BulkJob(id=job_id, tenant_id=tenant_id, name="bench", channel=Channel.SMS,
+                            status=BulkJobStatus.EXPANDING, audience={"kind": "all"}, custom_body_en=BODY,
+                            custom_body_ar="", total_recipients=count))
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE patients"))
+    engine.dispose()
+    return tenant_id, job_id, seeded
+
+
+def _floor(url: str, tenant_id: uuid.UUID, job_id: uuid.UUID) -> float:
+    from db.session import make_engine
+
+    engine = make_engine(url)
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO messages (id, tenant_id, patient_id, bulk_job_id, channel, message_class, recipient, "
+            "language, subject, body, variables, status, status_reason, segments, is_test, urgent, attempts, "
+            "queued_at, enqueued_at, created_at, updated_at) "
+            "SELECT gen_random_uuid(), tenant_id, id, :job, 'sms', 'service', phone_e164, language, '', "
+            "'The clinic is closed on Friday. Bench Clinic', '{}', 'queued', '', 1, false, false, 0, now(), "
+            "now(), now(), now() FROM patients WHERE tenant_id = :tenant"), {"job": job_id, "tenant": tenant_id})
+    elapsed = time.perf_counter() - started
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE messages CASCADE"))
+        conn.execute(text("CHECKPOINT"))
+    engine.dispose()
+    return elapsed
+
+
+def _expand(url: str, redis_url: str, queue_name: str, job_id: uuid.UUID, out: multiprocessing.Queue) -> None:
+    import redis
+
+    from app.config import Settings
+    from app.delivery.queue import RQJobQueue
+    from app.delivery.ratelimit import LocalRateLimiter
+    from app.delivery.runtime import Runtime
+    from app.providers.base import ProviderSet
+    from app.services import bulk_expansion
+    from db.session import make_engine
+
+    engine = make_engine(url)
+    connection = redis.Redis.from_url(redis_url)
+    queue = RQJobQueue(connection, queue_name)
+    sizes: list[int] = []
+    real_enqueue = queue.enqueue_batches
+
+    def counting(batches):  # type: ignore[no-untyped-def]
+        sizes.extend(len(ids) for _, ids in batches)
+        real_enqueue(batches)
+
+    queue.enqueue_batches = counting  # type: ignore[method-assign]
+    runtime = Runtime(engine, Settings(database_url=url), ProviderSet(), LocalRateLimiter(), queue)
+    started = time.perf_counter()
+    result = bulk_expansion.write_rows(runtime, job_id)
+    written = time.perf_counter() - started
+    jobs = bulk_expansion.enqueue_job(runtime, job_id)
+    total = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.queue.empty()
+    connection.delete(queue.queue.key)
+    out.put({"written_s": written, "total_s": total, "rows": result.written if result else 0, "jobs": jobs,
+             "largest_job": max(sizes) if sizes else 0, "peak_mb": peak_mb})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--recipients", type=int, default=1_000_000)
+    parser.add_argument("--database-url", default=DEFAULT_ADMIN_URL)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
+    args = parser.parse_args()
+    with temporary_database(args.database_url, prefix="bench_bulk") as url:
+        tenant_id, job_id, seeded = _seed(url, args.recipients)
+        print(f"seeded {args.recipients:,} patients by COPY in {seeded:.1f} s")
+        floor = _floor(url, tenant_id, job_id)
+        print(f"floor: plain INSERT ... SELECT of {args.recipients:,} message rows: {floor:.2f} s")
+        out: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
+        child = multiprocessing.get_context("spawn").Process(
+            target=_expand, args=(url, args.redis_url, f"bench-bulk-{uuid.uuid4().hex[:8]}", job_id, out))
+        child.start()
+        result = out.get()
+        child.join()
+        print(f"expansion: {result['rows']:,} rows written in {result['written_s']:.2f} s; "
+              f"with enqueueing {result['jobs']:,} delivery jobs: {result['total_s']:.2f} s")
+        print(f"ratio to floor (rows): {result['written_s'] / floor:.2f}x; (with enqueue): "
+              f"{result['total_s'] / floor:.2f}x")
+        print(f"peak memory of the expanding process: {result['peak_mb']:.0f} MB; largest job "
+              f"{result['largest_job']} messages; jobs per 500 messages: "
+              f"{result['jobs'] / max(1, result['rows'] / 500):.3f}")
+        ok = (result["total_s"] < 10 and result["total_s"] / floor <= 1.6 and result["peak_mb"] < 300
+              and result["largest_job"] <= 500)
+        print("targets met" if ok else "TARGETS NOT MET")
+
+
+if __name__ == "__main__":
+    main()

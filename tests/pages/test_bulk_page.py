@@ -1,0 +1,129 @@
+"""The Bulk send page: the whole wizard for an admin, the limited front-desk path, no way in for analysts."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import func, select
+from streamlit.testing.v1 import AppTest
+
+from app.ui import navigation
+from db.enums import Language, Role
+from db.models import AuditEvent, BulkJob, Message, Patient, PatientTag
+from db.session import tenant_session
+from tests.pages.conftest import Clinic, button, signed_in, texts
+
+
+def bulk_page(clinic: Clinic, role: Role = Role.ADMIN) -> AppTest:
+    at = signed_in(clinic.by_role(role))
+    at.switch_page("../pages/bulk.py").run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Bulk send"
+    return at
+
+
+def add_patients(clinic: Clinic, count: int, tag: str = "diabetes") -> None:
+    with tenant_session(clinic.engine, clinic.admin.tenant_id) as s:
+        for i in range(count):
+            p = Patient(name_en=f"Patient {i}", name_ar=f"مريض {i}", phone_e164=f"+9665{i:08d}",
+                        language=Language.AR if i % 2 else Language.EN)
+            s.add(p)
+            s.flush()
+            s.add(PatientTag(patient_id=p.id, tag=tag))
+
+
+def step(at: AppTest, label: str) -> AppTest:
+    button(at, label).click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def wait_for_expansion(clinic: Clinic, expected: int) -> None:
+    for _ in range(100):
+        with tenant_session(clinic.engine, clinic.admin.tenant_id) as s:
+            if s.scalar(select(func.count()).select_from(Message)) == expected:
+                return
+        time.sleep(0.1)
+    raise AssertionError("the worker did not expand the job")
+
+
+def test_admin_goes_through_the_whole_wizard_and_back_without_losing_input(clinic: Clinic) -> None:
+    add_patients(clinic, 4)
+    at = bulk_page(clinic)
+    at.radio(key="bulk_w_kind").set_value("tags").run()
+    at.multiselect(key="bulk_w_any_of").set_value(["diabetes"]).run()
+    step(at, "Next")
+    at.radio(key="bulk_w_source").set_value("Custom text").run()
+    at.text_area(key="bulk_w_body_en").input("Closed on Friday. {{ clinic_name }}").run()
+    at.text_area(key="bulk_w_body_ar").input("مغلق يوم الجمعة").run()
+    step(at, "Back")
+    assert at.multiselect(key="bulk_w_any_of").value == ["diabetes"]  # input kept
+    step(at, "Next")
+    assert at.text_area(key="bulk_w_body_en").value == "Closed on Friday. {{ clinic_name }}"
+    step(at, "Next")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Will be sent"] == "4"
+    assert "Service" in texts(at.info)[0]
+    step(at, "Next")
+    step(at, "Send")
+    assert "Sending has started." in texts(at.success)
+    wait_for_expansion(clinic, 4)
+    with tenant_session(clinic.engine, clinic.admin.tenant_id) as s:
+        assert s.scalar(select(func.count()).select_from(BulkJob)) == 1
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "bulk_job.create")) == 1
+    at.run()
+    assert at.dataframe[-1].value.shape[0] == 1  # the jobs list
+    assert any("explorer" in m for m in texts(at.markdown))
+
+
+def test_large_send_needs_the_typed_number(clinic: Clinic, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BULK_CONFIRM_THRESHOLD", "2")
+    add_patients(clinic, 3)
+    at = bulk_page(clinic)
+    at.radio(key="bulk_w_kind").set_value("all").run()
+    step(at, "Next")
+    at.radio(key="bulk_w_source").set_value("Custom text").run()
+    at.text_area(key="bulk_w_body_en").input("Hello").run()
+    step(at, "Next")
+    step(at, "Next")
+    step(at, "Send")
+    assert any("Type 3 to confirm" in e for e in texts(at.error))
+    at.text_input(key="bulk_w_typed").input("3").run()
+    step(at, "Send")
+    assert "Sending has started." in texts(at.success)
+
+
+def test_front_desk_sends_to_a_short_pasted_list_only(clinic: Clinic) -> None:
+    at = bulk_page(clinic, Role.FRONT_DESK)
+    assert at.radio(key="bulk_w_kind").options == ["A custom list (paste or upload)"]
+    at.text_area(key="bulk_w_pasted").input("0500000001\n0500000002\n0500000002\nnot a number\n").run()
+    assert "2 recipients ready; 2 rows refused." in texts(at.success)
+    step(at, "Next")
+    at.radio(key="bulk_w_source").set_value("Custom text").run()
+    at.text_area(key="bulk_w_body_en").input("Your results are ready.").run()
+    step(at, "Next")
+    reasons = {row["Reason"] for row in at.dataframe[-1].value.to_dict("records")}
+    assert reasons == {"invalid number", "duplicate"}
+    step(at, "Next")
+    step(at, "Send")
+    wait_for_expansion(clinic, 2)
+    assert not [b for b in at.button if b.label == "Pause"]  # front desk cannot pause or cancel
+
+
+def test_front_desk_is_refused_more_than_20(clinic: Clinic) -> None:
+    at = bulk_page(clinic, Role.FRONT_DESK)
+    at.text_area(key="bulk_w_pasted").input("\n".join(f"05000000{i:02d}" for i in range(10, 31))).run()
+    step(at, "Next")
+    at.radio(key="bulk_w_source").set_value("Custom text").run()
+    at.text_area(key="bulk_w_body_en").input("Hello").run()
+    step(at, "Next")
+    assert any("at most 20" in e for e in texts(at.error))
+
+
+def test_analysts_have_no_bulk_page(clinic: Clinic) -> None:
+    at = signed_in(clinic.analyst)
+    assert "Bulk send" not in navigation.menu_titles(clinic.analyst)
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("../pages/bulk.py")

@@ -1,0 +1,404 @@
+"""Bulk sends: audience selection, the review (every skip reason), idempotent confirm, expansion."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from app.config import get_settings
+from app.delivery.queue import BATCH_SIZE
+from app.errors import PermissionDenied, ValidationError
+from app.services import bulk_expansion, bulk_jobs, bulk_wizard
+from app.services import recipient_import as ri
+from app.services.bulk_wizard import Draft
+from db.enums import BulkJobStatus, Channel, Language, MessageClass, MessageStatus, Role
+from db.models import AuditEvent, BulkJob, Message, NotificationPreference, Patient, PatientTag
+from db.session import tenant_session
+from tests.factories import make_tenant, make_user
+
+
+class RecordingQueue:
+    def __init__(self) -> None:
+        self.batches: list[tuple[str, list[str]]] = []
+        self.calls: list[tuple[str, tuple]] = []
+
+    def enqueue_batches(self, batches):  # type: ignore[no-untyped-def]
+        self.batches.extend(batches)
+
+    def enqueue(self, func, *args, delay_seconds=0.0):  # type: ignore[no-untyped-def]
+        self.calls.append((func, args))
+
+
+class FakeRuntime:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.queue = RecordingQueue()
+
+    def clock(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+
+def add_patients(engine: Engine, tenant_id: uuid.UUID, count: int, *, tags: tuple[str, ...] = (),
+                 language: Language = Language.EN, start: int = 0) -> list[uuid.UUID]:
+    ids = []
+    with tenant_session(engine, tenant_id) as session:
+        for i in range(start, start + count):
+            p = Patient(name_en=f"Patient {i}", name_ar=f"مريض {i}", phone_e164=f"+9665{i:08d}",
+                        email=f"p{i}@example.com", language=language)
+            session.add(p)
+            session.flush()
+            for tag in tags:
+                session.add(PatientTag(patient_id=p.id, tag=tag))
+            ids.append(p.id)
+    return ids
+
+
+@pytest.fixture
+def clinic(engine: Engine):  # type: ignore[no-untyped-def]
+    tenant_id = make_tenant(engine, "clinic-a")
+    return engine, tenant_id, make_user(engine, tenant_id, "amira", Role.ADMIN), make_user(
+        engine, tenant_id, "fatima", Role.FRONT_DESK), make_user(engine, tenant_id, "omar", Role.ANALYST)
+
+
+def draft(audience: dict, body: str = "Clinic closed Friday. {{ clinic_name }}", **kw) -> Draft:  # type: ignore[no-untyped-def]
+    return Draft(idempotency_key=kw.pop("key", bulk_wizard.new_draft_key()), audience=audience,
+                 channel=kw.pop("channel", Channel.SMS), body_en=body, body_ar=kw.pop("body_ar", ""), **kw)
+
+
+def review(engine, admin, d):  # type: ignore[no-untyped-def]
+    with tenant_session(engine, admin.tenant_id) as s:
+        return bulk_wizard.dry_run(s, admin, d)
+
+
+def confirm(engine, actor, d, **kw):  # type: ignore[no-untyped-def]
+    with tenant_session(engine, actor.tenant_id) as s:
+        return bulk_wizard.confirm(s, actor, d, **kw)
+
+
+# --- audience --------------------------------------------------------------------------------
+
+
+def test_tags_any_all_and_exclusions_select_the_right_patients(clinic) -> None:  # type: ignore[no-untyped-def]
+    engine, tenant_id, admin, *_ = clinic
+    add_patients(engine, tenant_id, 3, tags=("diabetes",))
+    add_patients(engine, tenant_id, 2, tags=("diabetes", "pediatrics"), start=10)
+    add_patients(engine, tenant_id, 4, tags=("pediatrics",), start=20)
+    add_patients(engine, tenant_id, 1, tags=("diabetes", "deceased"), start=30)
+    assert review(engine, admin, draft({"kind": "tags", "any_of": ["diabetes", "pediatrics"]})).sendable == 10
+    assert review(engine, admin, draft({"kind": "tags", "all_of": ["diabetes", "pediatrics"]})).sendable == 2
+    assert review(engine, admin, draft({"kind": "tags", "any_of": ["diabetes"], "exclude": ["deceased",
+                                                                                          "pediatrics"]})).sendable == 3
+    assert review(engine, admin, draft({"kind": "all"})).sendable == 10
+
+
+def test_appointments_in_a_clinic_date_range(clinic) -> None:  # type: ignore[no-untyped-def]
+    from db.models import Appointment
+
+    engine, tenant_id, admin, *_ = clinic
+    ids = add_patients(engine, tenant_id, 3)
+    tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).date()
+    with tenant_session(engine, tenant_id) as s:
+        # 23:30 UTC the day before is 02:30 tomorrow in Riyadh (+3): inside the range
+        s.add(Appointment(patient_id=ids[0], starts_at=dt.datetime.combine(
+            tomorrow - dt.timedelta(days=1), dt.time(23, 30), tzinfo=dt.UTC)))
+        s.add(Appointment(patient_id=ids[1], starts_at=dt.datetime.combine(tomorrow, dt.time(9), tzinfo=dt.UTC)))
+        s.add(Appointment(patient_id=ids[2], starts_at=dt.datetime.combine(
+            tomorrow + dt.timedelta(days=3), dt.time(9), tzinfo=dt.UTC)))
+    result = review(engine, admin, draft({"kind": "appointments", "from": tomorrow.isoformat(),
+                                          "to": tomorrow.isoformat()},
+                                         body="See you on {{ appointment_date }} at {{ appointment_time }}"))
+    assert result.sendable == 2
+
+
+def test_other_clinics_patients_are_never_selected(clinic) -> None:  # type: ignore[no-untyped-def]
+    engine, tenant_id, admin, *_ = clinic
+    other = make_tenant(engine, "clinic-b")
+    add_patients(engine, other, 5)
+    add_patients(engine, tenant_id, 2, start=100)
+    assert review(engine, admin, draft({"kind": "all"})).sendable == 2
+
+
+# --- review reasons ------------------------------------------------------------------------------
+
+
+def test_review_lists_every_skip_reason(clinic) -> None:  # type: ignore[no-untyped-def]
+    engine, tenant_id, admin, *_ = clinic
+    ids = add_patients(engine, tenant_id, 4)
+    with tenant_session(engine, tenant_id) as s:
+        s.add(NotificationPreference(patient_id=ids[0], sms_opt_in=False, opted_out_at=dt.datetime.now(dt.UTC)))
+        s.add(NotificationPreference(patient_id=ids[1], sms_opt_in=False))
+        now_local = dt.datetime.now(dt.UTC) + dt.timedelta(hours=3)
+        s.add(NotificationPreference(patient_id=ids[2], quiet_hours_start=(now_local - dt.timedelta(hours=1)).time(),
+                                     quiet_hours_end=(now_local + dt.timedelta(hours=1)).time()))
+    table = ri.read_csv(b"phone,name,code\n+966500000000,A,X1\n0500000003,B,\n12ab,C,X3\n+966500000003,D,X4\n"
+)
+    imported = ri.to_recipients(table, ri.ColumnMapping(contact="phone", name="name", variables=("code",)),
+                                Channel.SMS, "SA")
+    result = review(engine, admin, draft({"kind": "list", "recipients": imported.recipients},
+                                         body="Hi {{ patient_name }}, code {{ code }}",
+                                         import_rejections=tuple(imported.rejected)))
+    reasons = {s.reason: s for s in result.skipped}
+    assert reasons["opted out"].recipient == "+966500000000"
+    assert reasons["invalid number"].row == 4 and "letters" in reasons["invalid number"].detail
+    assert reasons["duplicate"].row == 5 and "row 3" in reasons["duplicate"].detail
+    assert reasons["missing variable"].row == 3 and "code" in reasons["missing variable"].detail
+    table2 = ri.read_csv(b"phone,code\n+966500000001,Y\n+966500000002,Z\n")
+    more = ri.to_recipients(table2, ri.ColumnMapping(contact="phone", variables=("code",)), Channel.SMS, "SA")
+    result2 = review(engine, admin, draft({"kind": "list", "recipients": more.recipients},
+                                          body="Code {{ code }}"))
+    reasons2 = {s.reason for s in result2.skipped}
+    assert reasons2 == {"channel disabled", "quiet hours (deferred)"}
+    assert result2.sendable == 1 and result2.deferred == 1
+
+
+def test_review_counts_languages_samples_cost_and_duration(clinic) -> None:  # type: ignore[no-untyped-def]
+    engine, tenant_id, admin, *_ = clinic
+    add_patients(engine, tenant_id, 3)
+    add_patients(engine, tenant_id, 2, language=Language.AR, start=50)
+    result = review(engine, admin, draft({"kind": "all"}, body="Closed Friday", body_ar="مغلق يوم الجمعة"))
+    assert result.will_send == {"SMS / en": 3, "SMS / ar": 2}
+    assert {s.language for s in result.samples} == {Language.EN, Language.AR}
+    settings = get_settings()
+    assert result.segments_total == 5
+    assert result.estimated_cost == pytest.approx(5 * settings.sms_price_per_segment)
+    assert result.duration_seconds == pytest.approx(5 / settings.sms_rate_per_second)
+
+
+def test_promotional_needs_consent_and_says_so(clinic) -> None:  # type: ignore[no-untyped-def]
+    engine, tenant_id, admin, *_ = clinic
+    ids = add_patients(engine, tenant_id, 2)
+    with tenant_session(engine, tenant_id) as s:
+        s.add(NotificationPreference(patient_id=ids[0], promotional_consent=True))
+    result = review(engine, admin, draft({"kind": "all"}, body="Flu shots 20% off",
+                                         message_class=MessageClass.PROMOTIONAL))
+    assert "consent" in result.class_effect and "-AD" in result.class_effect
+    assert result.skipped_by_reason.get("no promotional consent") == 1
+
+
+def test_skipped_list_downloads_as_safe_csv_and_is_audited(clinic) -> None:  # type: ignore[no-untyped-def]
+    engine, tenant_id, admin, *_ = clinic
+    table = ri.read_csv(b"phone\n=HYPERLINK(1)\n")
+    imported = ri.to_recipients(table, ri.ColumnMapping(contact="phone"), Channel.SMS, "SA")
+    add_patients(engine, tenant_id, 1)
+    result = review(engine, admin, draft({"kind": "all"}, import_rejections=tuple(imported.rejected)))
+    with tenant_session(engine, tenant_id) as s:
+        data = bulk_wizard.skipped_csv(s, admin, result).decode("utf-8-sig")
+    assert "'=HYPERLINK(1)" in data
+    with tenant_session(engine, tenant_id) as s:
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "bulk.skipped_export")) == 1
+
+
+# --- permissions --------------------------------------------------------------------------------
+
+
+def test_front_desk_only_small_custom_lists_and_analyst_nothing(clinic) -> None:  # type: ignore[no-untyped-def]
+    engine, tenant_id, _admin, front_desk, analyst = clinic
+    add_patients(engine, tenant_id, 1)
+    with pytest.raises(PermissionDenied, match="custom list"):
+        review(engine, front_desk, draft({"kind": "all"}))
+    big = [{"row": i, "recipient": f"+9665{i:08d}"} for i in range(21)]
+    with pytest.raises(PermissionDenied, match="at most 20"):
+        confirm(engine, front_desk, draft({"kind": "list", "recipients": big}))
+    small = [{"row": i, "recipient": f"+9665{i:08d}"} for i in range(20)]
+    assert review(engine, front_desk, draft({"kind": "list", "recipients": small})).sendable == 20
+    with pytest.raises(PermissionDenied):
+        review(engine, analyst, draft({"kind": "list", "recipients": small[:1]}))
+    with pytest.raises(PermissionDenied):
+        confirm(engine, analyst, draft({"kind": "list", "recipients": small[:1]}))
+
+
+# --- confirm ----------------------------------------------------------------------------------
+
+
+def test_confirm_twice_makes_one_job_and_audits_the_definition(clinic) -> None:  # type: ignore[no-untyped-def]
+    engine, tenant_id, admin, *_ = clinic
+    add_patients(engine, tenant_id, 3, tags=("x",))
+    d = draft({"kind": "tags", "any_of": ["x"]})
+    first, second = confirm(engine, admin, d), confirm(engine, admin, d)
+    assert first.bulk_job_id == second.bulk_job_id and second.duplicate and not first.duplicate
+    with tenant_session(engine, tenant_id) as s:
+        assert s.scalar(select(func.count()).select_from(BulkJob)) == 1
+        event = s.scalar(select(AuditEvent).where(AuditEvent.action == "bulk_job.create"))
+        assert event.details["audience"] == {"kind": "tags", "any_of": ["x"], "all_of": [], "exclude": []}
+        assert event.details["recipients"] == 3
+
+
+def test_two_admins_confirming_at_once_make_one_job(pg_engine: Engine) -> None:
+    tenant_id = make_tenant(pg_engine, "clinic-a")
+    admins = [make_user(pg_engine, tenant_id, f"admin{i}", Role.ADMIN) for i in range(2)]
+    add_patients(pg_engine, tenant_id, 2)
+    d = draft({"kind": "all"})
+    barrier, results = threading.Barrier(2), []
+
+    def click(actor) -> None:  # type: ignore[no-untyped-def]
+        barrier.wait()
+        results.append(confirm(pg_engine, actor, d))
+
+    threads = [threading.Thread(target=click, args=(a,)) for a in admins]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len({r.bulk_job_id for r in results}) == 1
+    with tenant_session(pg_engine, tenant_id) as s:
+        assert s.scalar(select(func.count()).select_from(BulkJob)) == 1
+
+
+def test_large_sends_need_the_typed_count_and_schedules_must_be_future(clinic, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    engine, tenant_id, admin, *_ = clinic
+    monkeypatch.setenv("BULK_CONFIRM_THRESHOLD", "2")
+    get_settings.cache_clear()
+    try:
+        add_patients(engine, tenant_id, 3)
+        d = draft({"kind": "all"})
+        with pytest.raises(ValidationError, match="Type 3"):
+            confirm(engine, admin, d, typed_count=2)
+        with pytest.raises(ValidationError, match="past"):
+            confirm(engine, admin, d, typed_count=3, send_at_local=dt.datetime(2020, 1, 1, 9, 0))
+        later = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(days=1)  # clinic time (+3)
+        created = confirm(engine, admin, d, typed_count=3, send_at_local=later)
+        assert created.scheduled_at == (later - dt.timedelta(hours=3)).replace(tzinfo=dt.UTC)
+    finally:
+        get_settings.cache_clear()
+
+
+# --- expansion ----------------------------------------------------------------------------------
+
+
+def expand(engine, job_id):  # type: ignore[no-untyped-def]
+    runtime = FakeRuntime(engine)
+    return runtime, bulk_expansion.expand(runtime, job_id)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("body", ["Closed Friday. {{ clinic_name }}", "Hi {{ patient_first_name }}"])
+def test_expansion_writes_exact_rows_and_batches_of_500(clinic, body) -> None:  # type: ignore[no-untyped-def]
+    engine, tenant_id, admin, *_ = clinic
+    ids = add_patients(engine, tenant_id, 1203)
+    with tenant_session(engine, tenant_id) as s:
+        s.add(NotificationPreference(patient_id=ids[0], sms_opt_in=False, opted_out_at=dt.datetime.now(dt.UTC)))
+    created = confirm(engine, admin, draft({"kind": "all"}, body=body), typed_count=1203)
+    runtime, result = expand(engine, created.bulk_job_id)
+    assert result["written"] == 1203 and result["queued"] == 1202 and result["suppressed"] == 1
+    assert len(runtime.queue.batches) == 3 and all(len(ids) <= BATCH_SIZE for _, ids in runtime.queue.batches)
+    enqueued = [i for _, batch in runtime.queue.batches for i in batch]
+    assert len(enqueued) == len(set(enqueued)) == 1202
+    with tenant_session(engine, tenant_id) as s:
+        rows = s.execute(select(Message.recipient, Message.status, Message.body, Message.delivery_job_id).where(
+            Message.bulk_job_id == created.bulk_job_id)).all()
+        assert len({r.recipient for r in rows}) == 1203
+        job = s.get(BulkJob, created.bulk_job_id)
+        assert BulkJobStatus(job.status) == BulkJobStatus.SENDING and job.accepted_count == 1203
+    assert {str(r.delivery_job_id) for r in rows if r.status == MessageStatus.QUEUED} == {
+        job_id for job_id, _ in runtime.queue.batches}
+    assert any(r.body in ("Closed Friday. Clinic-A", "Hi Patient") for r in rows)
+
+
+def test_expanding_twice_or_after_a_crash_neither_duplicates_nor_loses(clinic, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    engine, tenant_id, admin, *_ = clinic
+    add_patients(engine, tenant_id, 40)
+    created = confirm(engine, admin, draft({"kind": "all"}, body="Hi {{ patient_name }}"))
+    real_insert = bulk_expansion.insert
+    calls = {"n": 0}
+
+    def crashing_insert(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("worker killed")
+        return real_insert(*args, **kwargs)
+
+    monkeypatch.setattr(bulk_expansion, "insert", crashing_insert)
+    with pytest.raises(RuntimeError):
+        expand(engine, created.bulk_job_id)
+    with tenant_session(engine, tenant_id) as s:
+        assert s.scalar(select(func.count()).select_from(Message)) == 0
+        assert BulkJobStatus(s.get(BulkJob, created.bulk_job_id).status) == BulkJobStatus.EXPANDING
+    monkeypatch.setattr(bulk_expansion, "insert", real_insert)
+    _, first = expand(engine, created.bulk_job_id)
+    _, again = expand(engine, created.bulk_job_id)
+    assert first["written"] == 40 and again["written"] == 0
+    with tenant_session(engine, tenant_id) as s:
+        assert s.scalar(select(func.count()).select_from(Message)) == 40
+
+
+def test_custom_list_expansion_uses_file_columns_and_keeps_refusals(clinic) -> None:  # type: ignore[no-untyped-def]
+    engine, tenant_id, admin, *_ = clinic
+    table = ri.read_csv(b"phone;name;code\n0500000001;Sara;A1\n0500000002;Omar;\nbad;X;B\n")
+    imported = ri.to_recipients(table, ri.ColumnMapping(contact="phone", name="name", variables=("code",)),
+                                Channel.SMS, "SA")
+    created = confirm(engine, admin, draft({"kind": "list", "recipients": imported.recipients},
+                                           body="Hi {{ patient_name }}, code {{ code }}",
+                                           import_rejections=tuple(imported.rejected)))
+    _, result = expand(engine, created.bulk_job_id)
+    assert result == {"written": 1, "queued": 1, "suppressed": 0, "skipped": 1, "enqueued_jobs": 1}
+    with tenant_session(engine, tenant_id) as s:
+        assert s.scalar(select(Message.body)) == "Hi Sara, code A1"
+        job = s.get(BulkJob, created.bulk_job_id)
+        assert job.total_recipients == 3 and len(job.rejections) == 2
+
+
+def test_pause_resume_and_cancel_what_is_not_sent(clinic) -> None:  # type: ignore[no-untyped-def]
+    engine, tenant_id, admin, *_ = clinic
+    add_patients(engine, tenant_id, 5)
+    created = confirm(engine, admin, draft({"kind": "all"}))
+    expand(engine, created.bulk_job_id)
+    with tenant_session(engine, tenant_id) as s:
+        assert bulk_jobs.pause(s, admin, created.bulk_job_id) == 5
+    with tenant_session(engine, tenant_id) as s:
+        assert bulk_jobs.progress(s, admin, created.bulk_job_id).counts["queued"] == 5
+        batches = bulk_jobs.resume(s, admin, created.bulk_job_id)
+    assert sum(len(ids) for _, ids in batches) == 5
+    with tenant_session(engine, tenant_id) as s:
+        assert bulk_jobs.cancel(s, admin, created.bulk_job_id) == 5
+        progress = bulk_jobs.progress(s, admin, created.bulk_job_id)
+    assert progress.counts["suppressed"] == 5 and progress.job.status == BulkJobStatus.CANCELLED
+    assert progress.explorer_url == f"messages?bulk_job={created.bulk_job_id}"
+
+
+def test_a_template_whose_variables_the_file_lacks_is_explained_and_nothing_is_written(clinic) -> None:  # type: ignore[no-untyped-def]
+    from app.services import templates
+
+    engine, tenant_id, admin, *_ = clinic
+    with tenant_session(engine, tenant_id) as s:
+        template = templates.create_template(s, admin, code="results", name="Results", channel="sms",
+                                             body_en="Hi {{ patient_name }}, room {{ room }}", body_ar="",
+                                             custom_variables=["room"])
+    table = ri.read_csv(b"phone,name\n0500000001,Sara\n0500000002,Omar\n")
+    imported = ri.to_recipients(table, ri.ColumnMapping(contact="phone", name="name"), Channel.SMS, "SA")
+    d = Draft(idempotency_key="k1", audience={"kind": "list", "recipients": imported.recipients},
+              channel=Channel.SMS, template_id=template.id)
+    result = review(engine, admin, d)
+    assert result.sendable == 0 and result.skipped_by_reason == {"missing variable": 2}
+    assert "room" in result.notes[0]
+    with tenant_session(engine, tenant_id) as s:
+        assert s.scalar(select(func.count()).select_from(Message)) == 0
+        assert s.scalar(select(func.count()).select_from(BulkJob)) == 0
+
+
+def test_an_inactive_template_is_refused_at_review_and_confirm(clinic) -> None:  # type: ignore[no-untyped-def]
+    from app.services import templates
+
+    engine, tenant_id, admin, *_ = clinic
+    add_patients(engine, tenant_id, 1)
+    with tenant_session(engine, tenant_id) as s:
+        template = templates.create_template(s, admin, code="old", name="Old", channel="sms", body_en="Hello")
+        templates.set_active(s, admin, template.id, False)
+    d = Draft(idempotency_key="k2", audience={"kind": "all"}, channel=Channel.SMS, template_id=template.id)
+    with pytest.raises(ValidationError, match="not active"):
+        review(engine, admin, d)
+    with pytest.raises(ValidationError, match="not active"):
+        confirm(engine, admin, d)
+
+
+def test_text_over_the_channel_limit_fails_the_job_with_the_reason(clinic) -> None:  # type: ignore[no-untyped-def]
+    engine, tenant_id, admin, *_ = clinic
+    add_patients(engine, tenant_id, 2)
+    created = confirm(engine, admin, draft({"kind": "all"}, body="{{ clinic_name }}" + "x" * 1600))
+    _, result = expand(engine, created.bulk_job_id)
+    assert result["written"] == 0
+    with tenant_session(engine, tenant_id) as s:
+        job = s.get(BulkJob, created.bulk_job_id)
+        assert BulkJobStatus(job.status) == BulkJobStatus.FAILED and "at most 1,600" in job.rejections[-1]["reason"]
+        assert s.scalar(select(func.count()).select_from(Message)) == 0
