@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     email_price_per_message: float = Field(default=0.0, ge=0)
     price_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
 
+    # Dashboards (issue 8)
+    rollup_refresh_overlap_seconds: float = Field(default=120.0, ge=0)
+    dashboard_refresh_seconds: float = Field(default=10.0, ge=2)
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:

@@ -14,6 +14,7 @@ Test messages are not counted.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from app.analytics.sql import hour_floor, seconds_between
 from db.models import LATENCY_BUCKET_BOUNDS, Message, MessageRollup, RollupWatermark
 from db.types import utcnow
 
+log = logging.getLogger(__name__)
 WATERMARK = "messages"
 HOUR = dt.timedelta(hours=1)
 _LOCK_KEY = 80_000_005  # PostgreSQL advisory lock: one refresher or rebuild at a time
@@ -126,16 +128,16 @@ def _set_watermark(connection: Connection, at: dt.datetime) -> None:
         connection.execute(table.insert().values(name=WATERMARK, watermark=at))
 
 
-def _rebuild(connection: Connection, now: dt.datetime, tenant_id: uuid.UUID | None) -> None:
+def _rebuild(connection: Connection, now: dt.datetime, tenant_id: uuid.UUID | None) -> int:
     rollups = MessageRollup.__table__
     if tenant_id is None:
         connection.execute(delete(rollups))
-        connection.execute(_insert_from(raw_aggregate()))
+        written = connection.execute(_insert_from(raw_aggregate())).rowcount
+        _set_watermark(connection, now)
     else:
         connection.execute(delete(rollups).where(rollups.c.tenant_id == tenant_id))
-        connection.execute(_insert_from(raw_aggregate(Message.tenant_id == tenant_id)))
-    if tenant_id is None:
-        _set_watermark(connection, now)
+        written = connection.execute(_insert_from(raw_aggregate(Message.tenant_id == tenant_id))).rowcount
+    return int(written)
 
 
 def rebuild(engine: Engine, *, now: dt.datetime | None = None, tenant_id: uuid.UUID | None = None) -> int:
@@ -143,8 +145,16 @@ def rebuild(engine: Engine, *, now: dt.datetime | None = None, tenant_id: uuid.U
     now = now or utcnow()
     with engine.begin() as connection:
         _lock(connection, wait=True)
-        _rebuild(connection, now, tenant_id)
-        return int(connection.scalar(select(func.count()).select_from(MessageRollup.__table__)) or 0)
+        return _rebuild(connection, now, tenant_id)
+
+
+def refresh_quietly(engine: Engine, overlap_seconds: float) -> RefreshReport | None:
+    """``refresh`` for the worker loops: a failure is logged and retried on the next pass."""
+    try:
+        return refresh(engine, overlap_seconds=overlap_seconds)
+    except Exception:  # keep sweeping; the next pass recomputes whatever this one missed
+        log.exception("rollup refresh failed")
+        return None
 
 
 def recompute(connection: Connection, buckets: Sequence[Bucket]) -> None:
