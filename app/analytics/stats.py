@@ -23,6 +23,8 @@ from db.enums import Channel, MessageStatus
 from db.models import LATENCY_BUCKET_BOUNDS
 from db.types import StrEnum
 
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
 
 class Outcome(StrEnum):
     DELIVERED = "delivered"

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
-from app.analytics.stats import Outcome, Totals, outcome
+from app.analytics.stats import WEEKDAYS, Outcome, Totals, outcome
 from app.analytics.store import NO_FILTERS, Filters, Period, grouped
 from app.delivery.error_codes import explain
 from app.services import audit
@@ -27,7 +27,6 @@ from db.models import BulkJob, Message, MessageRollup, MessageTemplate, Preferen
 from db.tenancy import TenantSession
 
 RECENT_MESSAGES = 20
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _FAILED_STATUSES = (MessageStatus.FAILED, MessageStatus.UNDELIVERED)
 _LIVE_JOBS = (BulkJobStatus.SCHEDULED, BulkJobStatus.EXPANDING, BulkJobStatus.SENDING, BulkJobStatus.PAUSED)
 
