@@ -1,4 +1,4 @@
-"""Operator commands: migrate, seed-demo, create-tenant, create-user.
+"""Operator commands: migrate, seed-demo, rebuild-rollups, create-tenant, create-user.
 
 Every failure is one clear line on stderr and a non-zero exit status, never a traceback.
 """
@@ -51,6 +51,25 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
     print("Demo logins:")
     for slug, username, password, role in DEMO_LOGINS:
         print(f"  {slug:<16} {role:<11} {username:<22} {password}")
+    return EXIT_OK
+
+
+def cmd_rebuild_rollups(args: argparse.Namespace) -> int:
+    import time
+
+    from app.analytics import rollups
+    from app.services import tenants
+    from db.session import system_session
+
+    engine = _engine()
+    tenant_id = None
+    if args.tenant:
+        with system_session(engine) as session:
+            tenant_id = tenants.get_by_slug(session, args.tenant).id
+    started = time.perf_counter()
+    rows = rollups.rebuild(engine, tenant_id=tenant_id)
+    scope = f"clinic {args.tenant}" if args.tenant else "all clinics"
+    print(f"Rebuilt the message rollups of {scope} in {time.perf_counter() - started:.1f} s ({rows:,} rollup rows).")
     return EXIT_OK
 
 
@@ -110,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--messages", type=int, default=None, metavar="N",
                    help="total messages of history to generate (default: about 15,000 per clinic)")
     p.set_defaults(func=cmd_seed_demo)
+
+    p = sub.add_parser("rebuild-rollups", help="recompute the dashboard rollups from the messages")
+    p.add_argument("--tenant", default=None, metavar="SLUG", help="only this clinic (default: all)")
+    p.set_defaults(func=cmd_rebuild_rollups)
 
     p = sub.add_parser("create-tenant", help="create a clinic")
     p.add_argument("--name", required=True, help="display name, e.g. 'Al Noor Clinic'")

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # Bulk sends (issue 7)
     bulk_confirm_threshold: int = Field(default=500, ge=1)
     bulk_upload_max_mb: float = Field(default=20.0, gt=0)
+    # Dashboards (issue 8)
+    rollup_refresh_overlap_seconds: float = Field(default=120.0, ge=0)
+    dashboard_refresh_seconds: float = Field(default=10.0, ge=2)
 
     @field_validator("database_url")
     @classmethod

@@ -7,9 +7,11 @@ import uuid
 from decimal import Decimal
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -502,3 +504,56 @@ Index("ix_messages_tenant_id_error_code", Message.tenant_id, Message.error_code,
       postgresql_where=text("error_code IS NOT NULL"), sqlite_where=text("error_code IS NOT NULL"))
 Index("ix_messages_tenant_id_template_id", Message.tenant_id, Message.template_id, Message.created_at,
       postgresql_where=text("template_id IS NOT NULL"), sqlite_where=text("template_id IS NOT NULL"))
+# --- issue 8 ---
+
+LATENCY_BUCKET_BOUNDS: tuple[int, ...] = (10, 30, 60, 300, 900, 3600, 21600)
+"""Upper bounds (seconds) of the time-to-delivered histogram; the last bucket is everything longer."""
+
+
+class MessageRollup(TenantScoped, Base):
+    """Message counts per clinic, UTC hour of creation and kind: what the dashboards read.
+
+    One row per (hour, channel, status, template, bulk job, error code) that has messages; test
+    messages are left out. The worker recomputes the hours whose messages changed
+    (``app.analytics.rollups``); ``python -m app rebuild-rollups`` recomputes them all.
+    """
+
+    __tablename__ = "message_rollups"
+    __table_args__ = (Index("ix_message_rollups_tenant_id_hour", "tenant_id", "hour"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    hour: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    channel: Mapped[Channel] = mapped_column(_enum(Channel))
+    status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus))
+    template_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    bulk_job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+    segments: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost: Mapped[Decimal] = mapped_column(Numeric(16, 5), default=Decimal(0))
+    read: Mapped[int] = mapped_column(Integer, default=0)
+    timed: Mapped[int] = mapped_column(Integer, default=0)  # delivered messages with a time to delivery
+    latency_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_b0: Mapped[int] = mapped_column(Integer, default=0)
+    latency_b1: Mapped[int] = mapped_column(Integer, default=0)
+    latency_b2: Mapped[int] = mapped_column(Integer, default=0)
+    latency_b3: Mapped[int] = mapped_column(Integer, default=0)
+    latency_b4: Mapped[int] = mapped_column(Integer, default=0)
+    latency_b5: Mapped[int] = mapped_column(Integer, default=0)
+    latency_b6: Mapped[int] = mapped_column(Integer, default=0)
+    latency_b7: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RollupWatermark(Base):
+    """How far the rollup refresher has read ``messages.updated_at`` (one row per rollup)."""
+
+    __tablename__ = "rollup_watermarks"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    watermark: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+# Finding the messages that changed since the refresher's last pass.
+Index("ix_messages_updated_at", Message.updated_at)

@@ -1,16 +1,20 @@
-"""Home: who is signed in, at which clinic, and how the clinic's messages are doing."""
+"""Dashboard: how the clinic's messages are doing, live; and the emergency stop."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from app.analytics import charts
+from app.config import get_settings
+from app.services import analytics
 from app.services.permissions import Permission
-from app.ui import cached, feedback, session
+from app.ui import feedback, reports, session
 from app.ui.text import plain
+from db.types import utcnow
 
 actor = session.require_actor()
 
-st.title("Home", anchor=False)
+st.title("Dashboard", anchor=False)
 st.markdown(
     f"Signed in as **{plain(actor.display_name)}** ({plain(actor.username)}), "
     f"{actor.role.label}, at **{plain(actor.tenant_name)}**."
@@ -42,33 +46,60 @@ if actor.can(Permission.PAUSE_SENDING):
                     feedback.flash("sending", "All sending is paused.")
                     st.rerun()
 
-numbers = feedback.attempt(lambda: cached.headline(actor))
-if numbers is None:
+period = reports.period_picker(actor, "dashboard")
+if period is None:
     st.stop()
 
-st.subheader("Your clinic", anchor=False)
-patients, staff, templates, in_progress = st.columns(4)
-patients.metric("Patients", f"{numbers.patients:,}", border=True)
-staff.metric("Staff", f"{numbers.staff:,}", border=True)
-templates.metric("Active templates", f"{numbers.active_templates:,}", border=True)
-in_progress.metric(
-    "In progress", f"{numbers.in_progress:,}", border=True,
-    help="Messages scheduled, queued or being sent in the last 7 days.",
-)
 
-st.subheader("Messages in the last 7 days", anchor=False)
-sent, delivered, failed, rate = st.columns(4)
-sent.metric("Messages", f"{numbers.messages_7d:,}", border=True)
-delivered.metric("Delivered", f"{numbers.delivered_7d:,}", border=True)
-failed.metric("Failed", f"{numbers.failed_7d:,}", border=True)
-rate.metric(
-    "Success rate",
-    "—" if numbers.success_rate_7d is None else f"{numbers.success_rate_7d:.1%}",
-    border=True,
-    help="Delivered out of the messages that were either delivered or failed.",
-)
+@st.fragment(run_every=get_settings().dashboard_refresh_seconds)
+def live_numbers() -> None:
+    result = feedback.service(analytics.summary, period)
+    if result is None:
+        return
+    totals = result.totals
+    tiles = st.columns(6)
+    tiles[0].metric("Messages", f"{totals.messages:,}", border=True)
+    tiles[1].metric("Delivered", f"{totals.delivered:,}", border=True)
+    tiles[2].metric("Failed", f"{totals.failed:,}", border=True)
+    tiles[3].metric("In progress", f"{totals.in_progress:,}", border=True,
+                    help="Scheduled, queued, being sent, or sent and waiting for the delivery report.")
+    tiles[4].metric("Success rate", reports.percent(totals.success_rate), border=True,
+                    help="Delivered out of the messages that were delivered or failed. Test messages are not "
+                         "counted.")
+    tiles[5].metric("Cost", f"{totals.cost:,.2f}", border=True, help="As priced by the providers.")
+    left, right = st.columns([1, 2])
+    with left:
+        reports.chart(actor, charts.channel_breakdown, result.channels, "channels", period)
+    with right:
+        reports.chart(actor, charts.daily_trend, result.daily, "daily_trend", period)
+    st.caption(f"Updated {utcnow():%H:%M:%S} UTC; refreshes on its own.")
 
-st.caption("Figures are at most a minute old.")
-if st.button("Refresh", icon=":material/refresh:"):
-    cached.forget_headline(actor)
-    st.rerun()
+
+@st.fragment(run_every=get_settings().dashboard_refresh_seconds)
+def live_activity() -> None:
+    recent, failures = st.columns([3, 2])
+    with recent:
+        st.subheader("Recent messages", anchor=False)
+        table = feedback.service(analytics.recent_messages)
+        if table is not None:
+            st.dataframe(table, hide_index=True, key="recent_messages", column_config={
+                "Created": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD HH:mm"),
+                "Details": st.column_config.LinkColumn("Details", display_text="Open"),
+            })
+    with failures:
+        st.subheader("Recent failures", anchor=False)
+        reasons = feedback.service(analytics.failure_reasons, period)
+        if reasons is not None and reasons.empty:
+            st.caption("No failed messages in this period.")
+        elif reasons is not None:
+            st.dataframe(reasons[["Reason", "Suggested action", "Messages"]], hide_index=True, key="failures")
+    st.subheader("Bulk jobs in progress", anchor=False)
+    jobs = feedback.service(analytics.bulk_jobs_in_progress, now=utcnow())
+    if jobs is not None and jobs.empty:
+        st.caption("No bulk job is sending right now.")
+    elif jobs is not None:
+        st.dataframe(jobs, hide_index=True, key="bulk_jobs")
+
+
+live_numbers()
+live_activity()

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+from app.analytics import rollups
 from app.config import get_settings
 from app.delivery import sweeper
 from app.delivery.runtime import get_runtime, redis_connection
@@ -34,6 +35,7 @@ def sweep_forever(stop: threading.Event) -> None:
             report = sweeper.run_sweep(runtime)
             if any((report.promoted, report.enqueued, report.recovered_sending, report.settled_unknown)):
                 log.info("sweep: %s", {k: v for k, v in vars(report).items() if isinstance(v, int) and v})
+            rollups.refresh_quietly(runtime.engine, runtime.settings.rollup_refresh_overlap_seconds)
         except Exception:  # keep sweeping; the next pass retries
             log.exception("sweep failed")
 

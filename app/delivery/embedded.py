@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from app.analytics import rollups
 from app.delivery import sweeper
 from app.delivery.runtime import Runtime, get_runtime
 
@@ -33,6 +34,7 @@ def start_embedded_worker(runtime: Runtime | None = None) -> bool:
                     sweeper.run_sweep(runtime)
                 except Exception:  # keep delivering; the next pass retries
                     log.exception("embedded sweep failed")
+                rollups.refresh_quietly(runtime.engine, runtime.settings.rollup_refresh_overlap_seconds)
 
         _thread = threading.Thread(target=loop, name="embedded-sweeper", daemon=True)
         _thread.start()

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, insert, select, text
 
+from app.analytics import rollups
 from app.demo import history, writers
 from app.demo.content import (
     BULK_CAMPAIGNS,
@@ -103,11 +104,17 @@ def seed_demo(
     clock = history.Clock(utcnow().replace(microsecond=0), HISTORY_DAYS)
 
     try:
-        return _seed(engine, total=total, patients_per_clinic=patients_per_clinic, rng=rng, clock=clock,
-                     timeline_days=timeline_days, progress=progress, started=started)
+        report = _seed(engine, total=total, patients_per_clinic=patients_per_clinic, rng=rng, clock=clock,
+                       timeline_days=timeline_days, progress=progress, started=started)
     except ConflictError:  # another process created the clinics meanwhile (SQLite has no advisory lock)
         return SeedReport([c.slug for c in CLINICS], 0, 0, 0, 0, 0, time.perf_counter() - started, 0.0,
                           already_present=True)
+    if not report.already_present:  # the dashboards read rollups: build them so charts show at once
+        mark = time.perf_counter()
+        progress("Building the dashboard rollups...")
+        rollups.rebuild(engine)
+        report.timings["rollups"] = time.perf_counter() - mark
+    return report
 
 
 def _seed(engine: Engine, *, total: int, patients_per_clinic: int, rng: random.Random, clock: history.Clock,

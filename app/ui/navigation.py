@@ -2,7 +2,8 @@
 
 Adding a screen is one line in ``MENU`` (plus its file in ``pages/``). A role sees exactly the
 pages whose permission it holds (``Actor.can``); a page that is not in a user's menu is not
-registered with ``st.navigation`` for them, so its URL falls back to Home.
+registered with ``st.navigation`` for them, so its URL falls back to their landing page
+(the Dashboard; Analytics for analysts).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
 from app.services.permissions import Actor, Permission
+from db.enums import Role
 
 PAGES_DIR = Path(__file__).resolve().parents[2] / "pages"
 
@@ -39,17 +41,21 @@ class MenuEntry:
 
 
 MENU: tuple[MenuEntry, ...] = (
-    MenuEntry("home.py", "Home", ":material/home:", Permission.VIEW_DASHBOARD, "Overview"),
+    MenuEntry("home.py", "Dashboard", ":material/dashboard:", Permission.VIEW_DASHBOARD, "Overview"),
     MenuEntry("messages.py", "Messages", ":material/forum:", Permission.VIEW_MESSAGES, "Messaging"),
     MenuEntry("patients.py", "Patients", ":material/group:", Permission.VIEW_PATIENTS, "Patients"),
     MenuEntry("templates.py", "Templates", ":material/description:", Permission.VIEW_TEMPLATES, "Messaging"),
     MenuEntry("bulk.py", "Bulk send", ":material/campaign:", Permission.SEND_MESSAGES, "Messaging"),
     MenuEntry("staff.py", "Staff", ":material/badge:", Permission.MANAGE_STAFF, "Administration"),
+    MenuEntry("analytics.py", "Analytics", ":material/monitoring:", Permission.VIEW_ANALYTICS, "Reports"),
 )
+
+# The page a role lands on when it is not the first page of its menu (analysts report from Analytics).
+LANDING: dict[Role, str] = {Role.ANALYST: "analytics.py"}
 
 
 def menu_for(actor: Actor) -> dict[str, list[MenuEntry]]:
-    """The pages ``actor`` may open, grouped by section, in sidebar order. The first page is Home."""
+    """The pages ``actor`` may open, grouped by section, in sidebar order."""
     allowed = [entry for entry in MENU if actor.can(entry.permission)]
     return {
         section: entries
@@ -66,7 +72,8 @@ def menu_titles(actor: Actor) -> list[str]:
 def build(actor: Actor) -> StreamlitPage:
     """Register ``actor``'s menu with ``st.navigation``; returns the page to run."""
     sections = menu_for(actor)
-    first = next(entry for entries in sections.values() for entry in entries)
+    allowed = [entry for entries in sections.values() for entry in entries]
+    first = next((entry for entry in allowed if entry.file == LANDING.get(actor.role)), allowed[0])
     return st.navigation(
         {
             section: [

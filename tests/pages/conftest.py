@@ -91,11 +91,14 @@ def sign_in(at: AppTest, username: str, password: str = DEFAULT_PASSWORD) -> App
     return button(at, "Sign in").click().run()
 
 
+LANDING_TITLES = {Role.ADMIN: "Dashboard", Role.FRONT_DESK: "Dashboard", Role.ANALYST: "Analytics"}
+
+
 def signed_in(actor: Actor) -> AppTest:
-    """A fresh app with ``actor`` signed in through the form, showing Home."""
+    """A fresh app with ``actor`` signed in through the form, showing their landing page."""
     at = sign_in(new_app().run(), actor.username)
     assert not at.exception, at.exception
-    assert at.title[0].value == "Home"
+    assert at.title[0].value == LANDING_TITLES[actor.role]
     return at
 
 

@@ -12,15 +12,12 @@ from app.ui import navigation
 from db.enums import Role
 from db.session import tenant_session
 from tests.factories import make_user
-from tests.pages.conftest import Clinic, signed_in
+from tests.pages.conftest import LANDING_TITLES, Clinic, signed_in
 
 EXPECTED_MENUS = {
-    Role.ADMIN: ["Home", "Messages", "Templates", "Patients", "Staff"],
-    Role.FRONT_DESK: ["Home", "Messages", "Templates", "Patients"],
-    Role.ANALYST: ["Home", "Messages", "Templates"],
-    Role.ADMIN: ["Home", "Templates", "Bulk send", "Staff"],
-    Role.FRONT_DESK: ["Home", "Templates", "Bulk send"],
-    Role.ANALYST: ["Home", "Templates"],
+    Role.ADMIN: ["Dashboard", "Messages", "Templates", "Bulk send", "Patients", "Analytics", "Staff"],
+    Role.FRONT_DESK: ["Dashboard", "Messages", "Templates", "Bulk send", "Patients"],
+    Role.ANALYST: ["Dashboard", "Messages", "Templates", "Analytics"],
 }
 
 
@@ -34,7 +31,7 @@ def test_menu_titles_per_role(role: Role, titles: list[str]) -> None:
 
 
 def test_menu_table_is_consistent() -> None:
-    assert navigation.MENU[0].title == "Home"
+    assert navigation.MENU[0].title == "Dashboard"
     assert navigation.MENU[0].permission == Permission.VIEW_DASHBOARD  # every role has a first page
     for entry in navigation.MENU:
         assert entry.path.is_file(), f"{entry.file} is in the menu but pages/{entry.file} does not exist"
@@ -70,7 +67,7 @@ def test_non_admins_cannot_reach_staff(clinic: Clinic, role: Role) -> None:
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page("../pages/staff.py")
     at.run()
-    assert at.title[0].value == "Home"
+    assert at.title[0].value == LANDING_TITLES[role]
     assert "Add staff member" not in [b.label for b in at.button]
 
 
@@ -85,6 +82,6 @@ def test_a_demoted_admin_loses_the_staff_page_at_the_next_click(clinic: Clinic) 
     at.run()
 
     assert not at.exception
-    assert at.title[0].value == "Home"
+    assert at.title[0].value == "Analytics"  # now an analyst: their landing page
     with pytest.raises(ValueError):
         at.switch_page("../pages/staff.py")

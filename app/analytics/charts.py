@@ -1,0 +1,119 @@
+"""Plotly figures of the Dashboard and Analytics tables: titles and axis labels in words.
+
+Each builder takes a table from ``app.services.analytics`` and returns a figure; no Streamlit.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+from app.analytics.stats import WEEKDAYS, Outcome
+
+OUTCOME_COLOURS = {"Delivered": "#2e7d32", "Failed": "#c62828", "In progress": "#1565c0", "Not sent": "#9e9e9e"}
+CHANNEL_COLOURS = {"SMS": "#1565c0", "WhatsApp": "#2e7d32", "Email": "#6a1b9a"}
+OUTCOME_LABELS = [o.label for o in Outcome]
+
+
+def _finish(figure: go.Figure, title: str, x: str, y: str) -> go.Figure:
+    figure.update_layout(title={"text": title}, xaxis_title=x, yaxis_title=y, legend_title_text="",
+                         margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    return figure
+
+
+def daily_trend(daily: pd.DataFrame) -> go.Figure:
+    """Messages per day, stacked by outcome."""
+    long = daily.melt(id_vars=["Day"], value_vars=OUTCOME_LABELS, var_name="Outcome", value_name="Messages")
+    figure = px.bar(long, x="Day", y="Messages", color="Outcome", color_discrete_map=OUTCOME_COLOURS,
+                    category_orders={"Outcome": OUTCOME_LABELS})
+    return _finish(figure, "Messages per day by outcome", "Day (clinic time)", "Messages")
+
+
+def channel_breakdown(channels: pd.DataFrame) -> go.Figure:
+    figure = px.bar(channels, x="Channel", y="Messages", color="Channel", color_discrete_map=CHANNEL_COLOURS,
+                    text="Messages")
+    return _finish(figure, "Messages by channel", "Channel", "Messages")
+
+
+def delivery_rate_over_time(delivery: pd.DataFrame) -> go.Figure:
+    figure = px.line(delivery, x="Day", y="Success rate (%)", color="Channel", markers=True,
+                     color_discrete_map=CHANNEL_COLOURS)
+    figure.update_yaxes(range=[0, 100])
+    return _finish(figure, "Delivery success rate per day and channel", "Day (clinic time)",
+                   "Delivered of messages with an outcome (%)")
+
+
+def channel_comparison(channels: pd.DataFrame) -> go.Figure:
+    """Volume (bars) and success rate (dots, right axis) per channel."""
+    figure = go.Figure()
+    figure.add_bar(x=channels["Channel"], y=channels["Messages"], name="Messages",
+                   marker_color=[CHANNEL_COLOURS.get(c, "#607d8b") for c in channels["Channel"]])
+    figure.add_scatter(x=channels["Channel"], y=channels["Success rate (%)"], name="Success rate (%)",
+                       mode="markers+text", text=channels["Success rate (%)"], textposition="top center",
+                       yaxis="y2", marker={"size": 12, "color": "#212121"})
+    figure.update_layout(yaxis2={"title": {"text": "Success rate (%)"}, "overlaying": "y", "side": "right",
+                                 "range": [0, 105]})
+    return _finish(figure, "Channels compared: volume and success rate", "Channel", "Messages")
+
+
+def top_templates(templates: pd.DataFrame, *, by: str = "Messages", limit: int = 10) -> go.Figure:
+    """The templates with the most messages (or the best success rate), best at the top."""
+    top = templates.dropna(subset=[by]).nlargest(limit, by).iloc[::-1]
+    figure = px.bar(top, x=by, y="Template", orientation="h", text=by)
+    label = "Messages" if by == "Messages" else "Delivered of messages with an outcome (%)"
+    return _finish(figure, f"Top templates by {'volume' if by == 'Messages' else 'success rate'}", label,
+                   "Template")
+
+
+def failure_pareto(failures: pd.DataFrame) -> go.Figure:
+    """Failed messages per reason, most first, with the cumulative share (Pareto)."""
+    labels = [f"{code}: {reason}" if len(reason) < 60 else f"{code}: {reason[:57]}..."
+              for code, reason in zip(failures["Code"], failures["Reason"], strict=True)]
+    figure = go.Figure()
+    figure.add_bar(x=labels, y=failures["Messages"], name="Failed messages", marker_color="#c62828")
+    figure.add_scatter(x=labels, y=failures["Cumulative share (%)"], name="Cumulative share (%)",
+                       mode="lines+markers", yaxis="y2", line={"color": "#212121"})
+    figure.update_layout(yaxis2={"title": {"text": "Cumulative share of failures (%)"}, "overlaying": "y",
+                                 "side": "right", "range": [0, 105]})
+    return _finish(figure, "Why messages failed (Pareto)", "Failure reason", "Failed messages")
+
+
+def cost_per_day(cost: pd.DataFrame) -> go.Figure:
+    figure = px.bar(cost, x="Day", y="Cost", color="Channel", color_discrete_map=CHANNEL_COLOURS)
+    return _finish(figure, "Cost per day by channel", "Day (clinic time)", "Cost (provider's currency)")
+
+
+def cost_per_template(templates: pd.DataFrame, *, limit: int = 10) -> go.Figure:
+    top = templates.nlargest(limit, "Cost").iloc[::-1]
+    figure = px.bar(top, x="Cost", y="Template", orientation="h")
+    return _finish(figure, "Cost per template", "Cost (provider's currency)", "Template")
+
+
+def whatsapp_read_rate(reads: pd.DataFrame) -> go.Figure:
+    figure = px.line(reads, x="Day", y="Read rate (%)", markers=True)
+    figure.update_yaxes(range=[0, 100])
+    return _finish(figure, "WhatsApp read rate per day", "Day (clinic time)", "Read of delivered messages (%)")
+
+
+def send_heatmap(heatmap: pd.DataFrame, *, value: str = "Messages") -> go.Figure:
+    """Weekday x hour of day (clinic time) coloured by messages sent or success rate."""
+    grid = heatmap.pivot_table(index="Weekday", columns="Hour", values=value, aggfunc="sum")
+    grid = grid.reindex(index=list(WEEKDAYS), columns=list(range(24)))
+    figure = go.Figure(go.Heatmap(z=grid.values, x=[f"{h:02d}:00" for h in grid.columns], y=list(grid.index),
+                                  colorscale="Blues" if value == "Messages" else "RdYlGn",
+                                  colorbar={"title": {"text": value}}, hoverongaps=False))
+    title = "Messages sent by weekday and hour" if value == "Messages" else "Success rate by weekday and hour"
+    return _finish(figure, title, "Hour of day (clinic time)", "Weekday")
+
+
+def optout_trend(optouts: pd.DataFrame) -> go.Figure:
+    figure = px.bar(optouts, x="Day", y="Opt-outs", color="Channel", color_discrete_map=CHANNEL_COLOURS)
+    return _finish(figure, "Opt-outs per day", "Day (clinic time)", "Patients who opted out")
+
+
+def bulk_outcomes(jobs: pd.DataFrame) -> go.Figure:
+    long = jobs.melt(id_vars=["Job"], value_vars=OUTCOME_LABELS, var_name="Outcome", value_name="Messages")
+    figure = px.bar(long, x="Messages", y="Job", color="Outcome", orientation="h",
+                    color_discrete_map=OUTCOME_COLOURS, category_orders={"Outcome": OUTCOME_LABELS})
+    return _finish(figure, "Bulk job outcomes", "Messages", "Bulk job")

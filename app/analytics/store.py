@@ -1,0 +1,118 @@
+"""Reading the aggregates: rollups for the closed hours, raw messages for the current hour only.
+
+``grouped`` is the one way the dashboards read message statistics. Its raw part is bounded to
+``created_at >= the start of the current hour`` (an index range on one clinic), so no screen
+scans the message table beyond the last hour, however long the period.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.sql.expression import ColumnElement
+
+from app.analytics.rollups import MEASURES, raw_aggregate
+from app.errors import ValidationError
+from db.enums import Channel
+from db.models import Message, MessageRollup
+from db.tenancy import TenantSession
+
+MAX_PERIOD_DAYS = 400
+
+
+def hour_start(at: dt.datetime) -> dt.datetime:
+    return at.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True)
+class Period:
+    """[start, end) in UTC, ``start`` on the hour; ``timezone`` is the clinic's (for days and weekdays)."""
+
+    start: dt.datetime
+    end: dt.datetime
+    timezone: str = "UTC"
+
+    @classmethod
+    def last_days(cls, days: int, *, now: dt.datetime, timezone: str = "UTC") -> Period:
+        if not 1 <= days <= MAX_PERIOD_DAYS:
+            raise ValidationError(f"Choose between 1 and {MAX_PERIOD_DAYS} days.", field="days")
+        return cls(hour_start(now - dt.timedelta(days=days)), now, timezone)
+
+    @classmethod
+    def between_dates(cls, first: dt.date, last: dt.date, *, now: dt.datetime, timezone: str) -> Period:
+        """From the start of ``first`` to the end of ``last`` in the clinic's time zone (not past now)."""
+        if first > last:
+            raise ValidationError("The start date is after the end date.", field="dates")
+        if (last - first).days >= MAX_PERIOD_DAYS:
+            raise ValidationError(f"Choose at most {MAX_PERIOD_DAYS} days.", field="dates")
+        zone = zoneinfo.ZoneInfo(timezone)
+        start = dt.datetime.combine(first, dt.time(), zone)
+        end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), zone)
+        if start >= now:
+            raise ValidationError("The period starts in the future.", field="dates")
+        return cls(hour_start(start), min(end.astimezone(dt.UTC), now), timezone)
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class Filters:
+    channel: Channel | None = None
+    template_id: uuid.UUID | None = None
+
+
+NO_FILTERS = Filters()
+
+
+def _conditions(columns: Any, filters: Filters) -> list[ColumnElement[bool]]:
+    conditions = []
+    if filters.channel is not None:
+        conditions.append(columns.channel == filters.channel)
+    if filters.template_id is not None:
+        conditions.append(columns.template_id == filters.template_id)
+    return conditions
+
+
+def grouped(session: TenantSession, period: Period, by: Sequence[str], *, filters: Filters = NO_FILTERS,
+            where: Sequence[ColumnElement[bool]] = (), raw_where: Sequence[ColumnElement[bool]] = (),
+            now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Sums of every rollup measure grouped ``by`` dimensions over ``period`` in the session's clinic.
+
+    ``where`` filters rollup rows and ``raw_where`` the same thing on messages (e.g. only failed).
+    """
+    split = hour_start(now or period.end)
+    merged: dict[tuple, dict[str, Any]] = {}
+
+    def add(rows: Any) -> None:
+        for row in rows:
+            values = row._mapping
+            key = tuple(values[name] for name in by)
+            slot = merged.setdefault(key, {**dict(zip(by, key, strict=True)), **dict.fromkeys(MEASURES, 0)})
+            for name in MEASURES:
+                slot[name] += values[name] or 0
+
+    closed_end = min(split, period.end)
+    if period.start < closed_end:
+        keys = [getattr(MessageRollup, name) for name in by]
+        rollup_where = [MessageRollup.tenant_id == session.tenant_id, MessageRollup.hour >= period.start,
+                        MessageRollup.hour < closed_end, *_conditions(MessageRollup, filters), *where]
+        add(session.execute(
+            select(*keys, *[func.sum(getattr(MessageRollup, name)).label(name) for name in MEASURES])
+            .where(*rollup_where).group_by(*keys)))
+    if period.end > split:
+        live_start = max(split, period.start)
+        add(session.execute(raw_aggregate(
+            Message.tenant_id == session.tenant_id, Message.created_at >= live_start,
+            Message.created_at < period.end, *_conditions(Message, filters), *raw_where, by=by)))
+    for slot in merged.values():
+        slot["cost"] = Decimal(slot["cost"] or 0)
+    return list(merged.values())

@@ -1,0 +1,277 @@
+"""Dashboard and Analytics figures of one clinic, as tables ready to chart or download.
+
+Every function takes a tenant-bound session and the signed-in ``Actor``, checks the role
+(``VIEW_DASHBOARD`` for the Dashboard, ``VIEW_ANALYTICS`` for the Analytics page,
+``EXPORT_DATA`` to download) and reads message statistics only through
+``app.analytics.store.grouped`` (rollups, plus raw rows of the current hour). Definitions of
+delivered, failed and success rate are in ``app.analytics.stats``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+
+from app.analytics.stats import WEEKDAYS, Outcome, Totals, outcome
+from app.analytics.store import NO_FILTERS, Filters, Period, grouped
+from app.delivery.error_codes import explain
+from app.services import audit
+from app.services.permissions import Actor, Permission, authorize
+from db.enums import BulkJobStatus, Channel, MessageStatus
+from db.models import BulkJob, Message, MessageRollup, MessageTemplate, PreferenceChange
+from db.tenancy import TenantSession
+
+RECENT_MESSAGES = 20
+_FAILED_STATUSES = (MessageStatus.FAILED, MessageStatus.UNDELIVERED)
+_LIVE_JOBS = (BulkJobStatus.SCHEDULED, BulkJobStatus.EXPANDING, BulkJobStatus.SENDING, BulkJobStatus.PAUSED)
+
+
+def _by_key(rows: list[dict[str, Any]], key: str) -> dict[Any, Totals]:
+    totals: dict[Any, Totals] = {}
+    for row in rows:
+        totals.setdefault(row[key], Totals()).add(row["channel"], row["status"], row)
+    return totals
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None else round(100 * value, 1)
+
+
+def _day_outcomes(hourly: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Messages per local day (and ``by``) split into outcome columns."""
+    columns = ["Day", *[b.title() for b in by], *[o.label for o in Outcome]]
+    if hourly.empty:
+        return pd.DataFrame(columns=columns)
+    frame = hourly.assign(Day=hourly["local"].dt.date)
+    table = frame.pivot_table(index=["Day", *by], columns="outcome", values="messages", aggfunc="sum",
+                              fill_value=0)
+    table = table.reindex(columns=[o.value for o in Outcome], fill_value=0).reset_index()
+    table.columns = columns
+    return table
+
+
+def _with_rate(frame: pd.DataFrame) -> pd.DataFrame:
+    final = frame["Delivered"] + frame["Failed"]
+    frame["Success rate (%)"] = (100 * frame["Delivered"] / final.where(final > 0)).round(1)
+    return frame
+
+
+# --- Dashboard ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Summary:
+    totals: Totals
+    channels: pd.DataFrame  # Channel, Messages, Delivered, Failed, In progress, Success rate (%), Cost
+    daily: pd.DataFrame  # Day, Delivered, Failed, In progress, Not sent
+
+
+def _channel_table(rows_by_channel: dict[Any, Totals]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "Channel": Channel(channel).label, "Messages": t.messages, "Delivered": t.delivered, "Failed": t.failed,
+        "In progress": t.in_progress, "Success rate (%)": _pct(t.success_rate), "Cost": float(t.cost),
+        "Median time to delivered (s)": t.median_seconds_to_delivered,
+        "Cost per delivered": None if t.cost_per_delivered is None else float(t.cost_per_delivered),
+    } for channel, t in sorted(rows_by_channel.items())],
+        columns=["Channel", "Messages", "Delivered", "Failed", "In progress", "Success rate (%)", "Cost",
+                 "Median time to delivered (s)", "Cost per delivered"])
+
+
+def summary(session: TenantSession, actor: Actor, period: Period, filters: Filters = NO_FILTERS) -> Summary:
+    """Tiles, channel breakdown and the daily trend by outcome."""
+    authorize(session, actor, Permission.VIEW_DASHBOARD)
+    rows = grouped(session, period, ("hour", "channel", "status"), filters=filters)
+    totals = Totals()
+    for row in rows:
+        totals.add(row["channel"], row["status"], row)
+    hourly = _hourly_from(rows, period)
+    return Summary(totals, _channel_table(_by_key(rows, "channel")), _day_outcomes(hourly, []))
+
+
+def _hourly_from(rows: list[dict[str, Any]], period: Period) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=["hour", "channel", "status", "messages", "cost", "read", "local", "outcome"])
+    frame["local"] = pd.to_datetime(frame["hour"], utc=True).dt.tz_convert(period.timezone)
+    pairs = {(c, s): outcome(c, s).value for c, s in set(zip(frame["channel"], frame["status"], strict=True))}
+    frame["outcome"] = [pairs[(c, s)] for c, s in zip(frame["channel"], frame["status"], strict=True)]
+    frame["channel"] = [Channel(c).label for c in frame["channel"]]
+    frame["cost"] = frame["cost"].astype(float)
+    return frame
+
+
+def recent_messages(session: TenantSession, actor: Actor, *, limit: int = RECENT_MESSAGES) -> pd.DataFrame:
+    """The newest messages (an index read of ``limit`` rows), each with its detail page's link."""
+    authorize(session, actor, Permission.VIEW_DASHBOARD)
+    rows = session.execute(
+        select(Message.id, Message.created_at, Message.channel, Message.status, MessageTemplate.name,
+               Message.status_reason)
+        .outerjoin(MessageTemplate, MessageTemplate.id == Message.template_id)
+        .where(Message.tenant_id == session.tenant_id)
+        .order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
+    ).all()
+    return pd.DataFrame([{
+        "Created": created, "Channel": Channel(channel).label, "Template": name or "(custom text)",
+        "Status": MessageStatus(status).value.replace("_", " ").capitalize(), "Reason": reason or "",
+        "Details": f"messages?message={message_id}",
+    } for message_id, created, channel, status, name, reason in rows],
+        columns=["Created", "Channel", "Template", "Status", "Reason", "Details"])
+
+
+def failure_reasons(session: TenantSession, actor: Actor, period: Period, filters: Filters = NO_FILTERS, *,
+                    permission: Permission = Permission.VIEW_DASHBOARD) -> pd.DataFrame:
+    """Failed messages per error code, most first, with the plain-language reason and what to do."""
+    authorize(session, actor, permission)
+    rows = grouped(session, period, ("error_code",), filters=filters,
+                   where=[MessageRollup.status.in_(_FAILED_STATUSES)], raw_where=[Message.status.in_(_FAILED_STATUSES)])
+    table = []
+    for row in sorted(rows, key=lambda r: (-r["messages"], str(r["error_code"]))):
+        info = explain(row["error_code"])
+        table.append({"Code": row["error_code"] or "—", "Reason": info.title if info else "No error code reported.",
+                      "Suggested action": info.action if info else "Open the message for details.",
+                      "Messages": int(row["messages"])})
+    frame = pd.DataFrame(table, columns=["Code", "Reason", "Suggested action", "Messages"])
+    total = frame["Messages"].sum()
+    frame["Cumulative share (%)"] = (100 * frame["Messages"].cumsum() / total).round(1) if total else []
+    return frame
+
+
+def _job_outcomes(session: TenantSession, jobs: list[BulkJob], now: dt.datetime) -> dict[uuid.UUID, Totals]:
+    if not jobs:
+        return {}
+    since = min(job.created_at for job in jobs)
+    ids = [job.id for job in jobs]
+    rows = grouped(session, Period(since.replace(minute=0, second=0, microsecond=0), now),
+                   ("bulk_job_id", "channel", "status"), where=[MessageRollup.bulk_job_id.in_(ids)],
+                   raw_where=[Message.bulk_job_id.in_(ids)], now=now)
+    return _by_key(rows, "bulk_job_id")
+
+
+def _jobs_table(jobs: list[BulkJob], outcomes: dict[uuid.UUID, Totals]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "Job": job.name or "(unnamed)", "Channel": Channel(job.channel).label,
+        "Status": BulkJobStatus(job.status).value.capitalize(), "Created": job.created_at,
+        "Recipients": job.total_recipients, "Delivered": outcomes.get(job.id, Totals()).delivered,
+        "Failed": outcomes.get(job.id, Totals()).failed, "In progress": outcomes.get(job.id, Totals()).in_progress,
+        "Not sent": outcomes.get(job.id, Totals()).not_sent,
+        "Success rate (%)": _pct(outcomes.get(job.id, Totals()).success_rate),
+    } for job in jobs], columns=["Job", "Channel", "Status", "Created", "Recipients", "Delivered", "Failed",
+                                 "In progress", "Not sent", "Success rate (%)"])
+
+
+def bulk_jobs_in_progress(session: TenantSession, actor: Actor, *, now: dt.datetime) -> pd.DataFrame:
+    authorize(session, actor, Permission.VIEW_DASHBOARD)
+    jobs = list(session.scalars(select(BulkJob).where(BulkJob.status.in_(_LIVE_JOBS))
+                                .order_by(BulkJob.created_at.desc()).limit(20)))
+    return _jobs_table(jobs, _job_outcomes(session, jobs, now))
+
+
+# --- Analytics ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Report:
+    delivery_rate: pd.DataFrame  # Day, Channel, outcomes, Success rate (%)
+    channels: pd.DataFrame
+    templates: pd.DataFrame  # Template, Channel, Messages, Delivered, Failed, Success rate (%), Cost
+    failures: pd.DataFrame
+    cost_daily: pd.DataFrame  # Day, Channel, Cost
+    whatsapp_reads: pd.DataFrame  # Day, Delivered, Read, Read rate (%)
+    heatmap: pd.DataFrame  # Weekday, Hour, Messages, Success rate (%)
+    optouts: pd.DataFrame  # Day, Channel, Opt-outs
+    bulk_jobs: pd.DataFrame
+
+
+def template_choices(session: TenantSession, actor: Actor) -> dict[uuid.UUID, str]:
+    authorize(session, actor, Permission.VIEW_ANALYTICS)
+    rows = session.execute(select(MessageTemplate.id, MessageTemplate.name).order_by(MessageTemplate.name)).all()
+    return {template_id: name for template_id, name in rows}
+
+
+def _templates_table(session: TenantSession, period: Period, filters: Filters) -> pd.DataFrame:
+    rows = grouped(session, period, ("template_id", "channel", "status"), filters=filters)
+    names = dict(session.execute(select(MessageTemplate.id, MessageTemplate.name)).all())
+    table = [{
+        "Template": names.get(template_id, "(custom text)") if template_id else "(custom text)",
+        "Messages": t.messages, "Delivered": t.delivered, "Failed": t.failed,
+        "Success rate (%)": _pct(t.success_rate), "Cost": float(t.cost),
+    } for template_id, t in _by_key(rows, "template_id").items()]
+    frame = pd.DataFrame(table, columns=["Template", "Messages", "Delivered", "Failed", "Success rate (%)", "Cost"])
+    return frame.sort_values(["Messages", "Template"], ascending=[False, True], ignore_index=True)
+
+
+def _heatmap(hourly: pd.DataFrame) -> pd.DataFrame:
+    columns = ["Weekday", "Hour", "Messages", "Success rate (%)"]
+    if hourly.empty:
+        return pd.DataFrame(columns=columns)
+    frame = hourly.assign(Weekday=hourly["local"].dt.day_of_week, Hour=hourly["local"].dt.hour,
+                          delivered=hourly["messages"].where(hourly["outcome"] == Outcome.DELIVERED.value, 0),
+                          failed=hourly["messages"].where(hourly["outcome"] == Outcome.FAILED.value, 0))
+    table = frame.groupby(["Weekday", "Hour"], as_index=False)[["messages", "delivered", "failed"]].sum()
+    final = table["delivered"] + table["failed"]
+    table["Success rate (%)"] = (100 * table["delivered"] / final.where(final > 0)).round(1)
+    table["Weekday"] = [WEEKDAYS[d] for d in table["Weekday"]]
+    return table.rename(columns={"messages": "Messages"})[columns]
+
+
+def _whatsapp_reads(hourly: pd.DataFrame) -> pd.DataFrame:
+    columns = ["Day", "Delivered", "Read", "Read rate (%)"]
+    frame = hourly[(hourly["channel"] == Channel.WHATSAPP.label) & (hourly["outcome"] == Outcome.DELIVERED.value)] \
+        if not hourly.empty else hourly
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    table = frame.assign(Day=frame["local"].dt.date).groupby("Day", as_index=False)[["messages", "read"]].sum()
+    table["Read rate (%)"] = (100 * table["read"] / table["messages"].where(table["messages"] > 0)).round(1)
+    return table.rename(columns={"messages": "Delivered", "read": "Read"})[columns]
+
+
+def _optouts(session: TenantSession, period: Period, filters: Filters) -> pd.DataFrame:
+    fields = [f"{c.value}_opt_in" for c in Channel if filters.channel in (None, c)]
+    rows = session.execute(
+        select(PreferenceChange.created_at, PreferenceChange.field)
+        .where(PreferenceChange.tenant_id == session.tenant_id, PreferenceChange.field.in_(fields),
+               PreferenceChange.new_value == "false", PreferenceChange.created_at >= period.start,
+               PreferenceChange.created_at < period.end)
+    ).all()
+    columns = ["Day", "Channel", "Opt-outs"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(rows, columns=["at", "field"])
+    frame["Day"] = pd.to_datetime(frame["at"], utc=True).dt.tz_convert(period.timezone).dt.date
+    frame["Channel"] = [Channel(f.removesuffix("_opt_in")).label for f in frame["field"]]
+    return frame.groupby(["Day", "Channel"], as_index=False).size().rename(columns={"size": "Opt-outs"})[columns]
+
+
+def report(session: TenantSession, actor: Actor, period: Period, filters: Filters = NO_FILTERS, *,
+           now: dt.datetime) -> Report:
+    """Everything the Analytics page shows, for ``period`` and ``filters``."""
+    authorize(session, actor, Permission.VIEW_ANALYTICS)
+    rows = grouped(session, period, ("hour", "channel", "status"), filters=filters, now=now)
+    hourly = _hourly_from(rows, period)
+    delivery = _with_rate(_day_outcomes(hourly, ["channel"]))
+    cost = (hourly.assign(Day=hourly["local"].dt.date).groupby(["Day", "channel"], as_index=False)["cost"].sum()
+            .rename(columns={"channel": "Channel", "cost": "Cost"})) if not hourly.empty else \
+        pd.DataFrame(columns=["Day", "Channel", "Cost"])
+    jobs = list(session.scalars(
+        select(BulkJob).where(BulkJob.created_at >= period.start, BulkJob.created_at < period.end,
+                              *([BulkJob.channel == filters.channel] if filters.channel else []))
+        .order_by(BulkJob.created_at.desc()).limit(30)))
+    return Report(
+        delivery_rate=delivery, channels=_channel_table(_by_key(rows, "channel")),
+        templates=_templates_table(session, period, filters),
+        failures=failure_reasons(session, actor, period, filters, permission=Permission.VIEW_ANALYTICS),
+        cost_daily=cost, whatsapp_reads=_whatsapp_reads(hourly), heatmap=_heatmap(hourly),
+        optouts=_optouts(session, period, filters), bulk_jobs=_jobs_table(jobs, _job_outcomes(session, jobs, now)),
+    )
+
+
+def record_export(session: TenantSession, actor: Actor, name: str, *, rows: int, period: Period) -> None:
+    """Audit a chart's data download (who, which chart, how many rows, which period)."""
+    authorize(session, actor, Permission.EXPORT_DATA)
+    audit.record(session, actor, "analytics.export", object_type="chart", object_id=name[:64],
+                 details={"rows": rows, "start": period.start.isoformat(), "end": period.end.isoformat()})

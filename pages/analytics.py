@@ -1,0 +1,71 @@
+"""Analytics: delivery, channels, templates, failures, cost, engagement, timing, opt-outs, bulk jobs."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.analytics import charts
+from app.analytics.store import Filters
+from app.services import analytics
+from app.services.permissions import Permission
+from app.ui import feedback, reports, session
+from db.enums import Channel
+from db.types import utcnow
+
+actor = session.require_actor(Permission.VIEW_ANALYTICS)
+st.title("Analytics", anchor=False)
+
+period = reports.period_picker(actor, "analytics")
+templates = feedback.service(analytics.template_choices) or {}
+pick_channel, pick_template = st.columns(2)
+channel = pick_channel.selectbox("Channel", [None, *Channel], format_func=lambda c: c.label if c else "All channels",
+                                 key="analytics_channel")
+template_id = pick_template.selectbox("Template", [None, *templates], key="analytics_template",
+                                      format_func=lambda t: templates.get(t, "All templates") if t else "All templates")
+if period is None:
+    st.stop()
+report = feedback.service(analytics.report, period, Filters(channel=channel, template_id=template_id), now=utcnow())
+if report is None:
+    st.stop()
+
+
+def show(build, data, name: str) -> None:  # type: ignore[no-untyped-def]
+    reports.chart(actor, build, data, name, period)
+
+
+def by_rate(data):  # type: ignore[no-untyped-def]
+    return charts.top_templates(data, by="Success rate (%)")
+
+
+def by_success(data):  # type: ignore[no-untyped-def]
+    return charts.send_heatmap(data, value="Success rate (%)")
+
+
+delivery, channels, by_template, failures, cost, engagement, timing, optouts, bulk = st.tabs([
+    "Delivery", "Channels", "Templates", "Failures", "Cost", "WhatsApp reads", "Weekday x hour", "Opt-outs",
+    "Bulk jobs"])
+with delivery:
+    show(charts.delivery_rate_over_time, report.delivery_rate, "delivery_rate")
+with channels:
+    show(charts.channel_comparison, report.channels, "channel_comparison")
+    if not report.channels.empty:
+        st.dataframe(report.channels, hide_index=True, key="channels_table")
+with by_template:
+    show(charts.top_templates, report.templates, "templates_by_volume")
+    show(by_rate, report.templates, "templates_by_success_rate")
+with failures:
+    show(charts.failure_pareto, report.failures, "failure_reasons")
+    if not report.failures.empty:
+        st.dataframe(report.failures, hide_index=True, key="failures_table")
+with cost:
+    show(charts.cost_per_day, report.cost_daily, "cost_per_day")
+    show(charts.cost_per_template, report.templates, "cost_per_template")
+with engagement:
+    show(charts.whatsapp_read_rate, report.whatsapp_reads, "whatsapp_read_rate")
+with timing:
+    show(charts.send_heatmap, report.heatmap, "sends_by_weekday_and_hour")
+    show(by_success, report.heatmap, "success_by_weekday_and_hour")
+with optouts:
+    show(charts.optout_trend, report.optouts, "opt_outs")
+with bulk:
+    show(charts.bulk_outcomes, report.bulk_jobs, "bulk_job_outcomes")
