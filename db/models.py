@@ -21,9 +21,10 @@ from sqlalchemy import (
     Time,
     UniqueConstraint,
     Uuid,
+    event,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, relationship
 
 from db.base import Base, HasTenant, SoftDelete, TenantScoped, Timestamps, uuid_pk
 from db.enums import (
@@ -557,3 +558,26 @@ class RollupWatermark(Base):
 
 # Finding the messages that changed since the refresher's last pass.
 Index("ix_messages_updated_at", Message.updated_at)
+# --- issue 9 ---
+# Audit rows are insert-only. The ORM refuses to change or delete them (a flush of a changed or
+# deleted AuditEvent, or an ORM UPDATE/DELETE statement on audit_events); on PostgreSQL a
+# trigger (migration 0006) refuses it for any other client too.
+
+
+class AuditRowImmutable(RuntimeError):
+    """A programming error: audit events are never changed or deleted."""
+
+
+def _refuse_audit_change(_mapper: object, _connection: object, target: AuditEvent) -> None:
+    raise AuditRowImmutable(f"audit event {target.id} cannot be changed or deleted")
+
+
+def _refuse_audit_statement(state: ORMExecuteState) -> None:
+    if (state.is_update or state.is_delete) and state.bind_mapper is not None \
+            and state.bind_mapper.class_ is AuditEvent:
+        raise AuditRowImmutable("audit events cannot be changed or deleted")
+
+
+event.listen(AuditEvent, "before_update", _refuse_audit_change)
+event.listen(AuditEvent, "before_delete", _refuse_audit_change)
+event.listen(Session, "do_orm_execute", _refuse_audit_statement)

@@ -16,7 +16,11 @@ from db.tenancy import TenantSession
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """An engine for PostgreSQL (psycopg 3) or SQLite, configured for this application."""
+    """An engine for PostgreSQL (psycopg 3) or SQLite, configured for this application.
+
+    ``hide_parameters``: statement parameters (patients' numbers, message bodies) never reach a
+    log line or an error message, whatever the logging configuration.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -24,11 +28,13 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            parsed, echo=echo, connect_args={"timeout": 30, "check_same_thread": False}
+            parsed, echo=echo, hide_parameters=True, connect_args={"timeout": 30, "check_same_thread": False}
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(parsed, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(
+        parsed, echo=echo, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=10
+    )
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -48,6 +48,7 @@ MENU: tuple[MenuEntry, ...] = (
     MenuEntry("bulk.py", "Bulk send", ":material/campaign:", Permission.SEND_MESSAGES, "Messaging"),
     MenuEntry("staff.py", "Staff", ":material/badge:", Permission.MANAGE_STAFF, "Administration"),
     MenuEntry("analytics.py", "Analytics", ":material/monitoring:", Permission.VIEW_ANALYTICS, "Reports"),
+    MenuEntry("audit.py", "Audit log", ":material/policy:", Permission.VIEW_AUDIT, "Administration"),
 )
 
 # The page a role lands on when it is not the first page of its menu (analysts report from Analytics).

@@ -119,3 +119,54 @@ def test_sso_maps_claim_to_role_and_creates_the_user(engine: Engine) -> None:
     assert again.user_id == actor.user_id
     with pytest.raises(AuthenticationError, match="no role"):
         auth.actor_from_sso(engine, {"email": "x@north.example", "groups": ["visitors"]}, config)
+
+
+def test_failures_while_locked_do_not_extend_the_lock(engine: Engine) -> None:
+    make_user(engine, make_tenant(engine), "alice")
+    now = dt.datetime(2026, 1, 1, 9, 0, tzinfo=dt.UTC)
+    for _ in range(POLICY.max_failures):
+        with pytest.raises(AuthenticationError):
+            authenticate(engine, "alice", "bad-password!", policy=POLICY, now=now)
+    locked_until = user_row(engine, "alice").locked_until
+    for minute in range(1, 10):
+        with pytest.raises(AuthenticationError, match="locked"):
+            authenticate(engine, "alice", "bad-password!", policy=POLICY, now=now + dt.timedelta(minutes=minute))
+    assert user_row(engine, "alice").locked_until == locked_until
+    assert authenticate(engine, "alice", DEFAULT_PASSWORD, policy=POLICY,
+                        now=now + dt.timedelta(minutes=POLICY.lockout_minutes, seconds=1)).username == "alice"
+
+
+def test_an_admin_unlock_lets_the_user_in_at_once(engine: Engine) -> None:
+    tenant = make_tenant(engine)
+    admin = make_user(engine, tenant, "boss")
+    alice = make_user(engine, tenant, "alice", Role.FRONT_DESK)
+    for _ in range(POLICY.max_failures):
+        with pytest.raises(AuthenticationError):
+            authenticate(engine, "alice", "bad-password!", policy=POLICY)
+    with tenant_session(engine, tenant) as session:
+        staff.unlock(session, admin, alice.user_id)
+    assert authenticate(engine, "alice", DEFAULT_PASSWORD, policy=POLICY).user_id == alice.user_id
+
+
+def test_unknown_usernames_never_lock_and_the_password_is_never_recorded(engine: Engine) -> None:
+    make_user(engine, make_tenant(engine), "alice")
+    for _ in range(POLICY.max_failures + 2):
+        with pytest.raises(AuthenticationError, match="Wrong username or password"):
+            authenticate(engine, "nobody", "typed-secret-123", policy=POLICY)
+    assert "auth.locked" not in _actions(engine)
+    with system_session(engine) as session:
+        details = [str(d) for d in session.scalars(select(AuditEvent.details))]
+    assert details and not any("typed-secret-123" in d for d in details)
+
+
+def test_the_idle_limit_is_exclusive_and_a_reset_password_replaces_the_old_one(engine: Engine) -> None:
+    now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+    assert not auth.is_idle_expired(now - dt.timedelta(minutes=POLICY.idle_minutes), policy=POLICY, now=now)
+    tenant = make_tenant(engine)
+    admin = make_user(engine, tenant, "boss")
+    alice = make_user(engine, tenant, "alice", Role.ANALYST)
+    with tenant_session(engine, tenant) as session:
+        staff.reset_password(session, admin, alice.user_id, "a-brand-new-password")
+    with pytest.raises(AuthenticationError, match="Wrong"):
+        authenticate(engine, "alice", DEFAULT_PASSWORD, policy=POLICY)
+    assert authenticate(engine, "alice", "a-brand-new-password", policy=POLICY).user_id == alice.user_id

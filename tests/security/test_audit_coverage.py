@@ -1,0 +1,173 @@
+"""Every state-changing action in the app leaves an audit row naming who did it.
+
+``ACTIONS`` is the table: one line per action (the audit action it must record, and how to do
+it). ``test_the_table_covers_every_audited_action_in_the_code`` reads every
+``audit.record(session, actor, "<action>", ...)`` call in ``app/`` and fails when an action is
+missing here, so a new service action is one more line in this table.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from app.errors import AuthenticationError
+from app.services import audit_log, auth, staff, templates, tenants
+from app.services.auth import LoginPolicy
+from db.enums import Role
+from db.models import AuditEvent
+from db.session import system_session
+from tests.factories import DEFAULT_PASSWORD
+from tests.security.conftest import World
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str  # what a person does, in words
+    audited_as: str  # the AuditEvent.action it must leave
+    run: Callable[[World], None]
+    by: Role | None = Role.ADMIN  # who it is recorded against (None: no signed-in user)
+
+
+def _in(world: World, fn: Callable, *args, **kwargs) -> None:  # type: ignore[type-arg]
+    world.call(fn, world.a.admin, *args, **kwargs)
+
+
+def _login(world: World, password: str = DEFAULT_PASSWORD) -> None:
+    auth.authenticate(world.engine, world.a.admin.username, password, policy=LoginPolicy())
+
+
+def _wrong_password(world: World) -> None:
+    with pytest.raises(AuthenticationError):
+        _login(world, "not-the-password")
+
+
+def _lock_out(world: World) -> None:
+    policy = LoginPolicy(max_failures=2)
+    for _ in range(2):
+        with pytest.raises(AuthenticationError):
+            auth.authenticate(world.engine, world.a.analyst.username, "wrong-password!", policy=policy)
+
+
+def _sso(world: World) -> None:
+    config = auth.SSOConfig(tenant_slug="clinic-a", role_claim="groups", role_map={"admins": "admin"})
+    auth.actor_from_sso(world.engine, {"email": "lina@a.example", "groups": ["admins"]}, config)
+
+
+def _new_tenant(world: World) -> None:
+    with system_session(world.engine) as session:
+        tenants.create_tenant(session, name="North", slug="north")
+
+
+def _create_staff(world: World) -> None:
+    _in(world, staff.create_user, username=world.unique("nora"), password=DEFAULT_PASSWORD, role=Role.ANALYST)
+
+
+ACTIONS: list[Action] = [
+    # signing in and out
+    Action("sign in", "auth.login", _login),
+    Action("sign in with single sign-on", "auth.login", _sso, by=None),
+    Action("wrong password", "auth.login_failed", _wrong_password, by=None),
+    Action("locked out", "auth.locked", _lock_out, by=None),
+    Action("sign out", "auth.logout", lambda w: auth.record_logout(w.engine, w.a.admin)),
+    Action("idle time-out", "auth.timeout", lambda w: auth.record_logout(w.engine, w.a.admin, reason="timeout")),
+    # clinics and staff
+    Action("create a clinic", "tenant.create", _new_tenant, by=None),
+    Action("add staff", "staff.create", _create_staff),
+    Action("change a role", "staff.change_role", lambda w: _in(w, staff.change_role, w.a.analyst.user_id,
+                                                              Role.FRONT_DESK)),
+    Action("deactivate", "staff.deactivate", lambda w: _in(w, staff.set_active, w.a.analyst.user_id, False)),
+    Action("reactivate", "staff.activate", lambda w: _in(w, staff.set_active, w.a.analyst.user_id, True)),
+    Action("reset a password", "staff.reset_password", lambda w: _in(w, staff.reset_password, w.a.analyst.user_id,
+                                                                    "another-long-password")),
+    Action("unlock", "staff.unlock", lambda w: _in(w, staff.unlock, w.a.analyst.user_id)),
+    Action("contact access", "staff.contact_access", lambda w: _in(w, staff.set_full_contact_access,
+                                                                  w.a.analyst.user_id, True)),
+    # templates
+    Action("create a template", "template.create", lambda w: w.new_template()),
+    Action("edit a template", "template.update", lambda w: _in(w, templates.update_template, w.a.template_id,
+                                                               body_en="Hi {{ patient_name }}")),
+    Action("duplicate a template", "template.duplicate", lambda w: _in(
+        w, templates.duplicate_template, w.a.template_id, new_code=w.unique("copy"), new_name="Copy")),
+    Action("deactivate a template", "template.deactivate", lambda w: _in(w, templates.set_active,
+                                                                         w.a.template_id, False)),
+    Action("activate a template", "template.activate", lambda w: _in(w, templates.set_active, w.a.template_id,
+                                                                     True)),
+    Action("delete a template", "template.delete", lambda w: _in(w, templates.delete_template, w.new_template())),
+    Action("restore a version", "template.restore", lambda w: _in(w, templates.restore_version, w.a.template_id, 1)),
+    Action("send a test message", "message.send_test", lambda w: templates.test_send(
+        w.engine, w.queue, w.a.admin, w.a.template_id, recipient="+966501112233")),
+    # messaging
+    Action("send a message", "message.send", lambda w: w.messaging.send_message(
+        w.a.tenant_id, "SMS", patient_id=w.a.patient_id, template_code="reminder", actor=w.a.front_desk),
+        by=Role.FRONT_DESK),
+    Action("bulk send", "message.bulk_send", lambda w: w.messaging.send_bulk_messages(
+        ["+966501234567"], "Closed on Friday", "SMS", w.a.tenant_id, actor=w.a.admin)),
+    Action("retry a failure", "message.retry", lambda w: w.messaging.retry(
+        w.a.tenant_id, [w.failed_message()], actor=w.a.front_desk), by=Role.FRONT_DESK),
+    Action("cancel a message", "message.cancel", lambda w: w.messaging.cancel(
+        w.a.tenant_id, message_ids=[w.queued_message()], actor=w.a.front_desk), by=Role.FRONT_DESK),
+    Action("cancel a bulk job", "message.cancel", lambda w: w.messaging.cancel(
+        w.a.tenant_id, bulk_job_id=w.bulk_job(), actor=w.a.admin)),
+    Action("pause sending", "sending.pause", lambda w: w.messaging.pause_sending(
+        w.a.tenant_id, actor=w.a.admin, reason="wrong text")),
+    Action("resume sending", "sending.resume", lambda w: w.messaging.resume_sending(w.a.tenant_id, actor=w.a.admin)),
+    # the audit log itself
+    Action("export the audit log", "audit.export", lambda w: _in(w, audit_log.export_csv)),
+]
+
+
+def _count(world: World, action: str) -> int:
+    with system_session(world.engine) as session:
+        return session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == action)) or 0
+
+
+def _latest(world: World, action: str) -> AuditEvent:
+    with system_session(world.engine) as session:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.action == action)
+                                .order_by(AuditEvent.created_at.desc()).limit(1)).one()
+        session.expunge(event)
+        return event
+
+
+@pytest.mark.parametrize("action", ACTIONS, ids=lambda a: a.name.replace(" ", "-"))
+def test_each_action_leaves_an_audit_row(world: World, action: Action) -> None:
+    before = _count(world, action.audited_as)
+
+    action.run(world)
+
+    assert _count(world, action.audited_as) == before + 1, f"'{action.name}' left no {action.audited_as} row"
+    event = _latest(world, action.audited_as)
+    if action.by is not None:
+        actor = world.a.by_role(action.by)
+        assert (event.actor_id, event.actor_name, event.tenant_id) == (actor.user_id, actor.username,
+                                                                       world.a.tenant_id)
+    assert event.actor_name, "an audit row always names who did it"
+
+
+def _recorded_actions(path: Path) -> set[str]:
+    """The action strings of every ``audit.record(session, actor, <action>, ...)`` call in a file."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "record" \
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "audit" and len(node.args) >= 3:
+            found |= {n.value for n in ast.walk(node.args[2]) if isinstance(n, ast.Constant)
+                      and isinstance(n.value, str)}
+    return found
+
+
+def test_the_table_covers_every_audited_action_in_the_code() -> None:
+    in_code = set().union(*(_recorded_actions(p) for p in (ROOT / "app").rglob("*.py")))
+    assert in_code, "found no audit.record calls: has the audit API moved?"
+    assert in_code - {a.audited_as for a in ACTIONS} == set(), "add a line to ACTIONS for each of these"
+
+
+def test_every_action_has_a_readable_label() -> None:
+    assert {a.audited_as for a in ACTIONS} - set(audit_log.ACTION_LABELS) == set()
