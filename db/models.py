@@ -547,6 +547,9 @@ class MessageRollup(TenantScoped, Base):
     latency_b7: Mapped[int] = mapped_column(Integer, default=0)
 
 
+TENANT_SCOPED_MODELS = (*TENANT_SCOPED_MODELS, MessageRollup)
+
+
 class RollupWatermark(Base):
     """How far the rollup refresher has read ``messages.updated_at`` (one row per rollup)."""
 

@@ -22,6 +22,7 @@ from db.models import (
     DataExport,
     Message,
     MessageLog,
+    MessageRollup,
     MessageTemplate,
     MessageTemplateVersion,
     NotificationPreference,
@@ -69,6 +70,8 @@ def _graph(session: Session, tenant_id: uuid.UUID, tag: str) -> dict[type, uuid.
         AuditEvent(tenant_id=tenant_id, actor_id=user.id, action="test.event"),
         ProviderCredential(tenant_id=tenant_id, provider="twilio", encrypted="x"),
         DataExport(tenant_id=tenant_id, requested_by_id=user.id),
+        MessageRollup(tenant_id=tenant_id, hour=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), channel=Channel.SMS,
+                      status=MessageStatus.SENT),
     ]
     session.add_all(rows)
     session.flush()
