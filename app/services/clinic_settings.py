@@ -99,7 +99,7 @@ def get_clinic_settings(session: TenantSession, actor: Actor, *, settings: Setti
     )
     stored = {row.provider: row for row in session.scalars(select(ProviderCredential))}
     names = dict(session.execute(select(User.id, User.username).where(
-        User.id.in_([row.changed_by_id for row in stored.values() if row.changed_by_id]))).tuples().all())
+        User.id.in_([row.changed_by_id for row in stored.values() if row.changed_by_id]))).all())
     credentials = tuple(
         CredentialStatus(
             provider=provider, label=PROVIDER_LABELS[provider], field_labels=tuple(f.label for f in fields),
