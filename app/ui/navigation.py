@@ -42,6 +42,7 @@ MENU: tuple[MenuEntry, ...] = (
     MenuEntry("home.py", "Home", ":material/home:", Permission.VIEW_DASHBOARD, "Overview"),
     MenuEntry("templates.py", "Templates", ":material/description:", Permission.VIEW_TEMPLATES, "Messaging"),
     MenuEntry("staff.py", "Staff", ":material/badge:", Permission.MANAGE_STAFF, "Administration"),
+    MenuEntry("settings.py", "Settings", ":material/settings:", Permission.MANAGE_SETTINGS, "Administration"),
 )
 
 

@@ -15,7 +15,7 @@ from tests.factories import make_user
 from tests.pages.conftest import Clinic, signed_in
 
 EXPECTED_MENUS = {
-    Role.ADMIN: ["Home", "Templates", "Staff"],
+    Role.ADMIN: ["Home", "Templates", "Staff", "Settings"],
     Role.FRONT_DESK: ["Home", "Templates"],
     Role.ANALYST: ["Home", "Templates"],
 }
