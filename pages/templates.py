@@ -19,7 +19,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from app.delivery.runtime import get_runtime
 from app.errors import AppError, ConflictError, ValidationError
-from app.services import templates
+from app.services import templates, whatsapp_templates
 from app.services.permissions import Actor, Permission
 from app.services.templates import BodyCheck, TemplateDetail, TemplateSummary, TemplateUsage
 from app.ui import cached, feedback, rtl, session
@@ -207,6 +207,7 @@ def editor(detail: TemplateDetail | None) -> None:
             help="Service: appointments and results. Promotional: offers, which patients can opt out of.",
         )
         slots["message_class"] = st.empty()
+    st.caption("**What this class means:** " + " ".join(templates.class_rules(message_class, channel)))
     description = st.text_area("Description (for staff only)", value=detail.description if detail else "",
                                key=key("description"), height=68)
     custom_text = st.text_input(
@@ -479,6 +480,48 @@ def manage_tab(detail: TemplateDetail) -> None:
             open_next("", "templates", f"Deleted {plain(detail.code)}.")
 
 
+def whatsapp_tab(detail: TemplateDetail, local: ZoneInfo) -> None:
+    """The linked Content template (what WhatsApp approved), its approval, and the SMS fallback."""
+    link = feedback.service(whatsapp_templates.get_whatsapp_link, detail.id)
+    if link is None:
+        return
+    st.caption("Outside the 24 hours after a patient last wrote to us, WhatsApp delivers only a template it "
+               "approved. Link the Twilio Content template (HX...) that carries this text, and map its numbered "
+               "variables to ours. Bulk sends refuse a WhatsApp template that is not approved.")
+    feedback.show_flash("whatsapp")
+    checked = f" · checked {link.checked_at.astimezone(local).strftime('%d %b %Y, %H:%M')}" if link.checked_at else ""
+    status = f"**Approval:** {link.status_label}{checked}"
+    (st.success if link.approved else st.warning)(status, icon=":material/verified:" if link.approved else
+                                                  ":material/pending:")
+    if link.approval_reason:
+        st.write("Reason given by WhatsApp:")
+        show_ltr(link.approval_reason)
+    if link.content_sid and st.button("Refresh approval status", icon=":material/refresh:",
+                                      key=f"refresh_approval_{detail.id}"):
+        if feedback.service(whatsapp_templates.refresh_approval, detail.id):
+            open_next(str(detail.id), "whatsapp", "Asked Twilio for the current approval status.")
+    if not can_edit:
+        return
+    with st.form(f"whatsapp_link_{detail.id}"):
+        slots: dict[str, DeltaGenerator] = {}
+        content_sid = st.text_input("Content SID", value=link.content_sid or "", key=f"content_sid_{detail.id}",
+                                    help="HX followed by 32 hexadecimal characters; empty to unlink.")
+        slots["content_sid"] = st.empty()
+        mapping = st.text_area("Variables (one per line: number = our variable)",
+                               value=whatsapp_templates.format_variable_map(link.variable_map),
+                               key=f"variable_map_{detail.id}", help="e.g. 1 = patient_name", height=100)
+        slots["variable_map"] = st.empty()
+        fallback = st.checkbox("If WhatsApp fails for good (not on WhatsApp, no approved template), send it by SMS",
+                               value=link.fallback_channel == Channel.SMS, key=f"fallback_{detail.id}")
+        slots["fallback_channel"] = st.empty()
+        general = st.empty()
+        if st.form_submit_button("Save WhatsApp settings") and submit(
+                lambda: session.call(whatsapp_templates.set_whatsapp_link, detail.id, content_sid=content_sid,
+                                     variable_map=whatsapp_templates.parse_variable_map(mapping),
+                                     fallback_channel=Channel.SMS if fallback else None), slots, general):
+            open_next(str(detail.id), "whatsapp", "Saved the WhatsApp settings.")
+
+
 def detail_view(template_id: str, local: ZoneInfo) -> None:
     detail = feedback.attempt(lambda: _detail(str(actor.tenant_id), actor.role.value, template_id, actor))
     if detail is None:
@@ -489,7 +532,8 @@ def detail_view(template_id: str, local: ZoneInfo) -> None:
                f"version {detail.current_version}")
     if detail.description:
         show_ltr(detail.description)
-    names = ["Text", "Versions", "Usage"] + (["Edit", "Send a test", "Manage"] if can_edit else [])
+    names = ["Text", "Versions", "Usage"] + (["WhatsApp"] if detail.channel == Channel.WHATSAPP else []) + (
+        ["Edit", "Send a test", "Manage"] if can_edit else [])
     tabs = dict(zip(names, st.tabs(names), strict=True))
     with tabs["Text"]:
         text_tab(detail)
@@ -497,6 +541,9 @@ def detail_view(template_id: str, local: ZoneInfo) -> None:
         versions_tab(detail, local)
     with tabs["Usage"]:
         usage_tab(detail, local)
+    if "WhatsApp" in tabs:
+        with tabs["WhatsApp"]:
+            whatsapp_tab(detail, local)
     if can_edit:
         with tabs["Edit"]:
             editor(detail)

@@ -21,10 +21,11 @@ import hmac
 import logging
 import re
 import sys
+import uuid
 from collections.abc import Callable
 from urllib.parse import parse_qsl
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -39,7 +40,9 @@ from app.delivery.runtime import Runtime, get_runtime
 from app.delivery.status_batch import StatusReport, apply_many
 from app.providers.twilio_provider import TWILIO_STATUS, _decimal, _int
 from app.providers.unifonic_provider import parse_delivery_report
+from app.services.clinic_settings import tenant_for_dlr_token
 from db.enums import Channel, OptOutSource
+from db.models import Message
 from db.session import system_session
 from db.types import utcnow
 
@@ -99,8 +102,6 @@ async def twilio_status(request: Request) -> Response:
         return PlainTextResponse("missing MessageSid or unknown MessageStatus", status_code=400)
     message_id = None
     if mid := request.query_params.get("mid"):
-        import uuid
-
         try:
             message_id = uuid.UUID(mid)
         except ValueError:
@@ -190,12 +191,32 @@ async def twilio_inbound(request: Request) -> Response:
     return Response(EMPTY_TWIML, media_type="text/xml")
 
 
+def _clinic_of_dlr_token(engine: Engine, token: str) -> uuid.UUID | None:
+    with system_session(engine) as session:
+        return tenant_for_dlr_token(session, token)
+
+
+def _belongs_to(engine: Engine, provider_message_id: str, tenant_id: uuid.UUID) -> bool:
+    with system_session(engine) as session:
+        owners = set(session.scalars(select(Message.tenant_id).where(
+            Message.provider_message_id == provider_message_id)))
+    return owners <= {tenant_id}  # an unknown id is acknowledged as unknown below
+
+
 async def unifonic_dlr(request: Request) -> Response:
-    """Unifonic delivery reports: unsigned, so the path carries a secret token; idempotent."""
-    settings = _runtime(request).settings
+    """Unifonic delivery reports: unsigned, so the path carries a secret token; idempotent.
+
+    The token is the process-wide ``UNIFONIC_CALLBACK_TOKEN`` or a clinic's own (found by its
+    hash); a clinic's token only applies reports about that clinic's messages.
+    """
+    runtime = _runtime(request)
+    settings, token = runtime.settings, request.path_params["token"]
     expected = settings.unifonic_callback_token.get_secret_value() if settings.unifonic_callback_token else ""
-    if not expected or not hmac.compare_digest(request.path_params["token"], expected):
-        return PlainTextResponse("unknown callback address", status_code=403)
+    clinic = None
+    if not (expected and hmac.compare_digest(token, expected)):
+        clinic = await run_in_threadpool(_clinic_of_dlr_token, runtime.engine, token)
+        if clinic is None:
+            return PlainTextResponse("unknown callback address", status_code=403)
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
         return PlainTextResponse("too large", status_code=413)
@@ -203,8 +224,10 @@ async def unifonic_dlr(request: Request) -> Response:
         provider_id, status, _when = parse_delivery_report(dict(parse_qsl(body.decode("utf-8", errors="replace"))))
     except ValueError as exc:
         return PlainTextResponse(f"malformed delivery report: {exc}", status_code=400)
+    if clinic is not None and not await run_in_threadpool(_belongs_to, runtime.engine, provider_id, clinic):
+        return Response(status_code=200, headers={"X-Outcome": "unknown_message"})  # another clinic's message
     report = StatusReport(provider_message_id=provider_id, status=status, provider="unifonic")
-    outcome = await request.app.state.batcher.submit(_runtime(request).engine, report)
+    outcome = await request.app.state.batcher.submit(runtime.engine, report)
     return Response(status_code=200, headers={"X-Outcome": outcome})  # 200 stops Unifonic's retries
 
 

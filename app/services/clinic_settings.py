@@ -53,7 +53,7 @@ class RouteView:
 class CredentialStatus:
     provider: str
     label: str
-    field_labels: tuple[str, ...]
+    fields: tuple[tuple[str, str], ...]  # (name, label) of each value the form asks for
     is_set: bool
     changed_at: dt.datetime | None
     changed_by: str
@@ -99,10 +99,10 @@ def get_clinic_settings(session: TenantSession, actor: Actor, *, settings: Setti
     )
     stored = {row.provider: row for row in session.scalars(select(ProviderCredential))}
     names = dict(session.execute(select(User.id, User.username).where(
-        User.id.in_([row.changed_by_id for row in stored.values() if row.changed_by_id]))).tuples().all())
+        User.id.in_([row.changed_by_id for row in stored.values() if row.changed_by_id]))).all())
     credentials = tuple(
         CredentialStatus(
-            provider=provider, label=PROVIDER_LABELS[provider], field_labels=tuple(f.label for f in fields),
+            provider=provider, label=PROVIDER_LABELS[provider], fields=tuple((f.name, f.label) for f in fields),
             is_set=provider in stored, changed_at=stored[provider].updated_at if provider in stored else None,
             changed_by=names.get(stored[provider].changed_by_id, "") if provider in stored else "",
         )
@@ -141,8 +141,19 @@ def set_route(session: TenantSession, actor: Actor, channel: Channel | str, dest
     return cleaned
 
 
+def steps_from_form(rows: list[tuple[str, str, str]]) -> list[RouteStep]:
+    """Route steps from the settings form's rows (provider, sender, promotional sender); an empty
+    provider ends the route (so "primary only" is one row)."""
+    steps: list[RouteStep] = []
+    for provider, sender, promotional in rows:
+        if not provider:
+            break
+        steps.append(RouteStep(provider, sender or "", promotional or ""))
+    return steps
+
+
 def set_credentials(session: TenantSession, actor: Actor, provider: str, values: dict[str, str], *,
-                    settings: Settings | None = None) -> None:
+                    settings: Settings | None = None) -> bool:
     """Store (or replace) the clinic's own credentials for ``provider``; nothing is ever returned."""
     authorize(session, actor, Permission.MANAGE_SETTINGS)
     settings = settings or get_settings()
@@ -156,6 +167,7 @@ def set_credentials(session: TenantSession, actor: Actor, provider: str, values:
     audit.record(session, actor, "settings.credentials_changed", object_type="provider", object_id=provider,
                  details={"provider": provider, "fields": sorted(values)})
     session.flush()
+    return True
 
 
 def clear_credentials(session: TenantSession, actor: Actor, provider: str) -> bool:
@@ -197,7 +209,7 @@ def tenant_for_dlr_token(session: TenantSession, token: str) -> uuid.UUID | None
     return session.scalar(select(Tenant.id).where(Tenant.unifonic_dlr_token_hash == hash_token(token)))
 
 
-def set_locale(session: TenantSession, actor: Actor, *, timezone: str, default_region: str) -> None:
+def set_locale(session: TenantSession, actor: Actor, *, timezone: str, default_region: str) -> bool:
     """The clinic's time zone (promotional window, quiet hours) and the region for local numbers."""
     authorize(session, actor, Permission.MANAGE_SETTINGS)
     timezone, default_region = timezone.strip(), default_region.strip().upper()
@@ -209,8 +221,9 @@ def set_locale(session: TenantSession, actor: Actor, *, timezone: str, default_r
     before = {"timezone": tenant.timezone, "default_region": tenant.default_region}
     after = {"timezone": timezone, "default_region": default_region}
     if before == after:
-        return
+        return True
     tenant.timezone, tenant.default_region = timezone, default_region
     audit.record(session, actor, "settings.locale_changed", object_type="tenant", object_id=tenant.id,
                  details={"before": before, "after": after})
     session.flush()
+    return True

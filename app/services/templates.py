@@ -74,6 +74,24 @@ _FIELD_LABELS = {
 }
 
 
+def class_rules(message_class: MessageClass | str, channel: Channel | str,
+                settings: Settings | None = None) -> list[str]:
+    """What choosing this class means for the messages, in the editor's words."""
+    settings = settings or get_settings()
+    start, end = settings.promotional_window_start, settings.promotional_window_end
+    if MessageClass(message_class) == MessageClass.SERVICE:
+        return ["Sent at any time of day; a patient's own quiet hours delay it unless it is marked urgent.",
+                "No promotional consent is needed; opt-outs of the channel still apply."]
+    rules = [f"Sent only between {start} and {end} clinic time; outside the window messages wait (urgent does not "
+             "bypass it).",
+             "Only patients who gave promotional consent receive it; the others are skipped.",
+             "Clinical details are refused in the text: " + ", ".join(sorted(CLINICAL_VARIABLES)) + "."]
+    if Channel(channel) == Channel.SMS:
+        rules.append("SMS to Saudi numbers goes out under the clinic's sender ending in -AD (Settings); without "
+                     "one it is refused before sending.")
+    return rules
+
+
 # -- plain data returned to pages ------------------------------------------------------------
 
 

@@ -97,6 +97,25 @@ def _template_variables(session: TenantSession, template: MessageTemplate) -> se
     return used
 
 
+def parse_variable_map(text: str) -> dict[str, str]:
+    """The editor's "1 = patient_name" lines as a mapping; a ValidationError names a malformed line."""
+    mapping: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        slot, sep, name = line.partition("=")
+        if not sep or not slot.strip() or not name.strip():
+            raise ValidationError(f"Line {number} should look like '1 = patient_name'.", field="variable_map")
+        if slot.strip() in mapping:
+            raise ValidationError(f"Content variable {slot.strip()} appears twice.", field="variable_map")
+        mapping[slot.strip()] = name.strip()
+    return mapping
+
+
+def format_variable_map(mapping: dict[str, str]) -> str:
+    return "\n".join(f"{slot} = {name}" for slot, name in sorted(mapping.items(), key=lambda kv: int(kv[0])))
+
+
 def get_whatsapp_link(session: TenantSession, actor: Actor, template_id: uuid.UUID) -> WhatsAppLink:
     authorize(session, actor, Permission.VIEW_TEMPLATES)
     return _link(_template(session, template_id))

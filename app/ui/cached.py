@@ -39,3 +39,8 @@ def _clinic(tenant_id: str, _actor: Actor) -> ClinicInfo:
 def clinic(actor: Actor) -> ClinicInfo:
     """The signed-in user's clinic (name, time zone, ...), at most five minutes old."""
     return _clinic(str(actor.tenant_id), actor)
+
+
+def forget_clinic(actor: Actor) -> None:
+    """Drop the cached clinic details (after its settings changed)."""
+    _clinic.clear(str(actor.tenant_id), actor)

@@ -48,6 +48,7 @@ MENU: tuple[MenuEntry, ...] = (
     MenuEntry("bulk.py", "Bulk send", ":material/campaign:", Permission.SEND_MESSAGES, "Messaging"),
     MenuEntry("staff.py", "Staff", ":material/badge:", Permission.MANAGE_STAFF, "Administration"),
     MenuEntry("analytics.py", "Analytics", ":material/monitoring:", Permission.VIEW_ANALYTICS, "Reports"),
+    MenuEntry("settings.py", "Settings", ":material/settings:", Permission.MANAGE_SETTINGS, "Administration"),
     MenuEntry("audit.py", "Audit log", ":material/policy:", Permission.VIEW_AUDIT, "Administration"),
 )
 

@@ -98,3 +98,47 @@ def test_sms_can_be_routed_to_unifonic_by_settings() -> None:
     provider = providers.for_channel(Channel.SMS)
     assert provider.name == "unifonic"
     assert provider.status_callback_url == f"https://notify.clinic.example/unifonic/dlr/{TOKEN}"
+
+
+# -- per-clinic tokens -----------------------------------------------------------------------
+
+
+def _clinic_token(engine: Engine, tenant) -> str:  # type: ignore[no-untyped-def]
+    import uuid
+
+    from app.services import clinic_settings
+    from db.session import tenant_session
+    from tests.factories import make_user
+
+    admin = make_user(engine, tenant, f"admin-{uuid.uuid4().hex[:8]}")
+    with tenant_session(engine, tenant) as session:
+        return clinic_settings.rotate_dlr_token(session, admin).token
+
+
+def test_a_clinic_token_applies_that_clinics_reports_and_the_global_token_still_works(engine: Engine,
+                                                                                      service: str) -> None:
+    message = _message(engine)
+    token = _clinic_token(engine, message.tenant_id)
+    response = httpx.post(f"{service}/unifonic/dlr/{token}", data=_report("Delivered"))
+    assert response.status_code == 200 and response.headers["X-Outcome"] == "applied"
+    assert _state(engine, message)[0] == MessageStatus.DELIVERED
+    assert httpx.post(f"{service}/unifonic/dlr/{TOKEN}", data=_report("Delivered")).headers["X-Outcome"] == "duplicate"
+
+
+def test_a_rotated_clinic_token_stops_working(engine: Engine, service: str) -> None:
+    message = _message(engine)
+    old = _clinic_token(engine, message.tenant_id)
+    new = _clinic_token(engine, message.tenant_id)
+    assert old != new
+    assert httpx.post(f"{service}/unifonic/dlr/{old}", data=_report("Delivered")).status_code == 403
+    assert _state(engine, message) == (MessageStatus.SENT, 0)
+    assert httpx.post(f"{service}/unifonic/dlr/{new}", data=_report("Delivered")).status_code == 200
+
+
+def test_a_clinic_token_cannot_touch_another_clinics_message(engine: Engine, service: str) -> None:
+    message = _message(engine)
+    other = make_tenant(engine, "other-clinic")
+    token = _clinic_token(engine, other)
+    response = httpx.post(f"{service}/unifonic/dlr/{token}", data=_report("Delivered"))
+    assert response.status_code == 200 and response.headers["X-Outcome"] == "unknown_message"
+    assert _state(engine, message) == (MessageStatus.SENT, 0)

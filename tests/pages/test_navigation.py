@@ -15,7 +15,9 @@ from tests.factories import make_user
 from tests.pages.conftest import LANDING_TITLES, Clinic, signed_in
 
 EXPECTED_MENUS = {
-    Role.ADMIN: ["Dashboard", "Messages", "Templates", "Bulk send", "Patients", "Analytics", "Staff", "Audit log"],
+    Role.ADMIN: [
+        "Dashboard", "Messages", "Templates", "Bulk send", "Patients", "Analytics", "Staff", "Settings", "Audit log",
+    ],
     Role.FRONT_DESK: ["Dashboard", "Messages", "Templates", "Bulk send", "Patients"],
     Role.ANALYST: ["Dashboard", "Messages", "Templates", "Analytics"],
 }

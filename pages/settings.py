@@ -1,0 +1,120 @@
+"""Settings (admins): which provider carries each channel, with which sender and failover; the
+clinic's own provider credentials (write-only); the Unifonic delivery-report address; locale."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import streamlit as st
+
+from app.providers.routing import DESTINATION_LABELS, MAX_STEPS, PROVIDER_LABELS, PROVIDERS_FOR
+from app.services import clinic_settings
+from app.services.permissions import Permission
+from app.ui import cached, feedback, session
+
+actor = session.require_actor(Permission.MANAGE_SETTINGS)
+NEW_DLR_URL = "settings.new_dlr_url"
+
+
+def changed(slot: str, message: str, *widget_keys: str) -> None:
+    feedback.flash(slot, message)
+    feedback.reset_widgets(*widget_keys)
+    cached.forget_clinic(actor)
+    st.rerun()
+
+
+st.title("Settings", anchor=False)
+st.caption("How your clinic's messages leave: providers, senders and failover. Every change is recorded in the "
+           "audit log. Secrets you enter here are stored encrypted and never shown again.")
+
+current = feedback.service(clinic_settings.get_clinic_settings)
+if current is None:
+    st.stop()
+local = ZoneInfo(current.timezone)
+
+st.subheader("Delivery routes", anchor=False)
+st.caption("The first provider sends; the next one is tried only when the previous one certainly did not take the "
+           "message (credentials refused, no balance, sender not registered, unreachable). Never after a timeout "
+           "or a refused number, so a patient never gets the message twice. Leave the first provider empty to use "
+           "the server's default.")
+feedback.show_flash("route")
+for route in current.routes:
+    key = f"{route.channel.value}_{route.destination}"
+    choices = ["", *PROVIDERS_FOR[route.channel]]
+    default = PROVIDER_LABELS.get(route.default_provider, route.default_provider)
+    summary = " → ".join(PROVIDER_LABELS[s.provider] for s in route.steps) or f"server default ({default})"
+    with st.expander(f"{route.channel.label} · {DESTINATION_LABELS[route.destination]}: {summary}"), \
+            st.form(f"route_{key}"):
+        rows = []
+        for position in range(MAX_STEPS):
+            step = route.steps[position] if position < len(route.steps) else None
+            left, middle, right = st.columns(3)
+            provider = left.selectbox(
+                "Primary provider" if position == 0 else f"Failover {position}", choices,
+                index=choices.index(step.provider) if step else 0, key=f"provider_{key}_{position}",
+                format_func=lambda p: PROVIDER_LABELS.get(p, "—"))
+            sender = middle.text_input("Sender", value=step.sender if step else "", key=f"sender_{key}_{position}",
+                                       help="Twilio: a number (+1...) or Messaging Service SID (MG...); Unifonic: "
+                                            "the registered name, e.g. AgdarClinic. Empty: the server's sender.")
+            promotional = right.text_input(
+                "Promotional sender (-AD)", value=step.promotional_sender if step else "",
+                key=f"promo_{key}_{position}", disabled=route.channel.value != "sms",
+                help="Unifonic SMS only: the registered name ending in -AD, used for promotional messages.")
+            rows.append((provider, sender, promotional))
+        if st.form_submit_button("Save route") and feedback.service(
+                clinic_settings.set_route, route.channel, route.destination, clinic_settings.steps_from_form(rows)):
+            changed("route", f"Saved the route for {route.channel.label} ({DESTINATION_LABELS[route.destination]}).")
+
+st.subheader("Provider credentials", anchor=False)
+if not current.can_store_credentials:
+    st.info("The server has no CREDENTIALS_KEY, so credentials cannot be stored here; routes use the ones in the "
+            "server's environment.", icon=":material/info:")
+feedback.show_flash("credentials")
+for status in current.credentials:
+    with st.form(f"credentials_{status.provider}"):
+        if status.is_set and status.changed_at:
+            when = status.changed_at.astimezone(local).strftime("%d %b %Y, %H:%M")
+            st.markdown(f"**{status.label}**: set · last changed {when} by {status.changed_by or 'unknown'}")
+        else:
+            st.markdown(f"**{status.label}**: not set · the server's credentials are used")
+        values = {
+            name: st.text_input(label, type="password", key=f"cred_{status.provider}_{name}",
+                                autocomplete="off", disabled=not current.can_store_credentials)
+            for name, label in status.fields
+        }
+        save, clear = st.columns(2)
+        if save.form_submit_button("Save credentials", disabled=not current.can_store_credentials) and \
+                feedback.service(clinic_settings.set_credentials, status.provider, values):
+            changed("credentials", f"Saved the {status.label} credentials.",
+                    *(f"cred_{status.provider}_{name}" for name in values))
+        if clear.form_submit_button("Forget credentials", disabled=not status.is_set) and feedback.service(
+                clinic_settings.clear_credentials, status.provider):
+            changed("credentials", f"Forgot the {status.label} credentials; the server's apply again.")
+
+st.subheader("Unifonic delivery reports", anchor=False)
+if current.dlr_token_created_at:
+    st.write(f"This clinic has its own report address since "
+             f"{current.dlr_token_created_at.astimezone(local).strftime('%d %b %Y, %H:%M')}.")
+else:
+    st.write("This clinic has no report address of its own yet.")
+new_url = st.session_state.pop(NEW_DLR_URL, None)
+if new_url:
+    st.warning("Copy this address into Unifonic's console now: it is shown only once.", icon=":material/key:")
+    st.code(new_url, language=None)
+label = "Replace the report address" if current.dlr_token_created_at else "Create a report address"
+if st.button(label, key="rotate_dlr"):
+    token = feedback.service(clinic_settings.rotate_dlr_token)
+    if token is not None:
+        st.session_state[NEW_DLR_URL] = token.callback_url
+        st.rerun()
+
+st.subheader("Clinic", anchor=False)
+feedback.show_flash("locale")
+with st.form("locale"):
+    timezone = st.text_input("Time zone", value=current.timezone, key="locale_timezone",
+                             help="Promotional windows and quiet hours use it, e.g. Asia/Riyadh.")
+    region = st.text_input("Default country for local numbers", value=current.default_region, key="locale_region",
+                           help="Two letters, e.g. SA: 0501234567 is read as +966501234567.")
+    if st.form_submit_button("Save") and feedback.service(clinic_settings.set_locale, timezone=timezone,
+                                                          default_region=region):
+        changed("locale", "Saved the clinic's time zone and country.")
