@@ -147,6 +147,7 @@ def content_step(options: bulk_wizard.WizardOptions) -> None:
 
 def show_review(review: DryRun) -> None:
     st.info(review.class_effect, icon=":material/info:")
+    st.metric("Recipients in the audience", f"{review.audience_size:,}")
     cols = st.columns(4)
     cols[0].metric("Will be sent", f"{review.sendable:,}")
     cols[1].metric("Skipped", f"{len(review.skipped) - review.deferred:,}")
@@ -193,7 +194,7 @@ def send_step(options: bulk_wizard.WizardOptions, review: DryRun) -> None:
     typed = None
     if review.audience_size > options.confirm_threshold:
         text = st.text_input(f"This goes to more than {options.confirm_threshold:,} recipients. Type the number "
-                             "of recipients to confirm", key=W + "typed")
+                             "of recipients in the audience (see Review) to confirm", key=W + "typed")
         typed = int(text) if text.strip().isdigit() else None
     if st.button("Send" if send_at is None else "Schedule send", type="primary", key="bulk_send"):
         created = feedback.service(bulk_wizard.confirm, current_draft(), typed_count=typed, send_at_local=send_at)

@@ -62,9 +62,10 @@ def _check(session: TenantSession, actor: Actor) -> None:
         authorize(session, actor, Permission.BULK_SEND)  # raises with the role's name
 
 
-def _job(session: TenantSession, job_id: uuid.UUID) -> BulkJob:
+def _job(session: TenantSession, job_id: uuid.UUID, actor: Actor) -> BulkJob:
+    """The job; front desk only sees the jobs they created."""
     job = session.get(BulkJob, job_id)
-    if job is None:
+    if job is None or (not actor.can(Permission.BULK_SEND) and job.created_by_id != actor.user_id):
         raise NotFoundError("That bulk job does not exist in your clinic.")
     return job
 
@@ -94,7 +95,7 @@ def list_jobs(session: TenantSession, actor: Actor, *, limit: int = 200) -> list
 def progress(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> Progress:
     """Live counts per group, and when the rest should be sent at the channel's rate."""
     _check(session, actor)
-    job = _job(session, job_id)
+    job = _job(session, job_id, actor)
     by_status = dict(session.execute(select(Message.status, func.count()).where(
         Message.bulk_job_id == job.id).group_by(Message.status)).all())
     counts = {group: sum(by_status.get(s, 0) for s in statuses) for group, statuses in GROUPS.items()}
@@ -126,7 +127,7 @@ def _move(session: TenantSession, job: BulkJob, source: MessageStatus, target: M
 def pause(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> int:
     """Hold the job's waiting messages (queued -> scheduled with no time); returns how many."""
     authorize(session, actor, Permission.BULK_SEND)
-    job = _job(session, job_id)
+    job = _job(session, job_id, actor)
     if BulkJobStatus(job.status) not in (BulkJobStatus.SENDING, BulkJobStatus.SCHEDULED):
         raise ValidationError("Only a sending or scheduled job can be paused.")
     held = _move(session, job, MessageStatus.QUEUED, MessageStatus.SCHEDULED, "paused",
@@ -146,7 +147,7 @@ def pause(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> int:
 def resume(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> list[tuple[str, list[str]]]:
     """Release held messages; returns the delivery batches to enqueue after commit."""
     authorize(session, actor, Permission.BULK_SEND)
-    job = _job(session, job_id)
+    job = _job(session, job_id, actor)
     if BulkJobStatus(job.status) != BulkJobStatus.PAUSED:
         raise ValidationError("Only a paused job can be resumed.")
     now = utcnow()
@@ -169,7 +170,7 @@ def resume(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> list[tupl
 def cancel(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> int:
     """Cancel every message of the job that has not started sending; returns how many."""
     authorize(session, actor, Permission.BULK_SEND)
-    job = _job(session, job_id)
+    job = _job(session, job_id, actor)
     if BulkJobStatus(job.status) not in _ACTIVE:
         raise ValidationError("This job is finished; there is nothing left to cancel.")
     cancelled = sum(len(_move(session, job, source, MessageStatus.CANCELLED, "cancelled",

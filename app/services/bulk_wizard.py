@@ -76,7 +76,7 @@ class Sample:
 
 @dataclass
 class DryRun:
-    audience_size: int
+    audience_size: int  # the number an admin types to confirm a large send (file rows refused not included)
     will_send: dict[str, int]  # "SMS / en" -> count
     deferred: int
     skipped: list[SkippedRecipient]
@@ -266,7 +266,6 @@ def dry_run(session: TenantSession, actor: Actor, draft: Draft, *, send_at: dt.d
             else _price(body.channel, 1, settings) * sendable)
     notes = []
     if audience.get("kind") == "list":
-        size += len(draft.import_rejections)
         columns_missing = body.variables(Language.EN) - set(_list_variables(audience))
         if columns_missing and all(s.reason == "missing variable" for s in skipped if s.reason != "invalid number"):
             notes.append("The text uses " + ", ".join(sorted(columns_missing)) +

@@ -120,6 +120,11 @@ def test_other_clinics_patients_are_never_selected(clinic) -> None:  # type: ign
     add_patients(engine, other, 5)
     add_patients(engine, tenant_id, 2, start=100)
     assert review(engine, admin, draft({"kind": "all"})).sendable == 2
+    created = confirm(engine, admin, draft({"kind": "all"}))
+    _, result = expand(engine, created.bulk_job_id)
+    assert result["written"] == 2
+    with tenant_session(engine, tenant_id) as s:
+        assert s.get(BulkJob, created.bulk_job_id).total_recipients == 2
 
 
 # --- review reasons ------------------------------------------------------------------------------
