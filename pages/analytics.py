@@ -10,7 +10,6 @@ from app.services import analytics
 from app.services.permissions import Permission
 from app.ui import feedback, reports, session
 from db.enums import Channel
-from db.types import utcnow
 
 actor = session.require_actor(Permission.VIEW_ANALYTICS)
 st.title("Analytics", anchor=False)
@@ -24,7 +23,7 @@ template_id = pick_template.selectbox("Template", [None, *templates], key="analy
                                       format_func=lambda t: templates.get(t, "All templates") if t else "All templates")
 if period is None:
     st.stop()
-report = feedback.service(analytics.report, period, Filters(channel=channel, template_id=template_id), now=utcnow())
+report = reports.report(actor, period, Filters(channel=channel, template_id=template_id))
 if report is None:
     st.stop()
 

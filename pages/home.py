@@ -53,7 +53,7 @@ if period is None:
 
 @st.fragment(run_every=get_settings().dashboard_refresh_seconds)
 def live_numbers() -> None:
-    result = feedback.service(analytics.summary, period)
+    result = reports.summary(actor, period)
     if result is None:
         return
     totals = result.totals

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+import zoneinfo
 from typing import Any
 
-from sqlalchemy import Float
+from sqlalchemy import Date, Float, Integer, literal_column
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
@@ -51,3 +54,66 @@ def _seconds_sqlite(element: seconds_between, compiler: Any, **kw: Any) -> str:
     start, end = (compiler.process(c, **kw) for c in element.clauses)
     return f"round((julianday({end}) - julianday({start})) * 86400.0, 3)"  # julianday is coarse: whole ms
 
+
+
+# --- clinic-time parts of a timestamp (day, ISO weekday 1-7, hour 0-23) ---------------------------
+# PostgreSQL converts with the IANA zone; SQLite (development) knows no zones and adds the zone's
+# UTC offset at the end of the period instead (exact for zones without daylight saving time).
+
+_ZONE_NAME = re.compile(r"^[A-Za-z0-9_+\-/]{1,64}$")
+
+
+class _LocalPart(FunctionElement[Any]):
+    inherit_cache = True
+    part = ""
+
+
+class local_day(_LocalPart):  # noqa: N801
+    type = Date()
+    part = "day"
+    inherit_cache = True
+    name = "local_day"
+
+
+class local_weekday(_LocalPart):  # noqa: N801
+    type = Integer()
+    part = "weekday"
+    inherit_cache = True
+    name = "local_weekday"
+
+
+class local_hour(_LocalPart):  # noqa: N801
+    type = Integer()
+    part = "hour"
+    inherit_cache = True
+    name = "local_hour"
+
+
+def in_zone(kind: type[_LocalPart], column: Any, timezone: str, at: dt.datetime) -> _LocalPart:
+    """``kind`` (local_day, local_weekday, local_hour) of ``column`` in ``timezone``."""
+    if not _ZONE_NAME.match(timezone):
+        raise ValueError(f"not a time zone name: {timezone!r}")
+    zone = zoneinfo.ZoneInfo(timezone)  # refuses unknown zones
+    offset = at.astimezone(zone).utcoffset() or dt.timedelta()
+    return kind(column, literal_column(f"'{timezone}'"), literal_column(str(int(offset.total_seconds() // 60))))
+
+
+@compiles(_LocalPart, "postgresql")
+def _local_pg(element: _LocalPart, compiler: Any, **kw: Any) -> str:
+    column, zone, _offset = (compiler.process(c, **kw) for c in element.clauses)
+    local = f"(({column}) AT TIME ZONE {zone})"
+    if element.part == "day":
+        return f"CAST({local} AS DATE)"
+    field = "ISODOW" if element.part == "weekday" else "HOUR"
+    return f"CAST(EXTRACT({field} FROM {local}) AS INTEGER)"
+
+
+@compiles(_LocalPart, "sqlite")
+def _local_sqlite(element: _LocalPart, compiler: Any, **kw: Any) -> str:
+    column, _zone, offset = (compiler.process(c, **kw) for c in element.clauses)
+    shift = f"'{offset} minutes'"
+    if element.part == "day":
+        return f"date({column}, {shift})"
+    if element.part == "weekday":
+        return f"(((CAST(strftime('%w', {column}, {shift}) AS INTEGER) + 6) % 7) + 1)"
+    return f"CAST(strftime('%H', {column}, {shift}) AS INTEGER)"

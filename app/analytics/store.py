@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.sql.expression import ColumnElement
 
-from app.analytics.rollups import MEASURES, raw_aggregate
+from app.analytics.rollups import MEASURES, raw_aggregate, raw_dimension
+from app.analytics.sql import in_zone, local_day, local_hour, local_weekday
 from app.errors import ValidationError
 from db.enums import Channel
 from db.models import Message, MessageRollup
@@ -82,12 +83,28 @@ def _conditions(columns: Any, filters: Filters) -> list[ColumnElement[bool]]:
     return conditions
 
 
+LOCAL_PARTS = {"day": local_day, "weekday": local_weekday, "hour_of_day": local_hour}
+"""Dimensions in clinic time (from the hour on the rollup, from ``created_at`` on raw rows)."""
+
+
+def _keys(by: Sequence[str], period: Period, *, rollup: bool) -> dict[str, ColumnElement[Any]]:
+    at = MessageRollup.hour if rollup else Message.created_at
+    keys: dict[str, ColumnElement[Any]] = {}
+    for name in by:
+        if name in LOCAL_PARTS:
+            keys[name] = in_zone(LOCAL_PARTS[name], at, period.timezone, period.end)
+        else:
+            keys[name] = getattr(MessageRollup, name) if rollup else raw_dimension(name)
+    return keys
+
+
 def grouped(session: TenantSession, period: Period, by: Sequence[str], *, filters: Filters = NO_FILTERS,
             where: Sequence[ColumnElement[bool]] = (), raw_where: Sequence[ColumnElement[bool]] = (),
             now: dt.datetime | None = None) -> list[dict[str, Any]]:
     """Sums of every rollup measure grouped ``by`` dimensions over ``period`` in the session's clinic.
 
-    ``where`` filters rollup rows and ``raw_where`` the same thing on messages (e.g. only failed).
+    ``by`` names rollup columns, ``hour`` (UTC) or the clinic-time ``day``, ``weekday`` (1 = Monday)
+    and ``hour_of_day``. ``where`` filters rollup rows and ``raw_where`` the same on messages.
     """
     split = hour_start(now or period.end)
     merged: dict[tuple, dict[str, Any]] = {}
@@ -102,17 +119,19 @@ def grouped(session: TenantSession, period: Period, by: Sequence[str], *, filter
 
     closed_end = min(split, period.end)
     if period.start < closed_end:
-        keys = [getattr(MessageRollup, name) for name in by]
+        keys = _keys(by, period, rollup=True)
         rollup_where = [MessageRollup.tenant_id == session.tenant_id, MessageRollup.hour >= period.start,
                         MessageRollup.hour < closed_end, *_conditions(MessageRollup, filters), *where]
         add(session.execute(
-            select(*keys, *[func.sum(getattr(MessageRollup, name)).label(name) for name in MEASURES])
-            .where(*rollup_where).group_by(*keys)))
+            select(*[expr.label(name) for name, expr in keys.items()],
+                   *[func.sum(getattr(MessageRollup, name)).label(name) for name in MEASURES])
+            .where(*rollup_where).group_by(*keys.values())))
     if period.end > split:
         live_start = max(split, period.start)
         add(session.execute(raw_aggregate(
             Message.tenant_id == session.tenant_id, Message.created_at >= live_start,
-            Message.created_at < period.end, *_conditions(Message, filters), *raw_where, by=by)))
+            Message.created_at < period.end, *_conditions(Message, filters), *raw_where,
+            keys=_keys(by, period, rollup=False))))
     for slot in merged.values():
         slot["cost"] = Decimal(slot["cost"] or 0)
     return list(merged.values())

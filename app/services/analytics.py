@@ -42,13 +42,12 @@ def _pct(value: float | None) -> float | None:
     return None if value is None else round(100 * value, 1)
 
 
-def _day_outcomes(hourly: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Messages per local day (and ``by``) split into outcome columns."""
+def _day_outcomes(daily: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Messages per clinic day (and ``by``) split into outcome columns."""
     columns = ["Day", *[b.title() for b in by], *[o.label for o in Outcome]]
-    if hourly.empty:
+    if daily.empty:
         return pd.DataFrame(columns=columns)
-    frame = hourly.assign(Day=hourly["local"].dt.date)
-    table = frame.pivot_table(index=["Day", *by], columns="outcome", values="messages", aggfunc="sum",
+    table = daily.pivot_table(index=["day", *by], columns="outcome", values="messages", aggfunc="sum",
                               fill_value=0)
     table = table.reindex(columns=[o.value for o in Outcome], fill_value=0).reset_index()
     table.columns = columns
@@ -83,21 +82,20 @@ def _channel_table(rows_by_channel: dict[Any, Totals]) -> pd.DataFrame:
 
 
 def summary(session: TenantSession, actor: Actor, period: Period, filters: Filters = NO_FILTERS) -> Summary:
-    """Tiles, channel breakdown and the daily trend by outcome."""
+    """Tiles, channel breakdown and the daily trend by outcome (one query)."""
     authorize(session, actor, Permission.VIEW_DASHBOARD)
-    rows = grouped(session, period, ("hour", "channel", "status"), filters=filters)
+    rows = grouped(session, period, ("day", "channel", "status"), filters=filters)
     totals = Totals()
     for row in rows:
         totals.add(row["channel"], row["status"], row)
-    hourly = _hourly_from(rows, period)
-    return Summary(totals, _channel_table(_by_key(rows, "channel")), _day_outcomes(hourly, []))
+    return Summary(totals, _channel_table(_by_key(rows, "channel")), _day_outcomes(_frame(rows), []))
 
 
-def _hourly_from(rows: list[dict[str, Any]], period: Period) -> pd.DataFrame:
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Grouped rows as a table, with each row's outcome and the channel's label."""
     frame = pd.DataFrame(rows)
     if frame.empty:
-        return pd.DataFrame(columns=["hour", "channel", "status", "messages", "cost", "read", "local", "outcome"])
-    frame["local"] = pd.to_datetime(frame["hour"], utc=True).dt.tz_convert(period.timezone)
+        return pd.DataFrame(columns=["day", "channel", "status", "messages", "cost", "read", "outcome"])
     pairs = {(c, s): outcome(c, s).value for c, s in set(zip(frame["channel"], frame["status"], strict=True))}
     frame["outcome"] = [pairs[(c, s)] for c, s in zip(frame["channel"], frame["status"], strict=True)]
     frame["channel"] = [Channel(c).label for c in frame["channel"]]
@@ -205,29 +203,29 @@ def _templates_table(session: TenantSession, period: Period, filters: Filters) -
     return frame.sort_values(["Messages", "Template"], ascending=[False, True], ignore_index=True)
 
 
-def _heatmap(hourly: pd.DataFrame) -> pd.DataFrame:
+def _heatmap(session: TenantSession, period: Period, filters: Filters) -> pd.DataFrame:
     columns = ["Weekday", "Hour", "Messages", "Success rate (%)"]
-    if hourly.empty:
-        return pd.DataFrame(columns=columns)
-    frame = hourly.assign(Weekday=hourly["local"].dt.day_of_week, Hour=hourly["local"].dt.hour,
-                          delivered=hourly["messages"].where(hourly["outcome"] == Outcome.DELIVERED.value, 0),
-                          failed=hourly["messages"].where(hourly["outcome"] == Outcome.FAILED.value, 0))
-    table = frame.groupby(["Weekday", "Hour"], as_index=False)[["messages", "delivered", "failed"]].sum()
-    final = table["delivered"] + table["failed"]
-    table["Success rate (%)"] = (100 * table["delivered"] / final.where(final > 0)).round(1)
-    table["Weekday"] = [WEEKDAYS[d] for d in table["Weekday"]]
-    return table.rename(columns={"messages": "Messages"})[columns]
-
-
-def _whatsapp_reads(hourly: pd.DataFrame) -> pd.DataFrame:
-    columns = ["Day", "Delivered", "Read", "Read rate (%)"]
-    frame = hourly[(hourly["channel"] == Channel.WHATSAPP.label) & (hourly["outcome"] == Outcome.DELIVERED.value)] \
-        if not hourly.empty else hourly
+    frame = _frame(grouped(session, period, ("weekday", "hour_of_day", "channel", "status"), filters=filters))
     if frame.empty:
         return pd.DataFrame(columns=columns)
-    table = frame.assign(Day=frame["local"].dt.date).groupby("Day", as_index=False)[["messages", "read"]].sum()
+    frame = frame.assign(delivered=frame["messages"].where(frame["outcome"] == Outcome.DELIVERED.value, 0),
+                         failed=frame["messages"].where(frame["outcome"] == Outcome.FAILED.value, 0))
+    table = frame.groupby(["weekday", "hour_of_day"], as_index=False)[["messages", "delivered", "failed"]].sum()
+    final = table["delivered"] + table["failed"]
+    table["Success rate (%)"] = (100 * table["delivered"] / final.where(final > 0)).round(1)
+    table["Weekday"] = [WEEKDAYS[int(d) - 1] for d in table["weekday"]]
+    return table.rename(columns={"messages": "Messages", "hour_of_day": "Hour"})[columns]
+
+
+def _whatsapp_reads(daily: pd.DataFrame) -> pd.DataFrame:
+    columns = ["Day", "Delivered", "Read", "Read rate (%)"]
+    frame = daily[(daily["channel"] == Channel.WHATSAPP.label) & (daily["outcome"] == Outcome.DELIVERED.value)] \
+        if not daily.empty else daily
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    table = frame.groupby("day", as_index=False)[["messages", "read"]].sum()
     table["Read rate (%)"] = (100 * table["read"] / table["messages"].where(table["messages"] > 0)).round(1)
-    return table.rename(columns={"messages": "Delivered", "read": "Read"})[columns]
+    return table.rename(columns={"day": "Day", "messages": "Delivered", "read": "Read"})[columns]
 
 
 def _optouts(session: TenantSession, period: Period, filters: Filters) -> pd.DataFrame:
@@ -251,11 +249,11 @@ def report(session: TenantSession, actor: Actor, period: Period, filters: Filter
            now: dt.datetime) -> Report:
     """Everything the Analytics page shows, for ``period`` and ``filters``."""
     authorize(session, actor, Permission.VIEW_ANALYTICS)
-    rows = grouped(session, period, ("hour", "channel", "status"), filters=filters, now=now)
-    hourly = _hourly_from(rows, period)
-    delivery = _with_rate(_day_outcomes(hourly, ["channel"]))
-    cost = (hourly.assign(Day=hourly["local"].dt.date).groupby(["Day", "channel"], as_index=False)["cost"].sum()
-            .rename(columns={"channel": "Channel", "cost": "Cost"})) if not hourly.empty else \
+    rows = grouped(session, period, ("day", "channel", "status"), filters=filters, now=now)
+    daily = _frame(rows)
+    delivery = _with_rate(_day_outcomes(daily, ["channel"]))
+    cost = (daily.groupby(["day", "channel"], as_index=False)["cost"].sum()
+            .rename(columns={"day": "Day", "channel": "Channel", "cost": "Cost"})) if not daily.empty else \
         pd.DataFrame(columns=["Day", "Channel", "Cost"])
     jobs = list(session.scalars(
         select(BulkJob).where(BulkJob.created_at >= period.start, BulkJob.created_at < period.end,
@@ -265,7 +263,7 @@ def report(session: TenantSession, actor: Actor, period: Period, filters: Filter
         delivery_rate=delivery, channels=_channel_table(_by_key(rows, "channel")),
         templates=_templates_table(session, period, filters),
         failures=failure_reasons(session, actor, period, filters, permission=Permission.VIEW_ANALYTICS),
-        cost_daily=cost, whatsapp_reads=_whatsapp_reads(hourly), heatmap=_heatmap(hourly),
+        cost_daily=cost, whatsapp_reads=_whatsapp_reads(daily), heatmap=_heatmap(session, period, filters),
         optouts=_optouts(session, period, filters), bulk_jobs=_jobs_table(jobs, _job_outcomes(session, jobs, now)),
     )
 

@@ -10,15 +10,17 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app.analytics.export import to_csv
-from app.analytics.store import Period
+from app.analytics.store import NO_FILTERS, Filters, Period
 from app.errors import ValidationError
 from app.services import analytics
 from app.services.permissions import Actor, Permission
-from app.ui import cached, feedback
+from app.ui import cached, feedback, session
+from db.session import tenant_session
 from db.types import utcnow
 
 PRESETS = {"Last 7 days": 7, "Last 30 days": 30, "Last 90 days": 90}
 CUSTOM = "Custom"
+CACHE_SECONDS = 5  # a rerun (a click) within this reuses the figures; the live panels refresh less often
 
 
 def period_picker(actor: Actor, key: str) -> Period | None:
@@ -45,17 +47,55 @@ def _audit_download(name: str, rows: int, period: Period) -> None:
     feedback.service(analytics.record_export, name, rows=rows, period=period)
 
 
+@st.cache_data(ttl=600, max_entries=500, show_spinner=False)
+def _figure(name: str, data: pd.DataFrame, _build: Callable[[pd.DataFrame], go.Figure]) -> go.Figure:
+    return _build(data)  # keyed by the chart's name and its data: a rerun with the same data redraws nothing
+
+
+@st.cache_data(ttl=600, max_entries=500, show_spinner=False)
+def _csv(name: str, data: pd.DataFrame) -> bytes:
+    return to_csv(data)
+
+
 def chart(actor: Actor, build: Callable[[pd.DataFrame], go.Figure], data: pd.DataFrame, name: str,
           period: Period) -> None:
     """``build(data)`` as a chart and, for roles that may export, its data as CSV (the download is audited)."""
     if data.empty:
         st.caption(f"{name.replace('_', ' ').capitalize()}: no messages in this period.")
         return
-    st.plotly_chart(build(data), key=f"chart_{name}")
+    st.plotly_chart(_figure(name, data, build), key=f"chart_{name}")
     if actor.can(Permission.EXPORT_DATA):
-        st.download_button("Download CSV", to_csv(data), file_name=f"{name}.csv", mime="text/csv",
+        st.download_button("Download CSV", _csv(name, data), file_name=f"{name}.csv", mime="text/csv",
                            key=f"csv_{name}", icon=":material/download:", on_click=_audit_download,
                            args=(name, len(data), period))
+
+
+def _key(actor: Actor, period: Period, filters: Filters) -> tuple:
+    # ``end`` is "now" for the presets: bucketed, so reruns within CACHE_SECONDS share one result
+    return (str(actor.tenant_id), actor.role.value, period.start.isoformat(),
+            int(period.end.timestamp() // CACHE_SECONDS), period.timezone, filters.channel, str(filters.template_id))
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def _report(key: tuple, _actor: Actor, _period: Period, _filters: Filters) -> analytics.Report:
+    with tenant_session(session.engine(), _actor.tenant_id) as db:
+        return analytics.report(db, _actor, _period, _filters, now=utcnow())
+
+
+def report(actor: Actor, period: Period, filters: Filters) -> analytics.Report | None:
+    """The Analytics report, at most ``CACHE_SECONDS`` old (keyed by clinic, role, period and filters)."""
+    return feedback.attempt(lambda: _report(_key(actor, period, filters), actor, period, filters))
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def _summary(key: tuple, _actor: Actor, _period: Period) -> analytics.Summary:
+    with tenant_session(session.engine(), _actor.tenant_id) as db:
+        return analytics.summary(db, _actor, _period)
+
+
+def summary(actor: Actor, period: Period) -> analytics.Summary | None:
+    """The Dashboard's tiles and charts, at most ``CACHE_SECONDS`` old."""
+    return feedback.attempt(lambda: _summary(_key(actor, period, NO_FILTERS), actor, period))
 
 
 def percent(value: float | None) -> str:

@@ -133,3 +133,26 @@ def test_test_messages_are_not_counted_and_rebuild_matches(engine: Engine) -> No
         session.execute(update(Message).where(Message.id == real).values(status=MessageStatus.READ, read_at=now))
     rollups.refresh(engine, overlap_seconds=0)
     assert rollup_rows(engine, tenant) == raw_rows(engine, tenant)
+
+
+def test_the_rebuild_rollups_command(sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from app.cli import main
+    from app.config import get_settings
+    from app.database import engine_for
+
+    monkeypatch.setenv("DATABASE_URL", sqlite_engine.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    engine_for.cache_clear()
+    tenant = make_tenant(sqlite_engine, "north")
+    add_message(sqlite_engine, tenant, created_at=dt.datetime.now(dt.UTC), status=MessageStatus.DELIVERED)
+
+    assert main(["rebuild-rollups"]) == 0
+    assert "Rebuilt the message rollups of all clinics" in capsys.readouterr().out
+    assert rollup_rows(sqlite_engine, tenant) == raw_rows(sqlite_engine, tenant) != {}
+    assert main(["rebuild-rollups", "--tenant", "north"]) == 0
+    assert "(1 rollup rows)" in capsys.readouterr().out
+    assert main(["rebuild-rollups", "--tenant", "nowhere"]) == 1
+    assert capsys.readouterr().err.startswith("error:")
+    get_settings.cache_clear()
+    engine_for.cache_clear()

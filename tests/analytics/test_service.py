@@ -161,8 +161,8 @@ def test_opt_out_trend_counts_opt_outs_per_day_and_channel(engine: Engine, clini
                              source=OptOutSource.STAFF),
         ])
     with tenant_session(engine, a) as session:
-        trend = analytics.report(session, analyst_a, Period.last_days(7, now=NOW + dt.timedelta(minutes=1)),
-                                 now=NOW).optouts
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+        trend = analytics.report(session, analyst_a, Period.last_days(7, now=later), now=later).optouts
     assert trend[["Channel", "Opt-outs"]].values.tolist() == [["SMS", 1]]
 
 
@@ -186,3 +186,19 @@ def test_a_custom_period_is_checked(engine: Engine) -> None:
     period = Period.between_dates(dt.date(2026, 5, 1), dt.date(2026, 5, 1), now=NOW, timezone="Asia/Riyadh")
     assert (period.start, period.end) == (dt.datetime(2026, 4, 30, 21, tzinfo=dt.UTC),
                                           dt.datetime(2026, 5, 1, 21, tzinfo=dt.UTC))
+
+
+def test_days_weekdays_and_hours_are_in_clinic_time(engine: Engine) -> None:
+    tenant = make_tenant(engine, "riyadh")
+    analyst = make_user(engine, tenant, "rana", Role.ANALYST)
+    today = dt.datetime.now(dt.UTC).date()
+    monday = today - dt.timedelta(days=today.weekday() + 7)
+    late_monday_utc = dt.datetime.combine(monday, dt.time(21, 30), dt.UTC)  # Tuesday 00:30 in Riyadh (UTC+3)
+    add_message(engine, tenant, created_at=late_monday_utc, status=S.DELIVERED)
+    rollups.rebuild(engine)
+    now = dt.datetime.now(dt.UTC)
+    with tenant_session(engine, tenant) as session:
+        result = analytics.report(session, analyst, Period.last_days(30, now=now, timezone="Asia/Riyadh"), now=now)
+        summary = analytics.summary(session, analyst, Period.last_days(30, now=now, timezone="Asia/Riyadh"))
+    assert result.heatmap[["Weekday", "Hour", "Messages"]].values.tolist() == [["Tuesday", 0, 1]]
+    assert summary.daily["Day"].tolist() == [monday + dt.timedelta(days=1)]
