@@ -229,10 +229,30 @@ def open_page(page: sync_api.Page, title: str) -> None:
     settle(page)
 
 
+def open_tab(page: sync_api.Page, name: str) -> None:
+    """Select a tab (after a rerun the previous run's tabs may linger in the page for a moment)."""
+    settle(page)
+    page.locator('[data-stale="false"] [role="tab"], [role="tab"]').filter(has_text=name).last.click()
+
+
+def type_into(page: sync_api.Page, label: str, text: str, *, tab: str | None = None) -> None:
+    """Fill a text box (on ``tab``) and leave it, so Streamlit applies the value before the next click."""
+    if tab:  # a rerun may show the first tab again
+        open_tab(page, tab)
+    box = page.get_by_label(label, exact=True)
+    box.fill(text)
+    box.blur()
+    settle(page)
+
+
 def choose(page: sync_api.Page, label: str, option: str) -> None:
-    """Pick ``option`` in the select box labelled ``label``."""
-    page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.click()
-    page.get_by_role("option", name=option).first.click()
+    """Pick ``option`` in the select box labelled ``label`` (type to filter, then Enter)."""
+    settle(page)
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.locator("input")
+    box.click()
+    box.fill(option)
+    page.get_by_role("option", name=option).first.wait_for()
+    box.press("Enter")
     settle(page)
 
 
@@ -242,25 +262,25 @@ def test_admin_creates_a_template_saves_a_new_version_and_sends_a_test(page: syn
     open_page(page, "Templates")
 
     choose(page, "Open a template", "New template…")
-    page.get_by_label("Code", exact=True).fill("visit_reminder")
-    page.get_by_label("Name", exact=True).fill("Visit reminder")
-    page.get_by_label("English text", exact=True).fill("Hello {{ patient_name }}, see you tomorrow.")
+    type_into(page, "Code", "visit_reminder")
+    type_into(page, "Name", "Visit reminder")
+    type_into(page, "English text", "Hello {{ patient_name }}, see you tomorrow.")
     page.get_by_role("button", name="Save").click()
     sync_api.expect(page.get_by_text("Created visit_reminder (version 1).")).to_be_visible()
     settle(page)
     assert_no_errors(page, "after creating a template")
 
-    page.get_by_role("tab", name="Edit").click()
-    page.get_by_label("English text", exact=True).fill("Hello {{ patient_name }}, see you at 9:00 tomorrow.")
-    page.get_by_label("What changed (kept with the version, optional)").fill("time added")
+    type_into(page, "English text", "Hello {{ patient_name }}, see you at 9:00 tomorrow.", tab="Edit")
+    type_into(page, "What changed (kept with the version, optional)", "time added", tab="Edit")
+    open_tab(page, "Edit")
     page.get_by_role("button", name="Save").click()
     settle(page)
     sync_api.expect(page.get_by_text("version 2", exact=False).first).to_be_visible()
     assert_no_errors(page, "after saving version 2")
     shot(page, "admin-template-version-2")
 
-    page.get_by_role("tab", name="Send a test").click()
-    page.get_by_label("Send to (phone number)").fill("+966501234567")
+    type_into(page, "Send to (phone number)", "+966501234567", tab="Send a test")
+    open_tab(page, "Send a test")
     page.get_by_role("button", name="Send test").click()
     sync_api.expect(page.locator('[data-testid="stAlertContentSuccess"]').filter(
         has_text="Test message")).to_be_visible()
