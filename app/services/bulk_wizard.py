@@ -31,6 +31,7 @@ from app.services.message_content import render_body
 from app.services.permissions import Actor, Permission, authorize
 from app.services.recipient_import import Rejected
 from app.services.templates import _price
+from app.services.whatsapp_templates import ensure_sendable_in_bulk
 from db.enums import BulkJobStatus, Channel, Language, MessageClass, Role
 from db.models import BulkJob, MessageTemplate, MessageTemplateVersion, Tenant
 from db.tenancy import TenantSession
@@ -135,13 +136,10 @@ def allowed_kinds(actor: Actor) -> tuple[str, ...]:
 
 
 def _check_template_sendable(session: TenantSession, template: MessageTemplate) -> None:
-    """MERGE POINT (issue 5): the one place a template is checked before a bulk send.
-
-    Today: the template must be active. The lead wires in issue 5's check that refuses an
-    unapproved WhatsApp template here.
-    """
+    """The one place a template is checked before a bulk send: active, and for WhatsApp approved."""
     if not template.is_active:
         raise ValidationError(f"The template '{template.code}' is not active.", field="template")
+    ensure_sendable_in_bulk(session, template)
 
 
 @dataclass(frozen=True)

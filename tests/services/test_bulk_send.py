@@ -16,7 +16,15 @@ from app.services import bulk_expansion, bulk_jobs, bulk_wizard
 from app.services import recipient_import as ri
 from app.services.bulk_wizard import Draft
 from db.enums import BulkJobStatus, Channel, Language, MessageClass, MessageStatus, Role
-from db.models import AuditEvent, BulkJob, Message, NotificationPreference, Patient, PatientTag
+from db.models import (
+    AuditEvent,
+    BulkJob,
+    Message,
+    MessageTemplate,
+    NotificationPreference,
+    Patient,
+    PatientTag,
+)
 from db.session import tenant_session
 from tests.factories import make_tenant, make_user
 
@@ -395,6 +403,27 @@ def test_an_inactive_template_is_refused_at_review_and_confirm(clinic) -> None: 
         review(engine, admin, d)
     with pytest.raises(ValidationError, match="not active"):
         confirm(engine, admin, d)
+
+
+def test_an_unapproved_whatsapp_template_is_refused_before_any_job_exists(clinic) -> None:  # type: ignore[no-untyped-def]
+    from app.services import templates
+
+    engine, tenant_id, admin, *_ = clinic
+    add_patients(engine, tenant_id, 3)
+    with tenant_session(engine, tenant_id) as s:
+        template = templates.create_template(s, admin, code="wa", name="WA", channel="whatsapp", body_en="Hello")
+    d = Draft(idempotency_key="k-wa", audience={"kind": "all"}, channel=Channel.WHATSAPP, template_id=template.id)
+    with pytest.raises(ValidationError, match="not linked to an approved Content template"):
+        confirm(engine, admin, d)
+    with tenant_session(engine, tenant_id) as s:
+        template_row = s.get(MessageTemplate, template.id)
+        template_row.whatsapp_content_sid = "HX" + "a" * 32
+        template_row.whatsapp_approval_status = "pending"
+    with pytest.raises(ValidationError, match="not approved"):
+        confirm(engine, admin, d)
+    with tenant_session(engine, tenant_id) as s:
+        assert s.scalar(select(func.count()).select_from(BulkJob)) == 0
+        assert s.scalar(select(func.count()).select_from(Message)) == 0
 
 
 def test_text_over_the_channel_limit_fails_the_job_with_the_reason(clinic) -> None:  # type: ignore[no-untyped-def]
