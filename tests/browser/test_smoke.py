@@ -44,7 +44,7 @@ sync_api.expect.set_options(timeout=TIMEOUT_MS)
 
 USERS = {Role.ADMIN: "amira", Role.FRONT_DESK: "fatima", Role.ANALYST: "omar"}
 MENUS = {
-    Role.ADMIN: ["Home", "Templates", "Staff"],
+    Role.ADMIN: ["Home", "Templates", "Staff", "Settings"],
     Role.FRONT_DESK: ["Home", "Templates"],
     Role.ANALYST: ["Home", "Templates"],
 }
@@ -53,6 +53,7 @@ PAGE_IS_DRAWN = {
     "Home": "Messages in the last 7 days",
     "Templates": "Search by code or name",
     "Staff": "Change an account",
+    "Settings": "Default country for local numbers",
 }
 
 
