@@ -62,6 +62,7 @@ PAGE_IS_DRAWN = {
     "Staff": "Change an account",
     "Bulk send": "Step 1 of 4: Audience",
     "Audit log": "Prepare CSV",
+    "Settings": "Default country for local numbers",
 }
 
 

@@ -256,3 +256,27 @@ def test_other_clinics_routes_do_not_leak(engine, clinic, routed, fake_twilio, f
     queue.drain(runtime)
     assert _reload(engine, first.id).provider == "unifonic"
     assert _reload(engine, second.id).provider == "twilio"
+
+
+def test_a_timeout_at_the_failover_provider_is_settled_by_asking_the_route_without_resending(
+        engine, clinic, routed, fake_twilio, fake_unifonic) -> None:
+    import datetime as dt
+
+    from app.delivery import sweeper
+    from db.types import utcnow
+
+    tenant, _admin = clinic
+    runtime, queue = routed(provider_timeout_seconds=0.5)
+    fake_unifonic.script(UnifonicOutcome.er("ER-01"))
+    fake_twilio.script(TwilioOutcome.accept_then_hang(3))
+    message = _send(engine, queue, tenant, SAUDI_NUMBER)
+    queue.drain(runtime)
+    assert _reload(engine, message.id).status == MessageStatus.UNKNOWN
+    later = utcnow() + dt.timedelta(seconds=30)
+    runtime.clock = lambda: later
+    sweeper.run_sweep(runtime)
+    queue.drain(runtime)
+    settled = _reload(engine, message.id)
+    assert settled.status == MessageStatus.SENT
+    assert settled.provider_message_id == fake_twilio.messages[0]["sid"]
+    assert len(fake_twilio.sends) == 1 and fake_unifonic.messages == []
