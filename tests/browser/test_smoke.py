@@ -44,15 +44,17 @@ sync_api.expect.set_options(timeout=TIMEOUT_MS)
 
 USERS = {Role.ADMIN: "amira", Role.FRONT_DESK: "fatima", Role.ANALYST: "omar"}
 MENUS = {
-    Role.ADMIN: ["Home", "Templates", "Staff"],
-    Role.FRONT_DESK: ["Home", "Templates"],
-    Role.ANALYST: ["Home", "Templates"],
+    Role.ADMIN: ["Home", "Messages", "Templates", "Patients", "Staff"],
+    Role.FRONT_DESK: ["Home", "Messages", "Templates", "Patients"],
+    Role.ANALYST: ["Home", "Messages", "Templates"],
 }
 # Something each page draws last, so the screenshot shows the whole page.
 PAGE_IS_DRAWN = {
     "Home": "Messages in the last 7 days",
     "Templates": "Search by code or name",
     "Staff": "Change an account",
+    "Messages": "Select messages on this page",
+    "Patients": "Find a patient",
 }
 
 
