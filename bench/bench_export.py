@@ -1,0 +1,146 @@
+"""Benchmark the CSV export of about 1,000,000 messages against PostgreSQL's own COPY, in the same run.
+
+    python bench/bench_export.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench_issue6
+
+Picks the custom date range (clinic days) of one clinic that holds about ``--rows`` messages, then
+measures, each in a fresh child process (so peak memory is the export's own):
+
+1. the floor: ``COPY (SELECT <the same columns, unformatted> ... same filter and order) TO STDOUT``
+   written to a file;
+2. the export as the app runs it (``export.write_csv``: formatting, neutralisation and masking in
+   the database, streamed to a file with a BOM), unmasked and masked (analyst);
+3. the background job's gzip file (``run_export``) of the same filter.
+
+Targets: the export under 3 s from database to file, peak memory under 100 MB, within 2x of the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import multiprocessing
+import os
+import resource
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import select
+
+from app.services import export
+from app.services.explorer import MessageFilter, compiled_sql
+from db.enums import Role
+from db.models import Message, Tenant
+from db.session import make_engine, tenant_session
+
+COLUMNS = list(export.DEFAULT_COLUMNS)
+
+
+def _pick_filter(url: str, slug: str, rows: int) -> tuple[MessageFilter, str]:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        tenant_id, timezone = conn.execute(select(Tenant.id, Tenant.timezone).where(Tenant.slug == slug)).one()
+        boundary = conn.scalar(select(Message.created_at).where(Message.tenant_id == tenant_id)
+                               .order_by(Message.created_at.desc()).offset(rows).limit(1))
+    engine.dispose()
+    start = boundary.astimezone(ZoneInfo(timezone)).date() + dt.timedelta(days=1)
+    return MessageFilter(period="custom", date_from=start, date_to=dt.date.today() + dt.timedelta(days=1),
+                         include_test=True), str(tenant_id)
+
+
+def _floor(url: str, tenant_id: str, flt: MessageFilter, path: str) -> int:
+    engine = make_engine(url)
+    with tenant_session(engine, __import__("uuid").UUID(tenant_id)) as session:
+        columns = export.check_columns(COLUMNS)
+        statement = export._statement(session, flt, columns, [c.source().label(c.key) for c in columns], None)
+        sql, params = compiled_sql(statement, session.connection().dialect)
+        session.connection().exec_driver_sql("SET LOCAL jit = off")  # as the export does
+        dbapi = session.connection().connection.dbapi_connection
+        with open(path, "wb") as out, dbapi.cursor() as cursor:
+            with cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
+                for block in copy:
+                    out.write(block)
+            return cursor.rowcount
+
+
+def _export(url: str, tenant_id: str, flt: MessageFilter, path: str, masked: bool) -> int:
+    engine = make_engine(url)
+    with tenant_session(engine, __import__("uuid").UUID(tenant_id)) as session, open(path, "wb") as out:
+        return export.write_csv(session, flt, COLUMNS, out, masked=masked)
+
+
+def _background(url: str, tenant_id: str, flt: MessageFilter, directory: str) -> int:
+    import uuid
+
+    from app.services.permissions import Actor
+    from tests.delivery.conftest import RecordingQueue
+
+    engine = make_engine(url)
+    tid = uuid.UUID(tenant_id)
+    with engine.connect() as conn:
+        from db.models import User
+
+        user_id, username = conn.execute(select(User.id, User.username).where(
+            User.tenant_id == tid, User.role == Role.ANALYST.value)).one()
+    analyst = Actor(user_id=user_id, tenant_id=tid, username=username, display_name=username, role=Role.ANALYST)
+    info = export.request_export(engine, RecordingQueue(), analyst, flt, COLUMNS)  # type: ignore[arg-type]
+    return export.run_export(engine, tid, info.id, directory=Path(directory))
+
+
+def _child(target, args, results) -> None:  # type: ignore[no-untyped-def]
+    tracemalloc.start()
+    started = time.perf_counter()
+    rows = target(*args)
+    seconds = time.perf_counter() - started
+    _, python_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    results.put((rows, seconds, python_peak, rss_kb))
+
+
+def measure(label: str, target, *args):  # type: ignore[no-untyped-def]
+    results: multiprocessing.Queue = multiprocessing.Queue()
+    process = multiprocessing.Process(target=_child, args=(target, args, results))
+    process.start()
+    rows, seconds, python_peak, rss_kb = results.get()
+    process.join()
+    print(f"{label:52} {rows:>10,} rows {seconds:7.2f} s   peak RSS {rss_kb / 1024:6.1f} MB"
+          f"   Python heap peak {python_peak / 2**20:5.1f} MB")
+    return rows, seconds, rss_kb / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--clinic", default="alnoor")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args(argv)
+    flt, tenant_id = _pick_filter(args.database_url, args.clinic, args.rows)
+    print(f"filter {flt.to_params()} (clinic '{args.clinic}'), columns {', '.join(COLUMNS)}")
+    with tempfile.TemporaryDirectory(prefix="bench_export_") as tmp:
+        floor_path, export_path = os.path.join(tmp, "floor.csv"), os.path.join(tmp, "export.csv")
+        _, floor_s, _ = measure("floor: COPY of the same rows, raw columns, to a file", _floor, args.database_url,
+                                tenant_id, flt, floor_path)
+        rows, export_s, rss = measure("export.write_csv to a file (full contacts)", _export, args.database_url,
+                                      tenant_id, flt, export_path, False)
+        size = os.path.getsize(export_path)
+        _, masked_s, masked_rss = measure("export.write_csv to a file (masked, analyst)", _export,
+                                          args.database_url, tenant_id, flt, export_path, True)
+        _, gzip_s, _ = measure("background job: run_export to .csv.gz (analyst)", _background, args.database_url,
+                               tenant_id, flt, tmp)
+        gz = next(Path(tmp).rglob("*.csv.gz"))
+        print(f"CSV {size / 2**20:.0f} MB; gzip file {gz.stat().st_size / 2**20:.0f} MB")
+    worst = max(export_s, masked_s)
+    print(f"export vs floor: {export_s / floor_s:.2f}x full, {masked_s / floor_s:.2f}x masked (target <= 2x); "
+          f"{worst:.2f} s (target < 3 s); peak RSS {max(rss, masked_rss):.0f} MB (target < 100 MB); "
+          f"background gzip {gzip_s:.2f} s for {rows:,} rows")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
