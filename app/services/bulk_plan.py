@@ -10,6 +10,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
@@ -57,13 +58,18 @@ class Content:
         return bool(self.body_ar.strip())
 
     def variables(self, language: Language) -> frozenset[str]:
-        return compile_template(self.source(language)).variables
+        return _variables(self.source(language))
 
     @property
     def per_recipient(self) -> bool:
         """True when the text differs by recipient (anything but the clinic's own name and phone)."""
         return bool((self.variables(Language.EN) | (self.variables(Language.AR) if self.has_arabic else
                                                      frozenset())) - CLINIC_VARIABLES)
+
+
+@lru_cache(maxsize=64)
+def _variables(source: str) -> frozenset[str]:
+    return compile_template(source).variables
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import uuid
@@ -39,6 +40,12 @@ class RecordingQueue:
 
     def enqueue(self, func, *args, delay_seconds=0.0):  # type: ignore[no-untyped-def]
         self.calls.append((func, args))
+
+    def running(self, job_id):  # type: ignore[no-untyped-def]
+        return contextlib.nullcontext()
+
+    def alive(self, job_ids):  # type: ignore[no-untyped-def]
+        return set()
 
 
 class FakeRuntime:
