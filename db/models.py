@@ -494,3 +494,5 @@ class RollupWatermark(Base):
 
 # Finding the messages that changed since the refresher's last pass.
 Index("ix_messages_updated_at", Message.updated_at)
+
+TENANT_SCOPED_MODELS = (*TENANT_SCOPED_MODELS, MessageRollup)

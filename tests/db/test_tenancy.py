@@ -20,6 +20,7 @@ from db.models import (
     BulkJob,
     Message,
     MessageLog,
+    MessageRollup,
     MessageTemplate,
     MessageTemplateVersion,
     NotificationPreference,
@@ -64,6 +65,8 @@ def _graph(session: Session, tenant_id: uuid.UUID, tag: str) -> dict[type, uuid.
                          source=OptOutSource.STAFF, changed_by_id=user.id),
         MessageLog(tenant_id=tenant_id, message_id=message.id, event="status", to_status=MessageStatus.QUEUED),
         AuditEvent(tenant_id=tenant_id, actor_id=user.id, action="test.event"),
+        MessageRollup(tenant_id=tenant_id, hour=now.replace(minute=0, second=0, microsecond=0), channel=Channel.SMS,
+                      status=MessageStatus.DELIVERED, messages=1),
     ]
     session.add_all(rows)
     session.flush()
