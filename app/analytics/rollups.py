@@ -94,11 +94,11 @@ def raw_dimension(name: str) -> ColumnElement[Any]:
 
 
 def raw_aggregate(*conditions: ColumnElement[bool], by: Sequence[str] = ("tenant_id", "hour", *DIMENSIONS),
-                  keys: dict[str, ColumnElement[Any]] | None = None) -> Select:
+                  keys: dict[str, ColumnElement[Any]] | None = None, measures: Sequence[str] = MEASURES) -> Select:
     """Rollup-shaped rows straight from ``messages`` (test messages left out), grouped ``by`` (or ``keys``)."""
     keys = keys if keys is not None else {name: raw_dimension(name) for name in by}
-    measures = [expr.label(name) for name, expr in raw_measures().items()]
-    return (select(*[expr.label(name) for name, expr in keys.items()], *measures)
+    sums = [expr.label(name) for name, expr in raw_measures().items() if name in measures]
+    return (select(*[expr.label(name) for name, expr in keys.items()], *sums)
             .where(Message.is_test.is_(False), *conditions).group_by(*keys.values()))
 
 

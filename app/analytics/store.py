@@ -100,7 +100,7 @@ def _keys(by: Sequence[str], period: Period, *, rollup: bool) -> dict[str, Colum
 
 def grouped(session: TenantSession, period: Period, by: Sequence[str], *, filters: Filters = NO_FILTERS,
             where: Sequence[ColumnElement[bool]] = (), raw_where: Sequence[ColumnElement[bool]] = (),
-            now: dt.datetime | None = None) -> list[dict[str, Any]]:
+            now: dt.datetime | None = None, measures: Sequence[str] = MEASURES) -> list[dict[str, Any]]:
     """Sums of every rollup measure grouped ``by`` dimensions over ``period`` in the session's clinic.
 
     ``by`` names rollup columns, ``hour`` (UTC) or the clinic-time ``day``, ``weekday`` (1 = Monday)
@@ -114,7 +114,7 @@ def grouped(session: TenantSession, period: Period, by: Sequence[str], *, filter
             values = row._mapping
             key = tuple(values[name] for name in by)
             slot = merged.setdefault(key, {**dict(zip(by, key, strict=True)), **dict.fromkeys(MEASURES, 0)})
-            for name in MEASURES:
+            for name in measures:
                 slot[name] += values[name] or 0
 
     closed_end = min(split, period.end)
@@ -124,14 +124,14 @@ def grouped(session: TenantSession, period: Period, by: Sequence[str], *, filter
                         MessageRollup.hour < closed_end, *_conditions(MessageRollup, filters), *where]
         add(session.execute(
             select(*[expr.label(name) for name, expr in keys.items()],
-                   *[func.sum(getattr(MessageRollup, name)).label(name) for name in MEASURES])
+                   *[func.sum(getattr(MessageRollup, name)).label(name) for name in measures])
             .where(*rollup_where).group_by(*keys.values())))
     if period.end > split:
         live_start = max(split, period.start)
         add(session.execute(raw_aggregate(
             Message.tenant_id == session.tenant_id, Message.created_at >= live_start,
             Message.created_at < period.end, *_conditions(Message, filters), *raw_where,
-            keys=_keys(by, period, rollup=False))))
+            keys=_keys(by, period, rollup=False), measures=measures)))
     for slot in merged.values():
         slot["cost"] = Decimal(slot["cost"] or 0)
     return list(merged.values())

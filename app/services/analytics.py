@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
+from app.analytics.rollups import LATENCY_COLUMNS
 from app.analytics.stats import WEEKDAYS, Outcome, Totals, outcome
 from app.analytics.store import NO_FILTERS, Filters, Period, grouped
 from app.delivery.error_codes import explain
@@ -28,6 +29,8 @@ from db.tenancy import TenantSession
 
 RECENT_MESSAGES = 20
 _FAILED_STATUSES = (MessageStatus.FAILED, MessageStatus.UNDELIVERED)
+COUNTS = ("messages",)
+OUTCOMES_AND_COST = ("messages", "cost", "read", *LATENCY_COLUMNS)  # tiles, channels, daily series
 _LIVE_JOBS = (BulkJobStatus.SCHEDULED, BulkJobStatus.EXPANDING, BulkJobStatus.SENDING, BulkJobStatus.PAUSED)
 
 
@@ -84,7 +87,7 @@ def _channel_table(rows_by_channel: dict[Any, Totals]) -> pd.DataFrame:
 def summary(session: TenantSession, actor: Actor, period: Period, filters: Filters = NO_FILTERS) -> Summary:
     """Tiles, channel breakdown and the daily trend by outcome (one query)."""
     authorize(session, actor, Permission.VIEW_DASHBOARD)
-    rows = grouped(session, period, ("day", "channel", "status"), filters=filters)
+    rows = grouped(session, period, ("day", "channel", "status"), filters=filters, measures=OUTCOMES_AND_COST)
     totals = Totals()
     for row in rows:
         totals.add(row["channel"], row["status"], row)
@@ -125,7 +128,7 @@ def failure_reasons(session: TenantSession, actor: Actor, period: Period, filter
                     permission: Permission = Permission.VIEW_DASHBOARD) -> pd.DataFrame:
     """Failed messages per error code, most first, with the plain-language reason and what to do."""
     authorize(session, actor, permission)
-    rows = grouped(session, period, ("error_code",), filters=filters,
+    rows = grouped(session, period, ("error_code",), filters=filters, measures=COUNTS,
                    where=[MessageRollup.status.in_(_FAILED_STATUSES)], raw_where=[Message.status.in_(_FAILED_STATUSES)])
     table = []
     for row in sorted(rows, key=lambda r: (-r["messages"], str(r["error_code"]))):
@@ -145,7 +148,7 @@ def _job_outcomes(session: TenantSession, jobs: list[BulkJob], now: dt.datetime)
     since = min(job.created_at for job in jobs)
     ids = [job.id for job in jobs]
     rows = grouped(session, Period(since.replace(minute=0, second=0, microsecond=0), now),
-                   ("bulk_job_id", "channel", "status"), where=[MessageRollup.bulk_job_id.in_(ids)],
+                   ("bulk_job_id", "channel", "status"), measures=COUNTS, where=[MessageRollup.bulk_job_id.in_(ids)],
                    raw_where=[Message.bulk_job_id.in_(ids)], now=now)
     return _by_key(rows, "bulk_job_id")
 
@@ -192,7 +195,8 @@ def template_choices(session: TenantSession, actor: Actor) -> dict[uuid.UUID, st
 
 
 def _templates_table(session: TenantSession, period: Period, filters: Filters) -> pd.DataFrame:
-    rows = grouped(session, period, ("template_id", "channel", "status"), filters=filters)
+    rows = grouped(session, period, ("template_id", "channel", "status"), filters=filters,
+                   measures=("messages", "cost"))
     names = dict(session.execute(select(MessageTemplate.id, MessageTemplate.name)).all())
     table = [{
         "Template": names.get(template_id, "(custom text)") if template_id else "(custom text)",
@@ -205,7 +209,8 @@ def _templates_table(session: TenantSession, period: Period, filters: Filters) -
 
 def _heatmap(session: TenantSession, period: Period, filters: Filters) -> pd.DataFrame:
     columns = ["Weekday", "Hour", "Messages", "Success rate (%)"]
-    frame = _frame(grouped(session, period, ("weekday", "hour_of_day", "channel", "status"), filters=filters))
+    frame = _frame(grouped(session, period, ("weekday", "hour_of_day", "channel", "status"), filters=filters,
+                           measures=COUNTS))
     if frame.empty:
         return pd.DataFrame(columns=columns)
     frame = frame.assign(delivered=frame["messages"].where(frame["outcome"] == Outcome.DELIVERED.value, 0),
@@ -249,7 +254,8 @@ def report(session: TenantSession, actor: Actor, period: Period, filters: Filter
            now: dt.datetime) -> Report:
     """Everything the Analytics page shows, for ``period`` and ``filters``."""
     authorize(session, actor, Permission.VIEW_ANALYTICS)
-    rows = grouped(session, period, ("day", "channel", "status"), filters=filters, now=now)
+    rows = grouped(session, period, ("day", "channel", "status"), filters=filters, now=now,
+                   measures=OUTCOMES_AND_COST)
     daily = _frame(rows)
     delivery = _with_rate(_day_outcomes(daily, ["channel"]))
     cost = (daily.groupby(["day", "channel"], as_index=False)["cost"].sum()
