@@ -56,3 +56,21 @@ def test_export_prepares_a_download_and_is_recorded(clinic: Clinic) -> None:
     assert at.get("download_button")
     with system_session(clinic.engine) as session:
         assert "audit.export" in set(session.scalars(select(AuditEvent.action)))
+
+
+def test_older_and_newer_page_through_the_log(clinic: Clinic) -> None:
+    with tenant_session(clinic.engine, clinic.admin.tenant_id) as session:
+        for i in range(60):
+            session.add(AuditEvent(actor_name="importer", action="test.bulk", object_type="row", object_id=str(i)))
+    at = open_audit(clinic)
+    first_page = shown(at)
+    assert len(first_page) == 50
+
+    button(at, "Older").click().run()
+    second_page = shown(at)
+    assert not at.exception and 0 < len(second_page) < 50
+    assert not {(r["Object"], r["Action"]) for r in first_page} & {(r["Object"], r["Action"]) for r in second_page}
+    assert "Page 2" in " ".join(c.value for c in at.caption)
+
+    button(at, "Newer").click().run()
+    assert shown(at) == first_page
