@@ -11,7 +11,7 @@ from app.providers.routing import SAUDI
 from db.enums import Channel, Role
 from db.models import AuditEvent, ProviderCredential, Tenant
 from db.session import system_session
-from tests.pages.conftest import Clinic, button, signed_in, texts
+from tests.pages.conftest import LANDING_TITLES, Clinic, button, signed_in, texts
 
 
 @pytest.fixture
@@ -102,5 +102,5 @@ def test_front_desk_and_analysts_cannot_open_settings(clinic: Clinic, role: Role
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page("../pages/settings.py")
     at.run()
-    assert at.title[0].value == "Home"
+    assert at.title[0].value == LANDING_TITLES[role]
 
