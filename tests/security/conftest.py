@@ -3,26 +3,39 @@ tables (audit coverage, role matrix, tenant isolation) walk over."""
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import count
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from argon2 import PasswordHasher
+from cryptography.fernet import Fernet
 from sqlalchemy import Engine, update
 
-from app.services import passwords, templates
+from app.analytics.store import Period
+from app.config import Settings
+from app.services import bulk_wizard, export, passwords, templates, whatsapp_templates
+from app.services.bulk_wizard import Draft
+from app.services.explorer import MessageFilter
 from app.services.messaging import MessagingService
 from app.services.permissions import Actor
 from db.enums import Channel, MessageStatus, Role
 from db.models import Message
 from db.session import system_session, tenant_session
+from db.types import utcnow
 from tests.delivery.conftest import RecordingQueue
 from tests.factories import make_patient, make_tenant, make_user
 
 T = TypeVar("T")
+CONTENT_SID = "HX" + "c" * 32
+# Enough to ask the Content API (whose answer the tests stand in for) and to seal clinic credentials.
+SETTINGS = Settings(twilio_account_sid="AC" + "0" * 32, twilio_auth_token="not-a-real-token",
+                    credentials_key=Fernet.generate_key().decode())
 
 
 @pytest.fixture(autouse=True)
@@ -51,6 +64,7 @@ class World:
     a: Clinic
     b: Clinic
     _numbers: Iterator[int]
+    export_dir: Path
 
     @property
     def messaging(self) -> MessagingService:
@@ -90,6 +104,55 @@ class World:
             tenant_id=clinic.tenant_id,
         ).bulk_job_id
 
+    def list_draft(self, recipients: int = 1) -> Draft:
+        """A bulk-send draft to a custom list (front desk may send one of at most 20)."""
+        return Draft(idempotency_key=bulk_wizard.new_draft_key(), channel=Channel.SMS, body_en="Closed on Friday",
+                     audience={"kind": "list", "recipients": [{"row": i + 1, "recipient": f"+96650{i:07d}"}
+                                                              for i in range(recipients)]})
+
+    def everyone_draft(self) -> Draft:
+        """A bulk-send draft to every patient of the clinic (admins only)."""
+        return Draft(idempotency_key=bulk_wizard.new_draft_key(), channel=Channel.SMS, body_en="Closed on Friday",
+                     audience={"kind": "all"})
+
+    def wizard_job(self, actor: Actor) -> uuid.UUID:
+        """A bulk job confirmed in the wizard by ``actor`` (a one-recipient custom list)."""
+        return self.call(bulk_wizard.confirm, actor, self.list_draft()).bulk_job_id
+
+    def whatsapp_template(self, clinic: Clinic | None = None, *, linked: bool = False) -> uuid.UUID:
+        clinic = clinic or self.a
+        template_id = self.call(templates.create_template, clinic.admin, code=self.unique("wa"), name="WhatsApp",
+                                channel=Channel.WHATSAPP, body_en="Hi {{ patient_name }}").id
+        if linked:
+            self.call(whatsapp_templates.set_whatsapp_link, clinic.admin, template_id, content_sid=CONTENT_SID,
+                      variable_map={"1": "patient_name"}, fallback_channel=None)
+        return template_id
+
+    def refresh_approval(self, actor: Actor, template_id: uuid.UUID) -> whatsapp_templates.WhatsAppLink:
+        """The editor's refresh button, with Twilio's Content API answering "approved"."""
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(whatsapp_templates, "fetch_approval", lambda settings, account, sid: ("approved", ""))
+            return self.call(whatsapp_templates.refresh_approval, actor, template_id, settings=SETTINGS)
+
+    def export_now(self, actor: Actor) -> bytes:
+        out = io.BytesIO()
+        self.call(export.export_csv, actor, MessageFilter(), export.DEFAULT_COLUMNS, out)
+        return out.getvalue()
+
+    def requested_export(self, actor: Actor) -> uuid.UUID:
+        return export.request_export(self.engine, self.queue, actor, MessageFilter(), export.DEFAULT_COLUMNS).id
+
+    def finished_export(self, actor: Actor) -> uuid.UUID:
+        """A background export requested by ``actor`` whose job has run (file in ``export_dir``)."""
+        export_id = self.requested_export(actor)
+        export.run_export(self.engine, actor.tenant_id, export_id, directory=self.export_dir)
+        return export_id
+
+
+def this_week() -> Period:
+    """The last 7 days up to a minute from now (so messages made just before the call are in it)."""
+    return Period.last_days(7, now=utcnow() + dt.timedelta(minutes=1))
+
 
 def _clinic(engine: Engine, slug: str, prefix: str, phone: str) -> Clinic:
     tenant_id = make_tenant(engine, slug)
@@ -109,10 +172,10 @@ def _clinic(engine: Engine, slug: str, prefix: str, phone: str) -> Clinic:
 
 
 @pytest.fixture
-def world(engine: Engine) -> World:
+def world(engine: Engine, tmp_path: Path) -> World:
     return World(
         engine=engine, queue=RecordingQueue(),
         a=_clinic(engine, "clinic-a", "a", "+966501234567"),
         b=_clinic(engine, "clinic-b", "b", "+966507654321"),
-        _numbers=count(1),
+        _numbers=count(1), export_dir=tmp_path,
     )

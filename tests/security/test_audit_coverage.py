@@ -17,13 +17,27 @@ import pytest
 from sqlalchemy import func, select
 
 from app.errors import AuthenticationError
-from app.services import audit_log, auth, staff, templates, tenants
+from app.providers.routing import SAUDI, RouteStep
+from app.services import (
+    analytics,
+    audit_log,
+    auth,
+    bulk_jobs,
+    bulk_wizard,
+    clinic_settings,
+    export,
+    patients,
+    staff,
+    templates,
+    tenants,
+    whatsapp_templates,
+)
 from app.services.auth import LoginPolicy
-from db.enums import Role
+from db.enums import Channel, Role
 from db.models import AuditEvent
 from db.session import system_session
 from tests.factories import DEFAULT_PASSWORD
-from tests.security.conftest import World
+from tests.security.conftest import CONTENT_SID, SETTINGS, World, this_week
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,6 +82,54 @@ def _new_tenant(world: World) -> None:
 
 def _create_staff(world: World) -> None:
     _in(world, staff.create_user, username=world.unique("nora"), password=DEFAULT_PASSWORD, role=Role.ANALYST)
+
+
+def _as(world: World, role: Role, fn: Callable, *args, **kwargs) -> None:  # type: ignore[type-arg]
+    world.call(fn, world.a.by_role(role), *args, **kwargs)
+
+
+def _skipped_export(world: World) -> None:
+    actor = world.a.front_desk
+    review = world.call(bulk_wizard.dry_run, actor, world.list_draft())
+    world.call(bulk_wizard.skipped_csv, actor, review)
+
+
+def _resume_job(world: World) -> None:
+    job_id = world.bulk_job()
+    _in(world, bulk_jobs.pause, job_id)
+    _in(world, bulk_jobs.resume, job_id)
+
+
+def _store_credentials(world: World) -> None:
+    _in(world, clinic_settings.set_credentials, "unifonic", {"app_sid": "app-sid-1"}, settings=SETTINGS)
+
+
+def _clear_credentials(world: World) -> None:
+    _store_credentials(world)
+    assert world.call(clinic_settings.clear_credentials, world.a.admin, "unifonic") is True
+
+
+def _rotate_dlr_token(world: World) -> None:
+    _in(world, clinic_settings.rotate_dlr_token, settings=SETTINGS)  # created
+    _in(world, clinic_settings.rotate_dlr_token, settings=SETTINGS)  # rotated
+
+
+def _change_preferences(world: World) -> None:
+    update = patients.PreferenceUpdate(sms_opt_in=False, whatsapp_opt_in=True, email_opt_in=True, language=None,
+                                       quiet_hours_start=None, quiet_hours_end=None)
+    _as(world, Role.FRONT_DESK, patients.change_preferences, world.a.patient_id, update,
+        reason="patient asked by phone")
+
+
+def _link_whatsapp(world: World) -> None:
+    _in(world, whatsapp_templates.set_whatsapp_link, world.whatsapp_template(), content_sid=CONTENT_SID,
+        variable_map={"1": "patient_name"}, fallback_channel=Channel.SMS)
+
+
+def _background_export(world: World) -> None:
+    """The worker's job (no signed-in user): recorded as "export job" once the file is written."""
+    export_id = world.requested_export(world.a.analyst)
+    export.run_export(world.engine, world.a.tenant_id, export_id, directory=world.export_dir)
 
 
 ACTIONS: list[Action] = [
@@ -119,6 +181,35 @@ ACTIONS: list[Action] = [
     Action("pause sending", "sending.pause", lambda w: w.messaging.pause_sending(
         w.a.tenant_id, actor=w.a.admin, reason="wrong text")),
     Action("resume sending", "sending.resume", lambda w: w.messaging.resume_sending(w.a.tenant_id, actor=w.a.admin)),
+    Action("pause a bulk job", "bulk_job.pause", lambda w: _in(w, bulk_jobs.pause, w.bulk_job())),
+    Action("resume a bulk job", "bulk_job.resume", _resume_job),
+    Action("cancel a bulk job (jobs page)", "bulk_job.cancel", lambda w: _in(w, bulk_jobs.cancel, w.bulk_job())),
+    Action("confirm a bulk send in the wizard", "bulk_job.create", lambda w: w.wizard_job(w.a.front_desk),
+           by=Role.FRONT_DESK),
+    Action("download the skipped list", "bulk.skipped_export", _skipped_export, by=Role.FRONT_DESK),
+    # patients
+    Action("change a patient's preferences", "patient.preferences", _change_preferences, by=Role.FRONT_DESK),
+    # WhatsApp templates
+    Action("link a Content template", "template.whatsapp_link", _link_whatsapp),
+    Action("refresh a WhatsApp approval", "template.whatsapp_approval", lambda w: w.refresh_approval(
+        w.a.front_desk, w.whatsapp_template(linked=True)), by=Role.FRONT_DESK),
+    # clinic settings
+    Action("change a route", "settings.route_changed", lambda w: _in(
+        w, clinic_settings.set_route, Channel.SMS, SAUDI, [RouteStep("unifonic", "AgdarClinic")])),
+    Action("store provider credentials", "settings.credentials_changed", _store_credentials),
+    Action("clear provider credentials", "settings.credentials_cleared", _clear_credentials),
+    Action("make the delivery-report token", "settings.dlr_token_created", lambda w: _in(
+        w, clinic_settings.rotate_dlr_token, settings=SETTINGS)),
+    Action("replace the delivery-report token", "settings.dlr_token_rotated", _rotate_dlr_token),
+    Action("change time zone and region", "settings.locale_changed", lambda w: _in(
+        w, clinic_settings.set_locale, timezone="Asia/Dubai", default_region="AE")),
+    # exports
+    Action("export messages", "messages.export", lambda w: w.export_now(w.a.analyst), by=Role.ANALYST),
+    Action("request a large export", "messages.export_requested", lambda w: w.requested_export(w.a.analyst),
+           by=Role.ANALYST),
+    Action("a large export finishes", "messages.export", _background_export, by=None),
+    Action("download a chart's data", "analytics.export", lambda w: _as(
+        w, Role.ANALYST, analytics.record_export, "delivery_rate", rows=3, period=this_week()), by=Role.ANALYST),
     # the audit log itself
     Action("export the audit log", "audit.export", lambda w: _in(w, audit_log.export_csv)),
 ]
