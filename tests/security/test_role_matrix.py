@@ -4,6 +4,8 @@ The README section "Who may do what" has two tables. Pages are checked against `
 ``ROLE_PERMISSIONS``; each service function is called as each role in clinic A (``CALLS`` says
 how) and must either work or raise ``PermissionDenied``, as the table says. A page in the menu,
 or a role-checked service function in ``app/services``, missing from the README fails here.
+A function whose answer depends on its input (e.g. the bulk wizard's audience) has one row per
+case: "`name` (case)". A last column headed "note" is free text for the reader.
 """
 
 from __future__ import annotations
@@ -18,13 +20,28 @@ from typing import Any
 import pytest
 
 from app.errors import PermissionDenied
-from app.services import audit_log, overview, staff, templates
+from app.providers.routing import SAUDI, RouteStep
+from app.services import (
+    analytics,
+    audit_log,
+    bulk_jobs,
+    bulk_wizard,
+    clinic_settings,
+    explorer,
+    export,
+    overview,
+    patients,
+    staff,
+    templates,
+    whatsapp_templates,
+)
+from app.services.explorer import MessageFilter
 from app.services.permissions import ROLE_PERMISSIONS, Actor
 from app.ui.navigation import MENU
-from db.enums import Role
+from db.enums import Channel, MessageStatus, Role
 from db.types import utcnow
 from tests.factories import DEFAULT_PASSWORD
-from tests.security.conftest import World
+from tests.security.conftest import CONTENT_SID, SETTINGS, World, this_week
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -37,13 +54,16 @@ def readme_table(first_header: str) -> dict[str, dict[Role, bool]]:
     start = next((i for i, line in enumerate(lines) if re.match(rf"^\|\s*{first_header}\s*\|", line)), None)
     assert start is not None, f"README has no table starting '| {first_header} |'"
     header = [cell.strip().lower() for cell in lines[start].strip().strip("|").split("|")]
-    roles = [ROLES_BY_HEADER[h] for h in header[1:]]
+    has_note = header[-1] == "note"
+    roles = [ROLES_BY_HEADER[h] for h in header[1:len(header) - has_note]]
     assert set(roles) == set(Role), f"the '{first_header}' table needs one column per role"
     table: dict[str, dict[Role, bool]] = {}
     for line in lines[start + 2:]:
         if not line.startswith("|"):
             break
         name, *cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        assert len(cells) == len(header) - 1, f"README row {name!r}: one cell per column (no '|' in notes)"
+        cells = cells[:len(roles)]
         assert {c for c in cells} <= {"allowed", "refused"}, f"README row {name!r}: write allowed or refused"
         assert name not in table, f"README lists {name!r} twice"
         table[name.replace("`", "")] = {role: cell == "allowed" for role, cell in zip(roles, cells, strict=True)}
@@ -111,7 +131,95 @@ CALLS: dict[str, Call] = {
     "audit_log.search": lambda w, a: w.call(audit_log.search, a),
     "audit_log.choices": lambda w, a: w.call(audit_log.choices, a),
     "audit_log.export_csv": lambda w, a: w.call(audit_log.export_csv, a),
+    # Dashboard and Analytics
+    "analytics.summary": lambda w, a: w.call(analytics.summary, a, this_week()),
+    "analytics.recent_messages": lambda w, a: w.call(analytics.recent_messages, a),
+    "analytics.failure_reasons": lambda w, a: w.call(analytics.failure_reasons, a, this_week()),
+    "analytics.bulk_jobs_in_progress": lambda w, a: w.call(analytics.bulk_jobs_in_progress, a, now=utcnow()),
+    "analytics.template_choices": lambda w, a: w.call(analytics.template_choices, a),
+    "analytics.report": lambda w, a: w.call(analytics.report, a, this_week(), now=utcnow()),
+    "analytics.record_export": lambda w, a: w.call(analytics.record_export, a, "delivery_rate", rows=1,
+                                                   period=this_week()),
+    # Messages (explorer) and exports
+    "explorer.list_messages": lambda w, a: w.call(explorer.list_messages, a, MessageFilter()),
+    "explorer.count_messages": lambda w, a: w.call(explorer.count_messages, a, MessageFilter()),
+    "explorer.message_detail": lambda w, a: w.call(explorer.message_detail, a, w.queued_message()),
+    "explorer.filter_options": lambda w, a: w.call(explorer.filter_options, a),
+    "explorer.retryable_ids": lambda w, a: w.call(explorer.retryable_ids, a, MessageFilter()),
+    "explorer.retry_filtered": lambda w, a: _retry_filtered(w, a),
+    "export.export_csv": lambda w, a: w.export_now(a),
+    "export.request_export": lambda w, a: w.requested_export(a),
+    "export.list_exports": lambda w, a: w.call(export.list_exports, a),
+    "export.export_file": lambda w, a: w.call(export.export_file, a, w.finished_export(w.a.analyst),
+                                              directory=w.export_dir),
+    # Patients
+    "patients.search_patients": lambda w, a: w.call(patients.search_patients, a, "Sara"),
+    "patients.patient_detail": lambda w, a: w.call(patients.patient_detail, a, w.a.patient_id),
+    "patients.change_preferences": lambda w, a: _flip_sms_preference(w, a),
+    # Bulk send: the wizard (front desk: a custom list of at most 20) and the jobs
+    "bulk_wizard.options": lambda w, a: w.call(bulk_wizard.options, a, Channel.SMS),
+    "bulk_wizard.authorize_audience (custom list of 20)": lambda w, a: w.call(
+        bulk_wizard.authorize_audience, a, w.list_draft(20).audience),
+    "bulk_wizard.authorize_audience (custom list of 21)": lambda w, a: w.call(
+        bulk_wizard.authorize_audience, a, w.list_draft(21).audience),
+    "bulk_wizard.authorize_audience (all patients)": lambda w, a: w.call(
+        bulk_wizard.authorize_audience, a, w.everyone_draft().audience),
+    "bulk_wizard.dry_run (custom list of 20)": lambda w, a: w.call(bulk_wizard.dry_run, a, w.list_draft(20)),
+    "bulk_wizard.dry_run (all patients)": lambda w, a: w.call(bulk_wizard.dry_run, a, w.everyone_draft()),
+    "bulk_wizard.skipped_csv": lambda w, a: w.call(bulk_wizard.skipped_csv, a, w.call(
+        bulk_wizard.dry_run, w.a.admin, w.list_draft())),
+    "bulk_wizard.confirm (custom list of 20)": lambda w, a: w.call(bulk_wizard.confirm, a, w.list_draft(20),
+                                                                   typed_count=20),
+    "bulk_wizard.confirm (custom list of 21)": lambda w, a: w.call(bulk_wizard.confirm, a, w.list_draft(21),
+                                                                   typed_count=21),
+    "bulk_wizard.confirm (all patients)": lambda w, a: w.call(bulk_wizard.confirm, a, w.everyone_draft(),
+                                                              typed_count=1),
+    "bulk_jobs.list_jobs": lambda w, a: w.call(bulk_jobs.list_jobs, a),
+    "bulk_jobs.progress": lambda w, a: w.call(bulk_jobs.progress, a, w.wizard_job(w.a.front_desk)),
+    "bulk_jobs.pause": lambda w, a: w.call(bulk_jobs.pause, a, w.bulk_job()),
+    "bulk_jobs.resume": lambda w, a: w.call(bulk_jobs.resume, a, _paused_job(w)),
+    "bulk_jobs.cancel": lambda w, a: w.call(bulk_jobs.cancel, a, w.bulk_job()),
+    # WhatsApp templates
+    "whatsapp_templates.get_whatsapp_link": lambda w, a: w.call(whatsapp_templates.get_whatsapp_link, a,
+                                                                w.a.template_id),
+    "whatsapp_templates.refresh_approval": lambda w, a: w.refresh_approval(a, w.whatsapp_template(linked=True)),
+    "whatsapp_templates.set_whatsapp_link": lambda w, a: w.call(
+        whatsapp_templates.set_whatsapp_link, a, w.whatsapp_template(), content_sid=CONTENT_SID,
+        variable_map={"1": "patient_name"}, fallback_channel=None),
+    # Settings
+    "clinic_settings.get_clinic_settings": lambda w, a: w.call(clinic_settings.get_clinic_settings, a,
+                                                               settings=SETTINGS),
+    "clinic_settings.set_route": lambda w, a: w.call(clinic_settings.set_route, a, Channel.SMS, SAUDI,
+                                                     [RouteStep("unifonic", "AgdarClinic")]),
+    "clinic_settings.set_credentials": lambda w, a: w.call(clinic_settings.set_credentials, a, "unifonic",
+                                                           {"app_sid": "app-sid-1"}, settings=SETTINGS),
+    "clinic_settings.clear_credentials": lambda w, a: w.call(clinic_settings.clear_credentials, a, "unifonic"),
+    "clinic_settings.rotate_dlr_token": lambda w, a: w.call(clinic_settings.rotate_dlr_token, a, settings=SETTINGS),
+    "clinic_settings.set_locale": lambda w, a: w.call(clinic_settings.set_locale, a, timezone="Asia/Dubai",
+                                                      default_region="AE"),
 }
+
+
+def _retry_filtered(world: World, actor: Actor) -> Any:
+    """Retry every failure of a filter holding one new failure (the count is what the page showed)."""
+    world.failed_message()
+    failed = MessageFilter(statuses=(MessageStatus.FAILED,))
+    expected = len(world.call(explorer.retryable_ids, world.a.admin, failed))
+    return explorer.retry_filtered(world.messaging, actor, failed, expected=expected)
+
+
+def _flip_sms_preference(world: World, actor: Actor) -> Any:
+    """A real change each time (an unchanged form is refused as "Nothing was changed")."""
+    now = world.call(patients.patient_detail, world.a.admin, world.a.patient_id).preferences
+    update = patients.PreferenceUpdate(not now.sms_opt_in, now.whatsapp_opt_in, now.email_opt_in, now.language,
+                                       now.quiet_hours_start, now.quiet_hours_end)
+    return world.call(patients.change_preferences, actor, world.a.patient_id, update, reason="patient asked")
+
+
+def _paused_job(world: World) -> Any:
+    job_id = world.bulk_job()
+    world.call(bulk_jobs.pause, world.a.admin, job_id)
+    return job_id
 
 
 def test_every_documented_service_function_can_be_called_here() -> None:
@@ -120,19 +228,23 @@ def test_every_documented_service_function_can_be_called_here() -> None:
 
 
 def _role_checked_functions() -> set[str]:
-    """``module.function`` / ``Class.method`` in app/services whose body checks the role."""
+    """``module.function`` / ``Class.method`` in app/services whose body checks the role: calls
+    ``authorize`` or raises ``PermissionDenied``, itself or through a function of the same module
+    or class that does (so ``confirm`` -> ``authorize_audience`` -> ``authorize`` counts)."""
     found: set[str] = set()
     for path in (ROOT / "app" / "services").glob("*.py"):
+        if path.stem == "permissions":  # the check itself
+            continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         scopes = [(path.stem, tree.body)] + [(n.name, n.body) for n in tree.body if isinstance(n, ast.ClassDef)]
         for owner, body in scopes:
-            for fn in body:
-                if not isinstance(fn, ast.FunctionDef) or fn.name.startswith("_"):
-                    continue
-                calls = {c.func.id if isinstance(c.func, ast.Name) else getattr(c.func, "attr", "")
-                         for c in ast.walk(fn) if isinstance(c, ast.Call)}
-                if calls & {"authorize", "_check"}:
-                    found.add(f"{owner}.{fn.name}")
+            calls = {fn.name: {c.func.id if isinstance(c.func, ast.Name) else getattr(c.func, "attr", "")
+                               for c in ast.walk(fn) if isinstance(c, ast.Call)}
+                     for fn in body if isinstance(fn, ast.FunctionDef)}
+            checked = {name for name, called in calls.items() if called & {"authorize", "PermissionDenied"}}
+            while more := {name for name, called in calls.items() if called & checked} - checked:
+                checked |= more
+            found |= {f"{owner}.{name}" for name in checked if not name.startswith("_")}
     return found
 
 

@@ -1,8 +1,9 @@
 """A user of clinic B never sees clinic A's objects through any service read (NotFound or nothing).
 
 ``READS`` is the table: how to ask for clinic A's objects as clinic B's admin (who holds every
-permission, so only the clinic boundary can refuse), and what must hold of the answer. Writes
-that name clinic A's objects are covered too: they must find nothing to change.
+permission, so only the clinic boundary can refuse), and what must hold of the answer (a row
+without a check must raise ``NotFoundError``). Writes that name clinic A's objects are covered
+too: they must find nothing to change.
 """
 
 from __future__ import annotations
@@ -14,16 +15,36 @@ from typing import Any
 import pytest
 
 from app.errors import NotFoundError
-from app.services import audit_log, overview, staff, templates, tenants
-from db.enums import Role
-from tests.security.conftest import World
+from app.providers.routing import SAUDI, RouteStep
+from app.services import (
+    analytics,
+    audit_log,
+    bulk_jobs,
+    bulk_wizard,
+    clinic_settings,
+    explorer,
+    export,
+    overview,
+    patients,
+    staff,
+    templates,
+    tenants,
+    whatsapp_templates,
+)
+from app.services.bulk_wizard import Draft
+from app.services.explorer import MessageFilter
+from db.enums import Channel, Role
+from db.types import utcnow
+from tests.factories import make_patient
+from tests.security.conftest import CONTENT_SID, SETTINGS, World, this_week
 
 
 @dataclass(frozen=True)
 class Read:
     name: str
     ask: Callable[[World], Any]  # as clinic B's admin, about clinic A's objects
-    sees_nothing_of_a: Callable[[World, Any], bool] = lambda w, result: True  # NotFound also passes
+    # Without a check the call must end in NotFound: an answer about A's object is a leak.
+    sees_nothing_of_a: Callable[[World, Any], bool] = lambda w, result: False
 
 
 def _b(world: World, fn: Callable, *args: Any, **kwargs: Any) -> Any:  # type: ignore[type-arg]
@@ -33,6 +54,42 @@ def _b(world: World, fn: Callable, *args: Any, **kwargs: Any) -> Any:  # type: i
 def _a_ids(world: World) -> set[str]:
     return {str(i) for i in (world.a.tenant_id, world.a.admin.user_id, world.a.front_desk.user_id,
                              world.a.analyst.user_id, world.a.patient_id, world.a.template_id)}
+
+
+def _then(setup: Callable[[World], Any], ask: Callable[[World], Any]) -> Callable[[World], Any]:
+    """Make something in clinic A first (``setup``), then ask as clinic B."""
+    return lambda w: (setup(w), ask(w))[1]
+
+
+def _a_has_messages(world: World) -> None:
+    world.queued_message()
+    world.failed_message()
+
+
+def _a_has_settings(world: World) -> None:
+    admin = world.a.admin
+    world.call(clinic_settings.set_route, admin, Channel.SMS, SAUDI, [RouteStep("unifonic", "ClinicA")])
+    world.call(clinic_settings.set_credentials, admin, "unifonic", {"app_sid": "clinic-a-sid"}, settings=SETTINGS)
+    world.call(clinic_settings.set_locale, admin, timezone="Asia/Dubai", default_region="AE")
+
+
+def _b_sees_default_settings(world: World, view: clinic_settings.ClinicSettings) -> bool:
+    return (all(route.steps == () for route in view.routes) and not any(c.is_set for c in view.credentials)
+            and view.timezone != "Asia/Dubai")
+
+
+def _a_credentials_kept(world: World, cleared: bool) -> bool:
+    view = world.call(clinic_settings.get_clinic_settings, world.a.admin, settings=SETTINGS)
+    return cleared is False and any(c.is_set for c in view.credentials if c.provider == "unifonic")
+
+
+def _a_template_draft(world: World) -> Draft:
+    return Draft(idempotency_key=bulk_wizard.new_draft_key(), audience={"kind": "all"}, channel=Channel.SMS,
+                 template_id=world.a.template_id)
+
+
+def _a_has_two_patients(world: World) -> None:
+    make_patient(world.engine, world.a.tenant_id, name_en="Huda", phone="+966501111111")
 
 
 READS: list[Read] = [
@@ -77,6 +134,69 @@ READS: list[Read] = [
                                                                   body_en="Hijacked")),
     Read("templates.delete_template (A's template)", lambda w: _b(w, templates.delete_template,
                                                                   w.a.template_id)),
+    # Messages (explorer) and exports
+    Read("explorer.list_messages", _then(_a_has_messages, lambda w: _b(w, explorer.list_messages, MessageFilter())),
+         lambda w, r: r.rows == []),
+    Read("explorer.count_messages", _then(_a_has_messages, lambda w: _b(w, explorer.count_messages,
+                                                                        MessageFilter())),
+         lambda w, r: (r.value, r.exact) == (0, True)),
+    Read("explorer.message_detail (A's message)", lambda w: _b(w, explorer.message_detail, w.queued_message())),
+    Read("explorer.filter_options", _then(lambda w: w.bulk_job(), lambda w: _b(w, explorer.filter_options)),
+         lambda w, r: w.a.template_id not in r.templates and r.bulk_jobs == {}),
+    Read("explorer.retryable_ids", _then(_a_has_messages, lambda w: _b(w, explorer.retryable_ids, MessageFilter())),
+         lambda w, r: r == []),
+    Read("export.export_csv", _then(_a_has_messages, lambda w: w.export_now(w.b.admin)),
+         lambda w, r: r.decode("utf-8-sig").strip().count("\n") == 0),  # the header only
+    Read("export.list_exports", _then(lambda w: w.finished_export(w.a.analyst),
+                                      lambda w: _b(w, export.list_exports)), lambda w, r: r == []),
+    Read("export.export_file (A's export)", lambda w: _b(w, export.export_file, w.finished_export(w.a.admin),
+                                                         directory=w.export_dir)),
+    # Patients
+    Read("patients.search_patients (A's phone)", lambda w: _b(w, patients.search_patients, "+966501234567"),
+         lambda w, r: r == []),
+    Read("patients.patient_detail (A's patient)", lambda w: _b(w, patients.patient_detail, w.a.patient_id)),
+    Read("patients.change_preferences (A's patient)", lambda w: _b(
+        w, patients.change_preferences, w.a.patient_id, patients.PreferenceUpdate(False, False, False, None, None,
+                                                                                  None), reason="hijack")),
+    # Bulk send
+    Read("bulk_wizard.options", lambda w: _b(w, bulk_wizard.options, Channel.SMS),
+         lambda w, r: w.a.template_id not in {i for i, _ in r.templates}),
+    Read("bulk_wizard.dry_run (all patients)", _then(_a_has_two_patients, lambda w: _b(
+        w, bulk_wizard.dry_run, w.everyone_draft())), lambda w, r: r.audience_size == 1),
+    Read("bulk_wizard.confirm (A's template)", lambda w: _b(w, bulk_wizard.confirm, _a_template_draft(w))),
+    Read("bulk_jobs.list_jobs", _then(lambda w: w.wizard_job(w.a.front_desk), lambda w: _b(w, bulk_jobs.list_jobs)),
+         lambda w, r: r == []),
+    Read("bulk_jobs.progress (A's job)", lambda w: _b(w, bulk_jobs.progress, w.bulk_job())),
+    Read("bulk_jobs.pause (A's job)", lambda w: _b(w, bulk_jobs.pause, w.bulk_job())),
+    Read("bulk_jobs.cancel (A's job)", lambda w: _b(w, bulk_jobs.cancel, w.bulk_job())),
+    # Dashboard and Analytics
+    Read("analytics.summary", _then(_a_has_messages, lambda w: _b(w, analytics.summary, this_week())),
+         lambda w, r: r.totals.messages == 0 and r.channels.empty),
+    Read("analytics.recent_messages", _then(_a_has_messages, lambda w: _b(w, analytics.recent_messages)),
+         lambda w, r: r.empty),
+    Read("analytics.failure_reasons", _then(_a_has_messages, lambda w: _b(w, analytics.failure_reasons,
+                                                                          this_week())),
+         lambda w, r: r.empty),
+    Read("analytics.bulk_jobs_in_progress", _then(lambda w: w.bulk_job(), lambda w: _b(
+        w, analytics.bulk_jobs_in_progress, now=utcnow())), lambda w, r: r.empty),
+    Read("analytics.report", _then(lambda w: (_a_has_messages(w), w.bulk_job()), lambda w: _b(
+        w, analytics.report, this_week(), now=utcnow())),
+        lambda w, r: r.channels.empty and r.bulk_jobs.empty and r.templates.empty),
+    Read("analytics.template_choices", lambda w: _b(w, analytics.template_choices),
+         lambda w, r: w.a.template_id not in r),
+    # Settings
+    Read("clinic_settings.get_clinic_settings", _then(_a_has_settings, lambda w: _b(
+        w, clinic_settings.get_clinic_settings, settings=SETTINGS)), _b_sees_default_settings),
+    Read("clinic_settings.clear_credentials (A's provider)", _then(_a_has_settings, lambda w: _b(
+        w, clinic_settings.clear_credentials, "unifonic")), _a_credentials_kept),
+    # WhatsApp templates
+    Read("whatsapp_templates.get_whatsapp_link (A's template)", lambda w: _b(
+        w, whatsapp_templates.get_whatsapp_link, w.whatsapp_template(linked=True))),
+    Read("whatsapp_templates.set_whatsapp_link (A's template)", lambda w: _b(
+        w, whatsapp_templates.set_whatsapp_link, w.whatsapp_template(), content_sid=CONTENT_SID,
+        variable_map={"1": "patient_name"}, fallback_channel=None)),
+    Read("whatsapp_templates.refresh_approval (A's template)", lambda w: w.refresh_approval(
+        w.b.admin, w.whatsapp_template(linked=True))),
 ]
 
 
