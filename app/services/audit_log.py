@@ -73,6 +73,7 @@ ACTION_LABELS: dict[str, str] = {
     "settings.locale_changed": "Time zone or region changed",
     "messages.export": "Messages exported",
     "messages.export_requested": "Large message export requested",
+    "messages.export_download": "Large message export downloaded",
     "analytics.export": "Chart data downloaded",
     "tenant.create": "Clinic created",
     "audit.export": "Audit log exported",

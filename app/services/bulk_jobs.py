@@ -14,7 +14,7 @@ from app.delivery.lifecycle import log_event
 from app.errors import NotFoundError, ValidationError
 from app.services import audience as audiences
 from app.services import audit
-from app.services.bulk_wizard import may_use
+from app.services.bulk_wizard import authorize_use
 from app.services.messaging import CANCELLABLE
 from app.services.permissions import Actor, Permission, authorize
 from db.enums import BulkJobStatus, Channel, MessageStatus
@@ -58,8 +58,7 @@ class Progress:
 
 
 def _check(session: TenantSession, actor: Actor) -> None:
-    if not may_use(actor):
-        authorize(session, actor, Permission.BULK_SEND)  # raises with the role's name
+    authorize_use(session, actor)
 
 
 def _job(session: TenantSession, job_id: uuid.UUID, actor: Actor) -> BulkJob:

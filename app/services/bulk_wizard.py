@@ -153,10 +153,16 @@ class WizardOptions:
     max_upload_bytes: int
 
 
-def options(session: TenantSession, actor: Actor, channel: Channel) -> WizardOptions:
-    """What the wizard's pickers offer this user for ``channel``."""
+def authorize_use(session: TenantSession, actor: Actor) -> None:
+    """Refuse anyone who may not use the wizard at all; also checks ``session`` is the actor's clinic."""
     if not may_use(actor):
         raise PermissionDenied(f"Your role ({actor.role.label}) cannot send messages.")
+    authorize(session, actor, Permission.BULK_SEND if actor.can(Permission.BULK_SEND) else Permission.SEND_MESSAGES)
+
+
+def options(session: TenantSession, actor: Actor, channel: Channel) -> WizardOptions:
+    """What the wizard's pickers offer this user for ``channel``."""
+    authorize_use(session, actor)
     tenant = _tenant(session)
     settings = get_settings()
     return WizardOptions(
@@ -294,8 +300,7 @@ def _safe_cell(value: Any) -> str:
 
 def skipped_csv(session: TenantSession, actor: Actor, review: DryRun) -> bytes:
     """The skipped list as a CSV download (spreadsheet formulas neutralised); audited as an export."""
-    if not may_use(actor):
-        raise PermissionDenied(f"Your role ({actor.role.label}) cannot send messages.")
+    authorize_use(session, actor)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["row", "recipient", "reason", "detail"])

@@ -328,4 +328,6 @@ def export_file(session: TenantSession, actor: Actor, export_id: uuid.UUID, *,
     path = export_path(session.tenant_id or actor.tenant_id, export_id, directory)
     if ready is None or not ready.ready or not path.exists():
         raise NotFoundError("That export is not ready or no longer exists.")
+    audit.record(session, actor, "messages.export_download", object_type="data_export", object_id=export_id,
+                 details={"file": path.name})
     return path

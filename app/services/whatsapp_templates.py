@@ -245,7 +245,12 @@ def refresh_due_approvals(engine: Engine, settings: Settings, now: dt.datetime) 
                 log.warning("approval check of template %s failed: %s", template.id, exc)
                 template.whatsapp_approval_checked_at = now  # try again after REFRESH_AFTER
                 continue
-            changed += _store(template, status, reason, now)
+            before = template.whatsapp_approval_status
+            if _store(template, status, reason, now):
+                changed += 1
+                audit.record(session, None, "template.whatsapp_approval", object_type="template",
+                             object_id=template.id, tenant_id=template.tenant_id, actor_name="worker",
+                             details={"content_sid": template.whatsapp_content_sid, "before": before, "after": status})
     return changed
 
 

@@ -208,6 +208,8 @@ ACTIONS: list[Action] = [
     Action("request a large export", "messages.export_requested", lambda w: w.requested_export(w.a.analyst),
            by=Role.ANALYST),
     Action("a large export finishes", "messages.export", _background_export, by=None),
+    Action("download a large export", "messages.export_download", lambda w: w.call(
+        export.export_file, w.a.analyst, w.finished_export(w.a.analyst), directory=w.export_dir), by=Role.ANALYST),
     Action("download a chart's data", "analytics.export", lambda w: _as(
         w, Role.ANALYST, analytics.record_export, "delivery_rate", rows=3, period=this_week()), by=Role.ANALYST),
     # the audit log itself

@@ -157,6 +157,7 @@ CALLS: dict[str, Call] = {
     "patients.patient_detail": lambda w, a: w.call(patients.patient_detail, a, w.a.patient_id),
     "patients.change_preferences": lambda w, a: _flip_sms_preference(w, a),
     # Bulk send: the wizard (front desk: a custom list of at most 20) and the jobs
+    "bulk_wizard.authorize_use": lambda w, a: w.call(bulk_wizard.authorize_use, a),
     "bulk_wizard.options": lambda w, a: w.call(bulk_wizard.options, a, Channel.SMS),
     "bulk_wizard.authorize_audience (custom list of 20)": lambda w, a: w.call(
         bulk_wizard.authorize_audience, a, w.list_draft(20).audience),

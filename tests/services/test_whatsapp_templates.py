@@ -124,6 +124,10 @@ def test_the_sweep_refreshes_due_templates(engine, clinic, fake_twilio) -> None:
     assert whatsapp_templates.refresh_due_approvals(engine, settings, now + dt.timedelta(minutes=11)) == 1
     with system_session(engine) as session:
         assert session.get(MessageTemplate, template_id).whatsapp_approval_status == "paused"
+        changes = session.scalars(select(AuditEvent).where(AuditEvent.action == "template.whatsapp_approval")
+                                  .order_by(AuditEvent.created_at)).all()
+        assert [(e.actor_name, e.details["after"], e.tenant_id) for e in changes] == [
+            ("worker", "approved", tenant), ("worker", "paused", tenant)]
 
 
 def _bulk(engine: Engine, tenant, queue: RecordingQueue, code: str = "wa_reminder"):  # type: ignore[no-untyped-def]
