@@ -122,13 +122,16 @@ def grouped(session: TenantSession, period: Period, by: Sequence[str], *, filter
     split = hour_start(now or period.end)
     merged: dict[tuple, dict[str, Any]] = {}
 
-    def add(rows: Any) -> None:
-        for row in rows:
-            values = row._mapping
-            key = tuple(values[name] for name in by)
-            slot = merged.setdefault(key, {**dict(zip(by, key, strict=True)), **dict.fromkeys(MEASURES, 0)})
-            for name in measures:
-                slot[name] += values[name] or 0
+    def add(result: Any) -> None:
+        width = len(by)  # the keys come first, then the sums
+        sums = list(result.keys())[width:]
+        for row in result:
+            key = tuple(row[:width])
+            slot = merged.get(key)
+            if slot is None:
+                slot = merged[key] = {**dict(zip(by, key, strict=True)), **dict.fromkeys(MEASURES, 0)}
+            for name, value in zip(sums, row[width:], strict=True):
+                slot[name] += value or 0
 
     closed_end = min(split, period.end)
     if period.start < closed_end:
