@@ -122,16 +122,20 @@ def grouped(session: TenantSession, period: Period, by: Sequence[str], *, filter
     split = hour_start(now or period.end)
     merged: dict[tuple, dict[str, Any]] = {}
 
+    zeros = dict.fromkeys(MEASURES, 0)
+
     def add(result: Any) -> None:
-        width = len(by)  # the keys come first, then the sums
-        sums = list(result.keys())[width:]
+        names = list(result.keys())  # the keys ``by`` first, then the sums
+        width = len(by)
         for row in result:
+            values = dict(zip(names, row, strict=True))
             key = tuple(row[:width])
             slot = merged.get(key)
             if slot is None:
-                slot = merged[key] = {**dict(zip(by, key, strict=True)), **dict.fromkeys(MEASURES, 0)}
-            for name, value in zip(sums, row[width:], strict=True):
-                slot[name] += value or 0
+                merged[key] = {**zeros, **values}
+            else:
+                for name in names[width:]:
+                    slot[name] += values[name] or 0
 
     closed_end = min(split, period.end)
     if period.start < closed_end:

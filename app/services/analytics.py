@@ -34,7 +34,7 @@ OUTCOMES_AND_COST = ("messages", "cost", "read", *LATENCY_COLUMNS)  # tiles, cha
 _LIVE_JOBS = (BulkJobStatus.SCHEDULED, BulkJobStatus.EXPANDING, BulkJobStatus.SENDING, BulkJobStatus.PAUSED)
 
 
-def _summed(rows: list[dict[str, Any]], by: tuple[str, ...]) -> list[dict[str, Any]]:
+def _summed(rows: list[dict[str, Any]], by: tuple[str, ...], measures: tuple[str, ...]) -> list[dict[str, Any]]:
     """``rows`` added up per ``by``: fewer rows to work statistics out from."""
     sums: dict[tuple, dict[str, Any]] = {}
     for row in rows:
@@ -43,14 +43,14 @@ def _summed(rows: list[dict[str, Any]], by: tuple[str, ...]) -> list[dict[str, A
         if slot is None:
             sums[key] = {**row}
         else:
-            for name in MEASURES:
+            for name in measures:
                 slot[name] += row[name]
     return list(sums.values())
 
 
-def _by_key(rows: list[dict[str, Any]], key: str) -> dict[Any, Totals]:
+def _by_key(rows: list[dict[str, Any]], key: str, measures: tuple[str, ...] = MEASURES) -> dict[Any, Totals]:
     totals: dict[Any, Totals] = {}
-    for row in _summed(rows, (key, "channel", "status")):
+    for row in _summed(rows, (key, "channel", "status"), measures):
         totals.setdefault(row[key], Totals()).add(row["channel"], row["status"], row)
     return totals
 
@@ -103,9 +103,10 @@ def summary(session: TenantSession, actor: Actor, period: Period, filters: Filte
     authorize(session, actor, Permission.VIEW_DASHBOARD)
     rows = grouped(session, period, ("day", "channel", "status"), filters=filters, measures=OUTCOMES_AND_COST)
     totals = Totals()
-    for row in _summed(rows, ("channel", "status")):
+    for row in _summed(rows, ("channel", "status"), OUTCOMES_AND_COST):
         totals.add(row["channel"], row["status"], row)
-    return Summary(totals, _channel_table(_by_key(rows, "channel")), _day_outcomes(_frame(rows), []))
+    channels = _channel_table(_by_key(rows, "channel", OUTCOMES_AND_COST))
+    return Summary(totals, channels, _day_outcomes(_frame(rows), []))
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -282,7 +283,7 @@ def report(session: TenantSession, actor: Actor, period: Period, filters: Filter
                               *([BulkJob.channel == filters.channel] if filters.channel else []))
         .order_by(BulkJob.created_at.desc()).limit(30)))
     return Report(
-        delivery_rate=delivery, channels=_channel_table(_by_key(rows, "channel")),
+        delivery_rate=delivery, channels=_channel_table(_by_key(rows, "channel", OUTCOMES_AND_COST)),
         templates=_templates_table(session, period, filters),
         failures=failure_reasons(session, actor, period, filters, permission=Permission.VIEW_ANALYTICS),
         cost_daily=cost, whatsapp_reads=_whatsapp_reads(daily), heatmap=_heatmap(session, period, filters),
