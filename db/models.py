@@ -511,16 +511,8 @@ LATENCY_BUCKET_BOUNDS: tuple[int, ...] = (10, 30, 60, 300, 900, 3600, 21600)
 """Upper bounds (seconds) of the time-to-delivered histogram; the last bucket is everything longer."""
 
 
-class MessageRollup(TenantScoped, Base):
-    """Message counts per clinic, UTC hour of creation and kind: what the dashboards read.
-
-    One row per (hour, channel, status, template, bulk job, error code) that has messages; test
-    messages are left out. The worker recomputes the hours whose messages changed
-    (``app.analytics.rollups``); ``python -m app rebuild-rollups`` recomputes them all.
-    """
-
-    __tablename__ = "message_rollups"
-    __table_args__ = (Index("ix_message_rollups_tenant_id_hour", "tenant_id", "hour"),)
+class RollupCounts:
+    """The measures every rollup row carries for its (clinic, UTC hour, channel, status, ...)."""
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
@@ -528,9 +520,6 @@ class MessageRollup(TenantScoped, Base):
     hour: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     channel: Mapped[Channel] = mapped_column(_enum(Channel))
     status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus))
-    template_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    bulk_job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    error_code: Mapped[str | None] = mapped_column(String(32))
     messages: Mapped[int] = mapped_column(Integer, default=0)
     segments: Mapped[int] = mapped_column(BigInteger, default=0)
     cost: Mapped[Decimal] = mapped_column(Numeric(16, 5), default=Decimal(0))
@@ -547,7 +536,32 @@ class MessageRollup(TenantScoped, Base):
     latency_b7: Mapped[int] = mapped_column(Integer, default=0)
 
 
-TENANT_SCOPED_MODELS = (*TENANT_SCOPED_MODELS, MessageRollup)
+class MessageRollup(RollupCounts, TenantScoped, Base):
+    """Message counts per clinic, UTC hour of creation and kind: what the dashboards read.
+
+    One row per (hour, channel, status, template, bulk job, error code) that has messages; test
+    messages are left out. The worker recomputes the hours whose messages changed
+    (``app.analytics.rollups``); ``python -m app rebuild-rollups`` recomputes them all.
+    """
+
+    __tablename__ = "message_rollups"
+    __table_args__ = (Index("ix_message_rollups_tenant_id_hour", "tenant_id", "hour"),)
+
+    template_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    bulk_job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    error_code: Mapped[str | None] = mapped_column(String(32))
+
+
+class MessageStatusRollup(RollupCounts, TenantScoped, Base):
+    """``message_rollups`` summed over template, bulk job and error code: one row per (clinic, hour,
+    channel, status). A third of the rows, so the period-wide figures (tiles, daily trend, heatmap)
+    read it; it is rewritten from ``message_rollups`` in the same transaction as them."""
+
+    __tablename__ = "message_status_rollups"
+    __table_args__ = (Index("ix_message_status_rollups_tenant_id_hour", "tenant_id", "hour"),)
+
+
+TENANT_SCOPED_MODELS = (*TENANT_SCOPED_MODELS, MessageRollup, MessageStatusRollup)
 
 
 class RollupWatermark(Base):

@@ -8,7 +8,9 @@ a GROUP BY over its messages says. Each pass re-reads ``rollup_refresh_overlap_s
 the watermark, for writes that committed late with an earlier timestamp.
 
 ``rebuild`` recomputes everything (``python -m app rebuild-rollups``, and the first refresh).
-Test messages are not counted.
+Test messages are not counted. Whatever rewrites a bucket of ``message_rollups`` rewrites the
+same bucket of ``message_status_rollups`` (its sum over template, bulk job and error code) from
+it in the same transaction.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.expression import ColumnElement
 
 from app.analytics.sql import hour_floor, seconds_between
-from db.models import LATENCY_BUCKET_BOUNDS, Message, MessageRollup, RollupWatermark
+from db.models import LATENCY_BUCKET_BOUNDS, Message, MessageRollup, MessageStatusRollup, RollupWatermark
 from db.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ Bucket = tuple[uuid.UUID, dt.datetime]  # (clinic, UTC hour)
 
 # The rollup's grain besides tenant and hour.
 DIMENSIONS: tuple[str, ...] = ("channel", "status", "template_id", "bulk_job_id", "error_code")
+STATUS_DIMENSIONS: tuple[str, ...] = ("channel", "status")  # the grain of message_status_rollups
 LATENCY_COLUMNS: tuple[str, ...] = tuple(f"latency_b{i}" for i in range(len(LATENCY_BUCKET_BOUNDS) + 1))
 MEASURES: tuple[str, ...] = ("messages", "segments", "cost", "read", "timed", "latency_seconds", *LATENCY_COLUMNS)
 
@@ -107,6 +110,16 @@ def _insert_from(statement: Select) -> Any:
     return insert(MessageRollup.__table__).from_select(columns, statement)
 
 
+def _insert_status_rollups(connection: Connection, *conditions: ColumnElement[bool]) -> None:
+    """Write ``message_status_rollups`` for the ``message_rollups`` rows matching ``conditions``."""
+    fine = MessageRollup.__table__
+    keys = [fine.c[name] for name in ("tenant_id", "hour", *STATUS_DIMENSIONS)]
+    sums = select(*keys, *[func.sum(fine.c[name]).label(name) for name in MEASURES]).where(*conditions) \
+        .group_by(*keys).order_by(fine.c.tenant_id, fine.c.hour)
+    columns = ["tenant_id", "hour", *STATUS_DIMENSIONS, *MEASURES]
+    connection.execute(insert(MessageStatusRollup.__table__).from_select(columns, sums))
+
+
 @dataclass(frozen=True)
 class RefreshReport:
     buckets: int  # (clinic, hour) buckets recomputed
@@ -130,16 +143,20 @@ def _set_watermark(connection: Connection, at: dt.datetime) -> None:
 
 
 def _rebuild(connection: Connection, now: dt.datetime, tenant_id: uuid.UUID | None) -> int:
-    rollups = MessageRollup.__table__
+    rollups, status_rollups = MessageRollup.__table__, MessageStatusRollup.__table__
     scope = [rollups.c.tenant_id == tenant_id] if tenant_id is not None else []
     connection.execute(delete(rollups).where(*scope))
+    connection.execute(delete(status_rollups).where(
+        *([status_rollups.c.tenant_id == tenant_id] if tenant_id is not None else [])))
     # in (clinic, hour) order: a dashboard's range of hours is then a few adjacent pages on disk
     aggregate = raw_aggregate(*([Message.tenant_id == tenant_id] if tenant_id else []))
     connection.execute(_insert_from(aggregate.order_by(text("1"), text("2"))))
+    _insert_status_rollups(connection, *scope)
     if tenant_id is None:
         _set_watermark(connection, now)
     if connection.dialect.name == "postgresql":
-        connection.execute(text("ANALYZE message_rollups"))  # fresh statistics: a hash aggregate, not a sort
+        # fresh statistics: a hash aggregate, not a sort
+        connection.execute(text("ANALYZE message_rollups, message_status_rollups"))
     return int(connection.scalar(select(func.count()).select_from(rollups).where(*scope)) or 0)
 
 
@@ -162,15 +179,18 @@ def refresh_quietly(engine: Engine, overlap_seconds: float) -> RefreshReport | N
 
 def recompute(connection: Connection, buckets: Sequence[Bucket]) -> None:
     """Replace the rollups of these (clinic, hour) buckets with a fresh count of their messages."""
-    rollups = MessageRollup.__table__
+    rollups, status_rollups = MessageRollup.__table__, MessageStatusRollup.__table__
     for start in range(0, len(buckets), _BUCKETS_PER_STATEMENT):
         part = list(buckets[start:start + _BUCKETS_PER_STATEMENT])
         connection.execute(delete(rollups).where(tuple_(rollups.c.tenant_id, rollups.c.hour).in_(part)))
+        connection.execute(delete(status_rollups).where(
+            tuple_(status_rollups.c.tenant_id, status_rollups.c.hour).in_(part)))
         in_buckets = or_(*[
             and_(Message.tenant_id == tenant, Message.created_at >= hour, Message.created_at < hour + HOUR)
             for tenant, hour in part
         ])
         connection.execute(_insert_from(raw_aggregate(in_buckets)))
+        _insert_status_rollups(connection, tuple_(rollups.c.tenant_id, rollups.c.hour).in_(part))
 
 
 def touched_buckets(connection: Connection, since: dt.datetime, until: dt.datetime) -> list[Bucket]:

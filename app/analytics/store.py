@@ -2,7 +2,9 @@
 
 ``grouped`` is the one way the dashboards read message statistics. Its raw part is bounded to
 ``created_at >= the start of the current hour`` (an index range on one clinic), so no screen
-scans the message table beyond the last hour, however long the period.
+scans the message table beyond the last hour, however long the period. Groupings by time,
+channel and status alone read the smaller ``message_status_rollups``; by template, bulk job or
+error code (or with a template filter) the full ``message_rollups``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from app.analytics.rollups import MEASURES, raw_aggregate, raw_dimension
 from app.analytics.sql import in_zone, local_day, local_hour, local_weekday
 from app.errors import ValidationError
 from db.enums import Channel
-from db.models import Message, MessageRollup
+from db.models import Message, MessageRollup, MessageStatusRollup
 from db.tenancy import TenantSession
 
 MAX_PERIOD_DAYS = 400
@@ -87,14 +89,25 @@ LOCAL_PARTS = {"day": local_day, "weekday": local_weekday, "hour_of_day": local_
 """Dimensions in clinic time (from the hour on the rollup, from ``created_at`` on raw rows)."""
 
 
-def _keys(by: Sequence[str], period: Period, *, rollup: bool) -> dict[str, ColumnElement[Any]]:
-    at = MessageRollup.hour if rollup else Message.created_at
+_STATUS_GRAIN = frozenset({"hour", "channel", "status", *LOCAL_PARTS})
+RollupTable = type[MessageRollup] | type[MessageStatusRollup]
+
+
+def _rollup_table(by: Sequence[str], filters: Filters, where: Sequence[ColumnElement[bool]]) -> RollupTable:
+    """The smaller status rollups when they hold every column the query groups or filters by."""
+    if not where and filters.template_id is None and _STATUS_GRAIN.issuperset(by):
+        return MessageStatusRollup
+    return MessageRollup
+
+
+def _keys(by: Sequence[str], period: Period, *, rollup: RollupTable | None) -> dict[str, ColumnElement[Any]]:
+    at = rollup.hour if rollup is not None else Message.created_at
     keys: dict[str, ColumnElement[Any]] = {}
     for name in by:
         if name in LOCAL_PARTS:
             keys[name] = in_zone(LOCAL_PARTS[name], at, period.timezone, period.end)
         else:
-            keys[name] = getattr(MessageRollup, name) if rollup else raw_dimension(name)
+            keys[name] = getattr(rollup, name) if rollup is not None else raw_dimension(name)
     return keys
 
 
@@ -104,34 +117,42 @@ def grouped(session: TenantSession, period: Period, by: Sequence[str], *, filter
     """Sums of every rollup measure grouped ``by`` dimensions over ``period`` in the session's clinic.
 
     ``by`` names rollup columns, ``hour`` (UTC) or the clinic-time ``day``, ``weekday`` (1 = Monday)
-    and ``hour_of_day``. ``where`` filters rollup rows and ``raw_where`` the same on messages.
+    and ``hour_of_day``. ``where`` filters ``message_rollups`` rows and ``raw_where`` the same on messages.
     """
     split = hour_start(now or period.end)
     merged: dict[tuple, dict[str, Any]] = {}
 
-    def add(rows: Any) -> None:
-        for row in rows:
-            values = row._mapping
-            key = tuple(values[name] for name in by)
-            slot = merged.setdefault(key, {**dict(zip(by, key, strict=True)), **dict.fromkeys(MEASURES, 0)})
-            for name in measures:
-                slot[name] += values[name] or 0
+    zeros = dict.fromkeys(MEASURES, 0)
+
+    def add(result: Any) -> None:
+        names = list(result.keys())  # the keys ``by`` first, then the sums
+        width = len(by)
+        for row in result:
+            values = dict(zip(names, row, strict=True))
+            key = tuple(row[:width])
+            slot = merged.get(key)
+            if slot is None:
+                merged[key] = {**zeros, **values}
+            else:
+                for name in names[width:]:
+                    slot[name] += values[name] or 0
 
     closed_end = min(split, period.end)
     if period.start < closed_end:
-        keys = _keys(by, period, rollup=True)
-        rollup_where = [MessageRollup.tenant_id == session.tenant_id, MessageRollup.hour >= period.start,
-                        MessageRollup.hour < closed_end, *_conditions(MessageRollup, filters), *where]
+        table = _rollup_table(by, filters, where)
+        keys = _keys(by, period, rollup=table)
+        rollup_where = [table.tenant_id == session.tenant_id, table.hour >= period.start,
+                        table.hour < closed_end, *_conditions(table, filters), *where]
         add(session.execute(
             select(*[expr.label(name) for name, expr in keys.items()],
-                   *[func.sum(getattr(MessageRollup, name)).label(name) for name in measures])
+                   *[func.sum(getattr(table, name)).label(name) for name in measures])
             .where(*rollup_where).group_by(*keys.values())))
     if period.end > split:
         live_start = max(split, period.start)
         add(session.execute(raw_aggregate(
             Message.tenant_id == session.tenant_id, Message.created_at >= live_start,
             Message.created_at < period.end, *_conditions(Message, filters), *raw_where,
-            keys=_keys(by, period, rollup=False), measures=measures)))
+            keys=_keys(by, period, rollup=None), measures=measures)))
     for slot in merged.values():
         slot["cost"] = Decimal(slot["cost"] or 0)
     return list(merged.values())

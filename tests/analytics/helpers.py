@@ -10,9 +10,9 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select
 
-from app.analytics.rollups import DIMENSIONS, MEASURES, raw_aggregate
+from app.analytics.rollups import DIMENSIONS, MEASURES, STATUS_DIMENSIONS, raw_aggregate
 from db.enums import Channel, MessageStatus
-from db.models import Message, MessageRollup
+from db.models import Message, MessageRollup, MessageStatusRollup
 from db.session import system_session
 
 
@@ -36,8 +36,8 @@ def add_message(engine: Engine, tenant_id: uuid.UUID, *, created_at: dt.datetime
     return message_id
 
 
-def _key(row: Any) -> tuple:
-    return tuple(str(getattr(row, name)) for name in ("hour", *DIMENSIONS))
+def _key(row: Any, dimensions: Sequence[str] = DIMENSIONS) -> tuple:
+    return tuple(str(getattr(row, name)) for name in ("hour", *dimensions))
 
 
 def _values(row: Any) -> tuple:
@@ -56,6 +56,24 @@ def raw_rows(engine: Engine, tenant_id: uuid.UUID) -> dict[tuple, tuple]:
     with engine.connect() as connection:
         rows = connection.execute(raw_aggregate(Message.tenant_id == tenant_id)).all()
         return {_key(r): _values(r) for r in rows}
+
+
+def status_rollup_rows(engine: Engine, tenant_id: uuid.UUID) -> dict[tuple, tuple]:
+    """``message_status_rollups`` of one clinic, keyed by (hour, channel, status)."""
+    with system_session(engine) as session:
+        rows = session.execute(select(MessageStatusRollup).where(MessageStatusRollup.tenant_id == tenant_id)
+                               ).scalars().all()
+        keys = [_key(r, STATUS_DIMENSIONS) for r in rows]
+        assert len(keys) == len(set(keys)), "a (hour, channel, status) has two status rollup rows"
+        return {_key(r, STATUS_DIMENSIONS): _values(r) for r in rows}
+
+
+def raw_status_rows(engine: Engine, tenant_id: uuid.UUID) -> dict[tuple, tuple]:
+    """The raw messages of one clinic grouped like ``message_status_rollups``."""
+    with engine.connect() as connection:
+        rows = connection.execute(raw_aggregate(Message.tenant_id == tenant_id,
+                                                by=("tenant_id", "hour", *STATUS_DIMENSIONS))).all()
+        return {_key(r, STATUS_DIMENSIONS): _values(r) for r in rows}
 
 
 def hours_ago(now: dt.datetime, hours: float) -> dt.datetime:

@@ -18,7 +18,14 @@ from app.delivery.status_batch import StatusReport, apply_many
 from db.enums import Channel, MessageStatus
 from db.models import Message, MessageRollup
 from db.session import system_session
-from tests.analytics.helpers import add_message, add_template, raw_rows, rollup_rows
+from tests.analytics.helpers import (
+    add_message,
+    add_template,
+    raw_rows,
+    raw_status_rows,
+    rollup_rows,
+    status_rollup_rows,
+)
 from tests.factories import make_tenant
 
 REPORTED = [MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED,
@@ -85,6 +92,7 @@ def test_rollups_equal_the_raw_aggregate_after_any_history(engine: Engine, steps
     rollups.refresh(engine, overlap_seconds=0)
     for tenant in tenants:
         assert rollup_rows(engine, tenant) == raw_rows(engine, tenant)
+        assert status_rollup_rows(engine, tenant) == raw_status_rows(engine, tenant)
 
 
 def test_the_first_refresh_builds_everything_then_only_changed_hours(engine: Engine) -> None:
@@ -150,6 +158,7 @@ def test_the_rebuild_rollups_command(sqlite_engine: Engine, monkeypatch: pytest.
     assert main(["rebuild-rollups"]) == 0
     assert "Rebuilt the message rollups of all clinics" in capsys.readouterr().out
     assert rollup_rows(sqlite_engine, tenant) == raw_rows(sqlite_engine, tenant) != {}
+    assert status_rollup_rows(sqlite_engine, tenant) == raw_status_rows(sqlite_engine, tenant) != {}
     assert main(["rebuild-rollups", "--tenant", "north"]) == 0
     assert "(1 rollup rows)" in capsys.readouterr().out
     assert main(["rebuild-rollups", "--tenant", "nowhere"]) == 1

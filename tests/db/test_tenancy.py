@@ -23,6 +23,7 @@ from db.models import (
     Message,
     MessageLog,
     MessageRollup,
+    MessageStatusRollup,
     MessageTemplate,
     MessageTemplateVersion,
     NotificationPreference,
@@ -72,6 +73,8 @@ def _graph(session: Session, tenant_id: uuid.UUID, tag: str) -> dict[type, uuid.
         DataExport(tenant_id=tenant_id, requested_by_id=user.id),
         MessageRollup(tenant_id=tenant_id, hour=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), channel=Channel.SMS,
                       status=MessageStatus.SENT),
+        MessageStatusRollup(tenant_id=tenant_id, hour=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), channel=Channel.SMS,
+                            status=MessageStatus.SENT),
     ]
     session.add_all(rows)
     session.flush()
