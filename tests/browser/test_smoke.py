@@ -1,14 +1,19 @@
 """Smoke test in a real browser: the app as staff use it, one role at a time.
 
 Starts ``python -m streamlit run app/streamlit_app.py`` against a fresh, migrated SQLite database
-with one clinic and one user per role, then drives Debian's Chromium with Playwright: sign in,
-check the menu, open every page, make sure no error box appears, sign out. Screenshots go to
-``tests/browser/screenshots/<role>-<page>.png``.
+with one clinic, one user per role and a patient with a delivered and a failed message, then
+drives Debian's Chromium with Playwright: sign in, check the menu, open every page, make sure no
+error box appears, sign out; then the main path of each screen (a template version and a test
+send, a retry, the Messages and audit CSV downloads, the bulk wizard up to its review).
+Screenshots go to ``tests/browser/screenshots/<role>-<page>.png``.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,12 +25,13 @@ from pathlib import Path
 
 import pytest
 
+from app.services import export
 from app.services.permissions import Actor
 from app.ui import navigation
 from db.enums import Role
 from db.migrate import upgrade
 from db.session import make_engine
-from tests.factories import DEFAULT_PASSWORD, make_tenant, make_user
+from tests.factories import DEFAULT_PASSWORD, make_message, make_patient, make_tenant, make_user
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -46,6 +52,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pac
 sync_api.expect.set_options(timeout=TIMEOUT_MS)
 
 USERS = {Role.ADMIN: "amira", Role.FRONT_DESK: "fatima", Role.ANALYST: "omar"}
+FAILED_PATIENT = "Sara Ali"  # the fixture gives her one delivered and one failed message
 LANDING = {Role.ADMIN: "Dashboard", Role.FRONT_DESK: "Dashboard", Role.ANALYST: "Analytics"}
 
 
@@ -100,6 +107,10 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tenant_id = make_tenant(engine, "al-noor", "Al Noor Clinic")
     for role, username in USERS.items():
         make_user(engine, tenant_id, username, role)
+    patient_id = make_patient(engine, tenant_id, name_en=FAILED_PATIENT, phone="+966501234567")
+    make_message(engine, tenant_id, recipient="+966501234567", patient_id=patient_id, body="See you tomorrow.")
+    make_message(engine, tenant_id, recipient="+966501234567", patient_id=patient_id, status="failed",
+                 error_code="30003", body="Your results are ready.")
     engine.dispose()
 
     port = _free_port()
@@ -303,3 +314,84 @@ def test_admin_creates_a_template_saves_a_new_version_and_sends_a_test(page: syn
     assert download.value.suggested_filename.startswith("audit-")
     assert_no_errors(page, "audit log")
     shot(page, "admin-audit-log")
+
+
+def pick(page: sync_api.Page, label: str, option: str) -> None:
+    """Add the first option containing ``option`` to the multiselect labelled ``label``."""
+    settle(page)
+    box = page.locator('[data-testid="stMultiSelect"]').filter(has_text=label).first.locator("input")
+    box.click()
+    box.fill(option)
+    page.get_by_role("option").filter(has_text=option).first.click()
+    box.press("Escape")
+    settle(page)
+
+
+def test_front_desk_finds_a_failed_message_and_retries_it(page: sync_api.Page, app_url: str) -> None:
+    sign_in(page, app_url, USERS[Role.FRONT_DESK])
+    sync_api.expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    open_page(page, "Messages")
+
+    pick(page, "Status", "Failed")
+    page.get_by_role("button", name="Apply filters").click()
+    page.wait_for_url(re.compile(r"status=failed"))
+    settle(page)
+    pick(page, "Select messages on this page", FAILED_PATIENT)
+    open_button = page.locator('button[data-testid^="stBaseButton"]').filter(has_text=re.compile(r"Open$"))
+    sync_api.expect(open_button).to_be_enabled()
+    open_button.click()
+    sync_api.expect(page.get_by_text("Error 30003", exact=False)).to_be_visible()
+    settle(page)
+    shot(page, "front_desk-messages-failed")
+
+    page.get_by_role("button", name="Retry this message").click()
+    sync_api.expect(page.get_by_text("A new attempt is queued, linked to this message.")).to_be_visible()
+    sync_api.expect(page.get_by_role("button", name="Open the original")).to_be_visible()
+    settle(page)
+    assert_no_errors(page, "after retrying a failed message")
+    shot(page, "front_desk-messages-retried")
+
+
+def test_analyst_downloads_the_messages_of_a_filter_as_csv(page: sync_api.Page, app_url: str) -> None:
+    sign_in(page, app_url, USERS[Role.ANALYST])
+    sync_api.expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    open_page(page, "Messages")
+
+    page.get_by_text("Export this filter as CSV").click()
+    page.get_by_role("button", name="Prepare CSV").click()
+    settle(page)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    assert download.value.suggested_filename.startswith("messages-")
+    data = Path(download.value.path()).read_bytes()
+    assert data.startswith(export.BOM)
+    header = next(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+    assert header == [export.EXPORT_COLUMNS[key].header for key in export.DEFAULT_COLUMNS]
+    assert FAILED_PATIENT in data.decode("utf-8-sig")
+    assert_no_errors(page, "messages export")
+    shot(page, "analyst-messages-export")
+
+
+def test_admin_walks_the_bulk_wizard_to_the_review_without_sending(page: sync_api.Page, app_url: str) -> None:
+    sign_in(page, app_url, USERS[Role.ADMIN])
+    sync_api.expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    open_page(page, "Bulk send")
+
+    page.get_by_text("A custom list (paste or upload)").click()
+    settle(page)
+    type_into(page, "Paste numbers or addresses (one per line)", "+966501112233\n+966504445566\nnot a number")
+    sync_api.expect(page.get_by_text("2 recipients ready; 1 rows refused.")).to_be_visible()
+    page.get_by_role("button", name="Next").click()
+    sync_api.expect(page.get_by_text("Step 2 of 4: Content")).to_be_visible()
+    settle(page)
+
+    page.get_by_text("Custom text", exact=True).click()
+    settle(page)
+    type_into(page, "English text", "The clinic is closed on Sunday.")
+    page.get_by_role("button", name="Next").click()
+    sync_api.expect(page.get_by_text("Step 3 of 4: Review")).to_be_visible()
+    sync_api.expect(page.get_by_text("Recipients in the audience")).to_be_visible()
+    settle(page)
+    assert_no_errors(page, "bulk review")
+    sync_api.expect(page.get_by_text("The clinic is closed on Sunday.").first).to_be_visible()
+    shot(page, "admin-bulk-review")
