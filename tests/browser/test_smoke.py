@@ -298,6 +298,8 @@ def test_admin_creates_a_template_saves_a_new_version_and_sends_a_test(page: syn
     type_into(page, "Send to (phone number)", "+966501234567", tab="Send a test")
     open_tab(page, "Send a test")
     page.get_by_role("button", name="Send test").click()
+    settle(page)
+    open_tab(page, "Send a test")  # a slow rerun can redraw the tabs with the first one selected
     sync_api.expect(page.locator('[data-testid="stAlertContentSuccess"]').filter(
         has_text="Test message")).to_be_visible()
     settle(page)
