@@ -24,7 +24,6 @@ def changed(slot: str, message: str, *widget_keys: str) -> None:
     """After a successful change: keep the message, empty the form, redraw with fresh data."""
     feedback.flash(slot, message)
     feedback.reset_widgets(*widget_keys)
-    cached.forget_headline(actor)
     st.rerun()
 
 

@@ -68,11 +68,10 @@ def summaries(channel: str | None = None, active: bool | None = None, search: st
 
 
 def forget() -> None:
-    """After a change: drop the cached lists and details, and Home's counts."""
+    """After a change: drop the cached lists and details."""
     _summaries.clear()
     _detail.clear()
     _usage.clear()
-    cached.forget_headline(actor)
 
 
 def open_next(template_id: str, slot: str, message: str) -> None:
