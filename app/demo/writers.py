@@ -94,8 +94,10 @@ class PgMessageWriter(MessageWriter):
     COPY data goes to the server from a background thread while the next chunk is generated.
     """
 
-    def __init__(self, conn: Connection, plan: ClinicPlan, clock: Clock, *, logs_from: int | None) -> None:
+    def __init__(self, conn: Connection, plan: ClinicPlan, clock: Clock, *, logs_from: int | None,
+                 table: str = "messages") -> None:
         super().__init__(conn, plan, clock, logs_from=logs_from)
+        self.table = table
         has_sender = "sender" in self.optional
         stamps = [c for c in self.optional if c != "sender"]
         self.columns = ["id", "patient_id", "recipient", "language", "subject", "tenant_id", "template_id",
@@ -129,7 +131,7 @@ class PgMessageWriter(MessageWriter):
         tail = self.extra_text + "\n"
         with_enqueued = "enqueued_at" in self.stamps
         with_claimed = "claimed_at" in self.stamps
-        sql = f"COPY messages ({', '.join(self.columns)}) FROM STDIN"
+        sql = f"COPY {self.table} ({', '.join(self.columns)}) FROM STDIN"
         with dbapi.cursor() as cur, cur.copy(sql, writer=QueuedLibpqWriter(cur)) as copy:
             for chunk in chunks:
                 lines = []
