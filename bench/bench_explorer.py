@@ -77,9 +77,9 @@ def raw_floor(engine: Engine, actor: Actor, flt: MessageFilter, after: Cursor | 
     """The same page's SQL run straight on the driver (no ORM, no name look-ups)."""
     with tenant_session(engine, actor.tenant_id) as session:
         query = explorer.build_query(session, flt)
-        statements = [explorer.compiled_sql(statement, session.connection().dialect)
-                      for statement in explorer.page_statements(query, after=after, limit=explorer.PAGE_SIZE + 1,
-                                                                oldest_first=flt.oldest_first)]
+        statements = [explorer.compiled_sql(
+            explorer.page_statement(query, after=after, limit=explorer.PAGE_SIZE + 1, oldest_first=flt.oldest_first),
+            session.connection().dialect)]
 
     def run() -> Any:
         raw = engine.raw_connection()

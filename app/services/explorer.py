@@ -15,8 +15,6 @@ marked as an estimate (``Total.exact`` is False).
 from __future__ import annotations
 
 import datetime as dt
-import heapq
-import itertools
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -25,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, union_all
 
 from app.delivery.error_codes import ErrorInfo, explain
 from app.errors import ConflictError, NotFoundError, ValidationError
@@ -315,30 +313,42 @@ def _after(cursor: Cursor, oldest_first: bool) -> ColumnElement[bool]:
                 or_(Message.created_at < cursor.created_at, Message.id < cursor.id))
 
 
-def page_statements(query: Query, *, after: Cursor | None, limit: int, oldest_first: bool,
-                    columns: Sequence[Any] = _ROW_COLUMNS) -> list[Select[Any]]:
-    """The keyset queries for one page: one per alternative, each reading ``limit`` rows from its own index."""
+def page_statement(query: Query, *, after: Cursor | None, limit: int, oldest_first: bool,
+                   columns: Sequence[Any] = _ROW_COLUMNS) -> Select[Any]:
+    """The keyset query for one page.
+
+    With alternatives (several recipients or patients, statuses, channels) each one reads at most
+    ``limit`` rows in page order from its own index, and one outer ORDER BY ... LIMIT merges them:
+    one round trip, and no alternative is read past the page (an OR or IN list would read all of
+    their rows and sort them).
+    """
     keyset = [_after(after, oldest_first)] if after else []
-    order = (Message.created_at.asc(), Message.id.asc()) if oldest_first else (
-        Message.created_at.desc(), Message.id.desc())
-    return [select(*columns).where(*query.common, *branch, *keyset).order_by(*order).limit(limit)
-            for branch in ([[b] for b in query.branches] or [[]])]
+
+    def order(table: Any) -> tuple[Any, Any]:
+        if oldest_first:
+            return table.created_at.asc(), table.id.asc()
+        return table.created_at.desc(), table.id.desc()
+
+    if len(query.branches) <= 1:
+        return (select(*columns).where(*query.common, *query.branches, *keyset)
+                .order_by(*order(Message)).limit(limit))
+    # Each arm is wrapped as a subquery: SQLite refuses ORDER BY / LIMIT directly inside a UNION.
+    arms = [select(arm).select_from(arm) for arm in (
+        select(*columns).where(*query.common, branch, *keyset).order_by(*order(Message)).limit(limit).subquery()
+        for branch in query.branches)]
+    merged = union_all(*arms).subquery()
+    return select(*merged.c).order_by(*order(merged.c)).limit(limit)
 
 
 def read_page(session: TenantSession, query: Query, *, after: Cursor | None, limit: int,
               oldest_first: bool) -> list[Any]:
-    """Up to ``limit`` rows in page order: the alternatives' ordered reads merged by (created_at, id).
+    """Up to ``limit`` rows in page order (see ``page_statement``).
 
-    Runs on the session's connection, past the ORM: every statement already carries the clinic's
+    Runs on the session's connection, past the ORM: the statement already carries the clinic's
     ``tenant_id`` condition (``build_query``), and skipping the ORM keeps a page well under 50 ms.
     """
-    connection = session.connection()
-    reads = [connection.execute(statement).all()
-             for statement in page_statements(query, after=after, limit=limit, oldest_first=oldest_first)]
-    if len(reads) == 1:
-        return reads[0]
-    merged = heapq.merge(*reads, key=lambda row: (row.created_at, row.id), reverse=not oldest_first)
-    return list(itertools.islice(merged, limit))
+    statement = page_statement(query, after=after, limit=limit, oldest_first=oldest_first)
+    return list(session.connection().execute(statement).all())
 
 
 # --- pages and counts ---------------------------------------------------------------------------

@@ -177,6 +177,9 @@ def test_keyset_pages_cover_every_row_once_even_with_equal_times(world: World, f
 
     assert len(seen) == len(set(seen)) == 23
     assert set(seen) == set(made)
+    order = (Message.created_at, Message.id) if flt.oldest_first else (Message.created_at.desc(), Message.id.desc())
+    with tenant_session(world.engine, world.tenant) as session:
+        assert seen == list(session.scalars(select(Message.id).order_by(*order)))  # in page order throughout
 
 
 def test_new_messages_arriving_while_paging_skip_and_repeat_nothing(world: World) -> None:
