@@ -332,12 +332,15 @@ def page_statement(query: Query, *, after: Cursor | None, limit: int, oldest_fir
     if len(query.branches) <= 1:
         return (select(*columns).where(*query.common, *query.branches, *keyset)
                 .order_by(*order(Message)).limit(limit))
-    # Each arm is wrapped as a subquery: SQLite refuses ORDER BY / LIMIT directly inside a UNION.
-    arms = [select(arm).select_from(arm) for arm in (
-        select(*columns).where(*query.common, branch, *keyset).order_by(*order(Message)).limit(limit).subquery()
+    # The arms read only the keys (building 20 full-width subqueries costs more than running them),
+    # each wrapped as a subquery because SQLite refuses ORDER BY / LIMIT directly inside a UNION.
+    arms = [select(arm.c.created_at, arm.c.id) for arm in (
+        select(Message.created_at, Message.id).where(*query.common, branch, *keyset)
+        .order_by(*order(Message)).limit(limit).subquery()
         for branch in query.branches)]
     merged = union_all(*arms).subquery()
-    return select(*merged.c).order_by(*order(merged.c)).limit(limit)
+    page = select(merged.c.created_at, merged.c.id).order_by(*order(merged.c)).limit(limit).subquery()
+    return select(*columns).join(page, Message.id == page.c.id).order_by(*order(page.c))
 
 
 def read_page(session: TenantSession, query: Query, *, after: Cursor | None, limit: int,
