@@ -59,7 +59,7 @@ def _floor(url: str, tenant_id: str, flt: MessageFilter, path: str) -> int:
         columns = export.check_columns(COLUMNS)
         statement = export._statement(session, flt, columns, [c.source().label(c.key) for c in columns], None)
         sql, params = compiled_sql(statement, session.connection().dialect)
-        session.connection().exec_driver_sql("SET LOCAL jit = off")  # as the export does
+        export.tune_for_export(session.connection())  # the same plan as the export's
         dbapi = session.connection().connection.dbapi_connection
         with open(path, "wb") as out, dbapi.cursor() as cursor:
             with cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Engine, Text, and_, case, cast, func, literal, select
+from sqlalchemy import ColumnElement, Engine, Text, and_, case, cast, func, literal, literal_column, null, select
 
 from app.config import get_settings
 from app.delivery.queue import JobQueue
@@ -57,7 +57,6 @@ BOM = "\ufeff".encode()
 EXPORT_JOB = "worker.jobs.export_messages"
 _RISKY_START = ("=", "+", "-", "@", "\t", "\r")
 _PHONE_CELL = re.compile(r"\+[0-9*]{7,16}")
-_PHONE_CELL_SQL = r"^\+[0-9*]{7,16}$"
 _BATCH = 5000
 
 
@@ -126,10 +125,20 @@ def _formatter(column: ExportColumn, zone: ZoneInfo, masked: bool) -> Callable[[
     return lambda v: neutralise(str(v)) if v else ""
 
 
+_RISKY_CODES = [literal_column(str(ord(c))) for c in _RISKY_START]
+
+
+def _phone_cell_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``value`` matches ``_PHONE_CELL`` (``+`` then 7-16 digits or stars), without a regex per row."""
+    return and_(func.ascii(value) == literal_column("43"), func.length(value).between(8, 17),
+                func.ltrim(func.substr(value, 2), "0123456789*") == "")
+
+
 def _neutralise_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
-    value = func.nullif(value, "")
-    risky = and_(func.left(value, 1).in_(_RISKY_START), ~value.regexp_match(_PHONE_CELL_SQL))
-    return case((risky, literal("'").concat(value)), else_=value)
+    # Per row: an integer test of the first character (``ascii``; text comparisons would go through
+    # the collation), and the phone test only for cells that start with a risky character.
+    risky = and_(func.ascii(value).in_(_RISKY_CODES), ~_phone_cell_sql(value))
+    return case((value == "", null()), (risky, literal("'").concat(value)), else_=value)
 
 
 def _mask_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -144,8 +153,8 @@ def _mask_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
 def _sql_cell(column: ExportColumn, timezone: str, masked: bool) -> ColumnElement[Any]:
     """The PostgreSQL expression that formats ``column`` exactly as ``_formatter`` does."""
     value = column.source()
-    if column.kind == "time":
-        return func.to_char(func.timezone(timezone, value), "YYYY-MM-DD HH24:MI:SS")
+    if column.kind == "time":  # ISO text of the local time to the second (``tune_for_export`` sets DateStyle)
+        return cast(func.date_trunc("second", func.timezone(timezone, value)), Text)
     if column.kind in ("number", "id"):
         return cast(value, Text)
     if column.kind == "flag":
@@ -176,6 +185,18 @@ def _statement(session: TenantSession, flt: MessageFilter, columns: list[ExportC
 # --- writing ------------------------------------------------------------------------------------
 
 
+def tune_for_export(connection: Any) -> None:
+    """Settings for the export's transaction on PostgreSQL.
+
+    No JIT (compiling a 1M-row plan costs more than it saves); ISO dates (the time cells' text);
+    and the random-page cost of data in memory or on SSD (1.1 instead of 4): a clinic's messages
+    are read in index order, newest first, where the default cost made the planner scan the
+    whole table and sort it instead.
+    """
+    for setting in ("jit = off", "datestyle = 'ISO, YMD'", "random_page_cost = 1.1"):
+        connection.exec_driver_sql(f"SET LOCAL {setting}")
+
+
 def write_csv(session: TenantSession, flt: MessageFilter, column_keys: Sequence[str], out: IO[bytes], *,
               masked: bool, now: dt.datetime | None = None, use_copy: bool | None = None) -> int:
     """Write the filter's messages as CSV to ``out`` (a binary file); returns the number of rows.
@@ -197,7 +218,7 @@ def write_csv(session: TenantSession, flt: MessageFilter, column_keys: Sequence[
         if statement is None:
             return 0
         sql, params = compiled_sql(statement, connection.dialect)
-        connection.exec_driver_sql("SET LOCAL jit = off")  # compiling a 1M-row plan costs more than it saves
+        tune_for_export(connection)
         dbapi = connection.connection.dbapi_connection
         assert dbapi is not None
         with dbapi.cursor() as cursor:

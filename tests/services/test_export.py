@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Text, literal, select
 
 from app.errors import NotFoundError, PermissionDenied, ValidationError
 from app.services import export, passwords
@@ -66,9 +66,19 @@ def exported(w: World, actor: Actor, columns: tuple[str, ...] = export.DEFAULT_C
     ("+966501234567", "+966501234567"), ("+9665******67", "+9665******67"),
     ("+9665012345678901234", "'+9665012345678901234"),
     ("+966 50", "'+966 50"),
+    ("+1234567", "+1234567"), ("+123456", "'+123456"), ("+1234567890123456", "+1234567890123456"),
+    ("+12345678901234567", "'+12345678901234567"), ("+٩٦٦٥٠١٢٣٤٥٦٧", "'+٩٦٦٥٠١٢٣٤٥٦٧"), ("++1234567", "'++1234567"),
 ])
 def test_neutralise_rule_and_phone_policy(cell: str, written: str) -> None:
     assert export.neutralise(cell) == written
+
+
+def test_the_database_applies_the_same_rule(pg_engine: Engine) -> None:
+    cells = ["=1", "+1+1", "-2", "@x", "\tx", "\rx", "plain", "", "+966501234567", "+9665******67", "+123456",
+             "+1234567", "+1234567890123456", "+12345678901234567", "+٩٦٦٥٠١٢٣٤٥٦٧", "++1234567", "+966 50"]
+    with pg_engine.connect() as conn:
+        in_sql = conn.execute(select(*[export._neutralise_sql(literal(c, Text)) for c in cells])).one()
+    assert [v or "" for v in in_sql] == [export.neutralise(c) for c in cells]
 
 
 def test_export_has_a_bom_a_header_and_neutralised_cells(world: World) -> None:
@@ -149,7 +159,7 @@ def test_copy_and_python_paths_write_the_same_bytes(pg_engine: Engine) -> None:
                                            ("+966507654321", ""), ("+12025550123", "line\r\nbreak")]):
         make_message(pg_engine, tenant, recipient=recipient, body=body, patient_id=patient if i % 2 else None,
                      price=Decimal("0.0395") if i else None, is_test=bool(i % 2), error_code="-1" if i == 3 else None,
-                     created_at=dt.datetime(2026, 1, 1, 12, i, tzinfo=dt.UTC))
+                     created_at=dt.datetime(2026, 1, 1, 12, i, 59, 999_999, tzinfo=dt.UTC))  # cut, not rounded
     columns = list(export.EXPORT_COLUMNS)
     for masked in (False, True):
         outputs = []
