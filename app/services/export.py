@@ -141,12 +141,27 @@ def _neutralise_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
     return case((value == "", null()), (risky, literal("'").concat(value)), else_=value)
 
 
-def _mask_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
+def _masked_contact_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``neutralise(mask_contact(value))`` in SQL, the mask built once per row.
+
+    The mask keeps the first character (e-mail, long number) or is all stars (short), so the
+    risky-start test reads the raw value; a masked e-mail holds ``@`` and is never a phone cell; a
+    masked long value is a phone cell when the characters it keeps (2-5 and the last two) are
+    digits or stars and it has at most 17 characters.
+    """
     length, at = func.length(value), func.strpos(value, "@")
+    risky_start = func.ascii(value).in_(_RISKY_CODES)
+    kept_as_phone = and_(func.ascii(value) == literal_column("43"), length <= 17,
+                         func.ltrim(func.substr(value, 2, 4).concat(func.right(value, 2)), "0123456789*") == "")
+    long_mask = func.left(value, 5).concat(func.repeat("*", length - 7)).concat(func.right(value, 2))
     return case(
-        (at > 0, func.left(value, 1).concat("***").concat(func.substr(value, at))),
+        (value == "", null()),
+        (at == 1, literal("***").concat(value)),  # nothing before the @: no first character kept
+        (at > 1, case((risky_start, literal("'")), else_=literal(""))
+         .concat(func.left(value, 1)).concat("***").concat(func.substr(value, at))),
         (length <= 7, func.repeat("*", length)),
-        else_=func.left(value, 5).concat(func.repeat("*", length - 7)).concat(func.right(value, 2)),
+        (and_(risky_start, ~kept_as_phone), literal("'").concat(long_mask)),
+        else_=long_mask,
     )
 
 
@@ -160,7 +175,7 @@ def _sql_cell(column: ExportColumn, timezone: str, masked: bool) -> ColumnElemen
     if column.kind == "flag":
         return case((value.is_(True), "yes"), else_="no")
     if column.kind == "contact" and masked:
-        return _neutralise_sql(_mask_sql(value))
+        return _masked_contact_sql(value)
     return _neutralise_sql(cast(value, Text))
 
 

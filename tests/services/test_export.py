@@ -17,6 +17,7 @@ from sqlalchemy import Engine, Text, literal, select
 
 from app.errors import NotFoundError, PermissionDenied, ValidationError
 from app.services import export, passwords
+from app.services.contacts import mask_contact
 from app.services.explorer import MessageFilter
 from app.services.permissions import Actor
 from db.enums import Role
@@ -79,6 +80,15 @@ def test_the_database_applies_the_same_rule(pg_engine: Engine) -> None:
     with pg_engine.connect() as conn:
         in_sql = conn.execute(select(*[export._neutralise_sql(literal(c, Text)) for c in cells])).one()
     assert [v or "" for v in in_sql] == [export.neutralise(c) for c in cells]
+
+
+def test_the_database_masks_contacts_by_the_same_rule(pg_engine: Engine) -> None:
+    contacts = ["+966501234567", "+12025550123", "+1234567", "+123456", "+12345678901234567", "=1+2+3+4+5",
+                "-cmd|' /C calc'!A0", "+1234ab567", "+12ab5678", "+9665012345678901", "sara@example.com",
+                "=evil@example.com", "@x@y", "a@b", "", "short", "+٩٦٦٥٠١٢٣٤٥٦٧", "\t+966501234567"]
+    with pg_engine.connect() as conn:
+        in_sql = conn.execute(select(*[export._masked_contact_sql(literal(c, Text)) for c in contacts])).one()
+    assert [v or "" for v in in_sql] == [export.neutralise(mask_contact(c) or "") for c in contacts]
 
 
 def test_export_has_a_bom_a_header_and_neutralised_cells(world: World) -> None:
