@@ -10,7 +10,7 @@ followed by 7 to 16 digits or mask stars (``+966501234567``, ``+9665******67``),
 digits and stars cannot form a function call, a cell reference or a DDE link, and the number stays
 usable when the file is imported elsewhere. (Excel may display such a cell as a number; import the
 column as text to keep the ``+``.) Numbers we produce (segments, price) are not text cells and are
-never prefixed.
+never prefixed, nor are status and channel (our own fixed words).
 
 Analysts without full contact access get phone numbers and e-mail addresses masked
 (``+9665******67``, ``s***@example.com``), exactly as on screen.
@@ -58,6 +58,7 @@ EXPORT_JOB = "worker.jobs.export_messages"
 _RISKY_START = ("=", "+", "-", "@", "\t", "\r")
 _PHONE_CELL = re.compile(r"\+[0-9*]{7,16}")
 _BATCH = 5000
+_WRITE_BYTES = 1 << 20
 
 
 def neutralise(value: str) -> str:
@@ -75,13 +76,13 @@ class ExportColumn:
     key: str
     header: str
     source: Callable[[], ColumnElement[Any]]
-    kind: str  # text, contact, time, number, flag, id
+    kind: str  # text, contact, time, number, flag, id, code (our own fixed words: never neutralised)
 
 
 EXPORT_COLUMNS: dict[str, ExportColumn] = {c.key: c for c in (
     ExportColumn("created_at", "Created (clinic time)", lambda: Message.created_at, "time"),
-    ExportColumn("status", "Status", lambda: Message.status, "text"),
-    ExportColumn("channel", "Channel", lambda: Message.channel, "text"),
+    ExportColumn("status", "Status", lambda: Message.status, "code"),
+    ExportColumn("channel", "Channel", lambda: Message.channel, "code"),
     ExportColumn("recipient", "Recipient", lambda: Message.recipient, "contact"),
     ExportColumn("patient", "Patient", lambda: func.coalesce(func.nullif(Patient.name_en, ""), Patient.name_ar),
                  "text"),
@@ -118,7 +119,7 @@ def _formatter(column: ExportColumn, zone: ZoneInfo, masked: bool) -> Callable[[
         return lambda v: "" if v is None else str(v)
     if column.kind == "flag":
         return lambda v: "yes" if v else "no"
-    if column.kind == "id":
+    if column.kind in ("id", "code"):
         return lambda v: str(v)
     if column.kind == "contact" and masked:
         return lambda v: neutralise(mask_contact(v) or "") if v else ""
@@ -170,7 +171,7 @@ def _sql_cell(column: ExportColumn, timezone: str, masked: bool) -> ColumnElemen
     value = column.source()
     if column.kind == "time":  # ISO text of the local time to the second (``tune_for_export`` sets DateStyle)
         return cast(func.date_trunc("second", func.timezone(timezone, value)), Text)
-    if column.kind in ("number", "id"):
+    if column.kind in ("number", "id", "code"):
         return cast(value, Text)
     if column.kind == "flag":
         return case((value.is_(True), "yes"), else_="no")
@@ -238,8 +239,13 @@ def write_csv(session: TenantSession, flt: MessageFilter, column_keys: Sequence[
         assert dbapi is not None
         with dbapi.cursor() as cursor:
             with cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
+                pending = bytearray()  # COPY hands over one row at a time; a gzip file is slow per write
                 for block in copy:
-                    out.write(block)
+                    pending += block
+                    if len(pending) >= _WRITE_BYTES:
+                        out.write(pending)
+                        pending.clear()
+                out.write(pending)
             return cursor.rowcount
     statement = _statement(session, flt, columns, [c.source().label(c.key) for c in columns], now)
     if statement is None:
