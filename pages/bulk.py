@@ -40,6 +40,8 @@ state: dict = st.session_state.setdefault(STATE, {"step": 0, "key": bulk_wizard.
 
 def go(step: int) -> None:
     state["step"] = step
+    if step <= 2:
+        state.pop("review", None)  # arriving at the review works it out afresh; sending uses that review
     st.rerun()
 
 
@@ -222,8 +224,10 @@ def wizard() -> None:
     elif step == 1:
         content_step(options)
     elif step == 2:
-        review = feedback.service(bulk_wizard.dry_run, current_draft())
-        state["review"] = review
+        if state.get("review") is None:  # not again on every click on this step (a big audience takes seconds)
+            with st.spinner("Working out who will get it…"):
+                state["review"] = feedback.service(bulk_wizard.dry_run, current_draft())
+        review = state["review"]
         if review is not None:
             show_review(review)
     elif step == 3 and state.get("review") is not None:

@@ -78,6 +78,25 @@ def test_admin_goes_through_the_whole_wizard_and_back_without_losing_input(clini
     assert any("explorer" in m for m in texts(at.markdown))
 
 
+def test_the_review_is_worked_out_on_arrival_not_on_every_rerun(clinic: Clinic) -> None:
+    add_patients(clinic, 3)
+    at = bulk_page(clinic)
+    at.radio(key="bulk_w_kind").set_value("all").run()
+    step(at, "Next")
+    at.radio(key="bulk_w_source").set_value("Custom text").run()
+    at.text_area(key="bulk_w_body_en").input("Closed on Friday.").run()
+    at.text_area(key="bulk_w_body_ar").input("مغلق يوم الجمعة").run()
+    step(at, "Next")
+    assert {m.label: m.value for m in at.metric}["Will be sent"] == "3"
+    add_patients(clinic, 2, tag="new")
+
+    at.run()  # any click on the review step
+    assert {m.label: m.value for m in at.metric}["Will be sent"] == "3"
+    step(at, "Back")
+    step(at, "Next")
+    assert {m.label: m.value for m in at.metric}["Will be sent"] == "5"
+
+
 def test_large_send_needs_the_typed_number(clinic: Clinic, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BULK_CONFIRM_THRESHOLD", "2")
     add_patients(clinic, 3)
