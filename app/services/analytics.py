@@ -64,8 +64,7 @@ def _day_outcomes(daily: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     columns = ["Day", *[b.title() for b in by], *[o.label for o in Outcome]]
     if daily.empty:
         return pd.DataFrame(columns=columns)
-    table = daily.pivot_table(index=["day", *by], columns="outcome", values="messages", aggfunc="sum",
-                              fill_value=0)
+    table = daily.groupby(["day", *by, "outcome"])["messages"].sum().unstack(fill_value=0)  # pivot_table: 5x slower
     table = table.reindex(columns=[o.value for o in Outcome], fill_value=0).reset_index()
     table.columns = columns
     return table

@@ -63,6 +63,11 @@ def test_summary_counts_closed_hours_from_rollups_and_this_hour_from_messages(en
     channels = result.channels.set_index("Channel")
     assert channels.loc["SMS", "Messages"] == 5 and channels.loc["WhatsApp", "Delivered"] == 2
     assert int(result.daily[["Delivered", "Failed", "In progress", "Not sent"]].sum().sum()) == 7
+    assert list(result.daily.columns) == ["Day", "Delivered", "Failed", "In progress", "Not sent"]
+    expected = {(NOW - dt.timedelta(days=1)).date(): [3, 2, 0, 0]}  # the test clinic's time zone is UTC
+    this_hour = expected.setdefault((NOW - dt.timedelta(seconds=5)).date(), [0, 0, 0, 0])  # same day just after 0:00
+    this_hour[0] += 2
+    assert {row[0]: list(row[1:]) for row in result.daily.itertuples(index=False)} == expected
 
 
 def test_every_aggregate_is_of_the_signed_in_clinic_only(engine: Engine, clinics: tuple) -> None:
