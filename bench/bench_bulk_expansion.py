@@ -11,6 +11,7 @@ In a fresh PostgreSQL database (dropped at the end) it COPYs N patients in, then
 
 Prints seconds, the ratio to the floor, peak memory, delivery jobs enqueued and the largest job.
 Targets (issue 7): under 10 s, within 1.6x of the floor, under 300 MB, <= 1 job per 500 messages.
+``--breakdown`` then times the floor without the foreign keys, the secondary indexes and the key.
 """
 
 from __future__ import annotations
@@ -88,6 +89,26 @@ def _floor(url: str, tenant_id: uuid.UUID, job_id: uuid.UUID) -> float:
     return elapsed
 
 
+def _breakdown(url: str, tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
+    """Where the floor's time goes: the same INSERT again after dropping the foreign keys, then the
+    secondary indexes, then the primary key (this throw-away database only)."""
+    from db.session import make_engine
+
+    engine = make_engine(url)
+    steps = [("without the 7 foreign keys", "SELECT format('ALTER TABLE messages DROP CONSTRAINT %I', conname) "
+              "FROM pg_constraint WHERE conrelid = 'messages'::regclass AND contype = 'f'"),
+             ("and without the secondary indexes", "SELECT format('DROP INDEX %I', indexname) FROM pg_indexes "
+              "WHERE tablename = 'messages' AND indexname <> 'pk_messages'"),
+             ("and without the primary key (bare heap)",
+              "SELECT 'ALTER TABLE messages DROP CONSTRAINT pk_messages CASCADE'")]
+    for label, ddl in steps:
+        with engine.begin() as conn:
+            for (statement,) in conn.execute(text(ddl)).all():
+                conn.execute(text(statement))
+        engine.dispose()
+        print(f"floor {label}: {_floor(url, tenant_id, job_id):.2f} s")
+
+
 def _expand(url: str, redis_url: str, queue_name: str, job_id: uuid.UUID, out: multiprocessing.Queue) -> None:
     import redis
 
@@ -128,6 +149,8 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=1_000_000)
     parser.add_argument("--database-url", default=DEFAULT_ADMIN_URL)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="afterwards, time the floor again without foreign keys, indexes, primary key")
     args = parser.parse_args()
     with temporary_database(args.database_url, prefix="bench_bulk") as url:
         tenant_id, job_id, seeded = _seed(url, args.recipients)
@@ -150,6 +173,12 @@ def main() -> None:
         ok = (result["total_s"] < 10 and result["total_s"] / floor <= 1.6 and result["peak_mb"] < 300
               and result["largest_job"] <= 500)
         print("targets met" if ok else "TARGETS NOT MET")
+        if args.breakdown:
+            from db.session import make_engine
+
+            with make_engine(url).begin() as conn:
+                conn.execute(text("TRUNCATE messages CASCADE"))
+            _breakdown(url, tenant_id, job_id)
 
 
 if __name__ == "__main__":
