@@ -340,7 +340,9 @@ def page_statement(query: Query, *, after: Cursor | None, limit: int, oldest_fir
         for branch in query.branches)]
     merged = union_all(*arms).subquery()
     page = select(merged.c.created_at, merged.c.id).order_by(*order(merged.c)).limit(limit).subquery()
-    return select(*columns).join(page, Message.id == page.c.id).order_by(*order(page.c))
+    return (select(*columns).join(page, Message.id == page.c.id)
+            .where(*query.common)  # the clinic's condition on this read too, though the keys came from its rows
+            .order_by(*order(page.c)))
 
 
 def read_page(session: TenantSession, query: Query, *, after: Cursor | None, limit: int,
