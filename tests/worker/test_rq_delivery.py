@@ -63,8 +63,18 @@ def _worker_env(pg_url: str, redis_url: str, queue: str, fake: FakeTwilio) -> di
 
 def _start_worker(env: dict[str, str], name: str, log_dir: Path) -> subprocess.Popen[bytes]:
     log = (log_dir / f"worker-{name}.log").open("wb")
+    # Its own process group: RQ forks the scheduler, and a crash is the whole group dying (as when
+    # a container or a systemd unit is killed); killing only the parent would orphan the scheduler.
     return subprocess.Popen([sys.executable, "-m", "worker", "--name", name], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(worker: subprocess.Popen[bytes], how: signal.Signals) -> None:
+    try:
+        os.killpg(worker.pid, how)
+    except ProcessLookupError:
+        pass
+    worker.wait(20)
 
 
 def _counts(engine: Engine, job_id: uuid.UUID) -> dict[str, int]:
@@ -148,11 +158,9 @@ def test_worker_killed_mid_send_another_finishes_exactly_once(pg_url, pg_engine,
         first = _start_worker(env, "first", tmp_path)
         try:
             _wait(lambda: len(fake.sends) >= 400, 60, "the first worker to send 400")
-            first.send_signal(signal.SIGKILL)
-            first.wait(10)
+            _stop(first, signal.SIGKILL)
         finally:
-            if first.poll() is None:
-                first.kill()
+            _stop(first, signal.SIGKILL)
         sent_before = len(fake.sends)
         assert sent_before < TOTAL
         second = _start_worker(env, "second", tmp_path)
@@ -160,8 +168,7 @@ def test_worker_killed_mid_send_another_finishes_exactly_once(pg_url, pg_engine,
             _wait(lambda: _counts(pg_engine, result.bulk_job_id).get("sent", 0) == TOTAL, 180,
                   "every message to be sent")
         finally:
-            second.terminate()
-            second.wait(20)
+            _stop(second, signal.SIGTERM)
         _assert_exactly_once(fake)
         _deliver_all_callbacks(pg_engine, fake, result.bulk_job_id)
 
@@ -178,6 +185,5 @@ def test_redis_wiped_mid_send_the_sweeper_finishes_exactly_once(pg_url, pg_engin
             _wait(lambda: _counts(pg_engine, result.bulk_job_id).get("sent", 0) == TOTAL, 180,
                   "every message to be sent after Redis was wiped")
         finally:
-            worker.terminate()
-            worker.wait(20)
+            _stop(worker, signal.SIGTERM)
         _assert_exactly_once(fake)
