@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
     sweep_queued_after_seconds: float = Field(default=300.0, gt=0)
     sweep_sending_after_seconds: float = Field(default=120.0, gt=0)
+    sweep_expanding_after_seconds: float = Field(default=120.0, gt=0)
     unknown_resend_after_seconds: float = Field(default=900.0, gt=0)
     dev_playback_delay_seconds: float = Field(default=2.0, ge=0)
 

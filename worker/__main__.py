@@ -33,7 +33,8 @@ def sweep_forever(stop: threading.Event) -> None:
                                                              px=int(interval * 1000 * 2)):
                 continue
             report = sweeper.run_sweep(runtime)
-            if any((report.promoted, report.enqueued, report.recovered_sending, report.settled_unknown)):
+            if any((report.promoted, report.enqueued, report.recovered_sending, report.settled_unknown,
+                    report.resumed_expansions)):
                 log.info("sweep: %s", {k: v for k, v in vars(report).items() if isinstance(v, int) and v})
             rollups.refresh_quietly(runtime.engine, runtime.settings.rollup_refresh_overlap_seconds)
         except Exception:  # keep sweeping; the next pass retries

@@ -8,7 +8,8 @@ Each pass:
    the message; if so adopts its status, if not (it was never sent) puts it back in the queue;
 4. settles ``unknown`` messages by lookup; one the provider still does not know after
    ``UNKNOWN_RESEND_AFTER_SECONDS`` is queued again (the provider has no record of it);
-5. re-checks the WhatsApp approval of linked Content templates (a few per pass).
+5. re-checks the WhatsApp approval of linked Content templates (a few per pass);
+6. asks again for the expansion of bulk jobs still ``expanding`` that no worker is on (lost job).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from app.delivery.routes import lookup_providers
 from app.delivery.runtime import Runtime
 from app.delivery.sender import build_outgoing
 from app.providers.base import LookupResult, Provider, ProviderError
+from app.services import bulk_expansion
 from app.services.whatsapp_templates import refresh_due_approvals
 from db.enums import Channel, MessageStatus
 from db.models import Message, MessageTemplate, Tenant
@@ -44,6 +46,7 @@ class SweepReport:
     settled_unknown: int = 0
     requeued: int = 0
     approvals_changed: int = 0
+    resumed_expansions: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -213,4 +216,5 @@ def run_sweep(runtime: Runtime, now: dt.datetime | None = None) -> SweepReport:
         report.approvals_changed = refresh_due_approvals(runtime.engine, runtime.settings, now)
     except Exception:  # a Content API problem must not stop delivery sweeps
         log.exception("refreshing WhatsApp template approvals failed")
+    report.resumed_expansions = bulk_expansion.resume_lost(runtime, now)
     return report

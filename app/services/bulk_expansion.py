@@ -13,7 +13,8 @@ numbered per 500 by ``row_number()``). Otherwise rows are rendered in Python a c
 
 Jobs are enqueued after the commit, streamed from the rows in groups (at most 500 messages a
 job). If the worker dies before enqueueing, the sweeper finds the queued rows whose job is not
-alive and enqueues them again.
+alive and enqueues them again. If the expansion job itself is lost (its worker killed, Redis
+flushed), the sweeper asks for it again (``resume_lost``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from db.session import system_session
 
 log = logging.getLogger(__name__)
 
+EXPAND_JOB = "worker.jobs.expand_bulk_job"
 INSERT_CHUNK = 2000
 ENQUEUE_GROUP = 200  # delivery jobs handed to the queue at a time
 MAX_KEPT_REJECTIONS = 1000
@@ -296,3 +298,23 @@ def expand(runtime: Runtime, bulk_job_id: uuid.UUID) -> dict[str, int]:
              result.queued, jobs)
     return {"written": result.written, "queued": result.queued, "suppressed": result.suppressed,
             "skipped": result.skipped, "enqueued_jobs": jobs}
+
+
+def resume_lost(runtime: Runtime, now: dt.datetime) -> int:
+    """Ask again for the expansion of jobs still ``expanding`` long after their last change.
+
+    On PostgreSQL a running expansion holds its job row's lock, so ``SKIP LOCKED`` leaves those
+    alone; a job whose expansion is merely waiting in the queue may be asked for twice, and the
+    second run writes nothing. Returns how many were asked for.
+    """
+    cutoff = now - dt.timedelta(seconds=runtime.settings.sweep_expanding_after_seconds)
+    with system_session(runtime.engine) as session:
+        query = (select(BulkJob.id).where(BulkJob.status == BulkJobStatus.EXPANDING, BulkJob.updated_at < cutoff)
+                 .order_by(BulkJob.updated_at).limit(100))
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        lost = list(session.scalars(query))
+    for job_id in lost:
+        log.warning("bulk job %s: still expanding and no worker on it; asking for the expansion again", job_id)
+        runtime.queue.enqueue(EXPAND_JOB, str(job_id))
+    return len(lost)

@@ -26,6 +26,7 @@ from app.errors import NotFoundError, PermissionDenied, ValidationError
 from app.segments import count_segments
 from app.services import audience as audiences
 from app.services import audit
+from app.services.bulk_expansion import EXPAND_JOB
 from app.services.bulk_plan import DEFERRED, Content, plan
 from app.services.message_content import render_body
 from app.services.permissions import Actor, Permission, authorize
@@ -39,7 +40,6 @@ from db.types import utcnow
 
 FRONT_DESK_MAX_RECIPIENTS = 20
 MAX_SKIPPED_KEPT = 100_000
-EXPAND_JOB = "worker.jobs.expand_bulk_job"
 STUCK_AFTER_SECONDS = 120
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

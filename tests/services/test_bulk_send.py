@@ -8,7 +8,7 @@ import threading
 import uuid
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from app.config import get_settings
 from app.delivery.queue import BATCH_SIZE
@@ -443,3 +443,49 @@ def test_text_over_the_channel_limit_fails_the_job_with_the_reason(clinic) -> No
         job = s.get(BulkJob, created.bulk_job_id)
         assert BulkJobStatus(job.status) == BulkJobStatus.FAILED and "at most 1,600" in job.rejections[-1]["reason"]
         assert s.scalar(select(func.count()).select_from(Message)) == 0
+
+
+# --- a lost expansion ---------------------------------------------------------------------------
+
+
+def _age(engine: Engine, *job_ids: uuid.UUID, minutes: int = 10) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(BulkJob).where(BulkJob.id.in_(job_ids)).values(
+            updated_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes)))
+
+
+def _sweeping_runtime(engine: Engine) -> FakeRuntime:
+    runtime = FakeRuntime(engine)
+    runtime.settings = get_settings()  # type: ignore[attr-defined]
+    return runtime
+
+
+def test_the_sweeper_asks_again_only_for_expansions_nobody_is_on(clinic) -> None:  # type: ignore[no-untyped-def]
+    engine, tenant_id, admin, *_ = clinic
+    add_patients(engine, tenant_id, 3)
+    lost, _fresh, done = (confirm(engine, admin, draft({"kind": "all"})) for _ in range(3))
+    expand(engine, done.bulk_job_id)
+    _age(engine, lost.bulk_job_id, done.bulk_job_id)  # confirmed 10 minutes ago; ``_fresh`` just now
+    runtime = _sweeping_runtime(engine)
+
+    assert bulk_expansion.resume_lost(runtime, runtime.clock()) == 1  # type: ignore[arg-type]
+
+    assert runtime.queue.calls == [(bulk_expansion.EXPAND_JOB, (str(lost.bulk_job_id),))]
+    bulk_expansion.expand(runtime, lost.bulk_job_id)  # type: ignore[arg-type]
+    with tenant_session(engine, tenant_id) as s:
+        assert s.scalar(select(func.count()).select_from(Message).where(Message.bulk_job_id == lost.bulk_job_id)) == 3
+    assert bulk_expansion.resume_lost(runtime, runtime.clock()) == 0  # type: ignore[arg-type]
+
+
+def test_a_job_a_worker_is_expanding_is_left_alone(pg_engine: Engine) -> None:
+    tenant_id = make_tenant(pg_engine, "clinic-a")
+    admin = make_user(pg_engine, tenant_id, "amira", Role.ADMIN)
+    add_patients(pg_engine, tenant_id, 2)
+    job = confirm(pg_engine, admin, draft({"kind": "all"}))
+    _age(pg_engine, job.bulk_job_id)
+    runtime = _sweeping_runtime(pg_engine)
+    with pg_engine.connect() as expanding:  # holds the job row's lock, as write_rows does while it runs
+        expanding.execute(select(BulkJob.id).where(BulkJob.id == job.bulk_job_id).with_for_update())
+        assert bulk_expansion.resume_lost(runtime, runtime.clock()) == 0  # type: ignore[arg-type]
+        expanding.rollback()
+    assert bulk_expansion.resume_lost(runtime, runtime.clock()) == 1  # type: ignore[arg-type]

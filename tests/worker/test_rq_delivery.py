@@ -187,3 +187,38 @@ def test_redis_wiped_mid_send_the_sweeper_finishes_exactly_once(pg_url, pg_engin
         finally:
             _stop(worker, signal.SIGTERM)
         _assert_exactly_once(fake)
+
+
+def test_a_lost_bulk_expansion_is_asked_for_again_and_each_patient_gets_one_message(
+        pg_url, pg_engine, isolated_redis, tmp_path) -> None:
+    from app.services import bulk_wizard
+    from db.enums import BulkJobStatus, Channel, Language, Role
+    from db.models import BulkJob, Patient
+    from db.session import tenant_session
+    from tests.factories import make_user
+
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    numbers = _numbers()[:600]
+    tenant = make_tenant(pg_engine)
+    admin = make_user(pg_engine, tenant, "amira", Role.ADMIN)
+    with tenant_session(pg_engine, tenant) as session:
+        session.add_all(Patient(name_en=f"Patient {i}", name_ar="", phone_e164=number, language=Language.EN)
+                        for i, number in enumerate(numbers))
+    with tenant_session(pg_engine, tenant) as session:  # confirmed; the ask for its expansion never arrives
+        created = bulk_wizard.confirm(session, admin, bulk_wizard.Draft(
+            idempotency_key=bulk_wizard.new_draft_key(), audience={"kind": "all"}, channel=Channel.SMS,
+            body_en="The clinic is closed on Friday."), typed_count=len(numbers))
+    with FakeTwilio(latency_ms=5) as fake:
+        env = {**_worker_env(pg_url, isolated_redis, queue, fake), "SWEEP_EXPANDING_AFTER_SECONDS": "1"}
+        worker = _start_worker(env, "only", tmp_path)
+        try:
+            _wait(lambda: _counts(pg_engine, created.bulk_job_id).get("sent", 0) == len(numbers), 120,
+                  "the sweeper to have the job expanded and every message sent")
+        finally:
+            _stop(worker, signal.SIGTERM)
+        counts = fake.count_by_to(created_only=True)
+        assert set(counts) == set(numbers) and set(counts.values()) == {1}
+    with system_session(pg_engine) as session:
+        job = session.get(BulkJob, created.bulk_job_id)
+        assert job is not None and BulkJobStatus(job.status) != BulkJobStatus.EXPANDING
+        assert job.accepted_count == len(numbers)
