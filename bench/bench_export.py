@@ -6,7 +6,7 @@ Picks the custom date range (clinic days) of one clinic that holds about ``--row
 measures, each in a fresh child process (so peak memory is the export's own):
 
 1. the floor: ``COPY (SELECT <the same columns, unformatted> ... same filter and order) TO STDOUT``
-   written to a file;
+   written to a file, with the same plan settings and the same client loop as the export;
 2. the export as the app runs it (``export.write_csv``: formatting, neutralisation and masking in
    the database, streamed to a file with a BOM), unmasked and masked (analyst);
 3. the background job's gzip file (``run_export``) of the same filter.
@@ -61,11 +61,8 @@ def _floor(url: str, tenant_id: str, flt: MessageFilter, path: str) -> int:
         sql, params = compiled_sql(statement, session.connection().dialect)
         export.tune_for_export(session.connection())  # the same plan as the export's
         dbapi = session.connection().connection.dbapi_connection
-        with open(path, "wb") as out, dbapi.cursor() as cursor:
-            with cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
-                for block in copy:
-                    out.write(block)
-            return cursor.rowcount
+        with open(path, "wb") as out:  # read as the export reads (libpq's COPY loop), so only the SQL differs
+            return export._copy_out(dbapi, f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params, out.write)
 
 
 def _export(url: str, tenant_id: str, flt: MessageFilter, path: str, masked: bool) -> int:

@@ -251,6 +251,19 @@ def open_tab(page: sync_api.Page, name: str) -> None:
     page.locator('[data-stale="false"] [role="tab"], [role="tab"]').filter(has_text=name).last.click()
 
 
+def click_in_tab(page: sync_api.Page, tab: str, button: str, attempts: int = 4) -> None:
+    """Click ``button`` on ``tab``; a slow rerun that lands meanwhile shows the first tab again (the
+    button is then hidden), so select the tab again and retry."""
+    for attempt in range(attempts):
+        open_tab(page, tab)
+        try:
+            page.get_by_role("button", name=button).click(timeout=7_500)
+            return
+        except sync_api.TimeoutError:
+            if attempt == attempts - 1:
+                raise
+
+
 def type_into(page: sync_api.Page, label: str, text: str, *, tab: str | None = None) -> None:
     """Fill a text box (on ``tab``) and leave it, so Streamlit applies the value before the next click."""
     if tab:  # a rerun may show the first tab again
@@ -288,16 +301,14 @@ def test_admin_creates_a_template_saves_a_new_version_and_sends_a_test(page: syn
 
     type_into(page, "English text", "Hello {{ patient_name }}, see you at 9:00 tomorrow.", tab="Edit")
     type_into(page, "What changed (kept with the version, optional)", "time added", tab="Edit")
-    open_tab(page, "Edit")
-    page.get_by_role("button", name="Save").click()
+    click_in_tab(page, "Edit", "Save")
     settle(page)
     sync_api.expect(page.get_by_text("version 2", exact=False).first).to_be_visible()
     assert_no_errors(page, "after saving version 2")
     shot(page, "admin-template-version-2")
 
     type_into(page, "Send to (phone number)", "+966501234567", tab="Send a test")
-    open_tab(page, "Send a test")
-    page.get_by_role("button", name="Send test").click()
+    click_in_tab(page, "Send a test", "Send test")
     settle(page)
     open_tab(page, "Send a test")  # a slow rerun can redraw the tabs with the first one selected
     sync_api.expect(page.locator('[data-testid="stAlertContentSuccess"]').filter(

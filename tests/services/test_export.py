@@ -209,3 +209,22 @@ def test_an_unfinished_or_foreign_export_cannot_be_downloaded(world: World, tmp_
         export.export_file(session, world.analyst, info.id, directory=tmp_path)
     with tenant_session(world.engine, world.tenant) as session:
         assert session.scalar(select(DataExport.status)) == "queued"
+
+
+@pytest.mark.parametrize("sql, message", [
+    ("COPY (SELECT no_such_column FROM messages) TO STDOUT", "no_such_column"),  # refused before any row
+    ("COPY (SELECT 1 / (3 - n) FROM generate_series(1, 5) AS n) TO STDOUT", "division by zero"),  # mid-stream
+])
+def test_a_failing_copy_raises_and_leaves_the_connection_usable(pg_engine: Engine, sql: str, message: str) -> None:
+    import psycopg
+
+    written: list[bytes] = []
+    with pg_engine.connect() as conn:
+        dbapi = conn.connection.dbapi_connection
+        with pytest.raises(psycopg.DatabaseError, match=message):
+            export._copy_out(dbapi, sql, {}, written.append)
+        conn.rollback()
+        assert conn.execute(select(literal(1))).scalar() == 1
+        assert export._copy_out(dbapi, "COPY (SELECT n FROM generate_series(1, 3) AS n) TO STDOUT", {},
+                                written.append) == 3
+    assert written[-3:] == [b"1\n", b"2\n", b"3\n"]
