@@ -144,20 +144,22 @@ def _set_watermark(connection: Connection, at: dt.datetime) -> None:
 
 def _rebuild(connection: Connection, now: dt.datetime, tenant_id: uuid.UUID | None) -> int:
     rollups, status_rollups = MessageRollup.__table__, MessageStatusRollup.__table__
-    scope = [rollups.c.tenant_id == tenant_id] if tenant_id is not None else []
-    connection.execute(delete(rollups).where(*scope))
-    connection.execute(delete(status_rollups).where(
-        *([status_rollups.c.tenant_id == tenant_id] if tenant_id is not None else [])))
+
+    def scope(column: Any) -> list[ColumnElement[bool]]:
+        return [column == tenant_id] if tenant_id is not None else []
+
+    connection.execute(delete(rollups).where(*scope(rollups.c.tenant_id)))
+    connection.execute(delete(status_rollups).where(*scope(status_rollups.c.tenant_id)))
     # in (clinic, hour) order: a dashboard's range of hours is then a few adjacent pages on disk
-    aggregate = raw_aggregate(*([Message.tenant_id == tenant_id] if tenant_id else []))
+    aggregate = raw_aggregate(*scope(Message.tenant_id))
     connection.execute(_insert_from(aggregate.order_by(text("1"), text("2"))))
-    _insert_status_rollups(connection, *scope)
+    _insert_status_rollups(connection, *scope(rollups.c.tenant_id))
     if tenant_id is None:
         _set_watermark(connection, now)
     if connection.dialect.name == "postgresql":
         # fresh statistics: a hash aggregate, not a sort
         connection.execute(text("ANALYZE message_rollups, message_status_rollups"))
-    return int(connection.scalar(select(func.count()).select_from(rollups).where(*scope)) or 0)
+    return int(connection.scalar(select(func.count()).select_from(rollups).where(*scope(rollups.c.tenant_id))) or 0)
 
 
 def rebuild(engine: Engine, *, now: dt.datetime | None = None, tenant_id: uuid.UUID | None = None) -> int:

@@ -101,10 +101,11 @@ def summary(session: TenantSession, actor: Actor, period: Period, filters: Filte
     """Tiles, channel breakdown and the daily trend by outcome (one query)."""
     authorize(session, actor, Permission.VIEW_DASHBOARD)
     rows = grouped(session, period, ("day", "channel", "status"), filters=filters, measures=OUTCOMES_AND_COST)
+    by_status = _summed(rows, ("channel", "status"), OUTCOMES_AND_COST)  # the period's rows, added up once
     totals = Totals()
-    for row in _summed(rows, ("channel", "status"), OUTCOMES_AND_COST):
+    for row in by_status:
         totals.add(row["channel"], row["status"], row)
-    channels = _channel_table(_by_key(rows, "channel", OUTCOMES_AND_COST))
+    channels = _channel_table(_by_key(by_status, "channel", OUTCOMES_AND_COST))
     return Summary(totals, channels, _day_outcomes(_frame(rows), []))
 
 

@@ -40,7 +40,6 @@ from db.types import utcnow
 
 FRONT_DESK_MAX_RECIPIENTS = 20
 MAX_SKIPPED_KEPT = 100_000
-STUCK_AFTER_SECONDS = 120
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -383,5 +382,7 @@ def start_expansion(queue: JobQueue, bulk_job_id: uuid.UUID) -> None:
 
 
 def looks_stuck(created_at: dt.datetime, now: dt.datetime | None = None) -> bool:
-    """An expansion still not done after this long was probably lost (e.g. Redis restarted)."""
-    return (now or utcnow()) - created_at > dt.timedelta(seconds=STUCK_AFTER_SECONDS)
+    """An expansion still not done after this long was probably lost (the sweeper's threshold for
+    asking again, ``bulk_expansion.resume_lost``)."""
+    limit = dt.timedelta(seconds=get_settings().sweep_expanding_after_seconds)
+    return (now or utcnow()) - created_at > limit

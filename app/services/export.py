@@ -127,12 +127,17 @@ def _formatter(column: ExportColumn, zone: ZoneInfo, masked: bool) -> Callable[[
 
 
 _RISKY_CODES = [literal_column(str(ord(c))) for c in _RISKY_START]
+_PLUS = literal_column(str(ord("+")))
 
 
-def _phone_cell_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
-    """``value`` matches ``_PHONE_CELL`` (``+`` then 7-16 digits or stars), without a regex per row."""
-    return and_(func.ascii(value) == literal_column("43"), func.length(value).between(8, 17),
-                func.ltrim(func.substr(value, 2), "0123456789*") == "")
+def _phone_cell_sql(value: ColumnElement[Any], digits: ColumnElement[Any] | None = None) -> ColumnElement[Any]:
+    """``value`` matches ``_PHONE_CELL`` (``+`` then 7-16 digits or stars), without a regex per row.
+
+    ``digits`` is the part after the ``+`` that has to be digits or stars (default: all of it).
+    """
+    digits = func.substr(value, 2) if digits is None else digits
+    return and_(func.ascii(value) == _PLUS, func.length(value).between(8, 17),
+                func.ltrim(digits, "0123456789*") == "")
 
 
 def _neutralise_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -159,8 +164,7 @@ def _masked_contact_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
             (at == 1, literal("***").concat(value)),  # nothing before the @: no first character kept
             else_=case((risky_start, literal("'")), else_=literal(""))
             .concat(func.left(value, 1)).concat("***").concat(func.substr(value, at)))),
-        (and_(func.ascii(value) == literal_column("43"), length.between(8, 17),
-              func.ltrim(func.substr(value, 2, 4).concat(func.right(value, 2)), "0123456789*") == ""), long_mask),
+        (_phone_cell_sql(value, func.substr(value, 2, 4).concat(func.right(value, 2))), long_mask),
         (length <= 7, func.repeat("*", length)),
         (risky_start, literal("'").concat(long_mask)),
         else_=long_mask,
