@@ -39,6 +39,18 @@ def step(at: AppTest, label: str) -> AppTest:
     return at
 
 
+def custom_text(at: AppTest, english: str, arabic: str = "") -> None:
+    """On the Content step: custom text instead of a template."""
+    at.radio(key="bulk_w_source").set_value("Custom text").run()
+    at.text_area(key="bulk_w_body_en").input(english).run()
+    if arabic:
+        at.text_area(key="bulk_w_body_ar").input(arabic).run()
+
+
+def will_be_sent(at: AppTest) -> str:
+    return {m.label: m.value for m in at.metric}["Will be sent"]
+
+
 def wait_for_expansion(clinic: Clinic, expected: int) -> None:
     for _ in range(100):
         with tenant_session(clinic.engine, clinic.admin.tenant_id) as s:
@@ -54,16 +66,13 @@ def test_admin_goes_through_the_whole_wizard_and_back_without_losing_input(clini
     at.radio(key="bulk_w_kind").set_value("tags").run()
     at.multiselect(key="bulk_w_any_of").set_value(["diabetes"]).run()
     step(at, "Next")
-    at.radio(key="bulk_w_source").set_value("Custom text").run()
-    at.text_area(key="bulk_w_body_en").input("Closed on Friday. {{ clinic_name }}").run()
-    at.text_area(key="bulk_w_body_ar").input("مغلق يوم الجمعة").run()
+    custom_text(at, "Closed on Friday. {{ clinic_name }}", "مغلق يوم الجمعة")
     step(at, "Back")
     assert at.multiselect(key="bulk_w_any_of").value == ["diabetes"]  # input kept
     step(at, "Next")
     assert at.text_area(key="bulk_w_body_en").value == "Closed on Friday. {{ clinic_name }}"
     step(at, "Next")
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Will be sent"] == "4"
+    assert will_be_sent(at) == "4"
     assert "Service" in texts(at.info)[0]
     step(at, "Next")
     step(at, "Send")
@@ -83,18 +92,16 @@ def test_the_review_is_worked_out_on_arrival_not_on_every_rerun(clinic: Clinic) 
     at = bulk_page(clinic)
     at.radio(key="bulk_w_kind").set_value("all").run()
     step(at, "Next")
-    at.radio(key="bulk_w_source").set_value("Custom text").run()
-    at.text_area(key="bulk_w_body_en").input("Closed on Friday.").run()
-    at.text_area(key="bulk_w_body_ar").input("مغلق يوم الجمعة").run()
+    custom_text(at, "Closed on Friday.", "مغلق يوم الجمعة")
     step(at, "Next")
-    assert {m.label: m.value for m in at.metric}["Will be sent"] == "3"
+    assert will_be_sent(at) == "3"
     add_patients(clinic, 2, tag="new")
 
     at.run()  # any click on the review step
-    assert {m.label: m.value for m in at.metric}["Will be sent"] == "3"
+    assert will_be_sent(at) == "3"
     step(at, "Back")
     step(at, "Next")
-    assert {m.label: m.value for m in at.metric}["Will be sent"] == "5"
+    assert will_be_sent(at) == "5"
 
 
 def test_large_send_needs_the_typed_number(clinic: Clinic, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,8 +110,7 @@ def test_large_send_needs_the_typed_number(clinic: Clinic, monkeypatch: pytest.M
     at = bulk_page(clinic)
     at.radio(key="bulk_w_kind").set_value("all").run()
     step(at, "Next")
-    at.radio(key="bulk_w_source").set_value("Custom text").run()
-    at.text_area(key="bulk_w_body_en").input("Hello").run()
+    custom_text(at, "Hello")
     step(at, "Next")
     step(at, "Next")
     step(at, "Send")
@@ -120,8 +126,7 @@ def test_front_desk_sends_to_a_short_pasted_list_only(clinic: Clinic) -> None:
     at.text_area(key="bulk_w_pasted").input("0500000001\n0500000002\n0500000002\nnot a number\n").run()
     assert "2 recipients ready; 2 rows refused." in texts(at.success)
     step(at, "Next")
-    at.radio(key="bulk_w_source").set_value("Custom text").run()
-    at.text_area(key="bulk_w_body_en").input("Your results are ready.").run()
+    custom_text(at, "Your results are ready.")
     step(at, "Next")
     reasons = {row["Reason"] for row in at.dataframe[-1].value.to_dict("records")}
     assert reasons == {"invalid number", "duplicate"}
@@ -135,8 +140,7 @@ def test_front_desk_is_refused_more_than_20(clinic: Clinic) -> None:
     at = bulk_page(clinic, Role.FRONT_DESK)
     at.text_area(key="bulk_w_pasted").input("\n".join(f"05000000{i:02d}" for i in range(10, 31))).run()
     step(at, "Next")
-    at.radio(key="bulk_w_source").set_value("Custom text").run()
-    at.text_area(key="bulk_w_body_en").input("Hello").run()
+    custom_text(at, "Hello")
     step(at, "Next")
     assert any("at most 20" in e for e in texts(at.error))
 

@@ -52,6 +52,7 @@ class FakeRuntime:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.queue = RecordingQueue()
+        self.settings = get_settings()
 
     def clock(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
@@ -454,19 +455,13 @@ def _age(engine: Engine, *job_ids: uuid.UUID, minutes: int = 10) -> None:
             updated_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes)))
 
 
-def _sweeping_runtime(engine: Engine) -> FakeRuntime:
-    runtime = FakeRuntime(engine)
-    runtime.settings = get_settings()  # type: ignore[attr-defined]
-    return runtime
-
-
 def test_the_sweeper_asks_again_only_for_expansions_nobody_is_on(clinic) -> None:  # type: ignore[no-untyped-def]
     engine, tenant_id, admin, *_ = clinic
     add_patients(engine, tenant_id, 3)
     lost, _fresh, done = (confirm(engine, admin, draft({"kind": "all"})) for _ in range(3))
     expand(engine, done.bulk_job_id)
     _age(engine, lost.bulk_job_id, done.bulk_job_id)  # confirmed 10 minutes ago; ``_fresh`` just now
-    runtime = _sweeping_runtime(engine)
+    runtime = FakeRuntime(engine)
 
     assert bulk_expansion.resume_lost(runtime, runtime.clock()) == 1  # type: ignore[arg-type]
 
@@ -483,7 +478,7 @@ def test_a_job_a_worker_is_expanding_is_left_alone(pg_engine: Engine) -> None:
     add_patients(pg_engine, tenant_id, 2)
     job = confirm(pg_engine, admin, draft({"kind": "all"}))
     _age(pg_engine, job.bulk_job_id)
-    runtime = _sweeping_runtime(pg_engine)
+    runtime = FakeRuntime(pg_engine)
     with pg_engine.connect() as expanding:  # holds the job row's lock, as write_rows does while it runs
         expanding.execute(select(BulkJob.id).where(BulkJob.id == job.bulk_job_id).with_for_update())
         assert bulk_expansion.resume_lost(runtime, runtime.clock()) == 0  # type: ignore[arg-type]

@@ -23,12 +23,13 @@ import redis
 from sqlalchemy import Engine, func, select
 
 from app.delivery.runtime import Runtime
+from app.services import bulk_wizard
 from app.services.messaging import MessagingService
-from db.enums import MessageStatus
-from db.models import Message
-from db.session import system_session
+from db.enums import BulkJobStatus, Channel, Language, MessageStatus, Role
+from db.models import BulkJob, Message, Patient
+from db.session import system_session, tenant_session
 from tests.delivery.conftest import delivery_settings
-from tests.factories import make_tenant
+from tests.factories import make_tenant, make_user
 from tests.peers._threaded import ThreadedASGIServer
 from tests.peers.fake_twilio import FakeTwilio
 from worker.webhooks import create_app
@@ -191,12 +192,6 @@ def test_redis_wiped_mid_send_the_sweeper_finishes_exactly_once(pg_url, pg_engin
 
 def test_a_lost_bulk_expansion_is_asked_for_again_and_each_patient_gets_one_message(
         pg_url, pg_engine, isolated_redis, tmp_path) -> None:
-    from app.services import bulk_wizard
-    from db.enums import BulkJobStatus, Channel, Language, Role
-    from db.models import BulkJob, Patient
-    from db.session import tenant_session
-    from tests.factories import make_user
-
     queue = f"test-{uuid.uuid4().hex[:8]}"
     numbers = _numbers()[:600]
     tenant = make_tenant(pg_engine)
