@@ -147,9 +147,20 @@ class InProcessQueue:
         self._timers: list[tuple[float, int, str, tuple[Any, ...]]] = []
         self._counter = itertools.count()
         self._wake = threading.Condition()
+        self._closed = False
         threading.Thread(target=self._run_timers, name="delivery-timers", daemon=True).start()
 
+    def close(self) -> None:
+        """Let the running jobs finish and drop the rest, delayed ones too (the process is done with it)."""
+        with self._wake:
+            self._closed = True
+            self._timers.clear()
+            self._wake.notify()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
     def _submit(self, func: str, args: tuple[Any, ...], job_id: str | None = None) -> None:
+        if self._closed:
+            return
         def run() -> None:
             try:
                 _resolve(func)(*args)
@@ -188,8 +199,10 @@ class InProcessQueue:
     def _run_timers(self) -> None:
         while True:
             with self._wake:
-                while not self._timers or self._timers[0][0] > time.monotonic():
+                while not self._closed and (not self._timers or self._timers[0][0] > time.monotonic()):
                     timeout = (self._timers[0][0] - time.monotonic()) if self._timers else None
                     self._wake.wait(timeout)
+                if self._closed:
+                    return
                 _, _, func, args = heapq.heappop(self._timers)
             self._submit(func, args)

@@ -79,3 +79,15 @@ def install_runtime(runtime: Runtime | None) -> None:
     with _lock:
         _override = runtime
     _default_runtime.cache_clear()
+
+
+def close_runtime() -> None:
+    """Stop the process runtime's in-process jobs, then forget it (tests moving to another database)."""
+    with _lock:
+        runtime = _override
+    if runtime is None and _default_runtime.cache_info().currsize:
+        runtime = _default_runtime()
+    close = getattr(runtime.queue, "close", None) if runtime is not None else None
+    if close is not None:
+        close()
+    install_runtime(None)

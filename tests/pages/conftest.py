@@ -15,7 +15,7 @@ from streamlit.testing.v1.element_tree import Button, Element
 
 from app.config import get_settings
 from app.database import engine_for
-from app.delivery.runtime import install_runtime
+from app.delivery.runtime import close_runtime
 from app.services import passwords
 from app.services.permissions import Actor
 from db.enums import Role
@@ -36,7 +36,7 @@ class Clinic:
 
 
 def _forget_process_caches() -> None:
-    install_runtime(None)
+    close_runtime()  # a screen's background jobs finish before the next test's database comes
     get_settings.cache_clear()
     engine_for.cache_clear()
     st.cache_resource.clear()
