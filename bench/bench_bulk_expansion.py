@@ -11,7 +11,8 @@ In a fresh PostgreSQL database (dropped at the end) it COPYs N patients in, then
 
 Prints seconds, the ratio to the floor, peak memory, delivery jobs enqueued and the largest job.
 Targets (issue 7): under 10 s, within 1.6x of the floor, under 300 MB, <= 1 job per 500 messages.
-``--breakdown`` then times the floor without the foreign keys, the secondary indexes and the key.
+``--breakdown`` then shows the floor's foreign-key checks one by one (``EXPLAIN ANALYZE``) and times it
+without the foreign keys, the secondary indexes and the key.
 """
 
 from __future__ import annotations
@@ -68,19 +69,22 @@ def _seed(url: str, count: int) -> tuple[uuid.UUID, uuid.UUID, float]:
     return tenant_id, job_id, seeded
 
 
+FLOOR_INSERT = (
+    "INSERT INTO messages (id, tenant_id, patient_id, bulk_job_id, channel, message_class, recipient, "
+    "language, subject, body, variables, status, status_reason, segments, is_test, urgent, attempts, "
+    "queued_at, enqueued_at, created_at, updated_at) "
+    "SELECT gen_random_uuid(), tenant_id, id, :job, 'sms', 'service', phone_e164, language, '', "
+    "'The clinic is closed on Friday. Bench Clinic', '{}', 'queued', '', 1, false, false, 0, now(), "
+    "now(), now(), now() FROM patients WHERE tenant_id = :tenant")
+
+
 def _floor(url: str, tenant_id: uuid.UUID, job_id: uuid.UUID) -> float:
     from db.session import make_engine
 
     engine = make_engine(url)
     started = time.perf_counter()
     with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO messages (id, tenant_id, patient_id, bulk_job_id, channel, message_class, recipient, "
-            "language, subject, body, variables, status, status_reason, segments, is_test, urgent, attempts, "
-            "queued_at, enqueued_at, created_at, updated_at) "
-            "SELECT gen_random_uuid(), tenant_id, id, :job, 'sms', 'service', phone_e164, language, '', "
-            "'The clinic is closed on Friday. Bench Clinic', '{}', 'queued', '', 1, false, false, 0, now(), "
-            "now(), now(), now() FROM patients WHERE tenant_id = :tenant"), {"job": job_id, "tenant": tenant_id})
+        conn.execute(text(FLOOR_INSERT), {"job": job_id, "tenant": tenant_id})
     elapsed = time.perf_counter() - started
     with engine.begin() as conn:
         conn.execute(text("TRUNCATE messages CASCADE"))
@@ -95,6 +99,18 @@ def _breakdown(url: str, tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
     from db.session import make_engine
 
     engine = make_engine(url)
+    with engine.connect() as conn:  # the same INSERT under EXPLAIN ANALYZE, rolled back
+        plan = conn.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {FLOOR_INSERT}"),
+                            {"job": job_id, "tenant": tenant_id}).scalar_one()
+        conn.rollback()
+    root = plan[0]
+    print(f"floor under EXPLAIN ANALYZE: {root['Execution Time'] / 1000:.2f} s, of which the insert itself "
+          f"(heap and indexes) {root['Plan']['Actual Total Time'] / 1000:.2f} s and the foreign-key checks:")
+    for trigger in root.get("Triggers", []):
+        print(f"  {trigger.get('Constraint Name', trigger['Trigger Name']):62} {trigger['Time'] / 1000:6.2f} s")
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE messages CASCADE"))
+        conn.execute(text("CHECKPOINT"))
     steps = [("without the 7 foreign keys", "SELECT format('ALTER TABLE messages DROP CONSTRAINT %I', conname) "
               "FROM pg_constraint WHERE conrelid = 'messages'::regclass AND contype = 'f'"),
              ("and without the secondary indexes", "SELECT format('DROP INDEX %I', indexname) FROM pg_indexes "
