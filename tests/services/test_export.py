@@ -229,3 +229,45 @@ def test_a_failing_copy_raises_and_leaves_the_connection_usable(pg_engine: Engin
         assert export._copy_out(dbapi, "COPY (SELECT n FROM generate_series(1, 3) AS n) TO STDOUT", {},
                                 written.append) == 3
     assert written[-3:] == [b"1\n", b"2\n", b"3\n"]
+
+
+@pytest.mark.parametrize("oldest_first", [False, True])
+def test_the_two_halves_of_a_copy_export_keep_the_order_across_the_middle(pg_engine: Engine,
+                                                                           oldest_first: bool) -> None:
+    tenant = make_tenant(pg_engine)
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    stamps = [start + dt.timedelta(hours=h) for h in (0, 1, 5, 5, 5, 9, 10, 10)]  # the middle (5 h) holds 3
+    for i, at in enumerate(stamps):
+        make_message(pg_engine, tenant, recipient=f"+96650123450{i}", body=f"message {i}", created_at=at)
+    flt = replace(ALL, oldest_first=oldest_first)
+    outputs = []
+    for use_copy in (True, False):
+        out = io.BytesIO()
+        with tenant_session(pg_engine, tenant) as session:
+            assert export.write_csv(session, flt, ["created_at", "recipient", "body", "message_id"], out,
+                                    masked=False, use_copy=use_copy) == len(stamps)
+        outputs.append(out.getvalue())
+    assert outputs[0] == outputs[1]
+    times = [row[0] for row in csv.reader(io.StringIO(outputs[0].decode("utf-8-sig")))][1:]
+    assert times == sorted(times, reverse=not oldest_first) and len(times) == len(stamps)
+
+
+def test_a_failing_half_raises_and_leaves_no_connection_behind(pg_engine: Engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import psycopg
+
+    tenant = make_tenant(pg_engine)
+    for minute in range(4):
+        make_message(pg_engine, tenant, created_at=dt.datetime(2026, 1, 1, 12, minute, tzinfo=dt.UTC))
+    real = export._copy_side_by_side
+
+    def second_half_fails(pgconns, queries, writes):  # type: ignore[no-untyped-def]
+        failing = "COPY (SELECT 1 / (3 - n) FROM generate_series(1, 5) AS n) TO STDOUT"
+        return real(pgconns, [queries[0], failing], writes)
+
+    monkeypatch.setattr(export, "_copy_side_by_side", second_half_fails)
+    with tenant_session(pg_engine, tenant) as session, pytest.raises(psycopg.DatabaseError, match="division by zero"):
+        export.write_csv(session, ALL, ["status"], io.BytesIO(), masked=False)
+    monkeypatch.undo()
+    assert pg_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    with tenant_session(pg_engine, tenant) as session:
+        assert export.write_csv(session, ALL, ["status"], io.BytesIO(), masked=False) == 4
