@@ -6,7 +6,7 @@ Picks the custom date range (clinic days) of one clinic that holds about ``--row
 measures, each in a fresh child process (so peak memory is the export's own):
 
 1. the floor: ``COPY (SELECT <the same columns, unformatted> ... same filter and order) TO STDOUT``
-   written to a file, with the same plan settings and the same client loop as the export;
+   written to a file, with the export's settings and client loop (one COPY, not two halves);
 2. the export as the app runs it (``export.write_csv``: formatting, neutralisation and masking in
    the database, streamed to a file with a BOM), unmasked and masked (analyst);
 3. the background job's gzip file (``run_export``) of the same filter.
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import select
 
 from app.services import export
-from app.services.explorer import MessageFilter, compiled_sql
+from app.services.explorer import MessageFilter, build_query, compiled_sql
 from db.enums import Role
 from db.models import Message, Tenant
 from db.session import make_engine, tenant_session
@@ -57,9 +57,11 @@ def _floor(url: str, tenant_id: str, flt: MessageFilter, path: str) -> int:
     engine = make_engine(url)
     with tenant_session(engine, __import__("uuid").UUID(tenant_id)) as session:
         columns = export.check_columns(COLUMNS)
-        statement = export._statement(session, flt, columns, [c.source().label(c.key) for c in columns], None)
+        statement = export._statement(build_query(session, flt), flt, columns,
+                                      [c.source().label(c.key) for c in columns])
         sql, params = compiled_sql(statement, session.connection().dialect)
-        export.tune_for_export(session.connection())  # the same plan as the export's
+        for setting in export.EXPORT_SETTINGS:  # the export's settings, so only the SQL and the split differ
+            session.connection().exec_driver_sql(f"SET LOCAL {setting}")
         dbapi = session.connection().connection.dbapi_connection
         with open(path, "wb") as out:  # read as the export reads (libpq's COPY loop), so only the SQL differs
             return export._copy_out(dbapi, f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params, out.write)

@@ -60,7 +60,7 @@ from app.delivery.queue import JobQueue
 from app.errors import NotFoundError, ValidationError
 from app.services import audit
 from app.services.contacts import mask_contact, sees_full_contacts
-from app.services.explorer import MessageFilter, build_query, clinic_of, compiled_sql
+from app.services.explorer import MessageFilter, Query, build_query, clinic_of, compiled_sql
 from app.services.permissions import Actor, Permission, authorize
 from db.models import DataExport, Message, MessageTemplate, Patient
 from db.session import tenant_session
@@ -197,7 +197,7 @@ def _masked_contact_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
 def _sql_cell(column: ExportColumn, timezone: str, masked: bool) -> ColumnElement[Any]:
     """The PostgreSQL expression that formats ``column`` exactly as ``_formatter`` does."""
     value = column.source()
-    if column.kind == "time":  # ISO text of the local time to the second (``tune_for_export`` sets DateStyle)
+    if column.kind == "time":  # ISO text of the local time to the second (``EXPORT_SETTINGS`` sets DateStyle)
         return cast(func.date_trunc("second", func.timezone(timezone, value)), Text)
     if column.kind in ("number", "id", "code"):
         return cast(value, Text)
@@ -208,11 +208,8 @@ def _sql_cell(column: ExportColumn, timezone: str, masked: bool) -> ColumnElemen
     return _neutralise_sql(cast(value, Text))
 
 
-def _statement(session: TenantSession, flt: MessageFilter, columns: list[ExportColumn],
-               cells: list[ColumnElement[Any]], now: dt.datetime | None) -> Any:
-    query = build_query(session, flt, now=now)
-    if query.empty:
-        return None
+def _statement(query: Query, flt: MessageFilter, columns: list[ExportColumn],
+               cells: list[ColumnElement[Any]]) -> Any:
     order = (Message.created_at.asc(), Message.id.asc()) if flt.oldest_first else (
         Message.created_at.desc(), Message.id.desc())
     statement = select(*cells).select_from(Message).where(*query.where_all()).order_by(*order)
@@ -229,53 +226,27 @@ def _statement(session: TenantSession, flt: MessageFilter, columns: list[ExportC
 # --- writing ------------------------------------------------------------------------------------
 
 
-def tune_for_export(connection: Any) -> None:
-    """Settings for the export's transaction on PostgreSQL.
-
-    No JIT (compiling a 1M-row plan costs more than it saves); ISO dates (the time cells' text);
-    the random-page cost of data in memory or on SSD (1.1 instead of 4): a clinic's messages
-    are read in index order, newest first, where the default cost made the planner scan the
-    whole table and sort it instead; and a leader that only merges the parallel workers' rows and
-    streams them (measured: 10 % faster than also formatting rows itself).
-    """
-    for setting in _EXPORT_SETTINGS:
-        connection.exec_driver_sql(f"SET LOCAL {setting}")
-
-
-_EXPORT_SETTINGS = ("jit = off", "datestyle = 'ISO, YMD'", "random_page_cost = 1.1",
-                    "parallel_leader_participation = off")
+# Settings for each COPY's transaction on PostgreSQL. No JIT (compiling a 1M-row plan costs more
+# than it saves); ISO dates (the time cells' text); the random-page cost of data in memory or on SSD
+# (1.1 instead of 4): a clinic's messages are read in index order, where the default cost made the
+# planner scan the whole table and sort it; and no parallel workers: the two halves are read side by
+# side instead, which keeps both cores formatting rows without a merge in between.
+EXPORT_SETTINGS = ("jit = off", "datestyle = 'ISO, YMD'", "random_page_cost = 1.1",
+                   "max_parallel_workers_per_gather = 0")
 
 
 def _copy_out(dbapi: Any, sql: str, params: dict[str, Any], write: Callable[[bytes], Any]) -> int:
-    """Run ``COPY ... TO STDOUT`` and hand each row to ``write`` (which should buffer); returns the rows.
+    """One ``COPY ... TO STDOUT`` on one connection, each row handed to ``write``; returns the rows.
 
-    Reads with libpq's own blocking ``PQgetCopyData`` through ``psycopg.pq``: psycopg's ``Copy``
-    iterator costs about twice the CPU per row, and the database's parallel workers formatting the
-    rows need the same two cores. The parameters are bound client-side, as psycopg does for COPY.
+    The parameters are bound client-side, as psycopg does for COPY. On an error the connection is
+    left usable (its results drained).
     """
-    from psycopg import ClientCursor, errors, pq
+    from psycopg import ClientCursor
 
-    query = ClientCursor(dbapi).mogrify(sql, params).encode()
-    pgconn = dbapi.pgconn
-    pgconn.send_query(query)  # raises psycopg.OperationalError if it cannot be sent
-    result = pgconn.get_result()
-    if result is None or result.status != pq.ExecStatus.COPY_OUT:
-        _drain(pgconn)
-        raise errors.DatabaseError(_message(result, pgconn))
-    get_copy_data = pgconn.get_copy_data
-    while True:
-        size, row = get_copy_data(0)  # blocks until a row arrives; -1 at the end, -2 on failure
-        if size < 0:
-            break
-        write(row)
-    final = pgconn.get_result()
-    _drain(pgconn)
-    if size == -2 or final is None or final.status != pq.ExecStatus.COMMAND_OK:
-        raise errors.DatabaseError(_message(final, pgconn))
-    return int(final.command_tuples or 0)
+    return _copy_side_by_side([dbapi.pgconn], [ClientCursor(dbapi).mogrify(sql, params)], [write])
 
 
-def _copy_in_two_halves(session: TenantSession, flt: MessageFilter, now: dt.datetime | None, statement: Any,
+def _copy_in_two_halves(session: TenantSession, query: Query, flt: MessageFilter, statement: Any,
                         write: Callable[[bytes], Any]) -> int:
     """COPY the rows as two halves of the time range, read side by side, written in order.
 
@@ -289,7 +260,7 @@ def _copy_in_two_halves(session: TenantSession, flt: MessageFilter, now: dt.date
     from psycopg import ClientCursor
 
     span = session.execute(select(func.min(Message.created_at), func.max(Message.created_at))
-                           .where(*build_query(session, flt, now=now).where_all())).one()
+                           .where(*query.where_all())).one()
     if span[0] is None:
         return 0
     middle = span[0] + (span[1] - span[0]) / 2
@@ -308,7 +279,7 @@ def _copy_in_two_halves(session: TenantSession, flt: MessageFilter, now: dt.date
         second.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
         queries = []
         for connection, half in zip((first, second), halves, strict=True):
-            for setting in (*_EXPORT_SETTINGS, "max_parallel_workers_per_gather = 0"):
+            for setting in EXPORT_SETTINGS:
                 connection.execute(f"SET LOCAL {setting}")
             sql, params = compiled_sql(half, dialect)
             queries.append(ClientCursor(connection).mogrify(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params))
@@ -331,16 +302,25 @@ def _copy_in_two_halves(session: TenantSession, flt: MessageFilter, now: dt.date
 
 def _copy_side_by_side(pgconns: list[Any], queries: list[str], writes: list[Callable[[bytes], Any]]) -> int:
     """Run one ``COPY ... TO STDOUT`` on each connection and hand each one's rows to its ``write``,
-    reading whichever has rows ready (libpq's non-blocking copy reads, one thread)."""
+    reading whichever has rows ready; returns the rows.
+
+    Reads with libpq's own ``PQgetCopyData`` through ``psycopg.pq`` (psycopg's ``Copy`` iterator
+    costs about twice the client CPU per row), non-blocking, one thread. A connection whose COPY
+    fails is drained, so it stays usable; another one may be left mid-COPY.
+    """
     from psycopg import errors, pq
 
+    def failed(pgconn: Any, result: Any) -> Exception:
+        message = _message(result, pgconn)
+        _drain(pgconn)
+        return errors.DatabaseError(message)
+
     for pgconn, query in zip(pgconns, queries, strict=True):
-        pgconn.send_query(query.encode())
+        pgconn.send_query(query.encode())  # raises psycopg.OperationalError if it cannot be sent
     for pgconn in pgconns:
         result = pgconn.get_result()
         if result is None or result.status != pq.ExecStatus.COPY_OUT:
-            raise errors.DatabaseError(_message(result, pgconn))
-    rows = 0
+            raise failed(pgconn, result)
     reading = dict(zip(pgconns, writes, strict=True))
     try:
         for pgconn in pgconns:
@@ -351,13 +331,12 @@ def _copy_side_by_side(pgconns: list[Any], queries: list[str], writes: list[Call
                 size, row = pgconn.get_copy_data(1)
                 while size > 0:
                     write(row)
-                    rows += 1
                     size, row = pgconn.get_copy_data(1)
-                if size == 0:
+                if size == 0:  # no whole row buffered yet
                     idle.append(pgconn)
                 elif size == -2:
-                    raise errors.DatabaseError(_message(None, pgconn))
-                else:
+                    raise failed(pgconn, pgconn.get_result())
+                else:  # -1: this COPY is done
                     del reading[pgconn]
             if idle:
                 ready, _, _ = wait_readable([pgconn.socket for pgconn in idle], [], [])
@@ -367,11 +346,13 @@ def _copy_side_by_side(pgconns: list[Any], queries: list[str], writes: list[Call
     finally:
         for pgconn in pgconns:
             pgconn.nonblocking = 0
+    rows = 0
     for pgconn in pgconns:
         final = pgconn.get_result()
-        _drain(pgconn)
         if final is None or final.status != pq.ExecStatus.COMMAND_OK:
-            raise errors.DatabaseError(_message(final, pgconn))
+            raise failed(pgconn, final)
+        _drain(pgconn)
+        rows += int(final.command_tuples or 0)
     return rows
 
 
@@ -400,15 +381,13 @@ def write_csv(session: TenantSession, flt: MessageFilter, column_keys: Sequence[
     connection = session.connection()
     if use_copy is None:
         use_copy = connection.dialect.name == "postgresql"
+    query = build_query(session, flt, now=now)
+    if query.empty:
+        return 0
     if use_copy:
         cells = [_sql_cell(c, clinic.timezone, masked).label(c.key) for c in columns]
-        statement = _statement(session, flt, columns, cells, now)
-        if statement is None:
-            return 0
-        return _copy_in_two_halves(session, flt, now, statement, out.write)
-    statement = _statement(session, flt, columns, [c.source().label(c.key) for c in columns], now)
-    if statement is None:
-        return 0
+        return _copy_in_two_halves(session, query, flt, _statement(query, flt, columns, cells), out.write)
+    statement = _statement(query, flt, columns, [c.source().label(c.key) for c in columns])
     zone = ZoneInfo(clinic.timezone)
     formatters = [_formatter(c, zone, masked) for c in columns]
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
