@@ -116,16 +116,18 @@ def test_appointments_in_a_clinic_date_range(clinic) -> None:  # type: ignore[no
 
     engine, tenant_id, admin, *_ = clinic
     ids = add_patients(engine, tenant_id, 3)
-    tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).date()
+    # two days ahead, so every appointment below is still upcoming whatever the time of day (a past
+    # one has no "next appointment" to fill the variables with)
+    day = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).date()
     with tenant_session(engine, tenant_id) as s:
-        # 23:30 UTC the day before is 02:30 tomorrow in Riyadh (+3): inside the range
+        # 23:30 UTC the day before is 02:30 that day in Riyadh (+3): inside the range
         s.add(Appointment(patient_id=ids[0], starts_at=dt.datetime.combine(
-            tomorrow - dt.timedelta(days=1), dt.time(23, 30), tzinfo=dt.UTC)))
-        s.add(Appointment(patient_id=ids[1], starts_at=dt.datetime.combine(tomorrow, dt.time(9), tzinfo=dt.UTC)))
+            day - dt.timedelta(days=1), dt.time(23, 30), tzinfo=dt.UTC)))
+        s.add(Appointment(patient_id=ids[1], starts_at=dt.datetime.combine(day, dt.time(9), tzinfo=dt.UTC)))
         s.add(Appointment(patient_id=ids[2], starts_at=dt.datetime.combine(
-            tomorrow + dt.timedelta(days=3), dt.time(9), tzinfo=dt.UTC)))
-    result = review(engine, admin, draft({"kind": "appointments", "from": tomorrow.isoformat(),
-                                          "to": tomorrow.isoformat()},
+            day + dt.timedelta(days=3), dt.time(9), tzinfo=dt.UTC)))
+    result = review(engine, admin, draft({"kind": "appointments", "from": day.isoformat(),
+                                          "to": day.isoformat()},
                                          body="See you on {{ appointment_date }} at {{ appointment_time }}"))
     assert result.sendable == 2
 
