@@ -14,6 +14,7 @@ mean exactly ``{{ patient_name }}``.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -165,8 +166,14 @@ class CompiledTemplate:
         return _render_compiled(self, values)
 
 
+@functools.lru_cache(maxsize=256)
 def compile_template(source: str) -> CompiledTemplate:
-    """Parse and compile ``source``; raise TemplateRenderError with a plain explanation."""
+    """Parse and compile ``source``; raise TemplateRenderError with a plain explanation.
+
+    Cached by source: compiling costs about 1.4 ms, rendering a few microseconds, and a bulk send
+    renders the same one or two texts for every recipient. A compiled template holds no values, so
+    sharing it between renders (and threads) is safe; a source that fails is not cached.
+    """
     if len(source) > MAX_SOURCE_CHARS:
         raise TemplateRenderError(f"The template is longer than {MAX_SOURCE_CHARS:,} characters.")
     converted = convert_single_braces(source)

@@ -18,20 +18,12 @@ from decimal import Decimal
 from typing import Any
 
 from app.segments import count_segments
+from db.pgcopy import pg_escape
 
 SMS_PRICE_PER_SEGMENT = Decimal("0.0395")
 WHATSAPP_PRICE = Decimal("0.0050")
 SEND_RATE = {"sms": 10, "whatsapp": 80, "email": 10}  # messages per second, as the bulk sender paces
 CHUNK_ROWS = 20_000  # rows generated (and written) at a time
-
-
-def pg_escape(value: str) -> str:
-    """COPY text format escaping."""
-    if "\\" in value:
-        value = value.replace("\\", "\\\\")
-    if "\n" in value or "\r" in value or "\t" in value:
-        value = value.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    return value
 
 
 # --- time -----------------------------------------------------------------------------------

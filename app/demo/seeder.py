@@ -46,6 +46,7 @@ from db.models import (
     PreferenceChange,
     Tenant,
 )
+from db.pgcopy import column_defaults, copy_rows
 from db.session import session_factory
 from db.types import utcnow
 
@@ -201,19 +202,13 @@ class _RowWriter:
     def write(self, table: Table, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
-        keys = list(rows[0])
-        defaults = writers.column_defaults(table, set(keys))
         if not self.pg:
+            defaults = column_defaults(table, set(rows[0]))
             full = [{**defaults, **row} for row in rows] if defaults else rows
             for start in range(0, len(full), SQLITE_CHUNK_ROWS):
                 self.conn.execute(insert(table), full[start:start + SQLITE_CHUNK_ROWS])
             return
-        columns = keys + list(defaults)
-        tail = "".join("\t" + writers.pg_text(v) for v in defaults.values())
-        dbapi = self.conn.connection.dbapi_connection
-        assert dbapi is not None
-        with dbapi.cursor() as cur, cur.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
-            copy.write("".join("\t".join(writers.pg_text(row[k]) for k in keys) + tail + "\n" for row in rows))
+        copy_rows(self.conn, table, rows)
 
 
 def _uuid(rng: random.Random) -> uuid.UUID:

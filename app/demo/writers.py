@@ -8,7 +8,6 @@ Python on SQLite (``timeline``); the tests hold both to the same checks.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import random
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,10 +16,9 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from app.demo.history import CLAIMED_KINDS, UUID_CLEAR, UUID_SET, ClinicPlan, Clock, Outcome, Row, pg_escape
+from app.demo.history import CLAIMED_KINDS, UUID_CLEAR, UUID_SET, ClinicPlan, Clock, Outcome, Row
 from db.models import Message
-
-NULL = "\\N"  # COPY text for NULL
+from db.pgcopy import NULL, column_defaults, pg_escape, pg_text
 
 
 def message_columns() -> set[str]:
@@ -35,38 +33,6 @@ _KNOWN = (
     "created_at", "updated_at",
 )
 _OPTIONAL = ("enqueued_at", "claimed_at", "sender")  # filled when the schema has them
-
-
-def column_defaults(table: Any, given: set[str]) -> dict[str, Any]:
-    """Python-side defaults of the columns a bulk write does not set (what an ORM insert would use)."""
-    values: dict[str, Any] = {}
-    for col in table.columns:
-        if col.key in given or col.default is None or col.primary_key:
-            continue
-        default = col.default
-        if default.is_scalar:
-            values[col.key] = default.arg
-        elif default.is_callable:
-            values[col.key] = default.arg(None)
-    for col in table.columns:
-        if col.key not in given and col.key not in values and not col.nullable and col.server_default is None:
-            raise RuntimeError(f"the demo seeder does not know how to fill {table.name}.{col.key}")
-    return values
-
-
-def pg_text(value: Any) -> str:
-    """One value in COPY text format."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, dict | list):
-        return pg_escape(json.dumps(value, ensure_ascii=False))
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if hasattr(value, "value") and isinstance(getattr(value, "value", None), str):  # an enum member
-        return pg_escape(value.value)
-    return pg_escape(str(value))
 
 
 class MessageWriter:

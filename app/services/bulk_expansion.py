@@ -38,6 +38,7 @@ from app.services.bulk_plan import Content, plan
 from app.services.message_content import recipient_variables, render_body
 from db.enums import BulkJobStatus, Channel, Language, MessageClass, MessageStatus
 from db.models import BulkJob, Message, MessageTemplateVersion, NotificationPreference, Patient, Tenant
+from db.pgcopy import copy_rows
 from db.session import system_session
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,13 @@ def _lock(session: Any, bulk_job_id: uuid.UUID) -> BulkJob | None:
     return session.scalar(query)
 
 
+def _write(session: Any, rows: list[dict[str, Any]]) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        copy_rows(session.connection(), Message.__table__, rows)  # see db.pgcopy for the gain
+    else:
+        session.execute(insert(Message), rows)
+
+
 def write_rows(runtime: Runtime, bulk_job_id: uuid.UUID, *, now: dt.datetime | None = None) -> Expansion | None:
     """Write the job's message rows and move it on, in one transaction; None if it is not ``expanding``."""
     now = now or runtime.clock()
@@ -213,7 +221,7 @@ def write_rows(runtime: Runtime, bulk_job_id: uuid.UUID, *, now: dt.datetime | N
             _insert_select(session, tenant, job, content, now)
         else:
             for rows in _rendered_rows(session, tenant, job, content, now, rejections):
-                session.execute(insert(Message), rows)
+                _write(session, rows)
         counts = dict(session.execute(select(Message.status, func.count()).where(
             Message.bulk_job_id == job.id).group_by(Message.status)).all())
         written = sum(counts.values())
