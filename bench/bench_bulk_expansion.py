@@ -7,7 +7,9 @@ In a fresh PostgreSQL database (dropped at the end) it COPYs N patients in, then
 1. the floor: one plain ``INSERT INTO messages ... SELECT ... FROM patients`` of the same N rows
    (constant body, no preferences join, no CASEs), indexes in place, committed;
 2. the expansion (``bulk_expansion.write_rows`` then ``enqueue_job`` onto RQ in Redis), in a
-   separate process so its peak memory (max RSS) is its own.
+   separate process so its peak memory (max RSS) is its own. The text names only the clinic, so
+   the rows are one ``INSERT ... SELECT``; with ``--personal`` it names the patient, so each row
+   is rendered in Python and the rows are written by COPY.
 
 Prints seconds, the ratio to the floor, peak memory, delivery jobs enqueued and the largest job.
 Targets (issue 7): under 10 s, within 1.6x of the floor, under 300 MB, <= 1 job per 500 messages.
@@ -31,9 +33,10 @@ from sqlalchemy import text
 
 print = functools.partial(print, flush=True)  # progress shows in a log file at once
 BODY = "The clinic is closed on Friday. {{ clinic_name }}"
+PERSONAL_BODY = "Dear {{ patient_first_name }}, the clinic is closed on Friday. {{ clinic_name }}"
 
 
-def _seed(url: str, count: int) -> tuple[uuid.UUID, uuid.UUID, float]:
+def _seed(url: str, count: int, body: str) -> tuple[uuid.UUID, uuid.UUID, float]:
     from db.enums import BulkJobStatus, Channel
     from db.models import BulkJob, Tenant
     from db.session import make_engine, system_session
@@ -62,7 +65,7 @@ def _seed(url: str, count: int) -> tuple[uuid.UUID, uuid.UUID, float]:
     job_id = uuid.uuid4()
     with system_session(engine) as session:
         session.add(BulkJob(id=job_id, tenant_id=tenant_id, name="bench", channel=Channel.SMS,
-                            status=BulkJobStatus.EXPANDING, audience={"kind": "all"}, custom_body_en=BODY,
+                            status=BulkJobStatus.EXPANDING, audience={"kind": "all"}, custom_body_en=body,
                             custom_body_ar="", total_recipients=count))
     with engine.begin() as conn:
         conn.execute(text("ANALYZE patients"))
@@ -170,11 +173,13 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=1_000_000)
     parser.add_argument("--database-url", default=DEFAULT_ADMIN_URL)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
+    parser.add_argument("--personal", action="store_true",
+                        help="a text with the patient's name: rendered per recipient in Python, written by COPY")
     parser.add_argument("--breakdown", action="store_true",
                         help="afterwards, time the floor again without foreign keys, indexes, primary key")
     args = parser.parse_args()
     with temporary_database(args.database_url, prefix="bench_bulk") as url:
-        tenant_id, job_id, seeded = _seed(url, args.recipients)
+        tenant_id, job_id, seeded = _seed(url, args.recipients, PERSONAL_BODY if args.personal else BODY)
         print(f"seeded {args.recipients:,} patients by COPY in {seeded:.1f} s")
         floor = _floor(url, tenant_id, job_id)
         print(f"floor: plain INSERT ... SELECT of {args.recipients:,} message rows: {floor:.2f} s")
