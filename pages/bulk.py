@@ -94,10 +94,11 @@ def list_inputs(options: bulk_wizard.WizardOptions) -> None:
     upload = st.file_uploader("…or upload a CSV or Excel file", type=["csv", "txt", "xlsx"], key="bulk_upload")
     table = None
     if upload is not None:
-        table = feedback.attempt(lambda: ri.read_table(upload.name, upload.getvalue(),
-                                                       max_bytes=options.max_upload_bytes))
+        table = feedback.attempt_once(state, "table", ("upload", upload.file_id, options.max_upload_bytes),
+                                      lambda: ri.read_table(upload.name, upload.getvalue(),
+                                                            max_bytes=options.max_upload_bytes))
     elif pasted.strip():
-        table = feedback.attempt(lambda: ri.read_pasted(pasted))
+        table = feedback.attempt_once(state, "table", ("pasted", pasted), lambda: ri.read_pasted(pasted))
     if table is None:
         return
     guess = ri.guess_mapping(table, st.session_state.get(W + "channel", Channel.SMS))
@@ -116,8 +117,9 @@ def list_inputs(options: bulk_wizard.WizardOptions) -> None:
                                key=W + "map_variables")
     mapping = ri.ColumnMapping(contact=contact, name=None if name == "(none)" else name,
                                language=None if language == "(none)" else language, variables=tuple(variables))
-    result = feedback.attempt(lambda: ri.to_recipients(table, mapping, st.session_state.get(W + "channel"),
-                                                       options.region))
+    channel = st.session_state.get(W + "channel")
+    result = feedback.attempt_once(state, "import", (state["table"][0], mapping, channel, options.region),
+                                   lambda: ri.to_recipients(table, mapping, channel, options.region))
     if result is None:
         state["recipients"], state["rejected"] = [], []
         return

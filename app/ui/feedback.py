@@ -8,7 +8,7 @@ something went wrong.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -38,6 +38,25 @@ def attempt(call: Callable[[], T]) -> T | None:
         log.exception("unexpected error while running %s", getattr(call, "__qualname__", call))
         st.error(GENERIC_ERROR, icon=":material/error:")
     return None
+
+
+def attempt_once(memo: dict, name: str, key: Hashable, call: Callable[[], T]) -> T | None:
+    """``attempt(call)``, run again only when ``key`` changes; the result, or the refusal, is kept in
+    ``memo[name]``. For work that takes seconds (reading and checking a 100,000-row file) on a form
+    whose every click reruns the page."""
+    def remembered() -> T:
+        kept = memo.get(name)
+        if kept is None or kept[0] != key:
+            try:
+                kept = (key, call(), None)
+            except AppError as err:
+                kept = (key, None, err)
+            memo[name] = kept
+        if kept[2] is not None:
+            raise kept[2]
+        return kept[1]
+
+    return attempt(remembered)
 
 
 def service(

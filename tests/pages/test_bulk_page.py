@@ -150,3 +150,31 @@ def test_analysts_have_no_bulk_page(clinic: Clinic) -> None:
     assert "Bulk send" not in navigation.menu_titles(clinic.analyst)
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page("../pages/bulk.py")
+
+
+def test_a_list_is_read_and_checked_once_not_on_every_click(clinic: Clinic, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from app.services import recipient_import as ri
+
+    calls = {"read": 0, "check": 0}
+    real_read, real_check = ri.read_pasted, ri.to_recipients
+
+    def counted(name, real):  # type: ignore[no-untyped-def]
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(ri, "read_pasted", counted("read", real_read))
+    monkeypatch.setattr(ri, "to_recipients", counted("check", real_check))
+    at = bulk_page(clinic)
+    at.radio(key="bulk_w_kind").set_value("list").run()
+    at.text_area(key="bulk_w_pasted").input("name,phone\nSara,0500000001\nOmar,bad\n").run()
+    assert "1 recipients ready; 1 rows refused." in texts(at.success)
+    at.run()
+    at.run()
+    assert calls == {"read": 1, "check": 1}
+    at.selectbox(key="bulk_w_map_name").set_value("(none)").run()  # a new mapping: checked again, not read
+    assert calls == {"read": 1, "check": 2}
+    at.text_area(key="bulk_w_pasted").input("0500000002\n0500000003\n").run()
+    assert calls == {"read": 2, "check": 3}
+    assert "2 recipients ready; 0 rows refused." in texts(at.success)
