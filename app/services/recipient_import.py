@@ -105,7 +105,9 @@ def _from_rows(raw_rows: Sequence[tuple[int, list[str]]], encoding: str, separat
     if not body:
         raise ValidationError("The file has a header row but no recipients.", field="file")
     if len(body) > MAX_ROWS:
-        raise ValidationError(f"The file has {len(body):,} rows; at most {MAX_ROWS:,} per send.", field="file")
+        raise ValidationError(f"The file has {len(body):,} rows; at most {MAX_ROWS:,} per send. Split it into "
+                              f"files of {MAX_ROWS:,} rows, or choose a larger audience by tag or appointment "
+                              "instead of a list.", field="file")
     return Table(columns=_clean_header(header), rows=body, encoding=encoding, separator=separator)
 
 
