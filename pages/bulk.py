@@ -154,7 +154,7 @@ def show_review(review: DryRun) -> None:
     st.metric("Recipients in the audience", f"{review.audience_size:,}")
     cols = st.columns(4)
     cols[0].metric("Will be sent", f"{review.sendable:,}")
-    cols[1].metric("Skipped", f"{len(review.skipped) - review.deferred:,}")
+    cols[1].metric("Skipped", f"{review.skipped_count:,}")
     cols[2].metric("Estimated cost", f"{review.estimated_cost:,.2f} {review.currency}")
     cols[3].metric("Takes about", _duration(review.duration_seconds))
     st.caption(f"Deferred for quiet hours (sent later): {review.deferred:,}. SMS parts: {review.segments_total:,}.")
@@ -169,6 +169,7 @@ def show_review(review: DryRun) -> None:
             st.text(sample.body)
     if review.skipped:
         st.subheader("Skipped, and why", anchor=False)
+        st.caption(" · ".join(f"{reason}: {n:,}" for reason, n in review.skipped_by_reason.items()))
         st.dataframe([{"Row": s.row, "Recipient": s.recipient, "Reason": s.reason, "Detail": s.detail}
                       for s in review.skipped[:2000]], hide_index=True)
         if st.button("Prepare the skipped list for download", key="bulk_prepare_csv"):

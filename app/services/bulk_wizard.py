@@ -79,8 +79,8 @@ class DryRun:
     audience_size: int  # the number an admin types to confirm a large send (file rows refused not included)
     will_send: dict[str, int]  # "SMS / en" -> count
     deferred: int
-    skipped: list[SkippedRecipient]
-    skipped_by_reason: dict[str, int]
+    skipped: list[SkippedRecipient]  # the first MAX_SKIPPED_KEPT, deferred ones included
+    skipped_by_reason: dict[str, int]  # every one, not only those kept
     samples: list[Sample]
     segments_total: int
     estimated_cost: float
@@ -91,6 +91,11 @@ class DryRun:
     confirm_threshold: int
     sendable: int = 0
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def skipped_count(self) -> int:
+        """Recipients who will not get the message (deferred ones will, later)."""
+        return sum(n for reason, n in self.skipped_by_reason.items() if reason != DEFERRED)
 
 
 @dataclass(frozen=True)
@@ -237,32 +242,39 @@ def dry_run(session: TenantSession, actor: Actor, draft: Draft, *, send_at: dt.d
     now = send_at or utcnow()
     skipped = [SkippedRecipient(r.row, r.recipient, "invalid number" if r.reason.startswith("invalid") else
                                 "duplicate", r.reason) for r in draft.import_rejections]
+    reasons = Counter(s.reason for s in skipped)
     will_send: Counter[str] = Counter()
-    per_language: Counter[Language] = Counter()
     samples: dict[Language, Sample] = {}
-    deferred = size = 0
+    deferred = size = segments = 0
+
+    def skip(item: Any, reason: str, detail: str) -> None:
+        reasons[reason] += 1
+        if len(skipped) < MAX_SKIPPED_KEPT:
+            skipped.append(SkippedRecipient(item.row, item.recipient, reason, detail))
+
     for item in plan(session, tenant, audience, body, now):
         size += 1
         if item.skip is not None:
-            if len(skipped) < MAX_SKIPPED_KEPT:
-                skipped.append(SkippedRecipient(item.row, item.recipient, item.skip, item.detail))
+            skip(item, item.skip, item.detail)
             continue
-        if item.language not in samples:
+        # A text that names the recipient is rendered for each one, as the expansion will: a long
+        # name can make it too long, an Arabic name makes an English SMS UCS-2 (more parts).
+        if body.per_recipient or item.language not in samples:
             try:
                 text = render_body(body.source(item.language), item.values, body.channel)
             except ValidationError as exc:
-                skipped.append(SkippedRecipient(item.row, item.recipient, "text cannot be sent", str(exc)))
+                skip(item, "text cannot be sent", str(exc))
                 continue
             info = count_segments(text)
-            samples[item.language] = Sample(item.language, text, info.segments if body.channel == Channel.SMS
-                                            else 1, info.encoding)
+            parts = info.segments if body.channel == Channel.SMS else 1
+            samples.setdefault(item.language, Sample(item.language, text, parts, info.encoding))
+        else:
+            parts = samples[item.language].segments
+        segments += parts
         will_send[f"{body.channel.label} / {item.language.value}"] += 1
-        per_language[item.language] += 1
         if item.deferred:
             deferred += 1
-            if len(skipped) < MAX_SKIPPED_KEPT:
-                skipped.append(SkippedRecipient(item.row, item.recipient, DEFERRED, item.detail))
-    segments = sum(samples[lang].segments * n for lang, n in per_language.items() if lang in samples)
+            skip(item, DEFERRED, item.detail)
     sendable = sum(will_send.values())
     rate = settings.rate_for(body.channel.value)
     cost = (segments * settings.sms_price_per_segment if body.channel == Channel.SMS
@@ -275,7 +287,7 @@ def dry_run(session: TenantSession, actor: Actor, draft: Draft, *, send_at: dt.d
                          ", which the list does not have for every recipient.")
     return DryRun(
         audience_size=size, will_send=dict(will_send), deferred=deferred, skipped=skipped,
-        skipped_by_reason=dict(Counter(s.reason for s in skipped)), samples=list(samples.values()),
+        skipped_by_reason=dict(reasons), samples=list(samples.values()),
         segments_total=segments, estimated_cost=round(cost, 4), currency=settings.price_currency,
         duration_seconds=sendable / rate if rate else 0.0, message_class=body.message_class,
         class_effect=class_effect(body.message_class, body.channel),

@@ -191,6 +191,44 @@ def test_review_counts_languages_samples_cost_and_duration(clinic) -> None:  # t
     assert result.duration_seconds == pytest.approx(5 / settings.sms_rate_per_second)
 
 
+def test_review_renders_a_personal_text_for_each_recipient_as_the_expansion_will(clinic) -> None:  # type: ignore[no-untyped-def]
+    engine, tenant_id, admin, *_ = clinic
+    add_patients(engine, tenant_id, 2)
+    with tenant_session(engine, tenant_id) as s:  # an Arabic name makes this English SMS UCS-2: 2 parts
+        s.add(Patient(name_en="محمد عبد الله", name_ar="", phone_e164="+966500000099", language=Language.EN))
+    body = "Dear {{ patient_name }}, your test results are ready. Please collect them at reception."
+    result = review(engine, admin, draft({"kind": "all"}, body=body))
+    assert result.sendable == 3 and result.segments_total == 1 + 1 + 2
+    created = confirm(engine, admin, draft({"kind": "all"}, body=body))
+    expand(engine, created.bulk_job_id)
+    with tenant_session(engine, tenant_id) as s:
+        assert s.scalar(select(func.sum(Message.segments))) == result.segments_total
+
+
+def test_review_finds_each_recipient_whose_own_text_is_too_long(clinic) -> None:  # type: ignore[no-untyped-def]
+    engine, _, admin, *_ = clinic
+    table = ri.read_csv(("phone,note\n0500000001,short\n0500000002," + "x" * 2000 + "\n0500000003,ok\n").encode())
+    imported = ri.to_recipients(table, ri.ColumnMapping(contact="phone", variables=("note",)), Channel.SMS, "SA")
+    d = draft({"kind": "list", "recipients": imported.recipients}, body="Note: {{ note }}")
+    result = review(engine, admin, d)
+    assert result.sendable == 2 and result.skipped_by_reason == {"text cannot be sent": 1}
+    assert [(s.row, s.recipient) for s in result.skipped] == [(3, "+966500000002")]
+    _, expanded = expand(engine, confirm(engine, admin, d).bulk_job_id)
+    assert expanded["written"] == 2 and expanded["skipped"] == 1
+
+
+def test_review_counts_every_skip_even_beyond_the_list_it_keeps(clinic, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    engine, tenant_id, admin, *_ = clinic
+    ids = add_patients(engine, tenant_id, 6)
+    with tenant_session(engine, tenant_id) as s:
+        for patient_id in ids[:5]:
+            s.add(NotificationPreference(patient_id=patient_id, sms_opt_in=False))
+    monkeypatch.setattr(bulk_wizard, "MAX_SKIPPED_KEPT", 2)
+    result = review(engine, admin, draft({"kind": "all"}))
+    assert len(result.skipped) == 2
+    assert result.skipped_by_reason == {"channel disabled": 5} and result.skipped_count == 5 and result.sendable == 1
+
+
 def test_promotional_needs_consent_and_says_so(clinic) -> None:  # type: ignore[no-untyped-def]
     engine, tenant_id, admin, *_ = clinic
     ids = add_patients(engine, tenant_id, 2)
