@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -66,15 +67,34 @@ def column_defaults(table: Table, given: set[str]) -> dict[str, Any]:
     return values
 
 
-def copy_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Write ``rows`` (all with the keys of the first) into ``table`` with one COPY, in the
-    connection's transaction."""
-    if not rows:
-        return
-    keys = list(rows[0])
+def copy_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int:
+    """Write ``rows`` into ``table`` with one COPY, in the connection's transaction."""
+    return copy_chunks(connection, table, [rows])
+
+
+def copy_chunks(connection: Connection, table: Table, chunks: Iterable[Sequence[dict[str, Any]]]) -> int:
+    """Write every chunk (all rows with the keys of the first) into ``table`` with ONE COPY, in the
+    connection's transaction; returns how many rows.
+
+    The database inserts the rows already sent while the caller builds the next chunk (a writer
+    thread sends them), so ``chunks`` is best a generator. It must not use this connection: a
+    COPY holds it until the end.
+    """
+    from psycopg.copy import QueuedLibpqWriter
+
+    pending = iter(chunks)
+    first = next((chunk for chunk in pending if chunk), None)
+    if first is None:
+        return 0
+    keys = list(first[0])
     defaults = column_defaults(table, set(keys))
     tail = "".join("\t" + pg_text(v) for v in defaults.values()) + "\n"
     dbapi = connection.connection.dbapi_connection
     assert dbapi is not None
-    with dbapi.cursor() as cur, cur.copy(f"COPY {table.name} ({', '.join([*keys, *defaults])}) FROM STDIN") as copy:
-        copy.write("".join("\t".join([pg_text(row[k]) for k in keys]) + tail for row in rows))
+    written = 0
+    sql = f"COPY {table.name} ({', '.join([*keys, *defaults])}) FROM STDIN"
+    with dbapi.cursor() as cur, cur.copy(sql, writer=QueuedLibpqWriter(cur)) as copy:
+        for chunk in itertools.chain([first], pending):
+            copy.write("".join("\t".join([pg_text(row[k]) for k in keys]) + tail for row in chunk))
+            written += len(chunk)
+    return written

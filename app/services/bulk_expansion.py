@@ -38,7 +38,7 @@ from app.services.bulk_plan import Content, plan
 from app.services.message_content import recipient_variables, render_body
 from db.enums import BulkJobStatus, Channel, Language, MessageClass, MessageStatus
 from db.models import BulkJob, Message, MessageTemplateVersion, NotificationPreference, Patient, Tenant
-from db.pgcopy import copy_rows
+from db.pgcopy import copy_chunks
 from db.session import system_session
 
 log = logging.getLogger(__name__)
@@ -199,11 +199,20 @@ def _lock(session: Any, bulk_job_id: uuid.UUID) -> BulkJob | None:
     return session.scalar(query)
 
 
-def _write(session: Any, rows: list[dict[str, Any]]) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        copy_rows(session.connection(), Message.__table__, rows)  # see db.pgcopy for the gain
-    else:
-        session.execute(insert(Message), rows)
+def _write_rendered(runtime: Runtime, session: Any, tenant: Tenant, job: BulkJob, content: Content,
+                    now: dt.datetime, rejections: list[dict[str, Any]]) -> None:
+    """Render and write the rows in the expansion's transaction (``session``).
+
+    On PostgreSQL the audience is read on a second connection so that ONE COPY streams every row:
+    the database inserts one chunk while the next is rendered (one COPY per chunk waited for each).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        for rows in _rendered_rows(session, tenant, job, content, now, rejections):
+            session.execute(insert(Message), rows)
+        return
+    with system_session(runtime.engine) as reader:
+        copy_chunks(session.connection(), Message.__table__,
+                    _rendered_rows(reader, tenant, job, content, now, rejections))
 
 
 def write_rows(runtime: Runtime, bulk_job_id: uuid.UUID, *, now: dt.datetime | None = None) -> Expansion | None:
@@ -220,8 +229,7 @@ def write_rows(runtime: Runtime, bulk_job_id: uuid.UUID, *, now: dt.datetime | N
         if job.audience.get("kind") != "list" and not content.per_recipient:
             _insert_select(session, tenant, job, content, now)
         else:
-            for rows in _rendered_rows(session, tenant, job, content, now, rejections):
-                _write(session, rows)
+            _write_rendered(runtime, session, tenant, job, content, now, rejections)
         counts = dict(session.execute(select(Message.status, func.count()).where(
             Message.bulk_job_id == job.id).group_by(Message.status)).all())
         written = sum(counts.values())

@@ -7,11 +7,11 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, func, insert, select
 
 from db.enums import Channel, Language, MessageClass, MessageStatus
 from db.models import Message
-from db.pgcopy import copy_rows
+from db.pgcopy import copy_chunks, copy_rows
 from db.session import system_session
 from tests.factories import make_tenant
 
@@ -55,3 +55,23 @@ def test_a_naive_time_is_refused_and_nothing_is_written(pg_engine: Engine) -> No
                   [_row(tenant_id), _row(tenant_id, created_at=dt.datetime(2026, 11, 28, 9, 30))])
     with system_session(pg_engine) as session:
         assert session.scalar(select(Message.id)) is None
+
+
+def test_chunks_stream_through_one_copy_and_a_failure_midway_writes_nothing(pg_engine: Engine) -> None:
+    tenant_id = make_tenant(pg_engine)
+
+    def chunks(fail: bool):  # type: ignore[no-untyped-def]
+        yield [_row(tenant_id), _row(tenant_id)]
+        yield []
+        if fail:
+            raise RuntimeError("the worker died while rendering")
+        yield [_row(tenant_id)]
+
+    with pytest.raises(RuntimeError, match="rendering"), system_session(pg_engine) as session:
+        copy_chunks(session.connection(), Message.__table__, chunks(fail=True))
+    with system_session(pg_engine) as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == 0
+        assert copy_chunks(session.connection(), Message.__table__, chunks(fail=False)) == 3
+        assert copy_chunks(session.connection(), Message.__table__, iter([[], []])) == 0
+    with system_session(pg_engine) as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == 3

@@ -361,19 +361,19 @@ def test_expanding_twice_or_after_a_crash_neither_duplicates_nor_loses(clinic, m
     engine, tenant_id, admin, *_ = clinic
     add_patients(engine, tenant_id, 40)
     created = confirm(engine, admin, draft({"kind": "all"}, body="Hi {{ patient_name }}"))
-    real_write = bulk_expansion._write
+    real_rows = bulk_expansion._rendered_rows
 
-    def crash_after_writing(session, rows):  # type: ignore[no-untyped-def]
-        real_write(session, rows)  # the rows are in the transaction when the worker dies
+    def crash_after_the_rows(*args, **kwargs):  # type: ignore[no-untyped-def]
+        yield from real_rows(*args, **kwargs)  # every row is written when the worker dies
         raise RuntimeError("worker killed")
 
-    monkeypatch.setattr(bulk_expansion, "_write", crash_after_writing)
+    monkeypatch.setattr(bulk_expansion, "_rendered_rows", crash_after_the_rows)
     with pytest.raises(RuntimeError):
         expand(engine, created.bulk_job_id)
     with tenant_session(engine, tenant_id) as s:
         assert s.scalar(select(func.count()).select_from(Message)) == 0
         assert BulkJobStatus(s.get(BulkJob, created.bulk_job_id).status) == BulkJobStatus.EXPANDING
-    monkeypatch.setattr(bulk_expansion, "_write", real_write)
+    monkeypatch.setattr(bulk_expansion, "_rendered_rows", real_rows)
     _, first = expand(engine, created.bulk_job_id)
     _, again = expand(engine, created.bulk_job_id)
     assert first["written"] == 40 and again["written"] == 0
