@@ -2,7 +2,8 @@
 
 COPY skips an INSERT's per-statement work (parse, plan, an executor start per VALUES batch) and
 writes the heap in batches. Measured on a 96,878-recipient custom-list send: the expansion took
-18.7 s with SQLAlchemy's executemany of the rows and 13.1 s with COPY. Callers give plain column
+18.7 s with SQLAlchemy's executemany of the rows, 13.1 s with a COPY per 2,000 rows and 8.3 s with
+one COPY streaming them all (``copy_chunks``). Callers give plain column
 values (UUIDs, aware datetimes, enum members, JSON-able dicts); ``column_defaults`` adds the
 Python-side defaults an ORM insert would have used.
 """
