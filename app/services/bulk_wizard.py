@@ -27,7 +27,7 @@ from app.segments import count_segments
 from app.services import audience as audiences
 from app.services import audit
 from app.services.bulk_expansion import EXPAND_JOB
-from app.services.bulk_plan import DEFERRED, Content, plan
+from app.services.bulk_plan import DEFERRED, Content, plan_grouped
 from app.services.message_content import render_body
 from app.services.permissions import Actor, Permission, authorize
 from app.services.recipient_import import Rejected
@@ -247,34 +247,44 @@ def dry_run(session: TenantSession, actor: Actor, draft: Draft, *, send_at: dt.d
     samples: dict[Language, Sample] = {}
     deferred = size = segments = 0
 
-    def skip(item: Any, reason: str, detail: str) -> None:
-        reasons[reason] += 1
-        if len(skipped) < MAX_SKIPPED_KEPT:
-            skipped.append(SkippedRecipient(item.row, item.recipient, reason, detail))
+    def listed(item: Any, reason: str, detail: str, count: int, contacts: Any) -> None:
+        reasons[reason] += count
+        room = MAX_SKIPPED_KEPT - len(skipped)
+        if room > 0:
+            who = [item.recipient] if contacts is None else contacts(min(room, count))
+            skipped.extend(SkippedRecipient(item.row, recipient, reason, detail) for recipient in who)
 
-    for item in plan(session, tenant, audience, body, now):
-        size += 1
+    def tally(item: Any, count: int = 1, contacts: Any = None) -> None:
+        """``count`` recipients planned as ``item`` (a group's stand-in lists its members' contacts)."""
+        nonlocal size, segments, deferred
+        size += count
         if item.skip is not None:
-            skip(item, item.skip, item.detail)
-            continue
+            listed(item, item.skip, item.detail, count, contacts)
+            return
         # A text that names the recipient is rendered for each one, as the expansion will: a long
         # name can make it too long, an Arabic name makes an English SMS UCS-2 (more parts).
         if body.per_recipient or item.language not in samples:
             try:
                 text = render_body(body.source(item.language), item.values, body.channel)
             except ValidationError as exc:
-                skip(item, "text cannot be sent", str(exc))
-                continue
+                listed(item, "text cannot be sent", str(exc), count, contacts)
+                return
             info = count_segments(text)
             parts = info.segments if body.channel == Channel.SMS else 1
             samples.setdefault(item.language, Sample(item.language, text, parts, info.encoding))
         else:
             parts = samples[item.language].segments
-        segments += parts
-        will_send[f"{body.channel.label} / {item.language.value}"] += 1
+        segments += parts * count
+        will_send[f"{body.channel.label} / {item.language.value}"] += count
         if item.deferred:
-            deferred += 1
-            skip(item, DEFERRED, item.detail)
+            deferred += count
+            listed(item, DEFERRED, item.detail, count, contacts)
+
+    groups, one_by_one = plan_grouped(session, tenant, audience, body, now)
+    for group in groups:
+        tally(group.planned, group.count, group.contacts)
+    for item in one_by_one:
+        tally(item)
     sendable = sum(will_send.values())
     rate = settings.rate_for(body.channel.value)
     cost = (segments * settings.sms_price_per_segment if body.channel == Channel.SMS
@@ -287,7 +297,7 @@ def dry_run(session: TenantSession, actor: Actor, draft: Draft, *, send_at: dt.d
                          ", which the list does not have for every recipient.")
     return DryRun(
         audience_size=size, will_send=dict(will_send), deferred=deferred, skipped=skipped,
-        skipped_by_reason=dict(reasons), samples=list(samples.values()),
+        skipped_by_reason=dict(reasons), samples=[samples[lang] for lang in Language if lang in samples],
         segments_total=segments, estimated_cost=round(cost, 4), currency=settings.price_currency,
         duration_seconds=sendable / rate if rate else 0.0, message_class=body.message_class,
         class_effect=class_effect(body.message_class, body.channel),

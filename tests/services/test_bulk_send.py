@@ -16,7 +16,7 @@ from app.errors import PermissionDenied, ValidationError
 from app.services import bulk_expansion, bulk_jobs, bulk_wizard
 from app.services import recipient_import as ri
 from app.services.bulk_wizard import Draft
-from db.enums import BulkJobStatus, Channel, Language, MessageClass, MessageStatus, Role
+from db.enums import BulkJobStatus, Channel, Language, MessageClass, MessageStatus, OptOutSource, Role
 from db.models import (
     AuditEvent,
     BulkJob,
@@ -227,6 +227,64 @@ def test_review_counts_every_skip_even_beyond_the_list_it_keeps(clinic, monkeypa
     result = review(engine, admin, draft({"kind": "all"}))
     assert len(result.skipped) == 2
     assert result.skipped_by_reason == {"channel disabled": 5} and result.skipped_count == 5 and result.sendable == 1
+
+
+def _varied_preferences(engine: Engine, tenant_id: uuid.UUID) -> None:
+    """Patients covering every preference the plan looks at, and another clinic's patients."""
+    other = make_tenant(engine, "clinic-b")
+    add_patients(engine, other, 3)
+    ids = add_patients(engine, tenant_id, 24) + add_patients(engine, tenant_id, 12, language=Language.AR, start=100)
+    variants = [
+        None, {}, {"language": Language.AR}, {"language": Language.EN}, {"promotional_consent": True},
+        {"promotional_consent": True, "language": Language.AR}, {"sms_opt_in": False},
+        {"email_opt_in": False, "opted_out_at": dt.datetime(2026, 1, 5, tzinfo=dt.UTC),
+         "opt_out_source": OptOutSource.PATIENT_REPLY},
+        {"quiet_hours_start": dt.time(0, 0), "quiet_hours_end": dt.time(23, 59)},
+        {"quiet_hours_start": dt.time(22, 0), "quiet_hours_end": dt.time(6, 0), "promotional_consent": True},
+        {"quiet_hours_start": dt.time(22, 0)},
+    ]
+    with tenant_session(engine, tenant_id) as s:
+        for i, patient_id in enumerate(ids):
+            variant = variants[i % len(variants)]
+            if variant is not None:
+                s.add(NotificationPreference(patient_id=patient_id, **variant))
+
+
+@pytest.mark.parametrize("channel", [Channel.SMS, Channel.EMAIL])
+@pytest.mark.parametrize("message_class", [MessageClass.SERVICE, MessageClass.PROMOTIONAL])
+@pytest.mark.parametrize("hour", [3, 12])  # UTC: 06:00 and 15:00 in Riyadh (the promotional window)
+def test_the_grouped_review_equals_the_review_one_by_one(clinic, monkeypatch, channel, message_class, hour) -> None:  # type: ignore[no-untyped-def]
+    from app.services import bulk_plan
+
+    engine, tenant_id, admin, *_ = clinic
+    _varied_preferences(engine, tenant_id)
+    d = draft({"kind": "all"}, body="Closed Friday. {{ clinic_name }}", body_ar="مغلق يوم الجمعة", channel=channel,
+              message_class=message_class)
+    at = dt.datetime(2026, 12, 1, hour, 0, tzinfo=dt.UTC)
+
+    def reviewed():  # type: ignore[no-untyped-def]
+        with tenant_session(engine, tenant_id) as s:
+            return bulk_wizard.dry_run(s, admin, d, send_at=at)
+
+    counted_in_groups = []
+
+    def spy(*args):  # type: ignore[no-untyped-def]
+        groups, rest = bulk_plan.plan_grouped(*args)
+        counted_in_groups.append(sum(g.count for g in groups))
+        return groups, rest
+
+    monkeypatch.setattr(bulk_wizard, "plan_grouped", spy)
+    grouped = reviewed()
+    assert 18 < counted_in_groups[0] < 36  # most by groups, the opted-out and quiet-hours ones one by one
+    monkeypatch.setattr(bulk_wizard, "plan_grouped", lambda session, tenant, audience, content, now: (
+        [], bulk_plan.plan(session, tenant, audience, content, now)))
+    one_by_one = reviewed()
+    assert grouped.audience_size == one_by_one.audience_size == 36
+    for name in ("will_send", "deferred", "skipped_by_reason", "samples", "segments_total", "estimated_cost",
+                 "sendable", "duration_seconds"):
+        assert getattr(grouped, name) == getattr(one_by_one, name), name
+    assert sorted(map(repr, grouped.skipped)) == sorted(map(repr, one_by_one.skipped))
+    assert grouped.skipped_by_reason  # the data set does skip some, in every case
 
 
 def test_promotional_needs_consent_and_says_so(clinic) -> None:  # type: ignore[no-untyped-def]
