@@ -258,18 +258,20 @@ def _fail(runtime: Runtime, bulk_job_id: uuid.UUID, reason: str) -> None:
 
 def queued_batches(connection: Connection, bulk_job_id: uuid.UUID) -> Iterator[Batch]:
     """The job's queued messages grouped by their delivery job, streamed (bounded memory)."""
+    pg = connection.dialect.name == "postgresql"  # there the id's text comes as is, not as a UUID object
+    message_id = cast(Message.id, SAString) if pg else Message.id
     stream = connection.execution_options(yield_per=5000).execute(
-        select(Message.delivery_job_id, Message.id).where(
+        select(Message.delivery_job_id, message_id).where(
             Message.bulk_job_id == bulk_job_id, Message.status == MessageStatus.QUEUED,
             Message.delivery_job_id.is_not(None)).order_by(Message.delivery_job_id))
     current: str | None = None
     ids: list[str] = []
-    for delivery_job, message_id in stream:
+    for delivery_job, text_id in stream:
         if delivery_job != current and ids:
             yield current, ids  # type: ignore[misc]
             ids = []
         current = delivery_job
-        ids.append(str(message_id))
+        ids.append(text_id if pg else str(text_id))
     if ids and current is not None:
         yield current, ids
 
