@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from db.enums import MessageStatus, can_transition
 from db.models import Message, MessageLog
+from db.pgcopy import copy_rows
 from db.types import utcnow
 
 # Timestamp columns stamped when a message first reaches a status.
@@ -42,6 +44,26 @@ def log_event(
         to_status=to_status, provider=provider, error_code=error_code, detail=detail[:2000],
         created_at=at or utcnow(),
     ))
+
+
+def log_events(
+    session: Executor, tenant_id: uuid.UUID, message_ids: Sequence[uuid.UUID], event: str, *,
+    from_status: MessageStatus | None = None, to_status: MessageStatus | None = None, detail: str = "",
+    at: dt.datetime | None = None,
+) -> None:
+    """The same event for many messages, as one bulk write (COPY on PostgreSQL): a job's 100,000
+    messages paused took 117 s with a ``log_event`` each."""
+    if not message_ids:
+        return
+    at = at or utcnow()
+    rows = [{"id": uuid.uuid4(), "message_id": message_id, "tenant_id": tenant_id, "event": event,
+             "from_status": from_status, "to_status": to_status, "provider": None, "error_code": None,
+             "detail": detail[:2000], "created_at": at} for message_id in message_ids]
+    connection = session.connection() if isinstance(session, Session) else session
+    if connection.dialect.name == "postgresql":
+        copy_rows(connection, MessageLog.__table__, rows)
+    else:
+        connection.execute(insert(MessageLog.__table__), rows)
 
 
 def transition(

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, cast, func, insert, literal, or_, select
+from sqlalchemy import Connection, and_, case, cast, func, insert, literal, or_, select, text
 from sqlalchemy import String as SAString
 
 from app.delivery.queue import BATCH_SIZE, Batch, JobQueue
@@ -47,6 +47,7 @@ EXPAND_JOB = "worker.jobs.expand_bulk_job"
 INSERT_CHUNK = 2000
 ENQUEUE_GROUP = 200  # delivery jobs handed to the queue at a time
 MAX_KEPT_REJECTIONS = 1000
+ANALYZE_AFTER_ROWS = 10_000  # an expansion this big refreshes the planner's statistics
 
 
 @dataclass(frozen=True)
@@ -294,6 +295,22 @@ def enqueue_job(runtime: Runtime, bulk_job_id: uuid.UUID, queue: JobQueue | None
     return jobs
 
 
+def _refresh_statistics(runtime: Runtime) -> None:
+    """``ANALYZE messages`` after a big expansion (PostgreSQL; it samples, about a second).
+
+    Until autovacuum gets to it the planner does not know the rows are there: pausing a job of
+    100,000 just expanded then scanned all of them once per 500 ids it moved (48 ms an UPDATE,
+    13 ms after ANALYZE). Not fatal if refused (e.g. a role that does not own the table).
+    """
+    if runtime.engine.dialect.name != "postgresql":
+        return
+    try:
+        with runtime.engine.begin() as connection:
+            connection.execute(text("ANALYZE messages"))
+    except Exception as exc:  # noqa: BLE001 - only a slower plan until autovacuum analyzes
+        log.warning("could not ANALYZE messages after a bulk expansion (%s)", type(exc).__name__)
+
+
 def expand(runtime: Runtime, bulk_job_id: uuid.UUID) -> dict[str, int]:
     """The worker job: write the rows (atomically) and enqueue them. Safe to run twice.
 
@@ -307,6 +324,8 @@ def expand(runtime: Runtime, bulk_job_id: uuid.UUID) -> dict[str, int]:
         return {"written": 0, "enqueued_jobs": 0}
     if result is None:
         return {"written": 0, "enqueued_jobs": 0}
+    if result.written >= ANALYZE_AFTER_ROWS:
+        _refresh_statistics(runtime)
     try:
         jobs = enqueue_job(runtime, bulk_job_id)
     except Exception as exc:  # noqa: BLE001 - the rows are safe; the sweeper enqueues them later

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 
 from app.config import get_settings
 from app.delivery.dispatch import assign_jobs
-from app.delivery.lifecycle import log_event
+from app.delivery.lifecycle import log_events
 from app.errors import NotFoundError, ValidationError
 from app.services import audience as audiences
 from app.services import audit
@@ -29,6 +29,7 @@ GROUPS = {
     "failed": (MessageStatus.FAILED, MessageStatus.UNDELIVERED),
     "suppressed": (MessageStatus.SUPPRESSED, MessageStatus.CANCELLED),
 }
+LOG_CHUNK = 5000  # lifecycle events written at a time
 _ACTIVE = (BulkJobStatus.EXPANDING, BulkJobStatus.SCHEDULED, BulkJobStatus.SENDING, BulkJobStatus.PAUSED)
 
 
@@ -109,18 +110,15 @@ def _move(session: TenantSession, job: BulkJob, source: MessageStatus, target: M
           detail: str, values: dict[str, object], *, held_only: bool = False) -> list[uuid.UUID]:
     """Move the job's messages in ``source`` to ``target`` (each logged); ``held_only``: paused ones."""
     now = utcnow()
-    query = select(Message.id).where(Message.bulk_job_id == job.id, Message.status == source)
+    statement = update(Message).where(Message.bulk_job_id == job.id, Message.status == source)
     if held_only:
-        query = query.where(Message.scheduled_at.is_(None))
-    ids = list(session.scalars(query))
-    for start in range(0, len(ids), 1000):
-        chunk = ids[start:start + 1000]
-        session.execute(update(Message).where(Message.id.in_(chunk), Message.status == source).values(
-            status=target, updated_at=now, **values).execution_options(synchronize_session=False))
-        for message_id in chunk:
-            log_event(session, message_id, job.tenant_id, event, from_status=source, to_status=target,
-                      detail=detail, at=now)
-    return ids
+        statement = statement.where(Message.scheduled_at.is_(None))
+    moved = list(session.scalars(statement.values(status=target, updated_at=now, **values).returning(Message.id)
+                                 .execution_options(synchronize_session=False)))
+    for start in range(0, len(moved), LOG_CHUNK):
+        log_events(session, job.tenant_id, moved[start:start + LOG_CHUNK], event, from_status=source,
+                   to_status=target, detail=detail, at=now)
+    return moved
 
 
 def pause(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> int:

@@ -473,6 +473,34 @@ def test_pause_resume_and_cancel_what_is_not_sent(clinic) -> None:  # type: igno
     assert progress.explorer_url == f"messages?bulk_job={created.bulk_job_id}"
 
 
+def test_pause_and_cancel_move_and_log_exactly_the_waiting_messages(clinic) -> None:  # type: ignore[no-untyped-def]
+    from db.models import MessageLog
+
+    engine, tenant_id, admin, *_ = clinic
+    add_patients(engine, tenant_id, 7)
+    created = confirm(engine, admin, draft({"kind": "all"}))
+    expand(engine, created.bulk_job_id)
+    with tenant_session(engine, tenant_id) as s:  # a worker already sent two
+        sent = list(s.scalars(select(Message.id).order_by(Message.recipient).limit(2)))
+        s.execute(update(Message).where(Message.id.in_(sent)).values(status=MessageStatus.SENT))
+    with tenant_session(engine, tenant_id) as s:
+        assert bulk_jobs.pause(s, admin, created.bulk_job_id) == 5
+    with tenant_session(engine, tenant_id) as s:
+        assert bulk_jobs.cancel(s, admin, created.bulk_job_id) == 5
+    with tenant_session(engine, tenant_id) as s:
+        logged = s.execute(select(MessageLog.event, MessageLog.message_id, MessageLog.from_status,
+                                  MessageLog.to_status, MessageLog.detail)
+                           .where(MessageLog.event.in_(["paused", "cancelled"]))).all()
+        waiting = set(s.scalars(select(Message.id).where(Message.id.not_in(sent))))
+        assert {MessageStatus(st) for st in s.scalars(select(Message.status).where(Message.id.in_(sent)))} == {
+            MessageStatus.SENT}
+    assert sorted((e, m) for e, m, *_ in logged) == sorted([("paused", m) for m in waiting] +
+                                                           [("cancelled", m) for m in waiting])
+    assert {(f, t) for _, _, f, t, _ in logged} == {(MessageStatus.QUEUED, MessageStatus.SCHEDULED),
+                                                   (MessageStatus.SCHEDULED, MessageStatus.CANCELLED)}
+    assert all(detail.endswith("by amira") for *_, detail in logged)
+
+
 def test_a_template_whose_variables_the_file_lacks_is_explained_and_nothing_is_written(clinic) -> None:  # type: ignore[no-untyped-def]
     from app.services import templates
 
@@ -579,3 +607,22 @@ def test_a_job_a_worker_is_expanding_is_left_alone(pg_engine: Engine) -> None:
         assert bulk_expansion.resume_lost(runtime, runtime.clock()) == 0  # type: ignore[arg-type]
         expanding.rollback()
     assert bulk_expansion.resume_lost(runtime, runtime.clock()) == 1  # type: ignore[arg-type]
+
+
+def test_a_big_expansion_refreshes_the_planners_statistics(pg_engine: Engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    tenant_id = make_tenant(pg_engine, "clinic-a")
+    admin = make_user(pg_engine, tenant_id, "amira", Role.ADMIN)
+    add_patients(pg_engine, tenant_id, 30)
+    with pg_engine.begin() as conn:
+        conn.execute(text("TRUNCATE messages CASCADE"))  # the planner's row estimate is reset
+    reltuples = "SELECT reltuples FROM pg_class WHERE relname = 'messages'"
+    monkeypatch.setattr(bulk_expansion, "ANALYZE_AFTER_ROWS", 31)
+    expand(pg_engine, confirm(pg_engine, admin, draft({"kind": "all"})).bulk_job_id)
+    with pg_engine.connect() as conn:
+        assert conn.scalar(text(reltuples)) < 30  # 30 rows: under the threshold, not analyzed
+    monkeypatch.setattr(bulk_expansion, "ANALYZE_AFTER_ROWS", 30)
+    expand(pg_engine, confirm(pg_engine, admin, draft({"kind": "all"})).bulk_job_id)
+    with pg_engine.connect() as conn:
+        assert conn.scalar(text(reltuples)) == 60
