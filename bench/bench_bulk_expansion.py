@@ -6,13 +6,15 @@ In a fresh PostgreSQL database (dropped at the end) it COPYs N patients in, then
 
 1. the floor: one plain ``INSERT INTO messages ... SELECT ... FROM patients`` of the same N rows
    (constant body, no preferences join, no CASEs), indexes in place, committed;
-2. the expansion (``bulk_expansion.write_rows`` then ``enqueue_job`` onto RQ in Redis), in a
+2. the expansion as the worker runs it (``bulk_expansion.expand``: the rows, ``ANALYZE`` when
+   many, then ``enqueue_job`` onto RQ in Redis; each step's start is noted), in a
    separate process so its peak memory (max RSS) is its own. The text names only the clinic, so
    the rows are one ``INSERT ... SELECT``; with ``--personal`` it names the patient, so each row
    is rendered in Python and the rows are written by COPY.
 
 Prints seconds, the ratio to the floor, peak memory, delivery jobs enqueued and the largest job,
-then the time of the wizard's review (dry run) of the same audience.
+then the time of the wizard's review (dry run) of the same audience; ``--controls`` then times
+pause, resume and cancel of the expanded job.
 Targets (issue 7): under 10 s, within 1.6x of the floor, under 300 MB, <= 1 job per 500 messages.
 ``--breakdown`` then shows the floor's foreign-key checks one by one (``EXPLAIN ANALYZE``) and times it
 without the foreign keys, the secondary indexes and the key.
@@ -134,18 +136,27 @@ def _breakdown(url: str, tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
         print(f"floor {label}: {_floor(url, tenant_id, job_id):.2f} s")
 
 
+def _admin(engine: Any, tenant_id: uuid.UUID) -> Any:
+    from app.services import staff
+    from app.services.permissions import Actor
+    from db.enums import Role
+    from db.session import tenant_session
+
+    with tenant_session(engine, tenant_id) as session:
+        user = staff.create_user(session, None, username=f"bench-{uuid.uuid4().hex[:8]}",
+                                 password=uuid.uuid4().hex, role=Role.ADMIN)
+        return Actor(user_id=user.id, tenant_id=tenant_id, username=user.username, display_name=user.display_name,
+                     role=Role.ADMIN)
+
+
 def _review(url: str, tenant_id: uuid.UUID, body: str) -> float:
     """Seconds for the wizard's review (dry run) of the same audience and text, as the page calls it."""
-    from app.services import bulk_wizard, staff
-    from app.services.permissions import Actor
-    from db.enums import Channel, Role
+    from app.services import bulk_wizard
+    from db.enums import Channel
     from db.session import make_engine, tenant_session
 
     engine = make_engine(url)
-    with tenant_session(engine, tenant_id) as session:
-        user = staff.create_user(session, None, username="bench-admin", password=uuid.uuid4().hex, role=Role.ADMIN)
-        admin = Actor(user_id=user.id, tenant_id=tenant_id, username=user.username, display_name=user.display_name,
-                      role=Role.ADMIN)
+    admin = _admin(engine, tenant_id)
     draft = bulk_wizard.Draft(idempotency_key="bench", audience={"kind": "all"}, channel=Channel.SMS, body_en=body)
     started = time.perf_counter()
     with tenant_session(engine, tenant_id) as session:
@@ -153,6 +164,22 @@ def _review(url: str, tenant_id: uuid.UUID, body: str) -> float:
     elapsed = time.perf_counter() - started
     engine.dispose()
     return elapsed
+
+
+def _controls(url: str, tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
+    """Seconds for pause, resume and cancel of the expanded job, as the progress panel calls them."""
+    from app.services import bulk_jobs
+    from db.session import make_engine, tenant_session
+
+    engine = make_engine(url)
+    admin = _admin(engine, tenant_id)
+    for action in ("pause", "resume", "cancel"):
+        started = time.perf_counter()
+        with tenant_session(engine, tenant_id) as session:
+            outcome = getattr(bulk_jobs, action)(session, admin, job_id)
+        moved = outcome if isinstance(outcome, int) else sum(len(ids) for _, ids in outcome)
+        print(f"{action}: {moved:,} messages in {time.perf_counter() - started:.2f} s")
+    engine.dispose()
 
 
 def _expand(url: str, redis_url: str, queue_name: str, job_id: uuid.UUID, out: multiprocessing.Queue) -> None:
@@ -178,15 +205,26 @@ def _expand(url: str, redis_url: str, queue_name: str, job_id: uuid.UUID, out: m
 
     queue.enqueue_batches = counting  # type: ignore[method-assign]
     runtime = Runtime(engine, Settings(database_url=url), ProviderSet(), LocalRateLimiter(), queue)
+    marks: dict[str, float] = {}  # the worker's own job (expand), with the time each step starts
+
+    def marking(step: str, real: Any) -> Any:
+        def marked(*args: Any) -> Any:
+            marks[step] = time.perf_counter()
+            return real(*args)
+        return marked
+
+    for step in ("_refresh_statistics", "enqueue_job"):
+        setattr(bulk_expansion, step, marking(step, getattr(bulk_expansion, step)))
     started = time.perf_counter()
-    result = bulk_expansion.write_rows(runtime, job_id)
-    written = time.perf_counter() - started
-    jobs = bulk_expansion.enqueue_job(runtime, job_id)
+    outcome = bulk_expansion.expand(runtime, job_id)
     total = time.perf_counter() - started
+    written = min(marks.values()) - started
+    analyzed = marks["enqueue_job"] - marks.get("_refresh_statistics", marks["enqueue_job"])
+    jobs = outcome["enqueued_jobs"]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.queue.empty()
     connection.delete(queue.queue.key)
-    out.put({"written_s": written, "total_s": total, "rows": result.written if result else 0, "jobs": jobs,
+    out.put({"written_s": written, "total_s": total, "analyze_s": analyzed, "rows": outcome["written"], "jobs": jobs,
              "largest_job": max(sizes) if sizes else 0, "peak_mb": peak_mb})
 
 
@@ -197,6 +235,7 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--personal", action="store_true",
                         help="a text with the patient's name: rendered per recipient in Python, written by COPY")
+    parser.add_argument("--controls", action="store_true", help="then time pause, resume and cancel of the job")
     parser.add_argument("--breakdown", action="store_true",
                         help="afterwards, time the floor again without foreign keys, indexes, primary key")
     args = parser.parse_args()
@@ -213,7 +252,8 @@ def main() -> None:
         result = out.get()
         child.join()
         print(f"expansion: {result['rows']:,} rows written in {result['written_s']:.2f} s; "
-              f"with enqueueing {result['jobs']:,} delivery jobs: {result['total_s']:.2f} s")
+              f"with ANALYZE ({result['analyze_s']:.2f} s) and enqueueing {result['jobs']:,} delivery jobs: "
+              f"{result['total_s']:.2f} s")
         print(f"ratio to floor (rows): {result['written_s'] / floor:.2f}x; (with enqueue): "
               f"{result['total_s'] / floor:.2f}x")
         print(f"peak memory of the expanding process: {result['peak_mb']:.0f} MB; largest job "
@@ -224,6 +264,8 @@ def main() -> None:
         print("targets met" if ok else "TARGETS NOT MET")
         # after the expanding child: Linux keeps a parent's peak memory in a child it spawns
         print(f"review (dry run) of the {args.recipients:,} recipients: {_review(url, tenant_id, body):.2f} s")
+        if args.controls:
+            _controls(url, tenant_id, job_id)
         if args.breakdown:
             _breakdown(url, tenant_id, job_id)
 
