@@ -20,6 +20,7 @@ from app.services import recipient_import as ri
 from app.services.bulk_wizard import Draft, DryRun
 from app.services.permissions import Permission
 from app.ui import feedback, rtl, session
+from app.ui.text import counted
 from db.enums import BulkJobStatus, Channel, Language, MessageClass
 
 actor = session.require_actor(Permission.SEND_MESSAGES)
@@ -124,7 +125,8 @@ def list_inputs(options: bulk_wizard.WizardOptions) -> None:
         state["recipients"], state["rejected"] = [], []
         return
     state["recipients"], state["rejected"] = result.recipients, result.rejected
-    st.success(f"{len(result.recipients):,} recipients ready; {len(result.rejected):,} rows refused.")
+    st.success(f"{counted(len(result.recipients), 'recipient')} ready; "
+               f"{counted(len(result.rejected), 'row')} refused.")
     if variables:
         st.caption("Variables from the file: " + ", ".join("{{ " + v + " }}" for v in ri.variable_names(mapping)))
     if result.rejected:

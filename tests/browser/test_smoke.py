@@ -393,7 +393,7 @@ def test_admin_walks_the_bulk_wizard_to_the_review_without_sending(page: sync_ap
     page.get_by_text("A custom list (paste or upload)").click()
     settle(page)
     type_into(page, "Paste numbers or addresses (one per line)", "+966501112233\n+966504445566\nnot a number")
-    sync_api.expect(page.get_by_text("2 recipients ready; 1 rows refused.")).to_be_visible()
+    sync_api.expect(page.get_by_text("2 recipients ready; 1 row refused.")).to_be_visible()
     page.get_by_role("button", name="Next").click()
     sync_api.expect(page.get_by_text("Step 2 of 4: Content")).to_be_visible()
     settle(page)

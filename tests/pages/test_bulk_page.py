@@ -169,7 +169,7 @@ def test_a_list_is_read_and_checked_once_not_on_every_click(clinic: Clinic, monk
     at = bulk_page(clinic)
     at.radio(key="bulk_w_kind").set_value("list").run()
     at.text_area(key="bulk_w_pasted").input("name,phone\nSara,0500000001\nOmar,bad\n").run()
-    assert "1 recipients ready; 1 rows refused." in texts(at.success)
+    assert "1 recipient ready; 1 row refused." in texts(at.success)
     at.run()
     at.run()
     assert calls == {"read": 1, "check": 1}
