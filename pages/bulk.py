@@ -93,13 +93,15 @@ def list_inputs(options: bulk_wizard.WizardOptions) -> None:
         st.info(f"Front desk can send to a list of at most {bulk_wizard.FRONT_DESK_MAX_RECIPIENTS} recipients.")
     pasted = st.text_area("Paste numbers or addresses (one per line)", key=W + "pasted")
     upload = st.file_uploader("…or upload a CSV or Excel file", type=["csv", "txt", "xlsx"], key="bulk_upload")
-    table = None
     if upload is not None:
-        table = feedback.attempt_once(state, "table", ("upload", upload.file_id, options.max_upload_bytes),
-                                      lambda: ri.read_table(upload.name, upload.getvalue(),
-                                                            max_bytes=options.max_upload_bytes))
+        source: tuple = ("upload", upload.file_id, options.max_upload_bytes)
+        table = feedback.attempt_once(state, "table", source, lambda: ri.read_table(
+            upload.name, upload.getvalue(), max_bytes=options.max_upload_bytes))
     elif pasted.strip():
-        table = feedback.attempt_once(state, "table", ("pasted", pasted), lambda: ri.read_pasted(pasted))
+        source = ("pasted", pasted)
+        table = feedback.attempt_once(state, "table", source, lambda: ri.read_pasted(pasted))
+    else:
+        return
     if table is None:
         return
     guess = ri.guess_mapping(table, st.session_state.get(W + "channel", Channel.SMS))
@@ -119,7 +121,7 @@ def list_inputs(options: bulk_wizard.WizardOptions) -> None:
     mapping = ri.ColumnMapping(contact=contact, name=None if name == "(none)" else name,
                                language=None if language == "(none)" else language, variables=tuple(variables))
     channel = st.session_state.get(W + "channel")
-    result = feedback.attempt_once(state, "import", (state["table"][0], mapping, channel, options.region),
+    result = feedback.attempt_once(state, "import", (source, mapping, channel, options.region),
                                    lambda: ri.to_recipients(table, mapping, channel, options.region))
     if result is None:
         state["recipients"], state["rejected"] = [], []

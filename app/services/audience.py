@@ -24,7 +24,7 @@ from sqlalchemy import Select, and_, exists, func, select
 
 from app.errors import ValidationError
 from db.enums import AppointmentStatus, Channel
-from db.models import Appointment, Patient, PatientTag
+from db.models import Appointment, NotificationPreference, Patient, PatientTag
 from db.tenancy import TenantSession
 
 KINDS = ("all", "tags", "appointments", "list")
@@ -139,6 +139,11 @@ def patients_query(audience: Mapping[str, Any], channel: Channel, timezone: str)
     elif kind == "list":
         raise ValueError("a custom list is not a patient query")
     return query
+
+
+def with_preferences(query: Select[Any]) -> Select[Any]:
+    """``query`` of patients joined to their notification preferences (none: NULL columns)."""
+    return query.outerjoin(NotificationPreference, NotificationPreference.patient_id == Patient.id)
 
 
 def clinic_tags(session: TenantSession) -> list[str]:

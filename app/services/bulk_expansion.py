@@ -120,9 +120,8 @@ def _insert_select(session: Any, tenant: Tenant, job: BulkJob, content: Content,
     job_id = None if job.scheduled_at else case(
         (refused, None), else_=literal(job_prefix(job.id)) + cast(number, SAString))
     column = audiences.contact_column(content.channel)
-    query = audiences.patients_query(job.audience, content.channel, tenant.timezone).where(
-        Patient.tenant_id == tenant.id).outerjoin(
-        NotificationPreference, NotificationPreference.patient_id == Patient.id)
+    query = audiences.with_preferences(audiences.patients_query(job.audience, content.channel, tenant.timezone)
+                                       ).where(Patient.tenant_id == tenant.id)
     columns: dict[str, Any] = {
         "id": _new_id(dialect), "tenant_id": literal(tenant.id, Message.tenant_id.type),
         "patient_id": Patient.id, "bulk_job_id": literal(job.id, Message.bulk_job_id.type),
@@ -259,8 +258,8 @@ def _fail(runtime: Runtime, bulk_job_id: uuid.UUID, reason: str) -> None:
 
 def queued_batches(connection: Connection, bulk_job_id: uuid.UUID) -> Iterator[Batch]:
     """The job's queued messages grouped by their delivery job, streamed (bounded memory)."""
-    pg = connection.dialect.name == "postgresql"  # there the id's text comes as is, not as a UUID object
-    message_id = cast(Message.id, SAString) if pg else Message.id
+    # On PostgreSQL the id's text comes as is, without a UUID object per row.
+    message_id = cast(Message.id, SAString) if connection.dialect.name == "postgresql" else Message.id
     stream = connection.execution_options(yield_per=5000).execute(
         select(Message.delivery_job_id, message_id).where(
             Message.bulk_job_id == bulk_job_id, Message.status == MessageStatus.QUEUED,
@@ -272,7 +271,7 @@ def queued_batches(connection: Connection, bulk_job_id: uuid.UUID) -> Iterator[B
             yield current, ids  # type: ignore[misc]
             ids = []
         current = delivery_job
-        ids.append(text_id if pg else str(text_id))
+        ids.append(str(text_id))
     if ids and current is not None:
         yield current, ids
 

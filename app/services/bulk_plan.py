@@ -10,7 +10,6 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
@@ -20,7 +19,7 @@ from app.config import get_settings
 from app.delivery.policy import decide
 from app.services import audience as audiences
 from app.services.message_content import OPEN_APPOINTMENTS, choose_language, recipient_variables
-from app.templating import compile_template
+from app.templating import template_variables
 from db.enums import Channel, Language, MessageClass
 from db.models import Appointment, NotificationPreference, Patient, Tenant
 from db.tenancy import TenantSession
@@ -58,18 +57,13 @@ class Content:
         return bool(self.body_ar.strip())
 
     def variables(self, language: Language) -> frozenset[str]:
-        return _variables(self.source(language))
+        return template_variables(self.source(language))
 
     @property
     def per_recipient(self) -> bool:
         """True when the text differs by recipient (anything but the clinic's own name and phone)."""
         return bool((self.variables(Language.EN) | (self.variables(Language.AR) if self.has_arabic else
                                                      frozenset())) - CLINIC_VARIABLES)
-
-
-@lru_cache(maxsize=64)
-def _variables(source: str) -> frozenset[str]:
-    return compile_template(source).variables
 
 
 @dataclass(frozen=True)
@@ -136,10 +130,10 @@ def _plan_one(tenant: Tenant, content: Content, *, row: int | None, recipient: s
     return Planned(**base, detail=detail, deferred=deferred)
 
 
-def _rows_with_preferences(session: TenantSession, query: Any, *where: Any) -> Iterator[list[tuple[Patient, Any]]]:
+def _rows_with_preferences(session: TenantSession, query: Any) -> Iterator[list[tuple[Patient, Any]]]:
+    """``query`` (patients joined to their preferences) streamed as (patient, preference) chunks."""
     stream = session.execute(
         query.add_columns(NotificationPreference)
-        .outerjoin(NotificationPreference, NotificationPreference.patient_id == Patient.id).where(*where)
         .options(lazyload(Patient.tags)).order_by(Patient.id).execution_options(yield_per=CHUNK))
     for partition in stream.partitions(CHUNK):
         yield [(row[0], row[1]) for row in partition]
@@ -152,9 +146,11 @@ def plan(session: TenantSession, tenant: Tenant, audience: Mapping[str, Any], co
     if audience.get("kind") == "list":
         yield from _plan_list(session, tenant, audience, content, now)
         return
-    query = audiences.patients_query(audience, content.channel, tenant.timezone)
+    query = audiences.with_preferences(audiences.patients_query(audience, content.channel, tenant.timezone))
+    if where is not None:
+        query = query.where(where)
     column = audiences.contact_column(content.channel).key
-    for chunk in _rows_with_preferences(session, query, *([] if where is None else [where])):
+    for chunk in _rows_with_preferences(session, query):
         appointments = _appointments(session, [p.id for p, _ in chunk], now)
         for patient, preference in chunk:
             yield _plan_one(tenant, content, row=None, recipient=str(getattr(patient, column)), patient=patient,
@@ -169,8 +165,7 @@ def _plan_list(session: TenantSession, tenant: Tenant, audience: Mapping[str, An
         chunk = recipients[start:start + CHUNK]
         known: dict[str, tuple[Patient, NotificationPreference | None]] = {}
         rows = session.execute(
-            select(Patient, NotificationPreference)
-            .outerjoin(NotificationPreference, NotificationPreference.patient_id == Patient.id)
+            audiences.with_preferences(select(Patient, NotificationPreference))
             .where(column.in_([r["recipient"] for r in chunk]), Patient.deleted_at.is_(None))
             .options(lazyload(Patient.tags)))
         for patient, preference in rows:
@@ -226,8 +221,8 @@ def plan_grouped(session: TenantSession, tenant: Tenant, audience: Mapping[str, 
     has_preference = NotificationPreference.id.is_not(None)
     keys = (has_preference, NotificationPreference.language, Patient.language,
             NotificationPreference.promotional_consent)
-    base = audiences.patients_query(audience, content.channel, tenant.timezone).outerjoin(
-        NotificationPreference, NotificationPreference.patient_id == Patient.id).where(alike)
+    base = audiences.with_preferences(audiences.patients_query(audience, content.channel, tenant.timezone)).where(
+        alike)
     column = audiences.contact_column(content.channel)
     groups = []
     for with_preference, preferred, language, consent, count in session.execute(
