@@ -21,6 +21,8 @@ class Decision:
 
 SEND = Decision(send=True)
 
+NO_PROMOTIONAL_CONSENT = "No recorded consent to promotional messages."
+
 # Saudi operators only deliver promotional SMS in the daytime; sources disagree on the exact
 # bounds, 09:00-19:00 Riyadh time satisfies all of them (PROMOTIONAL_WINDOW_START/END).
 DEFAULT_PROMOTIONAL_WINDOW = (dt.time(9, 0), dt.time(19, 0))
@@ -71,7 +73,8 @@ def decide(
     """The rule for one message to one recipient, evaluated just before sending.
 
     Suppressed (never sent): an inactive or deleted patient, an opt-out of the channel, a
-    promotional message without recorded consent. Deferred (sent later): a promotional message
+    promotional message without recorded consent (a recipient with no preferences, including a
+    number that matches no patient, has none). Deferred (sent later): a promotional message
     outside ``promotional_window`` (clinic time; ``urgent`` does not bypass it), then any
     non-urgent message in the patient's own quiet hours. Service messages have no window.
     """
@@ -83,10 +86,10 @@ def decide(
             source = preference.opt_out_source.value.replace("_", " ") if preference.opt_out_source else None
             extra = f" (since {when}, source: {source})" if when and source else ""
             return Decision(send=False, suppress_reason=f"The patient opted out of {channel.label}{extra}.")
-        if message_class == MessageClass.PROMOTIONAL and not preference.promotional_consent:
-            return Decision(send=False, suppress_reason="No recorded consent to promotional messages.")
-    elif message_class == MessageClass.PROMOTIONAL and patient is not None:
-        return Decision(send=False, suppress_reason="No recorded consent to promotional messages.")
+    # Consent is recorded only on a patient's preferences: no preferences (a patient who never
+    # gave any, or a number that matches no patient) means no consent on record.
+    if message_class == MessageClass.PROMOTIONAL and (preference is None or not preference.promotional_consent):
+        return Decision(send=False, suppress_reason=NO_PROMOTIONAL_CONSENT)
     if message_class == MessageClass.PROMOTIONAL:
         start, end = promotional_window
         opens = promotional_window_start(now, start, end, timezone)

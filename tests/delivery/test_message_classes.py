@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 
 from app.config import Settings
 from app.delivery import sweeper
-from app.delivery.policy import decide
+from app.delivery.policy import NO_PROMOTIONAL_CONSENT, decide
 from app.providers.dev_outbox import DevOutboxProvider
 from app.services import templates
 from app.services.messaging import MessagingService
@@ -77,6 +77,20 @@ def test_promotional_still_needs_consent_inside_the_window() -> None:
     assert decision.suppress_reason == "No recorded consent to promotional messages."
     # ... and outside it: no consent is a refusal, not a wait
     assert _decide(_riyadh(22, 0), preference=_preference(consent=False)).defer_until is None
+
+
+@pytest.mark.parametrize("patient", [None, _patient()], ids=["number-matching-no-patient", "patient-no-preferences"])
+@pytest.mark.parametrize("hour", [12, 22])  # inside and outside the window: a refusal either way, never a wait
+def test_promotional_without_any_preferences_has_no_consent_on_record(patient: Patient | None, hour: int) -> None:
+    decision = decide(channel=Channel.SMS, patient=patient, preference=None, urgent=False,
+                      message_class=MessageClass.PROMOTIONAL, timezone="Asia/Riyadh", now=_riyadh(hour, 0))
+    assert not decision.send and decision.defer_until is None
+    assert decision.suppress_reason == NO_PROMOTIONAL_CONSENT == "No recorded consent to promotional messages."
+
+
+def test_a_service_message_to_a_number_matching_no_patient_still_sends() -> None:
+    assert decide(channel=Channel.SMS, patient=None, preference=None, urgent=False, message_class=MessageClass.SERVICE,
+                  timezone="Asia/Riyadh", now=_riyadh(23, 0)).send
 
 
 def test_urgent_does_not_bypass_the_promotional_window() -> None:
