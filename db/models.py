@@ -93,6 +93,11 @@ class User(TenantScoped, Timestamps, SoftDelete, Base):
     locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     password_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # --- issue 16: a reset, deactivation or role change bumps the epoch; a session remembers the
+    # epoch it signed in with and ends at its next click when they differ
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    # set by an admin's password reset: the next sign-in must choose a new password first
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Patient(TenantScoped, Timestamps, SoftDelete, Base):
