@@ -2,8 +2,11 @@
 
 - ``POST /twilio/status``: Twilio status callbacks. The ``X-Twilio-Signature`` must match the
   exact public URL (``PUBLIC_BASE_URL`` + path + query) and all POST parameters, else 403.
-  Applied forward-only and idempotently: a late ``sent`` after ``delivered`` or a repeat changes
-  nothing.
+  Signed with the process-wide ``TWILIO_AUTH_TOKEN`` (the operator's account, which may carry
+  any clinic's messages), or with the own Twilio auth token of the clinic whose message it is
+  (found from ``?mid=`` and the MessageSid; a mid and a MessageSid of two different clinics are
+  refused). Applied forward-only and idempotently: a late ``sent`` after ``delivered`` or a
+  repeat changes nothing.
 - ``POST /twilio/inbound``: incoming SMS/WhatsApp. STOP-type keywords (English and Arabic)
   opt the sender out of that channel in every clinic that has them as a patient; START-type
   keywords opt back in. Answers with empty TwiML.
@@ -11,6 +14,10 @@
   ``UNIFONIC_CALLBACK_TOKEN``); applied forward-only and idempotently, answered 200 so
   Unifonic stops retrying.
 - ``GET /health``: liveness.
+
+Every request body is limited to ``MAX_BODY_BYTES`` while it is read (``BodyLimit``): a declared
+Content-Length over the limit is answered 413 before anything is read, and a body without one
+(chunked) is refused with 413 as soon as the bytes received pass the limit.
 """
 
 from __future__ import annotations
@@ -25,12 +32,15 @@ import uuid
 from collections.abc import Callable
 from urllib.parse import parse_qsl
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, or_, select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as ASGIMessage
 from twilio.request_validator import RequestValidator
 
 from app.config import Settings
@@ -38,12 +48,14 @@ from app.delivery.fallback import FALLBACK_STATUSES, fall_back_to_sms
 from app.delivery.optouts import patients_with_phone, set_channel_opt_in
 from app.delivery.runtime import Runtime, get_runtime
 from app.delivery.status_batch import StatusReport, apply_many
+from app.errors import AppError
+from app.providers.credentials import unseal
 from app.providers.twilio_provider import TWILIO_STATUS, _decimal, _int
 from app.providers.unifonic_provider import parse_delivery_report
 from app.services.clinic_settings import tenant_for_dlr_token
 from db.enums import Channel, OptOutSource
-from db.models import Message
-from db.session import system_session
+from db.models import Message, ProviderCredential
+from db.session import system_session, tenant_session
 from db.types import utcnow
 
 log = logging.getLogger("webhooks")
@@ -76,47 +88,175 @@ def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime()
 
 
-async def _signed_form(request: Request) -> dict[str, str] | None:
-    settings = _runtime(request).settings
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: no request body over ``max_bytes`` is ever held, whatever it claims.
+
+    A Content-Length over the limit is refused before the body is read; otherwise the bytes are
+    counted as they arrive and the request is refused once they pass the limit (a chunked body,
+    or a Content-Length that lies). The 413 closes the connection, so the rest is never read.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                await _refuse(scope, receive, send, 400, "bad Content-Length")
+                return
+            if length > self.max_bytes:
+                await _refuse(scope, receive, send, 413, "request body too large")
+                return
+        received = 0
+        started = False
+
+        async def limited_receive() -> ASGIMessage:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def watched_send(message: ASGIMessage) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, watched_send)
+        except _TooLarge:
+            if started:  # a handler answered before it finished reading: nothing more to say
+                return
+            await _refuse(scope, receive, send, 413, "request body too large")
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, text: str) -> None:
+    """Answer without reading the rest of the body, and close the connection after the answer."""
+    await PlainTextResponse(text, status_code=status, headers={"Connection": "close"})(scope, receive, send)
+
+
+class ClinicMismatch(ValueError):
+    """The callback's ``mid`` and MessageSid name messages of two different clinics."""
+
+
+def message_clinic(engine: Engine, message_id: uuid.UUID | None = None,
+                   provider_message_id: str | None = None) -> uuid.UUID | None:
+    """The clinic of the message a callback is about, from our id and/or the provider's; reads only the clinic id.
+
+    None when neither names a known message; ClinicMismatch when they name two clinics.
+    """
+    conditions = []
+    if message_id is not None:
+        conditions.append(Message.id == message_id)
+    if provider_message_id:
+        conditions.append(Message.provider_message_id == provider_message_id)
+    if not conditions:
         return None
-    params = dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+    with system_session(engine) as session:
+        clinics = list(session.scalars(select(Message.tenant_id).where(or_(*conditions)).distinct().limit(2)))
+    if len(clinics) > 1:
+        raise ClinicMismatch("the message id and the provider's id belong to different clinics")
+    return clinics[0] if clinics else None
+
+
+def clinic_twilio_token(engine: Engine, settings: Settings, clinic: uuid.UUID) -> str | None:
+    """The clinic's own Twilio auth token when it stored Twilio credentials (None otherwise or unreadable)."""
+    with tenant_session(engine, clinic) as session:
+        sealed = session.scalar(select(ProviderCredential.encrypted).where(ProviderCredential.provider == "twilio"))
+    if sealed is None:
+        return None
+    try:
+        return unseal(settings.credentials_key, sealed).get("auth_token") or None
+    except AppError:
+        log.warning("clinic %s has Twilio credentials that cannot be read (CREDENTIALS_KEY changed?); "
+                    "callbacks from its own account are refused", clinic)
+        return None
+
+
+def _process_token(settings: Settings) -> str | None:
+    return settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
+
+
+def _form(body: bytes) -> dict[str, str]:
+    return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+
+
+def _valid_signature(request: Request, settings: Settings, params: dict[str, str], tokens: list[str]) -> bool:
     signature = request.headers.get("X-Twilio-Signature", "")
-    token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else ""
-    if not signature or not token:
-        return None
-    if not RequestValidator(token).validate(_public_url(request, settings), params, signature):
-        return None
-    return params
+    if not signature:
+        return False
+    url = _public_url(request, settings)
+    return any(token and RequestValidator(token).validate(url, params, signature) for token in tokens)
+
+
+async def _signed_form(request: Request) -> dict[str, str] | None:
+    """The form of a webhook signed with the process-wide token (inbound messages), else None."""
+    settings = _runtime(request).settings
+    params = _form(await request.body())
+    return params if _valid_signature(request, settings, params, [_process_token(settings) or ""]) else None
 
 
 async def twilio_status(request: Request) -> Response:
-    params = await _signed_form(request)
-    if params is None:
-        return PlainTextResponse("invalid signature", status_code=403)
-    sid = params.get("MessageSid") or params.get("SmsSid")
-    raw_status = (params.get("MessageStatus") or params.get("SmsStatus") or "").lower()
-    status = TWILIO_STATUS.get(raw_status)
-    if not sid or status is None:
-        return PlainTextResponse("missing MessageSid or unknown MessageStatus", status_code=400)
-    message_id = None
+    runtime = _runtime(request)
+    params = _form(await request.body())
+    message_id, bad_mid = None, False
     if mid := request.query_params.get("mid"):
         try:
             message_id = uuid.UUID(mid)
         except ValueError:
-            return PlainTextResponse("bad mid", status_code=400)
+            bad_mid = True
+    sid = params.get("MessageSid") or params.get("SmsSid")
+    if not await _status_signed(request, runtime, params, message_id, sid):
+        return PlainTextResponse("invalid signature", status_code=403)
+    if bad_mid:
+        return PlainTextResponse("bad mid", status_code=400)
+    raw_status = (params.get("MessageStatus") or params.get("SmsStatus") or "").lower()
+    status = TWILIO_STATUS.get(raw_status)
+    if not sid or status is None:
+        return PlainTextResponse("missing MessageSid or unknown MessageStatus", status_code=400)
     report = StatusReport(
         provider_message_id=sid, status=status, error_code=params.get("ErrorCode") or None,
         price=_decimal(params.get("Price")), price_unit=params.get("PriceUnit") or None,
         segments=_int(params.get("NumSegments")), message_id=message_id,
     )
-    runtime = _runtime(request)
     outcome = await request.app.state.batcher.submit(runtime.engine, report)
     if outcome == "applied" and report.message_id and status in FALLBACK_STATUSES and (
             report.error_code or "").startswith("63"):  # WhatsApp errors: the template may fall back to SMS
         await run_in_threadpool(fall_back_to_sms, runtime, report.message_id, report.error_code)
     return Response(status_code=204, headers={"X-Outcome": outcome})
+
+
+async def _status_signed(request: Request, runtime: Runtime, params: dict[str, str],
+                         message_id: uuid.UUID | None, sid: str | None) -> bool:
+    """Signed by the process-wide account (checked first: no database read), else by the own
+    Twilio account of the clinic whose message it is (found by one small lookup of its id)."""
+    if not request.headers.get("X-Twilio-Signature"):
+        return False
+    if _valid_signature(request, runtime.settings, params, [_process_token(runtime.settings) or ""]):
+        return True
+    try:
+        own = await run_in_threadpool(_own_token_of_message, runtime, message_id, sid)
+    except ClinicMismatch:
+        return False
+    return own is not None and _valid_signature(request, runtime.settings, params, [own])
+
+
+def _own_token_of_message(runtime: Runtime, message_id: uuid.UUID | None, sid: str | None) -> str | None:
+    clinic = message_clinic(runtime.engine, message_id, sid)
+    return clinic_twilio_token(runtime.engine, runtime.settings, clinic) if clinic is not None else None
 
 
 class StatusBatcher:
@@ -217,11 +357,9 @@ async def unifonic_dlr(request: Request) -> Response:
         clinic = await run_in_threadpool(_clinic_of_dlr_token, runtime.engine, token)
         if clinic is None:
             return PlainTextResponse("unknown callback address", status_code=403)
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        return PlainTextResponse("too large", status_code=413)
+    body = await request.body()  # at most MAX_BODY_BYTES (BodyLimit)
     try:
-        provider_id, status, _when = parse_delivery_report(dict(parse_qsl(body.decode("utf-8", errors="replace"))))
+        provider_id, status, _when = parse_delivery_report(_form(body))
     except ValueError as exc:
         return PlainTextResponse(f"malformed delivery report: {exc}", status_code=400)
     if clinic is not None and not await run_in_threadpool(_belongs_to, runtime.engine, provider_id, clinic):
@@ -242,7 +380,7 @@ def create_app(runtime: Callable[[], Runtime] = get_runtime) -> Starlette:
         Route("/twilio/inbound", twilio_inbound, methods=["POST"]),
         Route("/unifonic/dlr/{token}", unifonic_dlr, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
-    ])
+    ], middleware=[Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)])
     application.state.runtime = runtime
     application.state.batcher = StatusBatcher()
     return application

@@ -33,6 +33,10 @@ Outcomes: success, Twilio error (Twilio's JSON error body, so the SDK raises
 (connection aborted), and the ambiguous ones where the message IS created first:
 ``accept_then_hang``, ``accept_then_error`` (e.g. 500/20500), ``accept_then_drop``.
 
+``add_account(sid, token)`` serves a second account (a clinic's own): its requests authenticate with
+its token, it sees only its messages, and their callbacks are signed with its token.
+``set_lookup_outcome(Outcome.error(...))`` answers every fetch/list with that error (429, 500 ...).
+
 Every API request is recorded (``RecordedRequest``: params, monotonic and wall receive time,
 outcome, sid), so a benchmark can check the client stayed under a rate with ``max_rate()``.
 
@@ -379,6 +383,13 @@ class _State:
         self.responder: Callable[[dict[str, str]], Outcome | None] | None = None
         self.content: dict[str, dict[str, Any]] = {}
         self.generation = 0  # bumped by reset(): requests still in flight from before must not touch state
+        self.accounts: dict[str, str] = {}  # more accounts (SID -> token), e.g. a clinic's own (add_account)
+        self.lookup_outcome: Outcome | None = None  # an error answer for every fetch/list (set_lookup_outcome)
+
+    def token_of(self, account_sid: str | None) -> str | None:
+        """The auth token of an account the fake serves (None if unknown)."""
+        with self.lock:
+            return self.auth_token if account_sid == self.account_sid else self.accounts.get(account_sid or "")
 
     def reset(self) -> None:
         with self.lock:
@@ -391,6 +402,8 @@ class _State:
             self.responder = None
             self.content.clear()
             self.latency_ms = self.initial_latency_ms
+            self.accounts.clear()
+            self.lookup_outcome = None
 
     def next_outcome(self, params: dict[str, str]) -> Outcome:
         with self.lock:
@@ -715,7 +728,7 @@ class FakeTwilioApp:
         state = self.state
         latency = state.latency_ms
         creds = _basic_auth(headers)
-        rec.auth_ok = creds == (state.account_sid, state.auth_token)
+        rec.auth_ok = creds is not None and state.token_of(creds[0]) == creds[1]
         if not rec.auth_ok:
             rec.outcome = "auth_failed"
             await asyncio.sleep(latency / 1000)
@@ -723,7 +736,7 @@ class FakeTwilioApp:
                 rec, send, 401, twilio_error_body(20003), {"www-authenticate": 'Basic realm="Twilio API"'}
             )
             return
-        if rec.endpoint == "unknown" or (rec.account_sid is not None and rec.account_sid != state.account_sid):
+        if rec.endpoint == "unknown" or (rec.account_sid is not None and creds and rec.account_sid != creds[0]):
             rec.outcome = "not_found"
             await asyncio.sleep(latency / 1000)
             await self._finish(rec, send, 404, twilio_error_body(20404, path=rec.path))
@@ -732,6 +745,12 @@ class FakeTwilioApp:
             await self._create(rec, send)
             return
         await asyncio.sleep(latency / 1000)
+        failing = state.lookup_outcome
+        if failing is not None and rec.endpoint in ("messages.fetch", "messages.list"):
+            rec.outcome = "error"
+            payload = twilio_error_body(failing.code or 20500, failing.http_status, failing.message, path=rec.path)
+            await self._finish(rec, send, payload["status"], payload, failing.headers)
+            return
         rec.outcome = "success"
         if rec.endpoint == "messages.list":
             await self._finish(rec, send, 200, self._list(rec))
@@ -747,7 +766,8 @@ class FakeTwilioApp:
         else:
             assert rec.sid is not None
             with state.lock:
-                known = rec.sid in state.messages
+                known = rec.sid in state.messages and (
+                    state.messages[rec.sid].resource["account_sid"] == rec.account_sid)
             if not known:
                 rec.outcome = "not_found"
                 await self._finish(rec, send, 404, twilio_error_body(20404, path=rec.path))
@@ -851,6 +871,8 @@ class FakeTwilioApp:
         matches = []
         for item in reversed(stored):  # newest first
             res = item.resource
+            if res["account_sid"] != rec.account_sid:
+                continue
             if q.get("To") and res["to"] != q["To"]:
                 continue
             if q.get("From") and res["from"] != q["From"]:
@@ -1013,7 +1035,8 @@ def build_status_callback(
     params = status_callback_params(
         resource, status, error_code=error_code, price=price, price_unit=price_unit, extra=extra
     )
-    return sign_webhook(state.auth_token, target, params, signature=signature, sign_url=sign_url)
+    token = state.token_of(resource["account_sid"]) or state.auth_token  # the account that has the message
+    return sign_webhook(token, target, params, signature=signature, sign_url=sign_url)
 
 
 def set_content_approval(
@@ -1164,8 +1187,17 @@ class FakeTwilio:
         """Answer GET /v1/Content/{sid}/ApprovalRequests with this WhatsApp status (name, category, ...)."""
         set_content_approval(self._state, sid, status, **kwargs)
 
+    def add_account(self, account_sid: str, auth_token: str) -> None:
+        """Also serve this account (a clinic's own): its messages are its own, its callbacks signed with its token."""
+        with self._state.lock:
+            self._state.accounts[account_sid] = auth_token
+
+    def set_lookup_outcome(self, outcome: Outcome | None) -> None:
+        """Answer every message fetch/list with this error (e.g. Outcome.error(20429)); None: normal answers."""
+        self._state.lookup_outcome = outcome
+
     def reset(self) -> None:
-        """Forget requests, messages, scripts, responder, rules; latency back to the constructor's."""
+        """Forget requests, messages, scripts, responder, rules, added accounts; latency back to the constructor's."""
         self._state.reset()
 
     # -- inspection ---------------------------------------------------------------------------
