@@ -97,7 +97,8 @@ class BodyLimit:
 
     A Content-Length over the limit is refused before the body is read; otherwise the bytes are
     counted as they arrive and the request is refused once they pass the limit (a chunked body,
-    or a Content-Length that lies). The 413 closes the connection, so the rest is never read.
+    or a Content-Length that lies). Any answer given before the whole body was read (this 413, or
+    a handler's early 403) closes the connection, so the rest is never read either.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
@@ -108,7 +109,8 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
         if declared is not None:
             try:
                 length = int(declared)
@@ -120,19 +122,24 @@ class BodyLimit:
                 return
         received = 0
         started = False
+        body_read = declared in (None, b"0") and b"transfer-encoding" not in headers  # no body at all
 
         async def limited_receive() -> ASGIMessage:
-            nonlocal received
+            nonlocal received, body_read
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise _TooLarge
+                body_read = body_read or not message.get("more_body", False)
             return message
 
         async def watched_send(message: ASGIMessage) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                if not body_read:  # answered early: do not go on reading what the client still sends
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
             await send(message)
 
         try:
