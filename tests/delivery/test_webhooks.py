@@ -6,16 +6,21 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
 from sqlalchemy import Engine, func, select
 
 from app.delivery.runtime import Runtime
+from app.providers.routing import SAUDI, RouteStep
+from app.services import clinic_settings
 from app.services.messaging import MessagingService
-from db.enums import MessageStatus, OptOutSource
+from db.enums import Channel, MessageStatus, OptOutSource
 from db.models import Message, MessageLog, NotificationPreference, PreferenceChange
-from db.session import system_session
-from tests.factories import make_patient, make_tenant
+from db.session import system_session, tenant_session
+from tests.factories import make_patient, make_tenant, make_user
 from tests.peers._threaded import ThreadedASGIServer
-from worker.webhooks import create_app
+from tests.peers.fake_twilio import sign_webhook, status_callback_params
+from worker.webhooks import ClinicMismatch, create_app, message_clinic
 
 
 @pytest.fixture
@@ -162,3 +167,103 @@ def test_inbound_with_a_bad_signature_is_refused(engine, webhook_service, fake_t
     with system_session(engine) as session:
         assert session.scalar(select(NotificationPreference).where(
             NotificationPreference.patient_id == patient)) is None
+
+
+# -- clinics with their own Twilio accounts ------------------------------------------------------
+
+ACCOUNT_A, TOKEN_A = "AC" + "a1" * 16, "7a" * 16
+ACCOUNT_B, TOKEN_B = "AC" + "b2" * 16, "8b" * 16
+KEY = Fernet.generate_key().decode()
+
+
+@pytest.fixture
+def clinic_service(engine: Engine, make_runtime, fake_twilio):  # type: ignore[no-untyped-def]
+    """The callback service, and clinics A and B that send SMS through their own Twilio accounts."""
+    holder: dict[str, Runtime] = {}
+    server = ThreadedASGIServer(create_app(lambda: holder["runtime"]))
+    runtime, queue = make_runtime(fake_twilio, public_base_url=server.base_url, credentials_key=KEY)
+    holder["runtime"] = runtime
+    clinics = {}
+    for slug, account, token in (("clinic-a", ACCOUNT_A, TOKEN_A), ("clinic-b", ACCOUNT_B, TOKEN_B)):
+        fake_twilio.add_account(account, token)
+        tenant = make_tenant(engine, slug)
+        admin = make_user(engine, tenant, f"admin-{slug}")
+        with tenant_session(engine, tenant) as session:
+            clinic_settings.set_credentials(session, admin, "twilio", {"account_sid": account, "auth_token": token},
+                                            settings=runtime.settings)
+            clinic_settings.set_route(session, admin, Channel.SMS, SAUDI, [RouteStep("twilio", "+15005550006")])
+        clinics[slug] = tenant
+    server.start()
+    try:
+        yield server, runtime, queue, clinics
+    finally:
+        server.stop()
+
+
+def test_each_clinic_callbacks_are_verified_with_its_own_token(engine, clinic_service, fake_twilio) -> None:
+    _server, runtime, queue, clinics = clinic_service
+    plain = make_tenant(engine, "plain")  # no credentials: the process-wide account
+    messages = {slug: _send_one(engine, runtime, queue, tenant) for slug, tenant in
+                [*clinics.items(), ("plain", plain)]}
+    accounts = {slug: fake_twilio.message(m.provider_message_id)["account_sid"] for slug, m in messages.items()}
+    assert accounts == {"clinic-a": ACCOUNT_A, "clinic-b": ACCOUNT_B, "plain": fake_twilio.account_sid}
+    for message in messages.values():  # each signed by the account that sent it
+        response = fake_twilio.send_status_callback(message.provider_message_id, "delivered")
+        assert (response.status_code, response.headers["X-Outcome"]) == (204, "applied")
+        assert _state(engine, message.id)[0] == MessageStatus.DELIVERED
+
+
+def _signed_by(token: str, fake_twilio, sid: str, status: str, url: str):  # type: ignore[no-untyped-def]
+    return sign_webhook(token, url, status_callback_params(fake_twilio.message(sid), status)).post()
+
+
+def test_another_clinics_token_is_refused(engine, clinic_service, fake_twilio) -> None:
+    _server, runtime, queue, clinics = clinic_service
+    a = _send_one(engine, runtime, queue, clinics["clinic-a"])
+    b = _send_one(engine, runtime, queue, clinics["clinic-b"])
+    before = _state(engine, a.id)
+    a_url = fake_twilio.status_callback_url(a.provider_message_id)
+    b_url = fake_twilio.status_callback_url(b.provider_message_id)
+    # B's token over A's message, addressed to A's mid
+    assert _signed_by(TOKEN_B, fake_twilio, a.provider_message_id, "failed", a_url).status_code == 403
+    # B's token, B's mid, but A's MessageSid: the two ids name two clinics
+    assert _signed_by(TOKEN_B, fake_twilio, a.provider_message_id, "failed", b_url).status_code == 403
+    # no mid at all: the MessageSid alone finds clinic A
+    bare = a_url.split("?")[0]
+    assert _signed_by(TOKEN_B, fake_twilio, a.provider_message_id, "failed", bare).status_code == 403
+    assert _state(engine, a.id) == before
+    assert _state(engine, b.id)[0] == MessageStatus.SENT
+    # A's own token over the same callback is accepted; so is the operator's (process-wide) account,
+    # which may carry any clinic's messages (e.g. sent before the clinic stored its credentials)
+    assert _signed_by(TOKEN_A, fake_twilio, a.provider_message_id, "delivered", bare).status_code == 204
+    assert _state(engine, a.id)[0] == MessageStatus.DELIVERED
+    assert _signed_by(fake_twilio.auth_token, fake_twilio, a.provider_message_id, "read", a_url).status_code == 204
+    assert _state(engine, a.id)[0] == MessageStatus.READ
+
+
+def test_unreadable_clinic_credentials_refuse_its_callbacks(engine, clinic_service, fake_twilio) -> None:
+    server, runtime, queue, clinics = clinic_service
+    a = _send_one(engine, runtime, queue, clinics["clinic-a"])
+    rotated, _ = make_runtime_like(runtime, credentials_key=Fernet.generate_key().decode())
+    server.app.state.runtime = lambda: rotated  # CREDENTIALS_KEY changed under the service
+    response = fake_twilio.send_status_callback(a.provider_message_id, "delivered")
+    assert response.status_code == 403
+    assert _state(engine, a.id)[0] == MessageStatus.SENT
+
+
+def make_runtime_like(runtime: Runtime, **overrides):  # type: ignore[no-untyped-def]
+    settings = runtime.settings.model_copy(update={k: SecretStr(v) for k, v in overrides.items()})
+    return Runtime(runtime.engine, settings, runtime.providers, runtime.limiter, runtime.queue), None
+
+
+def test_message_clinic_reads_one_clinic_id(engine, clinic_service) -> None:
+    _server, runtime, queue, clinics = clinic_service
+    a = _send_one(engine, runtime, queue, clinics["clinic-a"])
+    b = _send_one(engine, runtime, queue, clinics["clinic-b"])
+    assert message_clinic(engine, a.id) == clinics["clinic-a"]
+    assert message_clinic(engine, None, b.provider_message_id) == clinics["clinic-b"]
+    assert message_clinic(engine, a.id, a.provider_message_id) == clinics["clinic-a"]
+    assert message_clinic(engine, uuid.uuid4(), "SM" + "0" * 32) is None
+    assert message_clinic(engine) is None
+    with pytest.raises(ClinicMismatch):
+        message_clinic(engine, b.id, a.provider_message_id)
