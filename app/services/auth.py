@@ -1,4 +1,10 @@
-"""Staff sign-in: password check, lockout, idle timeout, single sign-on mapping. All audited."""
+"""Staff sign-in: password check, lockout, idle timeout, single sign-on mapping. All audited.
+
+Sessions follow the account: an actor carries the account's ``session_epoch`` from sign-in, and
+``check_session`` (every click) ends a session whose account was reset, deactivated, deleted or
+given another role meanwhile. After an admin's password reset a correct sign-in gives no actor
+but a ``PendingPasswordChange``; only ``complete_password_change`` turns it into one.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select
 
-from app.errors import AuthenticationError
-from app.services import audit
-from app.services.passwords import _hasher, needs_rehash, verify_password
+from app.errors import AuthenticationError, ValidationError
+from app.services import audit, passwords
+from app.services.passwords import hash_password, needs_rehash, verify_password
 from app.services.permissions import Actor
 from db.enums import Role
 from db.models import Tenant, User
@@ -19,6 +25,29 @@ from db.tenancy import TenantSession
 from db.types import utcnow
 
 WRONG_CREDENTIALS = "Wrong username or password."
+ACCOUNT_CHANGED = "Your account was changed by an administrator; sign in again."
+CHOOSE_NEW_PASSWORD = "Your password was reset by an administrator. Choose a new password to continue."  # noqa: S105
+SAME_PASSWORD = "Choose a new password, not the one your administrator gave you."  # noqa: S105
+
+
+@dataclass(frozen=True)
+class PendingPasswordChange:
+    """A correct sign-in whose password an admin reset: the only thing it allows is choosing a new
+    password (``complete_password_change``). It is not an ``Actor``, so no other service accepts it."""
+
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID
+    username: str
+    session_epoch: int
+    issued_at: dt.datetime
+
+
+class PasswordChangeRequired(AuthenticationError):
+    """The password was right, but an admin reset it: a new one must be chosen before signing in."""
+
+    def __init__(self, pending: PendingPasswordChange) -> None:
+        super().__init__(CHOOSE_NEW_PASSWORD)
+        self.pending = pending
 
 
 @dataclass(frozen=True)
@@ -48,6 +77,7 @@ def _actor(user: User, tenant: Tenant) -> Actor:
         role=Role(user.role),
         tenant_name=tenant.name,
         can_view_full_contacts=user.can_view_full_contacts,
+        session_epoch=user.session_epoch or 0,
     )
 
 
@@ -62,7 +92,10 @@ def authenticate(
     """Check a username and password; return the signed-in actor or raise AuthenticationError.
 
     Every outcome is audited. After ``max_failures`` wrong passwords in a row the account is
-    locked for ``lockout_minutes``; while locked even the right password is refused.
+    locked for ``lockout_minutes``; while locked even the right password is refused, with the
+    wrong-password message and after the same argon2 check, so neither the words nor the time tell
+    a locked account from a wrong password or an unknown user. A right password that an admin
+    reset raises ``PasswordChangeRequired`` (carrying a ``PendingPasswordChange``), not an actor.
     """
     policy = policy or LoginPolicy.from_settings()
     now = now or utcnow()
@@ -105,14 +138,12 @@ def _check_user(
         )
         return None, AuthenticationError(message)
 
+    # Always the full argon2 check first: a locked account costs the same time as any other.
+    password_ok = verify_password(user.password_hash, password)
     if user.locked_until is not None and user.locked_until > now:
-        minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
-        return fail(
-            "locked",
-            f"This account is locked after too many failed sign-ins. Try again in {minutes} "
-            "minutes, or ask your clinic admin to unlock it.",
-        )
-    if not verify_password(user.password_hash, password):
+        # Not counted (the lock is not extended) and not told apart from a wrong password.
+        return fail("locked", WRONG_CREDENTIALS)
+    if not password_ok:
         user.failed_login_count = (user.failed_login_count or 0) + 1
         if user.failed_login_count >= policy.max_failures:
             user.locked_until = now + dt.timedelta(minutes=policy.lockout_minutes)
@@ -127,18 +158,77 @@ def _check_user(
         return fail("deactivated", "This account is deactivated. Ask your clinic admin.")
     user.failed_login_count = 0
     user.locked_until = None
+    if user.must_change_password:
+        audit.record(
+            session, None, "auth.password_change_required", object_type="user", object_id=user.id,
+            details={"username": user.username}, tenant_id=user.tenant_id, actor_name=user.username,
+        )
+        pending = PendingPasswordChange(
+            user_id=user.id, tenant_id=user.tenant_id, username=user.username,
+            session_epoch=user.session_epoch or 0, issued_at=now,
+        )
+        return None, PasswordChangeRequired(pending)
     user.last_login_at = now
     if user.password_hash and needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
+        user.password_hash = passwords._hasher.hash(password)
     actor = _actor(user, tenant)
     audit.record(session, actor, "auth.login", object_type="user", object_id=user.id,
                  tenant_id=user.tenant_id)
     return actor, None
 
 
+def complete_password_change(
+    engine: Engine,
+    pending: PendingPasswordChange,
+    new_password: str,
+    *,
+    policy: LoginPolicy | None = None,
+    now: dt.datetime | None = None,
+) -> Actor:
+    """Set the password chosen after an admin's reset and sign in: the actor, or an error.
+
+    Refused when the pending sign-in is older than the idle limit, or the account changed since
+    (another reset, deactivation, deletion, role change: its epoch moved); the new password must
+    meet the policy and differ from the reset one. Moves the epoch, so no older session survives.
+    """
+    policy = policy or LoginPolicy.from_settings()
+    now = now or utcnow()
+    if is_idle_expired(pending.issued_at, policy=policy, now=now):
+        raise AuthenticationError("That took too long. Sign in again with the password your administrator gave you.")
+    passwords.check_password_policy(new_password)
+    with tenant_session(engine, pending.tenant_id) as session:
+        row = session.execute(
+            select(User, Tenant).join(Tenant, Tenant.id == User.tenant_id).where(User.id == pending.user_id)
+        ).first()
+        if row is None:
+            raise AuthenticationError(ACCOUNT_CHANGED)
+        user, tenant = row
+        if _revoked(user, tenant, pending.session_epoch, None) or not user.must_change_password:
+            raise AuthenticationError(ACCOUNT_CHANGED)
+        if verify_password(user.password_hash, new_password):
+            raise ValidationError(SAME_PASSWORD, field="password")
+        user.password_hash = hash_password(new_password)
+        user.password_changed_at = now
+        user.must_change_password = False
+        user.session_epoch = (user.session_epoch or 0) + 1
+        user.last_login_at = now
+        actor = _actor(user, tenant)
+        audit.record(session, actor, "auth.password_changed", object_type="user", object_id=user.id,
+                     details={"username": user.username, "after": "reset"})
+        audit.record(session, actor, "auth.login", object_type="user", object_id=user.id)
+        return actor
+
+
+LOGOUT_ACTIONS = {
+    "logout": "auth.logout",  # the user clicked
+    "timeout": "auth.timeout",  # idle too long
+    "account_changed": "auth.session_revoked",  # reset, deactivated, deleted or another role
+}
+
+
 def record_logout(engine: Engine, actor: Actor, *, reason: str = "logout") -> None:
     """Audit the end of a session: ``logout`` (the user clicked) or ``timeout`` (idle)."""
-    action = "auth.logout" if reason == "logout" else "auth.timeout"
+    action = LOGOUT_ACTIONS.get(reason, "auth.timeout")
     with tenant_session(engine, actor.tenant_id) as session:
         audit.record(session, actor, action, object_type="user", object_id=actor.user_id)
 
@@ -149,16 +239,36 @@ def is_idle_expired(last_activity: dt.datetime, *, policy: LoginPolicy | None = 
     return (now or utcnow()) - last_activity > dt.timedelta(minutes=policy.idle_minutes)
 
 
-def refresh_actor(engine: Engine, actor: Actor) -> Actor | None:
-    """Re-read the signed-in user; None when they were deactivated or deleted meanwhile."""
+def _revoked(user: User, tenant: Tenant, epoch: int, role: Role | None) -> str | None:
+    """Why a session that started at ``epoch`` (with ``role``) must end now, or None."""
+    if user.deleted_at is not None:
+        return "deleted"
+    if not user.is_active or not tenant.is_active:
+        return "deactivated"
+    if (user.session_epoch or 0) != epoch:
+        return "epoch"
+    if role is not None and Role(user.role) != role:
+        return "role"
+    return None
+
+
+def check_session(engine: Engine, actor: Actor) -> Actor | None:
+    """Re-read the signed-in user (one query by primary key, in their clinic): the fresh actor, or
+    None when the session must end because the account was reset, deactivated, deleted or given
+    another role since sign-in. That end is audited (``auth.session_revoked``)."""
     with tenant_session(engine, actor.tenant_id) as session:
         row = session.execute(
             select(User, Tenant).join(Tenant, Tenant.id == User.tenant_id).where(User.id == actor.user_id)
         ).first()
         if row is None:
+            audit.record(session, None, "auth.session_revoked", object_type="user", object_id=actor.user_id,
+                         details={"username": actor.username, "reason": "deleted"}, actor_name=actor.username)
             return None
         user, tenant = row
-        if not user.is_active or user.deleted_at is not None or not tenant.is_active:
+        reason = _revoked(user, tenant, actor.session_epoch, actor.role)
+        if reason is not None:
+            audit.record(session, actor, "auth.session_revoked", object_type="user", object_id=user.id,
+                         details={"username": user.username, "reason": reason})
             return None
         return _actor(user, tenant)
 

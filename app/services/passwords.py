@@ -10,8 +10,18 @@ from app.errors import ValidationError
 MIN_PASSWORD_LENGTH = 10
 
 _hasher = PasswordHasher()
-# A real hash to verify against when the username is unknown, so timing does not tell.
-_DUMMY_HASH = _hasher.hash("not-a-real-password-0000")
+# Real hashes to verify against when there is no hash to check (an unknown username, a single
+# sign-on account), one per set of hasher parameters, so the check costs what a real one does
+# and timing does not tell.
+_dummy_hashes: dict[tuple, str] = {}
+
+
+def _dummy_hash() -> str:
+    params = (_hasher.time_cost, _hasher.memory_cost, _hasher.parallelism, _hasher.hash_len, _hasher.salt_len,
+              _hasher.type)
+    if params not in _dummy_hashes:
+        _dummy_hashes[params] = _hasher.hash("not-a-real-password-0000")
+    return _dummy_hashes[params]
 
 
 def hash_password(password: str) -> str:
@@ -21,7 +31,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

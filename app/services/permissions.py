@@ -65,6 +65,7 @@ class Actor:
     role: Role
     tenant_name: str = ""
     can_view_full_contacts: bool = False
+    session_epoch: int = 0  # the account's epoch at sign-in; a reset, deactivation or role change moves it
 
     def can(self, permission: Permission) -> bool:
         return permission in ROLE_PERMISSIONS[self.role]

@@ -1,4 +1,9 @@
-"""Staff accounts of one clinic: list, add, change role, (de)activate, reset password, unlock."""
+"""Staff accounts of one clinic: list, add, change role, (de)activate, reset password, unlock.
+
+A role change, a deactivation and a password reset move the account's ``session_epoch``: every
+session of that user ends at its next click (``app.services.auth.check_session``). A reset also
+makes the user choose a new password at their next sign-in.
+"""
 
 from __future__ import annotations
 
@@ -134,13 +139,21 @@ def _admins_left(session: TenantSession, excluding: uuid.UUID) -> int:
     ) or 0
 
 
+def _end_sessions(user: User) -> None:
+    """Every open session of ``user`` ends at its next click."""
+    user.session_epoch = (user.session_epoch or 0) + 1
+
+
 def change_role(session: TenantSession, actor: Actor, user_id: uuid.UUID, role: str | Role) -> StaffMember:
+    """A new role; the user's open sessions end (they sign in again and get the new role's menu)."""
     authorize(session, actor, Permission.MANAGE_STAFF)
     user = _get(session, user_id)
     new_role = parse_role(role)
     if user.role == Role.ADMIN and new_role != Role.ADMIN and _admins_left(session, user.id) == 0:
         raise ValidationError("The clinic needs at least one active admin; make someone else admin first.")
     old = Role(user.role)
+    if new_role != old:
+        _end_sessions(user)
     user.role = new_role
     if new_role != Role.ANALYST:
         user.can_view_full_contacts = False
@@ -150,6 +163,7 @@ def change_role(session: TenantSession, actor: Actor, user_id: uuid.UUID, role: 
 
 
 def set_active(session: TenantSession, actor: Actor, user_id: uuid.UUID, active: bool) -> StaffMember:
+    """Deactivate (open sessions end at their next click; nothing is deleted) or reactivate."""
     authorize(session, actor, Permission.MANAGE_STAFF)
     user = _get(session, user_id)
     if not active:
@@ -157,6 +171,8 @@ def set_active(session: TenantSession, actor: Actor, user_id: uuid.UUID, active:
             raise ValidationError("You cannot deactivate your own account.")
         if user.role == Role.ADMIN and _admins_left(session, user.id) == 0:
             raise ValidationError("The clinic needs at least one active admin.")
+    if user.is_active and not active:
+        _end_sessions(user)
     user.is_active = active
     audit.record(session, actor, "staff.activate" if active else "staff.deactivate",
                  object_type="user", object_id=user.id, details={"username": user.username})
@@ -164,15 +180,22 @@ def set_active(session: TenantSession, actor: Actor, user_id: uuid.UUID, active:
 
 
 def reset_password(session: TenantSession, actor: Actor, user_id: uuid.UUID, new_password: str) -> StaffMember:
-    """Set a new password (the admin tells the staff member); also clears a lockout."""
+    """Set a new password (the admin tells the staff member); also clears a lockout.
+
+    The user's open sessions end at their next click, and their next sign-in asks them to choose
+    a password of their own first. An admin resetting their own password chose it themselves:
+    their sessions end too, but they are not asked again.
+    """
     authorize(session, actor, Permission.MANAGE_STAFF)
     user = _get(session, user_id)
     user.password_hash = hash_password(new_password)
     user.password_changed_at = utcnow()
     user.failed_login_count = 0
     user.locked_until = None
+    user.must_change_password = user.id != actor.user_id
+    _end_sessions(user)
     audit.record(session, actor, "staff.reset_password", object_type="user", object_id=user.id,
-                 details={"username": user.username})
+                 details={"username": user.username, "must_change_password": user.must_change_password})
     return _to_member(user, utcnow())
 
 

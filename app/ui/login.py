@@ -1,11 +1,18 @@
-"""The sign-in screen: username and password, and single sign-on when it is set up."""
+"""The sign-in screen: username and password, and single sign-on when it is set up.
+
+After an admin's password reset, a correct sign-in shows only the "choose a new password" form
+until a new password is set (or the user goes back to the sign-in form).
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
+from app.services import auth
+from app.services.passwords import MIN_PASSWORD_LENGTH
 from app.ui import feedback, session
+from app.ui.text import plain
 
 
 def page() -> StreamlitPage:
@@ -21,6 +28,10 @@ def sign_in_screen() -> None:
         notice = session.pop_notice()
         if notice:
             st.info(notice, icon=":material/schedule:")
+        pending = session.pending_password_change()
+        if pending is not None:
+            choose_new_password(pending)
+            return
         sso = feedback.attempt(session.sso_config)
         if sso is not None and st.user.get("is_logged_in"):
             # Back from the identity provider: map its claims to a staff account of the clinic.
@@ -42,3 +53,27 @@ def sign_in_screen() -> None:
             st.divider()
             if st.button("Sign in with single sign-on", icon=":material/key:"):
                 st.login()
+
+
+def choose_new_password(pending: auth.PendingPasswordChange) -> None:
+    """The only thing a user whose password an admin reset can do: choose their own."""
+    engine = session.engine()
+    st.subheader("Choose a new password", anchor=False)
+    st.info(auth.CHOOSE_NEW_PASSWORD, icon=":material/password:")
+    st.caption(f"Account: {plain(pending.username)}")
+    with st.form("choose_password"):
+        new_password = st.text_input(
+            "New password", type="password", key="new_password", autocomplete="new-password",
+            help=f"At least {MIN_PASSWORD_LENGTH} characters, not the one your administrator gave you.",
+        )
+        repeat = st.text_input("Repeat the new password", type="password", key="new_password_confirm",
+                               autocomplete="new-password")
+        submitted = st.form_submit_button("Set password and sign in", type="primary", icon=":material/login:")
+    if submitted:
+        if new_password != repeat:
+            st.error("The two passwords are not the same.", icon=":material/error:")
+        elif feedback.attempt(lambda: session.complete_password_change(engine, new_password)):
+            st.rerun()
+    if st.button("Back to sign in", icon=":material/arrow_back:", key="cancel_password_change"):
+        session.cancel_password_change()
+        st.rerun()

@@ -1,8 +1,12 @@
-"""Who is signed in to this browser session: sign-in, sign-out, idle timeout, deactivation.
+"""Who is signed in to this browser session: sign-in, sign-out, idle timeout, account changes.
 
-The signed-in ``Actor`` and the time of the last activity live in ``st.session_state``. On every
-rerun the entry script calls ``current_actor``, which re-reads the user from the database, so a
-deactivated account or a changed role takes effect at the next click.
+The signed-in ``Actor`` (with the account's ``session_epoch`` at sign-in) and the time of the last
+activity live in ``st.session_state``. On every rerun the entry script calls ``current_actor``,
+which re-reads the user from the database: a password reset, a deactivation or a role change
+signs the session out at the next click, with a notice.
+
+After an admin's password reset, a correct sign-in leaves no actor but a pending password change
+(``pending_password_change``): the sign-in screen then asks for a new password and nothing else.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from sqlalchemy import Engine
 
 from app.config import get_settings
 from app.database import engine_for
-from app.errors import ConfigurationError
+from app.errors import AuthenticationError, ConfigurationError
 from app.services import auth
 from app.services.messaging import MessagingService
 from app.services.permissions import Actor, Permission
@@ -28,8 +32,9 @@ ACTOR_KEY = "auth.actor"
 LAST_ACTIVITY_KEY = "auth.last_activity"
 METHOD_KEY = "auth.method"
 NOTICE_KEY = "auth.notice"
+PENDING_KEY = "auth.pending_password_change"
 
-DEACTIVATED_NOTICE = "You were signed out because your account is no longer active. Ask your clinic admin."
+ACCOUNT_CHANGED_NOTICE = auth.ACCOUNT_CHANGED
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -74,7 +79,8 @@ def current_actor(engine: Engine, *, now: dt.datetime | None = None) -> Actor | 
     """The signed-in staff member, freshly read from the database, or None when signed out.
 
     Signs the session out (and says why on the sign-in screen) when it was idle longer than
-    ``SESSION_IDLE_MINUTES`` or the account was deactivated meanwhile. Otherwise this rerun
+    ``SESSION_IDLE_MINUTES``, or an admin reset the password, deactivated or deleted the account
+    or changed its role meanwhile (``auth.check_session``, which audits it). Otherwise this rerun
     counts as activity.
     """
     actor: Actor | None = st.session_state.get(ACTOR_KEY)
@@ -89,9 +95,9 @@ def current_actor(engine: Engine, *, now: dt.datetime | None = None) -> Actor | 
             notice=f"You were signed out after {policy.idle_minutes} minutes without activity.",
         )
         return None
-    fresh = auth.refresh_actor(engine, actor)
+    fresh = auth.check_session(engine, actor)
     if fresh is None:
-        _forget(notice=DEACTIVATED_NOTICE)
+        _forget(notice=ACCOUNT_CHANGED_NOTICE)
         return None
     st.session_state[ACTOR_KEY] = fresh
     st.session_state[LAST_ACTIVITY_KEY] = now or utcnow()
@@ -120,11 +126,53 @@ def call(fn: Callable[Concatenate[TenantSession, Actor, P], T], *args: P.args, *
 # --- signing in and out -------------------------------------------------------------------------
 
 
-def sign_in(engine: Engine, username: str, password: str) -> Actor:
-    """Check the password (``auth.authenticate``) and start a fresh session; raises AuthenticationError."""
-    actor = auth.authenticate(engine, username, password)
+def sign_in(engine: Engine, username: str, password: str) -> Actor | auth.PendingPasswordChange:
+    """Check the password (``auth.authenticate``) and start a fresh session; raises AuthenticationError.
+
+    When an admin reset the password, nobody is signed in yet: the pending change is kept (and
+    returned) and the sign-in screen asks for a new password (``complete_password_change``).
+    """
+    try:
+        actor = auth.authenticate(engine, username, password)
+    except auth.PasswordChangeRequired as required:
+        _clear_state()
+        st.session_state[PENDING_KEY] = required.pending
+        return required.pending
     _remember(actor, method="password")
     return actor
+
+
+def pending_password_change(*, now: dt.datetime | None = None) -> auth.PendingPasswordChange | None:
+    """The sign-in waiting for a new password, or None; one left longer than the idle limit is dropped."""
+    pending: auth.PendingPasswordChange | None = st.session_state.get(PENDING_KEY)
+    if pending is None:
+        return None
+    policy = auth.LoginPolicy.from_settings()
+    if auth.is_idle_expired(pending.issued_at, policy=policy, now=now):
+        _forget(notice=f"You were signed out after {policy.idle_minutes} minutes without activity.")
+        return None
+    return pending
+
+
+def complete_password_change(engine: Engine, new_password: str) -> bool:
+    """Set the new password and sign in. True when the screen moves on: signed in, or back to the
+    sign-in form with a notice (the account changed meanwhile, or it took too long); a password the
+    policy refuses raises ValidationError and the form stays."""
+    pending: auth.PendingPasswordChange | None = st.session_state.get(PENDING_KEY)
+    if pending is None:
+        return True
+    try:
+        actor = auth.complete_password_change(engine, pending, new_password)
+    except AuthenticationError as err:
+        _forget(notice=str(err))
+        return True
+    _remember(actor, method="password")
+    return True
+
+
+def cancel_password_change() -> None:
+    """Back to the sign-in form without choosing a password (the next sign-in asks again)."""
+    _forget()
 
 
 def sign_in_with_sso(engine: Engine, claims: Mapping[str, Any], config: auth.SSOConfig) -> Actor:
