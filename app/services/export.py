@@ -3,34 +3,29 @@
 Format: UTF-8 with a byte-order mark (so Excel shows Arabic correctly), comma-separated, a header
 row, ``\\n`` line ends, fields quoted only when needed. Times are in the clinic's time zone.
 
-CSV injection: a text cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
-is prefixed with an apostrophe (``'``), so a spreadsheet shows it as text instead of running it as
-a formula. **Phone number policy:** a cell that is exactly a phone number in E.164 form, ``+``
-followed by 7 to 16 digits or mask stars (``+966501234567``, ``+9665******67``), is kept as it is:
-digits and stars cannot form a function call, a cell reference or a DDE link, and the number stays
-usable when the file is imported elsewhere. (Excel may display such a cell as a number; import the
-column as text to keep the ``+``.) Numbers we produce (segments, price) are not text cells and are
-never prefixed, nor are status and channel (our own fixed words).
+CSV injection and the phone policy: every cell goes through ``app.csv_export`` (its docstring has the
+rule), in Python through its writer and on PostgreSQL through its SQL twin ``neutralise_sql``. Numbers
+we produce (segments, price) are written as numbers and never prefixed, nor are status and channel
+(our own fixed words). A masked number (``+9665******67``) is not a phone number: it is neutralised
+like any other text that starts with ``+``.
 
 Analysts without full contact access get phone numbers and e-mail addresses masked
 (``+9665******67``, ``s***@example.com``), exactly as on screen.
 
 On PostgreSQL the rows are formatted by the database and streamed with ``COPY (...) TO STDOUT``
 (no row passes through Python objects), the two halves of the time span side by side on two
-connections that share a snapshot; elsewhere they are streamed through ``csv.writer`` in
-batches. Both apply the same rules, and a test holds them to the same bytes. Small exports are
+connections that share a snapshot; elsewhere they are streamed through ``app.csv_export``'s
+writer in batches. Both apply the same rules, and a test holds them to the same bytes. Small exports are
 downloaded straight away (``export_csv``); large ones run as a background job (``request_export``
 -> ``run_export``) that writes a gzip file into ``EXPORT_DIR`` for download.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import gzip
 import io
 import logging
-import re
 import tempfile
 import uuid
 from collections.abc import Callable, Sequence
@@ -43,19 +38,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import (
     ColumnElement,
     Engine,
-    LargeBinary,
     Text,
     and_,
     case,
     cast,
     func,
     literal,
-    literal_column,
     null,
     select,
 )
 
 from app.config import get_settings
+from app.csv_export import CsvWriter, neutralise_sql, starts_risky_sql
 from app.delivery.queue import JobQueue
 from app.errors import NotFoundError, ValidationError
 from app.services import audit
@@ -71,17 +65,8 @@ log = logging.getLogger(__name__)
 
 BOM = "\ufeff".encode()
 EXPORT_JOB = "worker.jobs.export_messages"
-_RISKY_START = ("=", "+", "-", "@", "\t", "\r")
-_PHONE_CELL = re.compile(r"\+[0-9*]{7,16}")
 _BATCH = 5000
 _WRITE_BYTES = 1 << 20
-
-
-def neutralise(value: str) -> str:
-    """A text cell as written to the CSV (see the module docstring for the rule and the phone policy)."""
-    if value.startswith(_RISKY_START) and not _PHONE_CELL.fullmatch(value):
-        return "'" + value
-    return value
 
 
 # --- columns ------------------------------------------------------------------------------------
@@ -128,69 +113,36 @@ def check_columns(columns: Sequence[str]) -> list[ExportColumn]:
     return [EXPORT_COLUMNS[c] for c in dict.fromkeys(columns)]
 
 
-def _formatter(column: ExportColumn, zone: ZoneInfo, masked: bool) -> Callable[[Any], str]:
+def _formatter(column: ExportColumn, zone: ZoneInfo, masked: bool) -> Callable[[Any], Any]:
+    """A cell as handed to the CSV writer, which neutralises text (numbers stay numbers)."""
     if column.kind == "time":
         return lambda v: v.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S") if v is not None else ""
     if column.kind == "number":
-        return lambda v: "" if v is None else str(v)
+        return lambda v: v
     if column.kind == "flag":
         return lambda v: "yes" if v else "no"
     if column.kind in ("id", "code"):
         return lambda v: str(v)
     if column.kind == "contact" and masked:
-        return lambda v: neutralise(mask_contact(v) or "") if v else ""
-    return lambda v: neutralise(str(v)) if v else ""
-
-
-_RISKY_CODES = [literal_column(str(ord(c))) for c in _RISKY_START]
-_PLUS = literal_column(str(ord("+")))
-_PHONE_BYTES = literal(b"0123456789*", LargeBinary)
-
-
-def _phone_cell_sql(value: ColumnElement[Any], digits: ColumnElement[Any] | None = None) -> ColumnElement[Any]:
-    """``value`` matches ``_PHONE_CELL`` (``+`` then 7-16 digits or stars), without a regex per row.
-
-    ``digits`` is the part after the ``+`` that has to be digits or stars (default: all of it).
-    The trim runs on the UTF-8 bytes (``convert_to``; any other character has bytes >= 0x80, so it
-    is never trimmed): a text trim builds per-character arrays on every call in a UTF-8 database,
-    and this one test was the largest formatting cost of an export (measured: 0.52 -> 0.24 us a row).
-    """
-    if digits is None:  # all but the leading "+" trimmed away
-        rest = func.rtrim(func.convert_to(value, "UTF8"), _PHONE_BYTES) == literal(b"+", LargeBinary)
-    else:
-        rest = func.rtrim(func.convert_to(digits, "UTF8"), _PHONE_BYTES) == literal(b"", LargeBinary)
-    return and_(func.ascii(value) == _PLUS, func.length(value).between(8, 17), rest)
-
-
-def _neutralise_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
-    # Per row: an integer test of the first character (``ascii``; text comparisons would go through
-    # the collation), and the phone test only for cells that start with a risky character. An empty
-    # cell (``ascii`` 0) becomes NULL, which COPY writes as an unquoted empty field.
-    risky = and_(func.ascii(value).in_(_RISKY_CODES), ~_phone_cell_sql(value))
-    return case((risky, literal("'").concat(value)), else_=func.nullif(value, ""))
+        return lambda v: mask_contact(v) or ""
+    return lambda v: str(v) if v else ""
 
 
 def _masked_contact_sql(value: ColumnElement[Any]) -> ColumnElement[Any]:
     """``neutralise(mask_contact(value))`` in SQL, the mask built once per row.
 
     The mask keeps the first character (e-mail, long number) or is all stars (short), so the
-    risky-start test reads the raw value; a masked e-mail holds ``@`` and is never a phone cell; a
-    masked long value is a phone cell when the characters it keeps (2-5 and the last two) are
-    digits or stars and it has at most 17 characters.
+    risky-start test reads the raw value. A masked value is never a phone cell (a masked e-mail
+    holds ``@``, a masked number a star), so one that starts with a risky character is prefixed.
     """
     length, at = func.length(value), func.strpos(value, "@")
-    risky_start = func.ascii(value).in_(_RISKY_CODES)
-    long_mask = func.overlay(value, func.repeat("*", length - 7), 6)  # the first 5 and last 2 kept
+    risky = case((starts_risky_sql(value), literal("'")), else_=literal(""))
     return case(  # the common cases first: each branch is only evaluated when the ones above failed
         (value == "", null()),
-        (at > 0, case(
-            (at == 1, literal("***").concat(value)),  # nothing before the @: no first character kept
-            else_=case((risky_start, literal("'")), else_=literal(""))
-            .concat(func.left(value, 1)).concat("***").concat(func.substr(value, at)))),
-        (_phone_cell_sql(value, func.substr(value, 2, 4).concat(func.right(value, 2))), long_mask),
+        (at == 1, literal("***").concat(value)),  # nothing before the @: no first character kept
+        (at > 0, risky.concat(func.left(value, 1)).concat("***").concat(func.substr(value, at))),
         (length <= 7, func.repeat("*", length)),
-        (risky_start, literal("'").concat(long_mask)),
-        else_=long_mask,
+        else_=risky.concat(func.overlay(value, func.repeat("*", length - 7), 6)),  # the first 5 and last 2 kept
     )
 
 
@@ -205,7 +157,7 @@ def _sql_cell(column: ExportColumn, timezone: str, masked: bool) -> ColumnElemen
         return case((value.is_(True), "yes"), else_="no")
     if column.kind == "contact" and masked:
         return _masked_contact_sql(value)
-    return _neutralise_sql(cast(value, Text))
+    return neutralise_sql(cast(value, Text), empty_as_null=True)
 
 
 def _statement(query: Query, flt: MessageFilter, columns: list[ExportColumn],
@@ -376,7 +328,7 @@ def write_csv(session: TenantSession, flt: MessageFilter, column_keys: Sequence[
     clinic = clinic_of(session)
     out.write(BOM)
     header = io.StringIO()
-    csv.writer(header, lineterminator="\n").writerow([c.header for c in columns])
+    CsvWriter(header, line_end="\n").writerow([c.header for c in columns])
     out.write(header.getvalue().encode())
     connection = session.connection()
     if use_copy is None:
@@ -391,7 +343,7 @@ def write_csv(session: TenantSession, flt: MessageFilter, column_keys: Sequence[
     zone = ZoneInfo(clinic.timezone)
     formatters = [_formatter(c, zone, masked) for c in columns]
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-    writer = csv.writer(text, lineterminator="\n")
+    writer = CsvWriter(text, line_end="\n")
     rows = 0
     try:
         for partition in session.execute(statement.execution_options(yield_per=_BATCH)).partitions():

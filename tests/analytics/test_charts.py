@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from app.analytics import charts
-from app.analytics.export import neutralise, to_csv
+from app.analytics.export import to_csv
+from app.csv_export import neutralise
 
 DAY1, DAY2 = dt.date(2026, 11, 1), dt.date(2026, 11, 2)
 
@@ -97,4 +98,4 @@ def test_csv_export_neutralises_formulas_and_keeps_arabic() -> None:
     assert rows[0] == ["Template", "Messages"]
     assert [r[0] for r in rows[1:]] == ["'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)", "'\tx", "'\rx", "تذكير"]
     assert [r[1] for r in rows[1:]] == ["1", "2", "3", "4", "5", "6", "7"]  # numbers stay numbers
-    assert neutralise(-5) == -5 and neutralise("ok") == "ok"
+    assert neutralise(-5) == "-5" and neutralise("ok") == "ok"
