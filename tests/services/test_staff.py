@@ -7,11 +7,11 @@ from sqlalchemy import Engine, select
 
 from app.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
 from app.services import staff
-from app.services.auth import LoginPolicy, authenticate
+from app.services.auth import LoginPolicy, PasswordChangeRequired, authenticate
 from db.enums import Role
 from db.models import AuditEvent
 from db.session import tenant_session
-from tests.factories import DEFAULT_PASSWORD, make_tenant, make_user
+from tests.factories import DEFAULT_PASSWORD, make_tenant, make_user, user_row
 
 
 @pytest.fixture
@@ -89,7 +89,8 @@ def test_change_role_deactivate_reset_and_unlock_are_audited(clinic) -> None:
     for action in ("staff.contact_access", "staff.change_role", "staff.deactivate", "staff.activate",
                    "staff.reset_password", "staff.unlock"):
         assert action in actions
-    assert authenticate(engine, "bob", "brand-new-password", policy=LoginPolicy()).role == Role.FRONT_DESK
+    with pytest.raises(PasswordChangeRequired):  # the reset password works, for choosing a new one
+        authenticate(engine, "bob", "brand-new-password", policy=LoginPolicy())
     with pytest.raises(Exception, match="Wrong"):
         authenticate(engine, "bob", DEFAULT_PASSWORD, policy=LoginPolicy())
 
@@ -111,3 +112,53 @@ def test_cannot_manage_staff_of_another_clinic(clinic) -> None:
         with pytest.raises(NotFoundError):
             staff.set_active(session, admin, stranger.user_id, False)
         assert "stranger" not in [m.username for m in staff.list_staff(session, admin)]
+
+
+# --- which changes end the user's sessions (session_epoch) and ask for a new password ----------
+
+
+def _epochs(engine: Engine, *usernames: str) -> list[int]:
+    return [user_row(engine, name).session_epoch for name in usernames]
+
+
+@pytest.mark.parametrize(
+    "change,ends_sessions",
+    [
+        (lambda s, admin, user: staff.reset_password(s, admin, user.user_id, "brand-new-password"), True),
+        (lambda s, admin, user: staff.set_active(s, admin, user.user_id, False), True),
+        (lambda s, admin, user: staff.change_role(s, admin, user.user_id, Role.ANALYST), True),
+        (lambda s, admin, user: staff.change_role(s, admin, user.user_id, Role.FRONT_DESK), False),  # same role
+        (lambda s, admin, user: staff.unlock(s, admin, user.user_id), False),
+        (lambda s, admin, user: staff.set_active(s, admin, user.user_id, True), False),  # already active
+    ],
+    ids=["reset", "deactivate", "role change", "same role", "unlock", "activate"],
+)
+def test_a_reset_deactivation_or_role_change_moves_the_epoch_of_that_user_only(
+    clinic, change, ends_sessions: bool,
+) -> None:  # type: ignore[no-untyped-def]
+    engine, tenant, admin = clinic
+    desk = make_user(engine, tenant, "frontdesk", Role.FRONT_DESK)
+    other = make_tenant(engine, "clinic-b")
+    make_user(engine, other, "frontdesk-b", Role.FRONT_DESK)  # the same job in clinic B
+    with tenant_session(engine, tenant) as session:
+        change(session, admin, desk)
+    assert _epochs(engine, "frontdesk", "boss", "frontdesk-b") == [1 if ends_sessions else 0, 0, 0]
+
+
+def test_an_admins_reset_makes_the_user_choose_a_new_password_and_is_audited(clinic) -> None:
+    engine, tenant, admin = clinic
+    desk = make_user(engine, tenant, "frontdesk", Role.FRONT_DESK)
+    assert not user_row(engine, "frontdesk").must_change_password
+    with tenant_session(engine, tenant) as session:
+        staff.reset_password(session, admin, desk.user_id, "brand-new-password")
+    assert user_row(engine, "frontdesk").must_change_password
+    assert ("staff.reset_password", {"username": "frontdesk", "must_change_password": True}) in _audit(engine, tenant)
+
+
+def test_an_admin_resetting_their_own_password_is_not_asked_again(clinic) -> None:
+    engine, tenant, admin = clinic
+    with tenant_session(engine, tenant) as session:
+        staff.reset_password(session, admin, admin.user_id, "my-own-new-password")
+    row = user_row(engine, "boss")
+    assert not row.must_change_password and row.session_epoch == 1  # their sessions still end
+    assert authenticate(engine, "boss", "my-own-new-password", policy=LoginPolicy()).session_epoch == 1
