@@ -23,8 +23,9 @@ from typing import Any
 from sqlalchemy import Select, and_, exists, func, select
 
 from app.errors import ValidationError
-from db.enums import AppointmentStatus, Channel
-from db.models import Appointment, NotificationPreference, Patient, PatientTag
+from app.services.message_content import OPEN_APPOINTMENTS
+from db.enums import Channel
+from db.models import Appointment, NotificationPreference, Patient, PatientTag, Tenant
 from db.tenancy import TenantSession
 
 KINDS = ("all", "tags", "appointments", "list")
@@ -34,7 +35,6 @@ KIND_LABELS = {
     "appointments": "Patients with an appointment in a date range",
     "list": "A custom list (paste or upload)",
 }
-_OPEN_APPOINTMENTS = (AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED)
 
 
 def contact_column(channel: Channel) -> Any:
@@ -108,16 +108,14 @@ def _has_tag(tag: str) -> Any:
     return exists().where(PatientTag.patient_id == Patient.id, PatientTag.tag == tag)
 
 
-def patients_query(audience: Mapping[str, Any], channel: Channel, timezone: str) -> Select[Any]:
-    """``SELECT patients.*`` of the audience: active, not deleted, with a contact for ``channel``.
-
-    The query is not tenant-filtered by itself: run it in a tenant session, or (for
-    ``INSERT ... SELECT`` on a plain connection) add ``Patient.tenant_id == ...``.
-    """
+def patients_query(audience: Mapping[str, Any], channel: Channel, tenant: Tenant) -> Select[Any]:
+    """``SELECT patients.*`` of the audience in ``tenant``: active, not deleted, with a contact for
+    ``channel``. The clinic condition is part of the query itself, so it holds in ``INSERT ... SELECT``
+    and on any connection, not only in a tenant session."""
     kind = audience["kind"]
     query = select(Patient).where(
-        Patient.is_active.is_(True), Patient.deleted_at.is_(None), contact_column(channel).is_not(None),
-        contact_column(channel) != "",
+        Patient.tenant_id == tenant.id, Patient.is_active.is_(True), Patient.deleted_at.is_(None),
+        contact_column(channel).is_not(None), contact_column(channel) != "",
     )
     if kind == "tags":
         any_of, all_of, exclude = audience.get("any_of") or [], audience.get("all_of") or [], audience.get(
@@ -129,13 +127,14 @@ def patients_query(audience: Mapping[str, Any], channel: Channel, timezone: str)
         if exclude:
             query = query.where(~exists().where(PatientTag.patient_id == Patient.id, PatientTag.tag.in_(exclude)))
     elif kind == "appointments":
-        zone = zoneinfo.ZoneInfo(timezone)
+        zone = zoneinfo.ZoneInfo(tenant.timezone)
         start = dt.datetime.combine(_date(audience["from"], "first"), dt.time(0), tzinfo=zone).astimezone(dt.UTC)
         end = dt.datetime.combine(_date(audience["to"], "last") + dt.timedelta(days=1), dt.time(0),
                                   tzinfo=zone).astimezone(dt.UTC)
         query = query.where(exists().where(and_(
-            Appointment.patient_id == Patient.id, Appointment.starts_at >= start, Appointment.starts_at < end,
-            Appointment.status.in_(_OPEN_APPOINTMENTS))))
+            Appointment.patient_id == Patient.id, Appointment.tenant_id == tenant.id,
+            Appointment.starts_at >= start, Appointment.starts_at < end,
+            Appointment.status.in_(OPEN_APPOINTMENTS))))
     elif kind == "list":
         raise ValueError("a custom list is not a patient query")
     return query
@@ -143,7 +142,8 @@ def patients_query(audience: Mapping[str, Any], channel: Channel, timezone: str)
 
 def with_preferences(query: Select[Any]) -> Select[Any]:
     """``query`` of patients joined to their notification preferences (none: NULL columns)."""
-    return query.outerjoin(NotificationPreference, NotificationPreference.patient_id == Patient.id)
+    return query.outerjoin(NotificationPreference, and_(NotificationPreference.patient_id == Patient.id,
+                                                        NotificationPreference.tenant_id == Patient.tenant_id))
 
 
 def clinic_tags(session: TenantSession) -> list[str]:
@@ -151,8 +151,8 @@ def clinic_tags(session: TenantSession) -> list[str]:
     return list(session.scalars(select(PatientTag.tag).group_by(PatientTag.tag).order_by(PatientTag.tag)))
 
 
-def count(session: TenantSession, audience: Mapping[str, Any], channel: Channel, timezone: str) -> int:
+def count(session: TenantSession, audience: Mapping[str, Any], channel: Channel, tenant: Tenant) -> int:
     if audience.get("kind") == "list":
         return len(audience.get("recipients") or [])
-    query = patients_query(audience, channel, timezone).with_only_columns(func.count(Patient.id))
+    query = patients_query(audience, channel, tenant).with_only_columns(func.count(Patient.id))
     return int(session.scalar(query) or 0)

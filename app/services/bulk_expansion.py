@@ -39,7 +39,7 @@ from app.services.message_content import recipient_variables, render_body
 from db.enums import BulkJobStatus, Channel, Language, MessageClass, MessageStatus
 from db.models import BulkJob, Message, MessageTemplateVersion, NotificationPreference, Patient, Tenant
 from db.pgcopy import copy_chunks
-from db.session import system_session
+from db.session import clinic_of, scoped_connection, system_session, tenant_session
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +120,7 @@ def _insert_select(session: Any, tenant: Tenant, job: BulkJob, content: Content,
     job_id = None if job.scheduled_at else case(
         (refused, None), else_=literal(job_prefix(job.id)) + cast(number, SAString))
     column = audiences.contact_column(content.channel)
-    query = audiences.with_preferences(audiences.patients_query(job.audience, content.channel, tenant.timezone)
-                                       ).where(Patient.tenant_id == tenant.id)
+    query = audiences.with_preferences(audiences.patients_query(job.audience, content.channel, tenant))
     columns: dict[str, Any] = {
         "id": _new_id(dialect), "tenant_id": literal(tenant.id, Message.tenant_id.type),
         "patient_id": Patient.id, "bulk_job_id": literal(job.id, Message.bulk_job_id.type),
@@ -203,14 +202,14 @@ def _write_rendered(runtime: Runtime, session: Any, tenant: Tenant, job: BulkJob
                     now: dt.datetime, rejections: list[dict[str, Any]]) -> None:
     """Render and write the rows in the expansion's transaction (``session``).
 
-    On PostgreSQL the audience is read on a second connection so that ONE COPY streams every row:
-    the database inserts one chunk while the next is rendered (one COPY per chunk waited for each).
+    On PostgreSQL the audience is read on a second connection (in the same clinic) so that ONE
+    COPY streams every row: the database inserts one chunk while the next is rendered.
     """
     if session.get_bind().dialect.name != "postgresql":
         for rows in _rendered_rows(session, tenant, job, content, now, rejections):
             session.execute(insert(Message), rows)
         return
-    with system_session(runtime.engine) as reader:
+    with tenant_session(runtime.engine, tenant.id) as reader:
         copy_chunks(session.connection(), Message.__table__,
                     _rendered_rows(reader, tenant, job, content, now, rejections))
 
@@ -218,7 +217,10 @@ def _write_rendered(runtime: Runtime, session: Any, tenant: Tenant, job: BulkJob
 def write_rows(runtime: Runtime, bulk_job_id: uuid.UUID, *, now: dt.datetime | None = None) -> Expansion | None:
     """Write the job's message rows and move it on, in one transaction; None if it is not ``expanding``."""
     now = now or runtime.clock()
-    with system_session(runtime.engine) as session:
+    clinic = clinic_of(runtime.engine, BulkJob, bulk_job_id)
+    if clinic is None:
+        return None
+    with tenant_session(runtime.engine, clinic) as session:  # the job runs in the clinic it serves
         job = _lock(session, bulk_job_id)
         if job is None or BulkJobStatus(job.status) != BulkJobStatus.EXPANDING:
             return None
@@ -248,7 +250,10 @@ def write_rows(runtime: Runtime, bulk_job_id: uuid.UUID, *, now: dt.datetime | N
 
 
 def _fail(runtime: Runtime, bulk_job_id: uuid.UUID, reason: str) -> None:
-    with system_session(runtime.engine) as session:
+    clinic = clinic_of(runtime.engine, BulkJob, bulk_job_id)
+    if clinic is None:
+        return
+    with tenant_session(runtime.engine, clinic) as session:
         job = _lock(session, bulk_job_id)
         if job is not None and BulkJobStatus(job.status) == BulkJobStatus.EXPANDING:
             job.status = BulkJobStatus.FAILED
@@ -256,13 +261,13 @@ def _fail(runtime: Runtime, bulk_job_id: uuid.UUID, reason: str) -> None:
             job.rejections = [*(job.rejections or []), {"row": None, "recipient": "", "reason": reason}]
 
 
-def queued_batches(connection: Connection, bulk_job_id: uuid.UUID) -> Iterator[Batch]:
+def queued_batches(connection: Connection, clinic: uuid.UUID, bulk_job_id: uuid.UUID) -> Iterator[Batch]:
     """The job's queued messages grouped by their delivery job, streamed (bounded memory)."""
     # On PostgreSQL the id's text comes as is, without a UUID object per row.
     message_id = cast(Message.id, SAString) if connection.dialect.name == "postgresql" else Message.id
     stream = connection.execution_options(yield_per=5000).execute(
         select(Message.delivery_job_id, message_id).where(
-            Message.bulk_job_id == bulk_job_id, Message.status == MessageStatus.QUEUED,
+            Message.tenant_id == clinic, Message.bulk_job_id == bulk_job_id, Message.status == MessageStatus.QUEUED,
             Message.delivery_job_id.is_not(None)).order_by(Message.delivery_job_id))
     current: str | None = None
     ids: list[str] = []
@@ -281,8 +286,11 @@ def enqueue_job(runtime: Runtime, bulk_job_id: uuid.UUID, queue: JobQueue | None
     queue = queue or runtime.queue
     jobs = 0
     group: list[Batch] = []
-    with runtime.engine.connect() as connection:
-        for batch in queued_batches(connection, bulk_job_id):
+    clinic = clinic_of(runtime.engine, BulkJob, bulk_job_id)
+    if clinic is None:
+        return 0
+    with scoped_connection(runtime.engine, clinic) as connection:
+        for batch in queued_batches(connection, clinic, bulk_job_id):
             group.append(batch)
             if len(group) >= ENQUEUE_GROUP:
                 queue.enqueue_batches(group)

@@ -89,9 +89,10 @@ def _classify(preference: NotificationPreference | None, channel: Channel, reaso
     return OPTED_OUT
 
 
-def _appointments(session: TenantSession, ids: list[uuid.UUID], now: dt.datetime) -> dict[uuid.UUID, Appointment]:
+def _appointments(session: TenantSession, tenant: Tenant, ids: list[uuid.UUID],
+                  now: dt.datetime) -> dict[uuid.UUID, Appointment]:
     rows = session.scalars(select(Appointment).where(
-        Appointment.patient_id.in_(ids), Appointment.starts_at >= now,
+        Appointment.tenant_id == tenant.id, Appointment.patient_id.in_(ids), Appointment.starts_at >= now,
         Appointment.status.in_(OPEN_APPOINTMENTS)).order_by(Appointment.starts_at))
     first: dict[uuid.UUID, Appointment] = {}
     for appointment in rows:
@@ -146,12 +147,12 @@ def plan(session: TenantSession, tenant: Tenant, audience: Mapping[str, Any], co
     if audience.get("kind") == "list":
         yield from _plan_list(session, tenant, audience, content, now)
         return
-    query = audiences.with_preferences(audiences.patients_query(audience, content.channel, tenant.timezone))
+    query = audiences.with_preferences(audiences.patients_query(audience, content.channel, tenant))
     if where is not None:
         query = query.where(where)
     column = audiences.contact_column(content.channel).key
     for chunk in _rows_with_preferences(session, query):
-        appointments = _appointments(session, [p.id for p, _ in chunk], now)
+        appointments = _appointments(session, tenant, [p.id for p, _ in chunk], now)
         for patient, preference in chunk:
             yield _plan_one(tenant, content, row=None, recipient=str(getattr(patient, column)), patient=patient,
                             preference=preference, appointment=appointments.get(patient.id), now=now)
@@ -166,11 +167,12 @@ def _plan_list(session: TenantSession, tenant: Tenant, audience: Mapping[str, An
         known: dict[str, tuple[Patient, NotificationPreference | None]] = {}
         rows = session.execute(
             audiences.with_preferences(select(Patient, NotificationPreference))
-            .where(column.in_([r["recipient"] for r in chunk]), Patient.deleted_at.is_(None))
+            .where(Patient.tenant_id == tenant.id, column.in_([r["recipient"] for r in chunk]),
+                   Patient.deleted_at.is_(None))
             .options(lazyload(Patient.tags)))
         for patient, preference in rows:
             known.setdefault(str(getattr(patient, column.key)), (patient, preference))
-        appointments = _appointments(session, [p.id for p, _ in known.values()], now)
+        appointments = _appointments(session, tenant, [p.id for p, _ in known.values()], now)
         for item in chunk:
             patient, preference = known.get(item["recipient"], (None, None))
             yield _plan_one(tenant, content, row=item.get("row"), recipient=item["recipient"], patient=patient,
@@ -221,7 +223,7 @@ def plan_grouped(session: TenantSession, tenant: Tenant, audience: Mapping[str, 
     has_preference = NotificationPreference.id.is_not(None)
     keys = (has_preference, NotificationPreference.language, Patient.language,
             NotificationPreference.promotional_consent)
-    base = audiences.with_preferences(audiences.patients_query(audience, content.channel, tenant.timezone)).where(
+    base = audiences.with_preferences(audiences.patients_query(audience, content.channel, tenant)).where(
         alike)
     column = audiences.contact_column(content.channel)
     groups = []

@@ -359,7 +359,7 @@ def confirm(session: TenantSession, actor: Actor, draft: Draft, *, typed_count: 
     send_at = clinic_time_to_utc(session, send_at_local) if send_at_local else None
     if send_at is not None and send_at <= now:
         raise ValidationError("The scheduled time is in the past (clinic time).", field="send_at")
-    size = audiences.count(session, audience, draft.channel, tenant.timezone)
+    size = audiences.count(session, audience, draft.channel, tenant)
     if size == 0:
         raise ValidationError("Nobody in this audience can be sent to.", field="audience")
     threshold = get_settings().bulk_confirm_threshold
