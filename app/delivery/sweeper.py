@@ -10,13 +10,22 @@ Each pass:
    ``UNKNOWN_RESEND_AFTER_SECONDS`` is queued again (the provider has no record of it);
 5. re-checks the WhatsApp approval of linked Content templates (a few per pass);
 6. asks again for the expansion of bulk jobs still ``expanding`` that no worker is on (lost job).
+
+Nothing one clinic or one provider does stops a pass: each step runs even when an earlier one
+failed, the messages to look up are found per clinic (``clinics_with``, which reads clinic ids
+only) and settled one by one, and a message whose settling fails is logged by its id and left for
+the next pass. A provider that fails ``PROVIDER_FAILURES_PER_PASS`` lookups in a row for a clinic
+is not asked again for that clinic's messages in this pass.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from sqlalchemy import or_, select, update
 
@@ -36,6 +45,9 @@ from db.session import system_session
 log = logging.getLogger(__name__)
 
 MAX_PER_PASS = 20_000
+MAX_LOOKUPS_PER_CLINIC = 1000
+PROVIDER_FAILURES_PER_PASS = 3
+T = TypeVar("T")
 
 
 @dataclass
@@ -47,6 +59,7 @@ class SweepReport:
     requeued: int = 0
     approvals_changed: int = 0
     resumed_expansions: int = 0
+    lookup_failed: int = 0  # messages left for the next pass (their provider could not be asked, or an error)
     notes: list[str] = field(default_factory=list)
 
 
@@ -168,53 +181,125 @@ def _requeue_unknown(session, message: Message, now: dt.datetime):  # type: igno
     return result.rowcount
 
 
-def _rows(runtime: Runtime, status: MessageStatus,
+def clinics_with(runtime: Runtime, status: MessageStatus, before: dt.datetime) -> list[uuid.UUID]:
+    """The clinics that have messages in ``status`` claimed before ``before`` (reads clinic ids only)."""
+    with system_session(runtime.engine) as session:
+        return list(session.scalars(
+            select(Message.tenant_id).where(Message.status == status, Message.claimed_at <= before).distinct()
+        ))
+
+
+def _rows(runtime: Runtime, clinic: uuid.UUID, status: MessageStatus,
           before: dt.datetime) -> list[tuple[Message, MessageTemplate | None, Tenant]]:
     with system_session(runtime.engine) as session:
         rows = session.execute(
             select(Message, MessageTemplate, Tenant)
             .join(Tenant, Tenant.id == Message.tenant_id)
             .outerjoin(MessageTemplate, MessageTemplate.id == Message.template_id)
-            .where(Message.status == status, Message.claimed_at <= before)
-            .order_by(Message.claimed_at).limit(1000)
+            .where(Message.tenant_id == clinic, Message.status == status, Message.claimed_at <= before)
+            .order_by(Message.claimed_at).limit(MAX_LOOKUPS_PER_CLINIC)
         ).all()
         session.expunge_all()
         return [(m, t, c) for m, t, c in rows]
 
 
+@dataclass
+class _Tally:
+    settled: int = 0
+    requeued: int = 0
+    failed: int = 0
+
+    def __iadd__(self, other: _Tally) -> _Tally:
+        self.settled += other.settled
+        self.requeued += other.requeued
+        self.failed += other.failed
+        return self
+
+
+def _settle_clinic(runtime: Runtime, clinic: uuid.UUID, status: MessageStatus, before: dt.datetime,
+                   now: dt.datetime, resend_if_missing: Callable[[Message], bool]) -> _Tally:
+    """Look up and settle one clinic's messages in ``status``, each on its own."""
+    tally = _Tally()
+    failures: dict[str, int] = {}  # provider -> lookups failed in a row for this clinic
+    for message, template, tenant in _rows(runtime, clinic, status, before):
+        if message.provider and failures.get(message.provider, 0) >= PROVIDER_FAILURES_PER_PASS:
+            tally.failed += 1  # that provider is not answering for this clinic: next pass
+            continue
+        try:
+            outcome = _lookup_and_settle(runtime, message, template, tenant, now,
+                                         resend_if_missing=resend_if_missing(message))
+        except Exception as exc:  # noqa: BLE001 - one message never stops the others
+            log.warning("settling message %s failed: %s", message.id, type(exc).__name__)
+            outcome = "error"
+        if outcome in ("lookup_failed", "error"):
+            tally.failed += 1
+            if message.provider:
+                failures[message.provider] = failures.get(message.provider, 0) + 1
+        elif message.provider:
+            failures[message.provider] = 0
+        tally.settled += outcome == "settled"
+        tally.requeued += outcome == "requeued"
+    return tally
+
+
+def _settle_each_clinic(runtime: Runtime, status: MessageStatus, before: dt.datetime, now: dt.datetime,
+                        resend_if_missing: Callable[[Message], bool]) -> _Tally:
+    total = _Tally()
+    for clinic in clinics_with(runtime, status, before):
+        try:
+            total += _settle_clinic(runtime, clinic, status, before, now, resend_if_missing)
+        except Exception as exc:  # noqa: BLE001 - one clinic never stops the others
+            log.warning("settling the %s messages of clinic %s failed: %s", status.value, clinic,
+                        type(exc).__name__)
+            total.failed += 1
+    return total
+
+
 def recover_sending(runtime: Runtime, now: dt.datetime) -> tuple[int, int]:
+    tally = _recover_sending(runtime, now)
+    return tally.settled, tally.requeued
+
+
+def _recover_sending(runtime: Runtime, now: dt.datetime) -> _Tally:
     before = now - dt.timedelta(seconds=runtime.settings.sweep_sending_after_seconds)
-    settled = requeued = 0
-    for message, template, tenant in _rows(runtime, MessageStatus.SENDING, before):
-        outcome = _lookup_and_settle(runtime, message, template, tenant, now, resend_if_missing=True)
-        settled += outcome == "settled"
-        requeued += outcome == "requeued"
-    return settled, requeued
+    return _settle_each_clinic(runtime, MessageStatus.SENDING, before, now, lambda _message: True)
 
 
 def settle_unknown(runtime: Runtime, now: dt.datetime) -> tuple[int, int]:
+    tally = _settle_unknown(runtime, now)
+    return tally.settled, tally.requeued
+
+
+def _settle_unknown(runtime: Runtime, now: dt.datetime) -> _Tally:
     resend_before = now - dt.timedelta(seconds=runtime.settings.unknown_resend_after_seconds)
-    settled = requeued = 0
-    for message, template, tenant in _rows(runtime, MessageStatus.UNKNOWN, now - dt.timedelta(seconds=5)):
-        outcome = _lookup_and_settle(runtime, message, template, tenant, now,
-                                     resend_if_missing=(message.claimed_at or now) <= resend_before)
-        settled += outcome == "settled"
-        requeued += outcome == "requeued"
-    return settled, requeued
+    return _settle_each_clinic(runtime, MessageStatus.UNKNOWN, now - dt.timedelta(seconds=5), now,
+                               lambda message: (message.claimed_at or now) <= resend_before)
+
+
+def _step(report: SweepReport, name: str, fn: Callable[..., T], *args: Any) -> T | None:
+    """Run one step of the pass; a failure is logged and noted, and the next step still runs."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # each step runs whatever happened to the one before
+        log.exception("sweep step '%s' failed", name)
+        report.notes.append(f"{name} failed: {type(exc).__name__}")
+        return None
 
 
 def run_sweep(runtime: Runtime, now: dt.datetime | None = None) -> SweepReport:
     """One pass of the dispatcher and sweeper (safe to run concurrently; every step is conditional)."""
     now = now or runtime.clock()
     report = SweepReport()
-    report.promoted = promote_scheduled(runtime, now)
-    report.recovered_sending, requeued_a = recover_sending(runtime, now)
-    report.settled_unknown, requeued_b = settle_unknown(runtime, now)
-    report.requeued = requeued_a + requeued_b
-    report.enqueued = enqueue_waiting(runtime, now)
-    try:
-        report.approvals_changed = refresh_due_approvals(runtime.engine, runtime.settings, now)
-    except Exception:  # a Content API problem must not stop delivery sweeps
-        log.exception("refreshing WhatsApp template approvals failed")
-    report.resumed_expansions = bulk_expansion.resume_lost(runtime, now)
+    report.promoted = _step(report, "promote scheduled", promote_scheduled, runtime, now) or 0
+    sending = _step(report, "recover sending", _recover_sending, runtime, now) or _Tally()
+    unknown = _step(report, "settle unknown", _settle_unknown, runtime, now) or _Tally()
+    report.recovered_sending, report.settled_unknown = sending.settled, unknown.settled
+    report.requeued = sending.requeued + unknown.requeued
+    report.lookup_failed = sending.failed + unknown.failed
+    report.enqueued = _step(report, "enqueue queued", enqueue_waiting, runtime, now) or 0
+    # a Content API problem must not stop delivery sweeps
+    report.approvals_changed = _step(report, "refresh WhatsApp approvals", refresh_due_approvals,
+                                     runtime.engine, runtime.settings, now) or 0
+    report.resumed_expansions = _step(report, "resume lost expansions", bulk_expansion.resume_lost,
+                                      runtime, now) or 0
     return report

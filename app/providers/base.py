@@ -116,7 +116,12 @@ class Provider(Protocol):
 
     def lookup(self, message: OutgoingMessage, *, provider_message_id: str | None,
                sent_after: dt.datetime) -> LookupResult | None:
-        """Find a message we may have sent (by id, else by recipient/body/time); None if unsupported."""
+        """Find a message we may have sent (by id, else by recipient/body/time); None if unsupported.
+
+        Every failure to ask (transport errors, 401 after changed credentials, 429, 5xx, an answer
+        that cannot be read) raises ``AmbiguousOutcome``: the message's fate is still unknown. Only
+        a provider's clear "no such message" is ``LookupResult(found=False)``.
+        """
         ...
 
 

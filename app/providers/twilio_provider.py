@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import requests
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
@@ -22,6 +22,7 @@ from app.providers.base import (
     NotProcessed,
     OutgoingMessage,
     PermanentFailure,
+    ProviderError,
 )
 from db.enums import Channel, MessageStatus
 
@@ -141,6 +142,14 @@ class TwilioProvider:
                 raise NotProcessed("Twilio could not be reached.", code="connection", provider=self.name) from None
             raise AmbiguousOutcome("The connection to Twilio broke after the request was sent.",
                                    code="timeout", provider=self.name) from None
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema):
+            raise NotProcessed("The Twilio API address is not a valid URL (TWILIO_API_BASE_URL).",
+                               code="configuration", provider=self.name, configuration=True) from None
+        except (requests.exceptions.RequestException, TwilioException, ValueError) as exc:
+            # The request left; its answer broke or could not be read (a proxy's HTML page, a cut body).
+            raise AmbiguousOutcome(f"Twilio's answer could not be read ({type(exc).__name__}); it may have "
+                                   "the message.", code="twilio-unreadable", provider=self.name) from None
         return Accepted(
             provider_message_id=created.sid,
             status=TWILIO_STATUS.get(str(created.status), MessageStatus.SENT),
@@ -177,11 +186,17 @@ class TwilioProvider:
                 return self._result(found)
             candidates = self._client().messages.list(to=self._address(message.recipient), limit=50)
         except TwilioRestException as exc:
-            if exc.status == 404:
+            if exc.status == 404 and provider_message_id:  # no such message (a list is never 404 for that)
                 return LookupResult(found=False)
-            raise AmbiguousOutcome(f"Lookup failed: {exc.msg}", code=str(exc.code), provider=self.name) from None
-        except requests.exceptions.RequestException as exc:
-            raise AmbiguousOutcome(f"Lookup failed: {type(exc).__name__}", code="timeout",
+            raise self._lookup_error(exc.status, str(exc.code) if exc.code else None) from None
+        except TwilioException as exc:  # the SDK's base class: a list page that did not come back 200
+            response = exc.args[1] if len(exc.args) > 1 else None
+            raise self._lookup_error(getattr(response, "status_code", None), None) from None
+        except requests.exceptions.Timeout:
+            raise AmbiguousOutcome("Lookup failed: Twilio did not answer in time.", code="timeout",
+                                   provider=self.name) from None
+        except (requests.exceptions.RequestException, ValueError) as exc:  # transport, or an unreadable answer
+            raise AmbiguousOutcome(f"Lookup failed: {type(exc).__name__}", code="connection",
                                    provider=self.name) from None
         margin = sent_after - dt.timedelta(seconds=60)
         for item in candidates:
@@ -192,6 +207,16 @@ class TwilioProvider:
             if body_matches and (created is None or created >= margin):
                 return self._result(item)
         return LookupResult(found=False)
+
+    def _lookup_error(self, status: int | None, code: str | None) -> ProviderError:
+        """A failed lookup: the message's fate is still unknown (never "Twilio does not have it")."""
+        if status == 429 or code == "20429":
+            text, code = "too many requests to Twilio", code or "20429"
+        elif status in (401, 403) or code == "20003":
+            text, code = "Twilio did not accept the account's credentials", code or "20003"
+        else:
+            text, code = f"Twilio answered HTTP {status or '?'}", code or f"twilio-{status or 'error'}"
+        return AmbiguousOutcome(f"Lookup failed: {text}.", code=code, provider=self.name)
 
     def _result(self, item: Any) -> LookupResult:
         return LookupResult(

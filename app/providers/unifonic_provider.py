@@ -231,10 +231,13 @@ class UnifonicProvider:
             response = self._http.post(SEND_PATH, data=params)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
             raise NotProcessed("Unifonic could not be reached.", code="connection", provider=self.name) from None
+        except httpx.UnsupportedProtocol:
+            raise NotProcessed("The Unifonic API address is not a valid URL (UNIFONIC_API_BASE_URL).",
+                               code="configuration", provider=self.name, configuration=True) from None
         except httpx.TimeoutException:
             raise AmbiguousOutcome("Unifonic did not answer in time; it may have the message.", code="timeout",
                                    provider=self.name) from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.StreamError) as exc:
             raise AmbiguousOutcome(f"The connection to Unifonic broke after the request was sent "
                                    f"({type(exc).__name__}).", code="timeout", provider=self.name) from None
         return self._accepted(response, sender)
@@ -305,14 +308,21 @@ class UnifonicProvider:
             params["CorrelationID"] = str(message.message_id)
         try:
             response = self._http.post(LOOKUP_PATH, data=params)
-        except httpx.HTTPError as exc:
-            raise AmbiguousOutcome(f"Lookup failed: {type(exc).__name__}", code="timeout",
+        except httpx.TimeoutException:
+            raise AmbiguousOutcome("Lookup failed: Unifonic did not answer in time.", code="timeout",
+                                   provider=self.name) from None
+        except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as exc:
+            raise AmbiguousOutcome(f"Lookup failed: {type(exc).__name__}", code="connection",
                                    provider=self.name) from None
         if response.status_code == 404:
             return LookupResult(found=False)
         payload = _json(response)
+        if response.status_code == 429 or response.status_code in _HTTP_CONFIGURATION:  # still unknown
+            reason = "too many requests" if response.status_code == 429 else "the account (AppSid) was refused"
+            raise AmbiguousOutcome(f"Lookup failed: {reason}.", code=f"unifonic-{response.status_code}",
+                                   provider=self.name)
         if response.status_code >= 300 or _truthy(payload.get("success")) is not True:
-            if _looks_not_found(payload):
+            if response.status_code < 500 and _looks_not_found(payload):
                 return LookupResult(found=False)
             text = _text(payload.get("message")) or f"HTTP {response.status_code}"
             raise AmbiguousOutcome(f"Lookup failed: {text}", code=_text(payload.get("errorCode"))
