@@ -18,6 +18,7 @@ from sqlalchemy import Select, and_, or_, select
 
 from app.csv_export import to_csv
 from app.errors import ValidationError
+from app.search_text import check_text
 from app.services import audit
 from app.services.permissions import Actor, Permission, authorize
 from db.models import AuditEvent, User
@@ -27,6 +28,7 @@ PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 EXPORT_CHUNK = 1000
 MAX_EXPORT_ROWS = 200_000
+MAX_FILTER_ACTIONS = 200
 CSV_HEADER = ("time (UTC)", "who", "action", "object type", "object id", "details")
 
 # Plain words for the actions the app records; an action not listed is shown by its own name.
@@ -182,6 +184,12 @@ def _entry(event: AuditEvent) -> AuditEntry:
 
 
 def _check_filter(filters: AuditFilter) -> None:
+    for name, label in (("object_type", "The object type"), ("object_id", "The object id")):
+        check_text(getattr(filters, name) or "", field=name, label=label)
+    if len(filters.actions) > MAX_FILTER_ACTIONS:
+        raise ValidationError(f"Choose at most {MAX_FILTER_ACTIONS} actions.", field="actions")
+    for action in filters.actions:
+        check_text(action, field="actions", label="An action")
     for name in ("since", "until"):
         value = getattr(filters, name)
         if value is not None and value.tzinfo is None:

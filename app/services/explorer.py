@@ -28,6 +28,7 @@ from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, 
 from app.delivery.error_codes import ErrorInfo, explain
 from app.errors import ConflictError, NotFoundError, ValidationError
 from app.phones import phone_search_key
+from app.search_text import clean_search, contains
 from app.services.contacts import shown_contact
 from app.services.messaging import CANCELLABLE, RETRYABLE, MessagingService, SendResult
 from app.services.permissions import Actor, Permission, authorize
@@ -42,6 +43,7 @@ COUNT_CAP = 10_000
 RETRY_ALL_CAP = 5_000
 MAX_FAN_OUT = 25  # more values than this are read with a plain IN (...)
 MAX_NAME_MATCHES = 20
+MAX_ERROR_CODE = 32  # the column's length: a longer code matches nothing
 PERIODS: dict[str, str] = {"7d": "Last 7 days", "30d": "Last 30 days", "90d": "Last 90 days",
                            "custom": "Custom dates", "all": "All time"}
 _PERIOD_DAYS = {"7d": 7, "30d": 30, "90d": 90}
@@ -75,6 +77,9 @@ class MessageFilter:
                                   field="period")
         if self.period == "custom" and self.date_from and self.date_to and self.date_from > self.date_to:
             raise ValidationError("The start date is after the end date.", field="date_from")
+        object.__setattr__(self, "search", clean_search(self.search))
+        object.__setattr__(self, "error_code", clean_search(self.error_code, field="error_code",
+                                                            label="The error code", max_chars=MAX_ERROR_CODE))
 
     def to_params(self) -> dict[str, str]:
         """The URL query parameters of this filter (defaults left out)."""
@@ -115,9 +120,9 @@ class MessageFilter:
             template_id=_uuid(params.get("template"), "template"),
             bulk_job_id=_uuid(params.get("bulk"), "bulk"),
             patient_id=_uuid(params.get("patient"), "patient"),
-            error_code=(params.get("error") or "").strip()[:32],
+            error_code=params.get("error") or "",
             include_test=params.get("test") in ("1", "true", "yes"),
-            search=(params.get("search") or params.get("q") or "").strip()[:200],
+            search=params.get("search") or params.get("q") or "",
             oldest_first=params.get("sort") == "oldest",
         )
 
@@ -222,8 +227,7 @@ def resolve_search(session: TenantSession, text: str, region: str) -> SearchTerm
         return SearchTerms(recipients=(phone,))
     ids = tuple(session.scalars(
         select(Patient.id).where(Patient.deleted_at.is_(None), or_(
-            Patient.mrn == text, func.lower(Patient.name_en).contains(text.lower(), autoescape=True),
-            Patient.name_ar.contains(text, autoescape=True)))
+            Patient.mrn == text, contains(Patient.name_en, text), contains(Patient.name_ar, text)))
         .order_by(Patient.name_en).limit(MAX_NAME_MATCHES)))
     return SearchTerms(patient_ids=ids, matched_nothing=not ids)
 

@@ -18,6 +18,7 @@ from app.delivery.error_codes import explain
 from app.delivery.optouts import set_channel_opt_in
 from app.errors import NotFoundError, ValidationError
 from app.phones import phone_search_key
+from app.search_text import clean_search, contains
 from app.services import audit
 from app.services.contacts import shown_contact
 from app.services.explorer import clinic_of
@@ -87,7 +88,7 @@ def search_patients(session: TenantSession, actor: Actor, text: str, *, limit: i
                     ) -> list[PatientSummary]:
     """Patients by phone (however typed), e-mail, MRN, or part of the English or Arabic name."""
     authorize(session, actor, Permission.VIEW_PATIENTS)
-    text = text.strip()
+    text = clean_search(text)
     if len(text) < 2:
         return []
     query = select(Patient).where(Patient.deleted_at.is_(None))
@@ -97,9 +98,8 @@ def search_patients(session: TenantSession, actor: Actor, text: str, *, limit: i
     elif phone:
         query = query.where(Patient.phone_e164 == phone)
     else:
-        query = query.where(or_(Patient.mrn == text,
-                                func.lower(Patient.name_en).contains(text.lower(), autoescape=True),
-                                Patient.name_ar.contains(text, autoescape=True)))
+        query = query.where(or_(Patient.mrn == text, contains(Patient.name_en, text),
+                                contains(Patient.name_ar, text)))
     return [_summary(actor, p) for p in session.scalars(query.order_by(Patient.name_en).limit(limit))]
 
 

@@ -29,6 +29,7 @@ from app.config import Settings, get_settings
 from app.delivery.queue import JobQueue
 from app.errors import ConflictError, NotFoundError, ValidationError
 from app.reply_lint import reply_warnings
+from app.search_text import clean_search, contains
 from app.segments import count_segments
 from app.services import audit
 from app.services.message_content import CHANNEL_BODY_LIMITS, STANDARD_VARIABLES, choose_language
@@ -488,10 +489,9 @@ def list_templates(
         query = query.where(MessageTemplate.channel == Channel.parse(channel))
     if active is not None:
         query = query.where(MessageTemplate.is_active.is_(active))
-    text = (search or "").strip().lower()
+    text = clean_search(search)
     if text:
-        query = query.where(func.lower(MessageTemplate.code).contains(text, autoescape=True)
-                            | func.lower(MessageTemplate.name).contains(text, autoescape=True))
+        query = query.where(contains(MessageTemplate.code, text) | contains(MessageTemplate.name, text))
     templates = list(session.scalars(query.order_by(MessageTemplate.code)))
     usage: dict[uuid.UUID, tuple[int, int, int, dt.datetime | None]] = {}
     if templates:
