@@ -25,10 +25,10 @@ def sign_in_screen() -> None:
     _, middle, _ = st.columns([1, 2, 1])
     with middle:
         st.title("Clinic Notifications", anchor=False)
+        pending = session.pending_password_change()  # first: one that timed out leaves a notice
         notice = session.pop_notice()
         if notice:
             st.info(notice, icon=":material/schedule:")
-        pending = session.pending_password_change()
         if pending is not None:
             choose_new_password(pending)
             return

@@ -1,19 +1,23 @@
-"""Signing in and out of the staff app: the form, wrong passwords, idle timeout, deactivation, SSO."""
+"""Signing in and out of the staff app: the form, wrong passwords, idle timeout, account changes by
+an admin (reset, deactivation, role change), the new password after a reset, SSO."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
 from sqlalchemy import Engine, select
+from streamlit.testing.v1 import AppTest
 
 from app.services import auth, staff
+from app.services.permissions import Actor
 from app.ui.text import plain
 from db.enums import Role
 from db.models import AuditEvent
 from db.session import system_session, tenant_session
 from db.types import utcnow
-from tests.factories import make_tenant
+from tests.factories import make_tenant, make_user
 from tests.pages.conftest import Clinic, button, new_app, sign_in, signed_in, texts
 
 
@@ -51,14 +55,15 @@ def test_an_empty_form_asks_for_both_fields(clinic: Clinic) -> None:
     assert texts(at.error) == ["Enter your username and password."]
 
 
-def test_a_locked_account_says_so(clinic: Clinic) -> None:
+def test_a_locked_account_answers_like_a_wrong_password(clinic: Clinic) -> None:
     for _ in range(5):
         with pytest.raises(auth.AuthenticationError):
             auth.authenticate(clinic.engine, "fatima", "wrong-password")
 
-    at = sign_in(new_app().run(), "fatima")
+    at = sign_in(new_app().run(), "fatima")  # the right password, but locked
 
-    assert "locked after too many failed sign-ins" in at.error[0].value
+    assert texts(at.error) == [auth.WRONG_CREDENTIALS]
+    assert texts(sign_in(new_app().run(), "nobody").error) == [auth.WRONG_CREDENTIALS]
     assert "Log out" not in [b.label for b in at.button]
 
 
@@ -109,15 +114,132 @@ def test_activity_within_the_idle_limit_keeps_the_session(clinic: Clinic) -> Non
     assert at.title[0].value == "Analytics"  # an analyst's landing page
 
 
-def test_a_deactivated_user_is_signed_out_at_the_next_click(clinic: Clinic) -> None:
-    at = signed_in(clinic.front_desk)
+# --- an admin's change ends the user's sessions at their next click ----------------------------
+
+TEMPORARY = "temporary-password-1"
+CHANGES = {
+    "reset": lambda s, admin, user: staff.reset_password(s, admin, user.user_id, TEMPORARY),
+    "deactivate": lambda s, admin, user: staff.set_active(s, admin, user.user_id, False),
+    "role change": lambda s, admin, user: staff.change_role(s, admin, user.user_id, Role.ANALYST),
+}
+
+
+def change_account(clinic: Clinic, change: str, user: Actor | None = None) -> None:
     with tenant_session(clinic.engine, clinic.admin.tenant_id) as session:
-        staff.set_active(session, clinic.admin, clinic.front_desk.user_id, False)
+        CHANGES[change](session, clinic.admin, user or clinic.front_desk)
+
+
+def signed_out_with(at: AppTest, notice: str) -> None:
+    assert not at.exception, at.exception
+    assert [t.label for t in at.text_input] == ["Username", "Password"]
+    assert texts(at.info) == [notice]
+    assert not at.sidebar.children
+    with pytest.raises(ValueError):
+        at.switch_page("../pages/home.py")
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_a_change_by_an_admin_signs_the_user_out_at_the_next_click(clinic: Clinic, change: str) -> None:
+    # Clinic B has a front desk too; a change to clinic A's must leave B's session alone.
+    clinic_b = make_tenant(clinic.engine, "clinic-b", "Al Shifa Clinic")
+    desk_b = make_user(clinic.engine, clinic_b, "fatima-b", Role.FRONT_DESK)
+    at, at_b, at_admin = signed_in(clinic.front_desk), signed_in(desk_b), signed_in(clinic.admin)
+
+    change_account(clinic, change)
+    at.run()
+    at_b.run()
+    at_admin.run()
+
+    signed_out_with(at, "Your account was changed by an administrator; sign in again.")
+    assert "auth.session_revoked" in audit_actions(clinic)
+    assert at_b.title[0].value == "Dashboard" and "Log out" in [b.label for b in at_b.sidebar.button]
+    assert at_admin.title[0].value == "Dashboard"  # the admin who made the change stays
+
+
+def test_the_same_change_twice_does_not_end_a_fresh_session(clinic: Clinic) -> None:
+    change_account(clinic, "role change")
+    at = signed_in(clinic.analyst)  # omar is an analyst already: nothing changes
+    change_account(clinic, "role change", clinic.analyst)
+    at.run()
+
+    assert at.title[0].value == "Analytics"
+
+
+# --- choosing a new password after an admin's reset ---------------------------------------------
+
+
+def choose(at: AppTest, password: str, repeat: str | None = None) -> AppTest:
+    at.text_input(key="new_password").input(password)
+    at.text_input(key="new_password_confirm").input(password if repeat is None else repeat)
+    return button(at, "Set password and sign in").click().run()
+
+
+def test_a_reset_user_must_choose_a_new_password_before_seeing_any_page(clinic: Clinic) -> None:
+    change_account(clinic, "reset")
+
+    at = sign_in(new_app().run(), "fatima", TEMPORARY)
+
+    assert not at.exception, at.exception
+    assert [s.value for s in at.subheader] == ["Choose a new password"]
+    assert [t.label for t in at.text_input] == ["New password", "Repeat the new password"]
+    assert auth.CHOOSE_NEW_PASSWORD in texts(at.info)
+    assert not at.sidebar.children and "Log out" not in [b.label for b in at.button]
+    for page in ("../pages/home.py", "../pages/messages.py", "../pages/staff.py"):
+        with pytest.raises(ValueError):
+            at.switch_page(page)
+    assert "auth.actor" not in at.session_state  # no actor any page or service could use
+
+    at.run()  # a click elsewhere: still only this form
+    assert [t.label for t in at.text_input] == ["New password", "Repeat the new password"]
+
+    assert texts(choose(at, "my-own-password-9", "my-own-password-0").error) == ["The two passwords are not the same."]
+    assert texts(choose(at, TEMPORARY).error) == [auth.SAME_PASSWORD]
+    assert texts(choose(at, "short").error) == ["The password must be at least 10 characters long."]
+    assert "auth.actor" not in at.session_state
+
+    choose(at, "my-own-password-9")
+
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Dashboard"
+    assert "Log out" in [b.label for b in at.sidebar.button]
+    assert "auth.password_changed" in audit_actions(clinic)
+    # the next sign-in uses the new password and goes straight in
+    with pytest.raises(auth.AuthenticationError, match="Wrong"):
+        auth.authenticate(clinic.engine, "fatima", TEMPORARY)
+    assert sign_in(new_app().run(), "fatima", "my-own-password-9").title[0].value == "Dashboard"
+
+
+def test_back_to_sign_in_leaves_the_password_to_choose_at_the_next_sign_in(clinic: Clinic) -> None:
+    change_account(clinic, "reset")
+    at = sign_in(new_app().run(), "fatima", TEMPORARY)
+
+    button(at, "Back to sign in").click().run()
+
+    assert [t.label for t in at.text_input] == ["Username", "Password"]
+    at = sign_in(at, "fatima", TEMPORARY)
+    assert [s.value for s in at.subheader] == ["Choose a new password"]
+
+
+def test_a_pending_new_password_ends_when_the_account_changes_again(clinic: Clinic) -> None:
+    change_account(clinic, "reset")
+    at = sign_in(new_app().run(), "fatima", TEMPORARY)
+    change_account(clinic, "deactivate")
+
+    choose(at, "my-own-password-9")
+
+    signed_out_with(at, "Your account was changed by an administrator; sign in again.")
+
+
+def test_a_pending_new_password_times_out_like_a_session(clinic: Clinic) -> None:
+    change_account(clinic, "reset")
+    at = sign_in(new_app().run(), "fatima", TEMPORARY)
+    pending = at.session_state["auth.pending_password_change"]
+    at.session_state["auth.pending_password_change"] = dataclasses.replace(
+        pending, issued_at=pending.issued_at - dt.timedelta(minutes=31))
 
     at.run()
 
-    assert [t.label for t in at.text_input] == ["Username", "Password"]
-    assert "no longer active" in at.info[0].value
+    signed_out_with(at, "You were signed out after 30 minutes without activity.")
 
 
 # --- single sign-on -----------------------------------------------------------------------------
