@@ -219,16 +219,10 @@ def complete_password_change(
         return actor
 
 
-LOGOUT_ACTIONS = {
-    "logout": "auth.logout",  # the user clicked
-    "timeout": "auth.timeout",  # idle too long
-    "account_changed": "auth.session_revoked",  # reset, deactivated, deleted or another role
-}
-
-
 def record_logout(engine: Engine, actor: Actor, *, reason: str = "logout") -> None:
-    """Audit the end of a session: ``logout`` (the user clicked) or ``timeout`` (idle)."""
-    action = LOGOUT_ACTIONS.get(reason, "auth.timeout")
+    """Audit the end of a session: ``logout`` (the user clicked) or ``timeout`` (idle). A session
+    ended by an admin's change is audited by ``check_session`` (``auth.session_revoked``)."""
+    action = "auth.logout" if reason == "logout" else "auth.timeout"
     with tenant_session(engine, actor.tenant_id) as session:
         audit.record(session, actor, action, object_type="user", object_id=actor.user_id)
 
