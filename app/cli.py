@@ -23,10 +23,19 @@ def _engine():  # type: ignore[no-untyped-def]
     return get_engine()
 
 
+def _owner_engine():  # type: ignore[no-untyped-def]
+    """The tables' owner (MIGRATION_DATABASE_URL), for migrations and roles; DATABASE_URL when unset."""
+    from app.config import get_settings
+    from app.database import engine_for
+
+    settings = get_settings()
+    return engine_for(settings.migration_database_url or settings.database_url)
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from db.migrate import current_revision, upgrade
 
-    engine = _engine()
+    engine = _owner_engine()
     upgrade(engine)
     print(f"Database is at migration {current_revision(engine)} ({engine.url.render_as_string(hide_password=True)}).")
     return EXIT_OK
@@ -98,6 +107,23 @@ def _read_password(args: argparse.Namespace) -> str:
     return first
 
 
+def cmd_db_roles(args: argparse.Namespace) -> int:
+    import os
+
+    from db.roles import create_roles, grant_privileges
+
+    engine = _owner_engine()
+    if engine.dialect.name != "postgresql":
+        print("SQLite has no roles or row-level security; nothing to do.")
+        return EXIT_OK
+    with engine.begin() as connection:
+        create_roles(connection, args.app_role, args.system_role, os.environ.get("CLINIC_APP_PASSWORD") or None)
+        grant_privileges(connection, args.app_role, args.system_role)
+    print(f"Roles ready: the app connects as '{args.app_role}' (row-level security applies); cross-clinic work "
+          f"enters '{args.system_role}'. Point DATABASE_URL of the app, workers and callbacks at '{args.app_role}'.")
+    return EXIT_OK
+
+
 def cmd_create_user(args: argparse.Namespace) -> int:
     from app.services import staff, tenants
     from db.session import system_session, tenant_session
@@ -124,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="apply database migrations (DATABASE_URL)")
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("db-roles", help="PostgreSQL: create the app and system roles and grant them (run as owner)")
+    p.add_argument("--app-role", default="clinic_app", help="the role the app, workers and callbacks log in as")
+    p.add_argument("--system-role", default="clinic_system",
+                   help="the BYPASSRLS role entered for cross-clinic work (DATABASE_SYSTEM_ROLE)")
+    p.set_defaults(func=cmd_db_roles)
 
     p = sub.add_parser("seed-demo", help="create two demo clinics with staff, patients and history")
     p.add_argument("--messages", type=int, default=None, metavar="N",

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
     database_url: str = Field(default=f"sqlite:///{DEFAULT_SQLITE_PATH}")
+    database_system_role: str = "clinic_system"  # PostgreSQL: the BYPASSRLS role for cross-clinic work
+    migration_database_url: str | None = None  # the tables' owner, for migrate and db-roles (default DATABASE_URL)
     redis_url: str | None = None
     timezone: str = "Asia/Riyadh"
 

@@ -12,7 +12,7 @@ from db.session import make_engine
 
 @lru_cache(maxsize=4)
 def engine_for(url: str) -> Engine:
-    return make_engine(url)
+    return make_engine(url, system_role=get_settings().database_system_role)
 
 
 def get_engine() -> Engine:

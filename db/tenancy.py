@@ -45,6 +45,15 @@ def _tenant_of(session: Session) -> uuid.UUID | None:
     return tenant_id
 
 
+@event.listens_for(TenantSession, "after_begin")
+def _enter_database_scope(session: Session, transaction: Any, connection: Any) -> None:
+    """The database's wall (PostgreSQL row-level security) follows the session's clinic."""
+    from db.session import SYSTEM, enter_scope
+
+    tenant_id = _tenant_of(session)
+    enter_scope(connection, SYSTEM if tenant_id is None else tenant_id)
+
+
 @event.listens_for(TenantSession, "do_orm_execute")
 def _scope_statement(state: ORMExecuteState) -> None:
     if state.is_insert:

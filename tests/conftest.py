@@ -1,8 +1,11 @@
 """Shared fixtures: real databases on both backends, factories, the services summary line.
 
 PostgreSQL comes from TEST_DATABASE_URL (default: the local server); each test run creates
-its own database and drops it at the end, so two runs never collide. Where a server cannot be
-reached its tests are skipped with one summary line; with REQUIRE_SERVICES=1 that is an error.
+its own database and drops it at the end, so two runs never collide. The database is migrated by
+its owner and the tests connect as the app role (``clinic_app``), so row-level security holds
+them as it holds production. Every database starts each test with a neighbouring clinic whose
+patients overlap the tests' own (``tests/neighbours.py``). Where a server cannot be reached its
+tests are skipped with one summary line; with REQUIRE_SERVICES=1 that is an error.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from sqlalchemy.engine import make_url
 
 from db.migrate import upgrade
 from db.models import Base
+from db.roles import create_roles, grant_privileges
 from db.session import make_engine
+from tests.neighbours import seed_neighbour
 
 pytest_plugins = ["tests.peers.fixtures"]
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+APP_ROLE, SYSTEM_ROLE = "clinic_app", "clinic_system"
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
 _unreachable: dict[str, str] = {}
@@ -40,8 +46,9 @@ def _service_missing(service: str, reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test run (per xdist worker), dropped at the end."""
+def pg_owner_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run (per xdist worker), dropped at the end; the
+    owner's URL (migrations, emptying tables)."""
     if "postgresql" in _unreachable:
         _service_missing("postgresql", _unreachable["postgresql"])
     admin_url = make_url(_pg_admin_url()).set(drivername="postgresql+psycopg")
@@ -53,10 +60,29 @@ def pg_url() -> Iterator[str]:
     except Exception as exc:  # noqa: BLE001 - any connection failure means "unreachable"
         admin.dispose()
         _service_missing("postgresql", f"{admin_url.render_as_string(hide_password=True)}: {type(exc).__name__}")
+    with admin.connect() as conn, conn.begin():  # roles are cluster-wide: one xdist worker at a time
+        conn.execute(text("SELECT pg_advisory_xact_lock(16016)"))
+        create_roles(conn, APP_ROLE, SYSTEM_ROLE)
     yield admin_url.set(database=name).render_as_string(hide_password=False)
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _pg_owner_engine(pg_owner_url: str) -> Iterator[Engine]:
+    engine = make_engine(pg_owner_url)
+    upgrade(engine)
+    with engine.begin() as connection:
+        grant_privileges(connection, APP_ROLE, SYSTEM_ROLE)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_owner_url: str, _pg_owner_engine: Engine) -> str:
+    """The migrated test database as the app role sees it (row-level security applies)."""
+    return make_url(pg_owner_url).set(username=APP_ROLE, password=None).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -76,8 +102,7 @@ def redis_url() -> str:
 
 @pytest.fixture(scope="session")
 def _pg_engine(pg_url: str) -> Iterator[Engine]:
-    engine = make_engine(pg_url)
-    upgrade(engine)
+    engine = make_engine(pg_url, system_role=SYSTEM_ROLE)
     yield engine
     engine.dispose()
 
@@ -92,7 +117,10 @@ def _sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]
 
 
 def _empty_all_tables(engine: Engine) -> None:
+    """Empty every table (on PostgreSQL as the owner: TRUNCATE is not the app role's right)."""
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    if engine.dialect.name == "postgresql":
+        engine = _OWNERS.get(engine.url.database or "", engine)
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("TRUNCATE " + ", ".join(tables) + " CASCADE"))
@@ -101,29 +129,48 @@ def _empty_all_tables(engine: Engine) -> None:
                 conn.execute(text(f"DELETE FROM {name}"))
 
 
+_OWNERS: dict[str, Engine] = {}  # the app role's database name -> the owner's engine
+
+
+def _fresh(engine: Engine) -> Engine:
+    """Empty the database, then add the neighbouring clinic every test shares its data with."""
+    _empty_all_tables(engine)
+    seed_neighbour(engine)
+    return engine
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    """A migrated, empty database on each supported backend (the test runs once per backend)."""
-    eng = request.getfixturevalue("_sqlite_engine" if request.param == "sqlite" else "_pg_engine")
-    _empty_all_tables(eng)
-    yield eng
-    _empty_all_tables(eng)
+    """A migrated database on each supported backend (the test runs once per backend), empty but
+    for the neighbouring clinic."""
+    if request.param == "sqlite":
+        yield from _fresh_for(request.getfixturevalue("_sqlite_engine"))
+    else:
+        yield from _fresh_for(request.getfixturevalue("pg_engine_unseeded"))
+
+
+def _fresh_for(engine: Engine) -> Iterator[Engine]:
+    yield _fresh(engine)
+    _empty_all_tables(engine)
 
 
 @pytest.fixture
 def sqlite_engine(_sqlite_engine: Engine) -> Iterator[Engine]:
-    """An empty migrated SQLite database (for tests where the backend does not matter)."""
-    _empty_all_tables(_sqlite_engine)
-    yield _sqlite_engine
-    _empty_all_tables(_sqlite_engine)
+    """A migrated SQLite database, empty but for the neighbouring clinic."""
+    yield from _fresh_for(_sqlite_engine)
 
 
 @pytest.fixture
-def pg_engine(_pg_engine: Engine) -> Iterator[Engine]:
-    """An empty migrated PostgreSQL database (for PostgreSQL-only behaviour)."""
-    _empty_all_tables(_pg_engine)
-    yield _pg_engine
-    _empty_all_tables(_pg_engine)
+def pg_engine_unseeded(_pg_engine: Engine, _pg_owner_engine: Engine) -> Engine:
+    _OWNERS[_pg_engine.url.database or ""] = _pg_owner_engine
+    return _pg_engine
+
+
+@pytest.fixture
+def pg_engine(pg_engine_unseeded: Engine) -> Iterator[Engine]:
+    """The migrated PostgreSQL database as the app role (row-level security applies), empty but for
+    the neighbouring clinic (for PostgreSQL-only behaviour)."""
+    yield from _fresh_for(pg_engine_unseeded)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]

@@ -71,3 +71,11 @@ def make_message(
         session.add(message)
         session.flush()
         return message.id
+
+
+def system_connection(engine: Engine):  # type: ignore[no-untyped-def]
+    """A test's own cross-clinic SQL (setup and inspection), through the system entry: on PostgreSQL
+    a plain connection of the app role sees no clinic's rows."""
+    from db.session import SYSTEM, scoped_connection
+
+    return scoped_connection(engine, SYSTEM)

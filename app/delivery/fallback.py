@@ -21,7 +21,7 @@ from app.delivery.policy import decide
 from app.delivery.runtime import Runtime
 from db.enums import Channel, MessageClass, MessageStatus
 from db.models import Message, MessageTemplate, NotificationPreference, Patient, Tenant
-from db.session import system_session
+from db.session import clinic_of, tenant_session
 
 FALLBACK_STATUSES = (MessageStatus.FAILED, MessageStatus.UNDELIVERED)
 
@@ -41,7 +41,10 @@ def may_fall_back(channel: Channel | str, template: MessageTemplate | None, erro
 def fall_back_to_sms(runtime: Runtime, message_id: uuid.UUID, error_code: str | None) -> uuid.UUID | None:
     """Create and queue the SMS for a failed WhatsApp message; its id, or None when none applies."""
     now = runtime.clock()
-    with system_session(runtime.engine) as session:
+    clinic = clinic_of(runtime.engine, Message, message_id)
+    if clinic is None:
+        return None
+    with tenant_session(runtime.engine, clinic) as session:
         row = session.execute(
             select(Message, MessageTemplate, Tenant, Patient, NotificationPreference)
             .join(Tenant, Tenant.id == Message.tenant_id)

@@ -24,7 +24,7 @@ from app.providers.registry import build_step_provider
 from app.providers.routing import RouteStep, destination_of, routing_from_settings
 from db.enums import Channel
 from db.models import ProviderCredential, Tenant
-from db.session import system_session
+from db.session import tenant_session
 
 Route = tuple[Provider, ...]
 
@@ -70,7 +70,7 @@ class RouteResolver:
     def _stored_credentials(self, tenant_id: uuid.UUID) -> dict[str, dict[str, str] | str]:
         """The clinic's decrypted credentials per provider (a str: why they cannot be read)."""
         if tenant_id not in self._credentials:
-            with system_session(self.runtime.engine) as session:
+            with tenant_session(self.runtime.engine, tenant_id) as session:
                 rows = session.execute(select(ProviderCredential.provider, ProviderCredential.encrypted)
                                        .where(ProviderCredential.tenant_id == tenant_id)).all()
             found: dict[str, dict[str, str] | str] = {}

@@ -18,6 +18,7 @@ import random
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -41,7 +42,7 @@ from app.providers.base import (
 )
 from db.enums import Channel, Language, MessageClass, MessageStatus, OptOutSource
 from db.models import Message, MessageLog, MessageTemplate, NotificationPreference, Patient, Tenant
-from db.session import fast_connection, system_session
+from db.session import clinics_of, scoped_connection, tenant_session
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,10 @@ class Loaded:
     template: MessageTemplate | None
 
 
-def load(runtime: Runtime, message_ids: list[uuid.UUID]) -> dict[uuid.UUID, Loaded]:
-    """Read the waiting messages among ``message_ids`` with their clinic, patient, preference, template."""
-    with system_session(runtime.engine) as session:
+def load(runtime: Runtime, clinic: uuid.UUID, message_ids: list[uuid.UUID]) -> dict[uuid.UUID, Loaded]:
+    """Read the waiting messages among ``message_ids`` with their clinic, patient, preference, template
+    (inside ``clinic``: another clinic's message, patient or template is never read)."""
+    with tenant_session(runtime.engine, clinic) as session:
         rows = session.execute(
             select(Message, Tenant, Patient, NotificationPreference, MessageTemplate)
             .join(Tenant, Tenant.id == Message.tenant_id)
@@ -104,7 +106,21 @@ def deliver_batch(runtime: Runtime, message_ids: list[str], job_id: str | None =
     if job_id is not None:
         with runtime.queue.running(job_id):
             return deliver_batch(runtime, message_ids)
-    ids = deque(uuid.UUID(i) for i in message_ids)
+    by_clinic: dict[uuid.UUID, list[uuid.UUID]] = {}
+    wanted = [uuid.UUID(i) for i in message_ids]
+    clinics = clinics_of(runtime.engine, Message, wanted)
+    for message_id in wanted:
+        if message_id in clinics:
+            by_clinic.setdefault(clinics[message_id], []).append(message_id)
+    outcomes: Counter[str] = Counter(skipped=len(wanted) - len(clinics))
+    for clinic, ids in by_clinic.items():
+        outcomes.update(_deliver_in_clinic(runtime, clinic, ids))
+    return {k: v for k, v in outcomes.items() if v}
+
+
+def _deliver_in_clinic(runtime: Runtime, clinic: uuid.UUID, message_ids: list[uuid.UUID]) -> Counter[str]:
+    """``deliver_batch`` for the messages of one clinic, every read and write inside that clinic."""
+    ids = deque(message_ids)
     outcomes: Counter[str] = Counter()
     pending: deque[tuple[Loaded, Route]] = deque()
     resolver = RouteResolver(runtime)
@@ -113,7 +129,7 @@ def deliver_batch(runtime: Runtime, message_ids: list[str], job_id: str | None =
     def read_more() -> None:
         """Read the next few messages (small reads keep the senders' threads from stalling)."""
         chunk = [ids.popleft() for _ in range(min(LOAD_CHUNK, len(ids)))]
-        loaded = load(runtime, chunk)
+        loaded = load(runtime, clinic, chunk)
         outcomes["skipped"] += len(chunk) - len(loaded)
         for item in loaded.values():
             verdict = _decide(runtime, item, resolver)
@@ -162,7 +178,7 @@ def deliver_batch(runtime: Runtime, message_ids: list[str], job_id: str | None =
                 accepted = []
     record_accepted(runtime, accepted)
     outcomes["sent"] += len(accepted)
-    return {k: v for k, v in outcomes.items() if v}
+    return outcomes
 
 
 def deliver_one(runtime: Runtime, message_id: uuid.UUID) -> str:
@@ -176,7 +192,7 @@ def _decide(runtime: Runtime, item: Loaded, resolver: RouteResolver) -> Route | 
     message, tenant = item.message, item.tenant
     now = runtime.clock()
     if tenant.sending_paused:
-        with system_session(runtime.engine) as session:  # wait; resume re-enqueues
+        with tenant_session(runtime.engine, tenant.id) as session:  # wait; resume re-enqueues
             session.execute(update(Message).where(Message.id == message.id, Message.status == MessageStatus.QUEUED)
                             .values(enqueued_at=None, delivery_job_id=None)
                             .execution_options(synchronize_session=False))
@@ -190,14 +206,14 @@ def _decide(runtime: Runtime, item: Loaded, resolver: RouteResolver) -> Route | 
     )
     queued = (MessageStatus.QUEUED, message.tenant_id)
     if decision.defer_until is not None:
-        with system_session(runtime.engine) as session:
+        with tenant_session(runtime.engine, tenant.id) as session:
             moved = transition(session, message.id, MessageStatus.SCHEDULED, event="deferred",
                                detail=decision.defer_reason or "", only_from={MessageStatus.QUEUED},
                                values={"scheduled_at": decision.defer_until, "status_reason": decision.defer_reason
                                        or "", "enqueued_at": None, "delivery_job_id": None}, expected=queued)
         return "deferred" if moved else "skipped"
     if not decision.send:
-        with system_session(runtime.engine) as session:
+        with tenant_session(runtime.engine, tenant.id) as session:
             moved = transition(session, message.id, MessageStatus.SUPPRESSED, event="suppressed",
                                detail=decision.suppress_reason or "", only_from={MessageStatus.QUEUED},
                                values={"status_reason": decision.suppress_reason or ""}, expected=queued)
@@ -205,7 +221,7 @@ def _decide(runtime: Runtime, item: Loaded, resolver: RouteResolver) -> Route | 
     try:
         return resolver.route(tenant, Channel(message.channel), message.recipient)
     except PermanentFailure as exc:
-        with system_session(runtime.engine) as session:
+        with tenant_session(runtime.engine, tenant.id) as session:
             transition(session, message.id, MessageStatus.FAILED, event="rejected", detail=str(exc),
                        error_code=exc.code, values={"status_reason": str(exc)}, only_from={MessageStatus.QUEUED},
                        expected=queued)
@@ -218,10 +234,11 @@ def _claim(runtime: Runtime, group: list[tuple[Loaded, Route]]) -> list[tuple[Lo
         return []
     now = runtime.clock()
     by_id = {item.message.id: (item, route) for item, route in group}
-    with fast_connection(runtime.engine) as connection:
+    clinic = _one_clinic(item.message for item, _ in group)
+    with scoped_connection(runtime.engine, clinic) as connection:
         won = set(connection.scalars(
             update(Message)
-            .where(Message.id.in_(list(by_id)), Message.status == MessageStatus.QUEUED)
+            .where(Message.tenant_id == clinic, Message.id.in_(list(by_id)), Message.status == MessageStatus.QUEUED)
             .values(status=MessageStatus.SENDING, claimed_at=now, attempts=Message.attempts + 1, updated_at=now)
             .returning(Message.id)
         ))
@@ -234,6 +251,13 @@ def _claim(runtime: Runtime, group: list[tuple[Loaded, Route]]) -> list[tuple[Lo
                 for mid in won
             ])
     return [pair for mid, pair in by_id.items() if mid in won]
+
+
+def _one_clinic(messages: Iterable[Message]) -> uuid.UUID:
+    clinics = {message.tenant_id for message in messages}
+    if len(clinics) != 1:
+        raise ValueError("a group of messages written together must belong to one clinic")
+    return clinics.pop()
 
 
 def _send(runtime: Runtime, item: Loaded, route: Route) -> tuple[Accepted | ProviderError | None, Provider]:
@@ -264,7 +288,7 @@ def _send(runtime: Runtime, item: Loaded, route: Route) -> tuple[Accepted | Prov
 def _record_failover(runtime: Runtime, message: Message, exc: NotProcessed, refused: Provider,
                      following: Provider) -> None:
     """One timeline event per provider that did not take the message (it stays in ``sending``)."""
-    with fast_connection(runtime.engine) as connection:
+    with scoped_connection(runtime.engine, message.tenant_id) as connection:
         log_event(connection, message.id, message.tenant_id, "failover", provider=refused.name,
                   error_code=exc.code, at=runtime.clock(),
                   detail=f"{refused.name} did not take the message ({exc}); trying {following.name}")
@@ -325,9 +349,11 @@ def record_accepted(runtime: Runtime, accepted: list[tuple[Loaded, Accepted, Pro
         "detail": f"accepted as {result.provider_message_id}", "log_id": uuid.uuid4(),
     } for item, result, provider in accepted]
     table, logs = Message.__table__, MessageLog.__table__
-    with fast_connection(runtime.engine, durable=False) as connection:
+    clinic = _one_clinic(item.message for item, _, _ in accepted)
+    with scoped_connection(runtime.engine, clinic, durable=False) as connection:
         connection.execute(
-            update(table).where(table.c.id == bindparam("mid"), table.c.status == MessageStatus.SENDING)
+            update(table).where(table.c.tenant_id == clinic, table.c.id == bindparam("mid"),
+                                table.c.status == MessageStatus.SENDING)
             .values(status=MessageStatus.SENT, provider_message_id=bindparam("sid"), price=bindparam("price"),
                     price_unit=bindparam("price_unit"), sender=bindparam("sender"), provider=bindparam("provider"),
                     segments=bindparam("segments"), sent_at=bindparam("now"), updated_at=bindparam("now"),
@@ -338,7 +364,8 @@ def record_accepted(runtime: Runtime, accepted: list[tuple[Loaded, Accepted, Pro
             bindparam("log_id", type_=logs.c.id.type), table.c.id, table.c.tenant_id, literal("accepted"),
             literal(MessageStatus.SENDING.value), literal(MessageStatus.SENT.value), bindparam("provider"),
             bindparam("detail"), bindparam("now", type_=logs.c.created_at.type),
-        ).where(table.c.id == bindparam("mid"), table.c.provider_message_id == bindparam("sid"),
+        ).where(table.c.tenant_id == clinic, table.c.id == bindparam("mid"),
+                table.c.provider_message_id == bindparam("sid"),
                 table.c.status == MessageStatus.SENT, table.c.sent_at == bindparam("now"))
         connection.execute(
             insert(logs).from_select(
@@ -347,7 +374,8 @@ def record_accepted(runtime: Runtime, accepted: list[tuple[Loaded, Accepted, Pro
             rows,
         )
         connection.execute(  # a callback got there first: keep its status, fill in what it lacked
-            update(table).where(table.c.id == bindparam("mid"), table.c.provider_message_id.is_(None))
+            update(table).where(table.c.tenant_id == clinic, table.c.id == bindparam("mid"),
+                                table.c.provider_message_id.is_(None))
             .values(provider_message_id=bindparam("sid"), price=bindparam("price"),
                     price_unit=bindparam("price_unit"), sender=bindparam("sender"), segments=bindparam("segments")),
             rows,
@@ -364,7 +392,7 @@ def record_failure(runtime: Runtime, message: Message, exc: ProviderError, *, at
     reason = info.title if info else str(exc)
     now = runtime.clock()
     sending = (MessageStatus.SENDING, message.tenant_id)
-    with system_session(runtime.engine) as session:
+    with tenant_session(runtime.engine, message.tenant_id) as session:
         if isinstance(exc, PermanentFailure):
             transition(session, message.id, MessageStatus.FAILED, event="rejected", provider=exc.provider,
                        error_code=code, detail=str(exc), values={"status_reason": reason},

@@ -18,7 +18,7 @@ from app.delivery.callbacks import Outcome, apply_provider_status
 from app.delivery.error_codes import explain
 from db.enums import ALLOWED_TRANSITIONS, MessageStatus
 from db.models import Message
-from db.session import fast_connection
+from db.session import SYSTEM, scoped_connection
 from db.types import utcnow
 
 
@@ -91,7 +91,7 @@ def apply_many(engine: Engine, reports: list[StatusReport]) -> list[Outcome]:
         import json
 
         now = utcnow()
-        with fast_connection(engine) as connection:
+        with scoped_connection(engine, SYSTEM) as connection:  # callbacks span clinics: ids and statuses only
             for round_ in _rounds(reports):
                 payload = json.dumps([{
                     "sid": r.provider_message_id, "new": r.status.value, "code": r.error_code, "reason": _reason(r),

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from app.errors import ConflictError, NotFoundError, ValidationError
 from app.services import audit
@@ -106,7 +107,8 @@ def create_user(
     email = (email or "").strip().lower() or None
     if email and "@" not in email:
         raise ValidationError("That e-mail address is not valid.", field="email")
-    # Usernames are unique across all clinics: look without the tenant filter.
+    # Usernames are unique across all clinics. This look sees the whole table on SQLite; on PostgreSQL
+    # row-level security shows only this clinic, and the unique constraint answers for the others.
     taken = session.connection().execute(
         select(func.count()).select_from(User.__table__).where(func.lower(User.__table__.c.username) == name)
     ).scalar_one()
@@ -121,8 +123,12 @@ def create_user(
         password_hash=password_hash,
         password_changed_at=utcnow(),
     )
-    session.add(user)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(user)
+            session.flush()
+    except IntegrityError:
+        raise ConflictError(f"The username '{name}' is already taken.") from None
     audit.record(
         session, actor, "staff.create", object_type="user", object_id=user.id,
         details={"username": name, "role": role.value},

@@ -14,6 +14,7 @@ from app.analytics.rollups import DIMENSIONS, MEASURES, STATUS_DIMENSIONS, raw_a
 from db.enums import Channel, MessageStatus
 from db.models import Message, MessageRollup, MessageStatusRollup
 from db.session import system_session
+from tests.factories import system_connection
 
 
 def add_message(engine: Engine, tenant_id: uuid.UUID, *, created_at: dt.datetime, status: MessageStatus,
@@ -53,7 +54,7 @@ def rollup_rows(engine: Engine, tenant_id: uuid.UUID) -> dict[tuple, tuple]:
 
 
 def raw_rows(engine: Engine, tenant_id: uuid.UUID) -> dict[tuple, tuple]:
-    with engine.connect() as connection:
+    with system_connection(engine) as connection:
         rows = connection.execute(raw_aggregate(Message.tenant_id == tenant_id)).all()
         return {_key(r): _values(r) for r in rows}
 
@@ -70,7 +71,7 @@ def status_rollup_rows(engine: Engine, tenant_id: uuid.UUID) -> dict[tuple, tupl
 
 def raw_status_rows(engine: Engine, tenant_id: uuid.UUID) -> dict[tuple, tuple]:
     """The raw messages of one clinic grouped like ``message_status_rollups``."""
-    with engine.connect() as connection:
+    with system_connection(engine) as connection:
         rows = connection.execute(raw_aggregate(Message.tenant_id == tenant_id,
                                                 by=("tenant_id", "hour", *STATUS_DIMENSIONS))).all()
         return {_key(r, STATUS_DIMENSIONS): _values(r) for r in rows}

@@ -14,6 +14,7 @@ from app.ui.text import plain
 from db.enums import Channel, Role
 from db.models import Message
 from db.session import tenant_session
+from tests.factories import system_connection
 from tests.pages.conftest import Clinic, button, signed_in, texts
 
 REMINDER_EN = "Hi {patient_name}, your appointment is on {appointment_date}."
@@ -246,7 +247,7 @@ def test_send_a_test(clinic: Clinic) -> None:
     button(at, "Send test").click().run()  # a second click straight away
 
     assert "This test was just sent. To send it again, wait 10 seconds." in texts(at.info)
-    with clinic.engine.connect() as connection:
+    with system_connection(clinic.engine) as connection:
         sent = connection.execute(select(Message.is_test)).scalars().all()
     assert sent == [True]
 

@@ -18,7 +18,7 @@ from app.services.permissions import Actor
 from db.enums import Role
 from db.models import AuditEvent, AuditRowImmutable
 from db.session import system_session, tenant_session
-from tests.factories import make_tenant, make_user
+from tests.factories import make_tenant, make_user, system_connection
 
 T0 = dt.datetime(2026, 3, 1, 8, 0, tzinfo=dt.UTC)
 
@@ -30,7 +30,7 @@ def _fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _bypassing_the_guard(engine: Engine, statement) -> None:  # type: ignore[no-untyped-def]
     """Test set-up only: a raw statement on audit_events with the PostgreSQL trigger off."""
-    with engine.begin() as conn:
+    with system_connection(engine) as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("ALTER TABLE audit_events DISABLE TRIGGER audit_events_insert_only"))
         conn.execute(statement)
@@ -199,7 +199,7 @@ def test_postgresql_refuses_changes_from_any_client(pg_engine: Engine) -> None:
     tenant = make_tenant(pg_engine)
     make_user(pg_engine, tenant, "amira")
     for statement in ("UPDATE audit_events SET action = 'tampered'", "DELETE FROM audit_events"):
-        with pytest.raises(DBAPIError, match="insert-only"), pg_engine.begin() as conn:
+        with pytest.raises(DBAPIError, match="insert-only"), system_connection(pg_engine) as conn:
             conn.execute(text(statement))
-    with pg_engine.connect() as conn:
+    with system_connection(pg_engine) as conn:
         assert conn.execute(text("SELECT count(*) FROM audit_events")).scalar_one() >= 1

@@ -27,7 +27,7 @@ from db.models import (
     PatientTag,
 )
 from db.session import tenant_session
-from tests.factories import make_tenant, make_user
+from tests.factories import make_tenant, make_user, system_connection
 
 
 class RecordingQueue:
@@ -573,7 +573,7 @@ def test_text_over_the_channel_limit_fails_the_job_with_the_reason(clinic) -> No
 
 
 def _age(engine: Engine, *job_ids: uuid.UUID, minutes: int = 10) -> None:
-    with engine.begin() as conn:
+    with system_connection(engine) as conn:
         conn.execute(update(BulkJob).where(BulkJob.id.in_(job_ids)).values(
             updated_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes)))
 
@@ -602,7 +602,7 @@ def test_a_job_a_worker_is_expanding_is_left_alone(pg_engine: Engine) -> None:
     job = confirm(pg_engine, admin, draft({"kind": "all"}))
     _age(pg_engine, job.bulk_job_id)
     runtime = FakeRuntime(pg_engine)
-    with pg_engine.connect() as expanding:  # holds the job row's lock, as write_rows does while it runs
+    with system_connection(pg_engine) as expanding:  # holds the job row's lock, as write_rows does while it runs
         expanding.execute(select(BulkJob.id).where(BulkJob.id == job.bulk_job_id).with_for_update())
         assert bulk_expansion.resume_lost(runtime, runtime.clock()) == 0  # type: ignore[arg-type]
         expanding.rollback()
@@ -615,14 +615,14 @@ def test_a_big_expansion_refreshes_the_planners_statistics(pg_engine: Engine, mo
     tenant_id = make_tenant(pg_engine, "clinic-a")
     admin = make_user(pg_engine, tenant_id, "amira", Role.ADMIN)
     add_patients(pg_engine, tenant_id, 30)
-    with pg_engine.begin() as conn:
+    with system_connection(pg_engine) as conn:
         conn.execute(text("TRUNCATE messages CASCADE"))  # the planner's row estimate is reset
     reltuples = "SELECT reltuples FROM pg_class WHERE relname = 'messages'"
     monkeypatch.setattr(bulk_expansion, "ANALYZE_AFTER_ROWS", 31)
     expand(pg_engine, confirm(pg_engine, admin, draft({"kind": "all"})).bulk_job_id)
-    with pg_engine.connect() as conn:
+    with system_connection(pg_engine) as conn:
         assert conn.scalar(text(reltuples)) < 30  # 30 rows: under the threshold, not analyzed
     monkeypatch.setattr(bulk_expansion, "ANALYZE_AFTER_ROWS", 30)
     expand(pg_engine, confirm(pg_engine, admin, draft({"kind": "all"})).bulk_job_id)
-    with pg_engine.connect() as conn:
+    with system_connection(pg_engine) as conn:
         assert conn.scalar(text(reltuples)) == 60

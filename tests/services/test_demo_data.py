@@ -36,6 +36,7 @@ from db.models import (
     User,
 )
 from db.session import system_session
+from tests.factories import system_connection
 
 PATIENTS = 50
 MESSAGES = 501  # odd on purpose: the two clinics share it 251 / 250
@@ -298,7 +299,7 @@ def test_timelines_can_be_limited_to_recent_days(engine: Engine) -> None:
 
 
 def _schema(engine: Engine) -> set[tuple[str, ...]]:
-    with engine.connect() as conn:
+    with system_connection(engine) as conn:
         indexes = conn.execute(text(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('messages', 'message_logs')")).all()
         constraints = conn.execute(text(
@@ -317,7 +318,7 @@ def test_a_big_postgresql_load_restores_every_index_and_foreign_key(
     assert "keys_and_indexes" in report.timings
     assert _schema(pg_engine) == before
     assert report.message_logs == _check_timelines(pg_engine)
-    with pg_engine.connect() as conn:  # laid out as a live table fills: in time order (the planner's view)
+    with system_connection(pg_engine) as conn:  # laid out as a live table fills: in time order (the planner's view)
         correlation = conn.execute(text(
             "SELECT correlation FROM pg_stats WHERE tablename = 'messages' AND attname = 'created_at'")).scalar()
     assert correlation is not None and correlation > 0.95

@@ -25,7 +25,7 @@ from db.enums import Role
 from db.models import AuditEvent, DataExport
 from db.session import tenant_session
 from tests.delivery.conftest import RecordingQueue
-from tests.factories import make_message, make_patient, make_tenant, make_user
+from tests.factories import make_message, make_patient, make_tenant, make_user, system_connection
 
 ALL = MessageFilter(period="all")
 
@@ -84,7 +84,7 @@ def test_neutralise_rule_and_phone_policy(cell: str, written: str) -> None:
 
 def test_the_database_applies_the_same_rule(pg_engine: Engine) -> None:
     cells = [c for c, _ in RULE] + ["+12345678é", "+1234٥678", "1+2345678", "+1234567a", "'=1", " =1"]
-    with pg_engine.connect() as conn:
+    with system_connection(pg_engine) as conn:
         in_sql = conn.execute(select(*[neutralise_sql(literal(c, Text)) for c in cells])).one()
         empty_as_null = conn.execute(select(*[neutralise_sql(literal(c, Text), empty_as_null=True)
                                               for c in cells])).one()
@@ -97,7 +97,7 @@ def test_the_database_masks_contacts_by_the_same_rule(pg_engine: Engine) -> None
                 "-cmd|' /C calc'!A0", "+1234ab567", "+12ab5678", "+9665012345678901", "sara@example.com",
                 "=evil@example.com", "@x@y", "a@b", "", "short", "+٩٦٦٥٠١٢٣٤٥٦٧", "\t+966501234567",
                 "\uff1devil@example.com", "\uff0b966501234567", "+99999*99999"]
-    with pg_engine.connect() as conn:
+    with system_connection(pg_engine) as conn:
         in_sql = conn.execute(select(*[export._masked_contact_sql(literal(c, Text)) for c in contacts])).one()
     assert [v or "" for v in in_sql] == [neutralise(mask_contact(c) or "") for c in contacts]
 
@@ -230,7 +230,7 @@ def test_a_failing_copy_raises_and_leaves_the_connection_usable(pg_engine: Engin
     import psycopg
 
     written: list[bytes] = []
-    with pg_engine.connect() as conn:
+    with system_connection(pg_engine) as conn:
         dbapi = conn.connection.dbapi_connection
         with pytest.raises(psycopg.DatabaseError, match=message):
             export._copy_out(dbapi, sql, {}, written.append)
