@@ -45,7 +45,7 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
     from app.demo_data import DEMO_LOGINS, seed_demo
     from db.migrate import upgrade
 
-    engine = _engine()
+    engine = _owner_engine()
     upgrade(engine)
     report = seed_demo(engine, messages=args.messages, progress=lambda line: print(line, flush=True))
     if getattr(report, "already_present", False):
