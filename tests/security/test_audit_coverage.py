@@ -70,6 +70,25 @@ def _lock_out(world: World) -> None:
             auth.authenticate(world.engine, world.a.analyst.username, "wrong-password!", policy=policy)
 
 
+TEMPORARY = "temporary-password-1"
+
+
+def _reset_analyst(world: World) -> auth.PendingPasswordChange:
+    _in(world, staff.reset_password, world.a.analyst.user_id, TEMPORARY)
+    with pytest.raises(auth.PasswordChangeRequired) as required:
+        auth.authenticate(world.engine, world.a.analyst.username, TEMPORARY, policy=LoginPolicy())
+    return required.value.pending
+
+
+def _choose_new_password(world: World) -> None:
+    auth.complete_password_change(world.engine, _reset_analyst(world), "analysts-own-password")
+
+
+def _signed_out_by_a_change(world: World) -> None:
+    _in(world, staff.set_active, world.a.analyst.user_id, False)
+    assert auth.check_session(world.engine, world.a.analyst) is None
+
+
 def _sso(world: World) -> None:
     config = auth.SSOConfig(tenant_slug="clinic-a", role_claim="groups", role_map={"admins": "admin"})
     auth.actor_from_sso(world.engine, {"email": "lina@a.example", "groups": ["admins"]}, config)
@@ -138,6 +157,9 @@ ACTIONS: list[Action] = [
     Action("sign in with single sign-on", "auth.login", _sso, by=None),
     Action("wrong password", "auth.login_failed", _wrong_password, by=None),
     Action("locked out", "auth.locked", _lock_out, by=None),
+    Action("sign in after a reset", "auth.password_change_required", _reset_analyst, by=None),
+    Action("choose a new password after a reset", "auth.password_changed", _choose_new_password, by=Role.ANALYST),
+    Action("signed out by an admin's change", "auth.session_revoked", _signed_out_by_a_change, by=Role.ANALYST),
     Action("sign out", "auth.logout", lambda w: auth.record_logout(w.engine, w.a.admin)),
     Action("idle time-out", "auth.timeout", lambda w: auth.record_logout(w.engine, w.a.admin, reason="timeout")),
     # clinics and staff
