@@ -98,6 +98,8 @@ def _encoding(data: bytes) -> str:
     except UnicodeDecodeError as exc:
         if exc.start >= len(head) - 3 and exc.reason == "unexpected end of data":
             return "utf-8"  # a character cut at the end of the head
+        if not head[:exc.start].isascii():
+            return "utf-8"  # UTF-8 text with a few broken bytes (their rows are refused), not Windows-1256
     controls = sum(head.count(bytes([c])) for c in range(32) if c not in (9, 10, 13))
     if controls > len(head) // 100:
         raise ValidationError("The file is not text: it is neither UTF-8 nor Windows-1256 (Arabic Excel's "
