@@ -9,6 +9,7 @@ from app.analytics.store import Filters
 from app.services import analytics
 from app.services.permissions import Permission
 from app.ui import feedback, reports, session
+from app.ui.text import as_text
 from db.enums import Channel
 
 actor = session.require_actor(Permission.VIEW_ANALYTICS)
@@ -20,7 +21,8 @@ pick_channel, pick_template = st.columns(2)
 channel = pick_channel.selectbox("Channel", [None, *Channel], format_func=lambda c: c.label if c else "All channels",
                                  key="analytics_channel")
 template_id = pick_template.selectbox("Template", [None, *templates], key="analytics_template",
-                                      format_func=lambda t: templates.get(t, "All templates") if t else "All templates")
+                                      format_func=lambda t: as_text(templates.get(t, "All templates")) if t
+                                      else "All templates")
 if period is None:
     st.stop()
 report = reports.report(actor, period, Filters(channel=channel, template_id=template_id))

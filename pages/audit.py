@@ -11,6 +11,7 @@ from app.services import audit_log
 from app.services.audit_log import AuditCursor, AuditFilter
 from app.services.permissions import Permission
 from app.ui import cached, feedback, session
+from app.ui.text import as_text
 
 actor = session.require_actor(Permission.VIEW_AUDIT)
 PAGES_KEY = "audit.cursors"  # the cursor each page shown so far starts at
@@ -34,7 +35,7 @@ with st.container(border=True):
     who_column, action_column = st.columns([1, 2])
     who = who_column.selectbox(
         "Who", [None, *options.users], key="audit_user",
-        format_func=lambda user_id: "Everyone" if user_id is None else options.users[user_id],
+        format_func=lambda user_id: "Everyone" if user_id is None else as_text(options.users[user_id]),
     )
     actions = action_column.multiselect(
         "What", options.actions, key="audit_actions", format_func=audit_log.action_label,

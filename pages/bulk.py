@@ -20,7 +20,7 @@ from app.services import recipient_import as ri
 from app.services.bulk_wizard import Draft, DryRun
 from app.services.permissions import Permission
 from app.ui import feedback, rtl, session
-from app.ui.text import counted
+from app.ui.text import as_text, counted, plain
 from db.enums import BulkJobStatus, Channel, Language, MessageClass
 
 actor = session.require_actor(Permission.SEND_MESSAGES)
@@ -164,7 +164,7 @@ def show_review(review: DryRun) -> None:
     st.caption(f"Deferred for quiet hours (sent later): {review.deferred:,}. SMS parts: {review.segments_total:,}.")
     st.dataframe([{"Channel / language": k, "Recipients": v} for k, v in review.will_send.items()], hide_index=True)
     for note in review.notes:
-        st.warning(note)
+        st.warning(plain(note))
     for sample in review.samples:
         st.markdown(f"**Sample ({sample.language.value})** — {sample.segments} part(s), {sample.encoding}")
         if sample.language == Language.AR:
@@ -173,7 +173,7 @@ def show_review(review: DryRun) -> None:
             st.text(sample.body)
     if review.skipped:
         st.subheader("Skipped, and why", anchor=False)
-        st.caption(" · ".join(f"{reason}: {n:,}" for reason, n in review.skipped_by_reason.items()))
+        st.caption(" · ".join(f"{plain(reason)}: {n:,}" for reason, n in review.skipped_by_reason.items()))
         st.dataframe([{"Row": s.row, "Recipient": s.recipient, "Reason": s.reason, "Detail": s.detail}
                       for s in review.skipped[:2000]], hide_index=True)
         if st.button("Prepare the skipped list for download", key="bulk_prepare_csv"):
@@ -256,7 +256,7 @@ def live_progress(job_id: str) -> None:
     if progress is None:
         return
     job = progress.job
-    st.markdown(f"**{job.name}** · {job.channel.label} · {job.audience} · status **{job.status.value}**")
+    st.markdown(f"**{plain(job.name)}** · {job.channel.label} · {plain(job.audience)} · status **{job.status.value}**")
     if job.status == BulkJobStatus.EXPANDING:
         st.caption("Preparing the messages in the background…")
         if bulk_wizard.looks_stuck(job.created_at) and st.button("Start preparing again", key="bulk_restart"):
@@ -302,7 +302,7 @@ def jobs_list() -> None:
     ids = [str(j.id) for j in jobs]
     if st.session_state.get(OPEN_JOB) not in ids:
         st.session_state[OPEN_JOB] = ids[0]
-    labels = {str(j.id): f"{j.created_at:%Y-%m-%d %H:%M} · {j.name}" for j in jobs}
+    labels = {str(j.id): f"{j.created_at:%Y-%m-%d %H:%M} · {as_text(j.name)}" for j in jobs}
     chosen = st.selectbox("Progress of", ids, format_func=lambda i: labels[i], key=OPEN_JOB)
     live_progress(chosen)
 
@@ -314,6 +314,6 @@ with new_tab:
     try:
         wizard()
     except AppError as err:
-        st.error(str(err))
+        st.error(as_text(err))
 with jobs_tab:
     jobs_list()

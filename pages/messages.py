@@ -187,7 +187,7 @@ if message_id is not None:
             }
             st.markdown("  \n".join(f"**{name}:** {plain(value)}" for name, value in facts.items()))
             if detail.status_reason:
-                st.caption(detail.status_reason)
+                st.caption(plain(detail.status_reason))
             if detail.error:
                 st.error(f"Error {detail.error.code}: {detail.error.title}", icon=":material/error:")
                 st.info(f"What to do: {detail.error.action}", icon=":material/lightbulb:")
@@ -265,4 +265,4 @@ if actor.can(Permission.EXPORT_DATA):
                     st.download_button(f"{label} · {item.row_count:,} rows (.csv.gz)", path.read_bytes,
                                        file_name=path.name, mime="application/gzip", key=f"export-{item.id}")
             else:
-                st.caption(f"{label} {item.error}")
+                st.caption(f"{label} {plain(item.error)}")

@@ -36,8 +36,8 @@ if found:
     ids = list(by_id)
     index = next((n for n, i in enumerate(ids) if str(i) == current), 0)
     chosen = st.radio("Patients found", ids, index=index,
-                      format_func=lambda i: f"{by_id[i].name_en or by_id[i].name_ar} · {by_id[i].phone or '-'}"
-                                            f" · MRN {by_id[i].mrn or '-'}")
+                      format_func=lambda i: f"{plain(by_id[i].name_en or by_id[i].name_ar)} · "  # radio: Markdown
+                                            f"{plain(by_id[i].phone or '-')} · MRN {plain(by_id[i].mrn or '-')}")
     if str(chosen) != current or st.query_params.get("q") != typed:
         st.query_params.from_dict({"q": typed, "patient": str(chosen)})
         st.rerun()
@@ -52,7 +52,7 @@ if detail is None:
 p, prefs = detail.patient, detail.preferences
 
 with st.container(border=True):
-    st.subheader(p.name_en or "(no English name)", anchor=False)
+    st.subheader(plain(p.name_en) if p.name_en else "(no English name)", anchor=False)
     rtl.show(p.name_ar, empty="(no Arabic name)")
     st.markdown("  \n".join([
         f"**Mobile:** {plain(p.phone or '-')}", f"**E-mail:** {plain(p.email or '-')}",

@@ -11,6 +11,7 @@ from app.providers.routing import DESTINATION_LABELS, MAX_STEPS, PROVIDER_LABELS
 from app.services import clinic_settings
 from app.services.permissions import Permission
 from app.ui import cached, feedback, session
+from app.ui.text import plain
 
 actor = session.require_actor(Permission.MANAGE_SETTINGS)
 NEW_DLR_URL = "settings.new_dlr_url"
@@ -43,7 +44,7 @@ for route in current.routes:
     choices = ["", *PROVIDERS_FOR[route.channel]]
     default = PROVIDER_LABELS.get(route.default_provider, route.default_provider)
     summary = " → ".join(PROVIDER_LABELS[s.provider] for s in route.steps) or f"server default ({default})"
-    with st.expander(f"{route.channel.label} · {DESTINATION_LABELS[route.destination]}: {summary}"), \
+    with st.expander(f"{route.channel.label} · {DESTINATION_LABELS[route.destination]}: {plain(summary)}"), \
             st.form(f"route_{key}"):
         rows = []
         for position in range(MAX_STEPS):
@@ -74,7 +75,7 @@ for status in current.credentials:
     with st.form(f"credentials_{status.provider}"):
         if status.is_set and status.changed_at:
             when = status.changed_at.astimezone(local).strftime("%d %b %Y, %H:%M")
-            st.markdown(f"**{status.label}**: set · last changed {when} by {status.changed_by or 'unknown'}")
+            st.markdown(f"**{status.label}**: set · last changed {when} by {plain(status.changed_by or 'unknown')}")
         else:
             st.markdown(f"**{status.label}**: not set · the server's credentials are used")
         values = {

@@ -10,6 +10,7 @@ from app.services import staff
 from app.services.passwords import MIN_PASSWORD_LENGTH
 from app.services.permissions import Permission
 from app.ui import cached, feedback, session
+from app.ui.text import as_text, plain
 from db.enums import Role
 
 actor = session.require_actor(Permission.MANAGE_STAFF)
@@ -85,7 +86,7 @@ with add_column:
                 )
                 if member is not None:
                     changed(
-                        "add", f"Added {member.username} as {member.role.label}.",
+                        "add", f"Added {plain(member.username)} as {member.role.label}.",
                         "add_username", "add_display_name", "add_email", "add_role", "add_password", "add_confirm",
                     )
     feedback.show_flash("add")
@@ -95,7 +96,7 @@ with manage_column:
     by_id = {str(m.id): m for m in members}
     chosen = st.selectbox(
         "Staff member", list(by_id), key="manage_user",
-        format_func=lambda user_id: f"{by_id[user_id].display_name} ({by_id[user_id].username})",
+        format_func=lambda user_id: f"{as_text(by_id[user_id].display_name)} ({as_text(by_id[user_id].username)})",
     )
     member = by_id[chosen]
     state = "active" if member.is_active else "deactivated"
@@ -109,7 +110,7 @@ with manage_column:
             "New role", ROLES, index=ROLES.index(member.role), format_func=role_label, key=f"role_{member.id}"
         )
         if st.form_submit_button("Change role") and feedback.service(staff.change_role, member.id, new_role):
-            changed("role", f"{member.username} is now {new_role.label}.", f"role_{member.id}")
+            changed("role", f"{plain(member.username)} is now {new_role.label}.", f"role_{member.id}")
     with role_tab:
         feedback.show_flash("role")
 
@@ -119,18 +120,18 @@ with manage_column:
             if st.button("Deactivate account", icon=":material/block:", key="deactivate") and feedback.service(
                 staff.set_active, member.id, False
             ):
-                changed("access", f"{member.username} can no longer sign in.")
+                changed("access", f"{plain(member.username)} can no longer sign in.")
         else:
             st.write("This account is deactivated.")
             if st.button("Reactivate account", icon=":material/check_circle:", key="reactivate") and feedback.service(
                 staff.set_active, member.id, True
             ):
-                changed("access", f"{member.username} can sign in again.")
+                changed("access", f"{plain(member.username)} can sign in again.")
         if st.button(
             "Unlock account", icon=":material/lock_open:", key="unlock", disabled=not member.is_locked,
             help="Lets someone locked out by wrong passwords try again straight away.",
         ) and feedback.service(staff.unlock, member.id):
-            changed("access", f"{member.username} is unlocked.")
+            changed("access", f"{plain(member.username)} is unlocked.")
         feedback.show_flash("access")
 
     with password_tab, st.form("reset_password"):
@@ -144,7 +145,8 @@ with manage_column:
             if new_password != repeat:
                 st.error("The two passwords are not the same.", icon=":material/error:")
             elif feedback.service(staff.reset_password, member.id, new_password):
-                changed("password", f"New password set for {member.username}.", "reset_password", "reset_confirm")
+                changed("password", f"New password set for {plain(member.username)}.",
+                        "reset_password", "reset_confirm")
     with password_tab:
         feedback.show_flash("password")
 
@@ -161,5 +163,5 @@ with manage_column:
                     staff.set_full_contact_access, member.id, full
                 ):
                     shown = "sees full contact details" if full else "sees masked contact details"
-                    changed("contacts", f"{member.username} now {shown}.", f"contacts_{member.id}")
+                    changed("contacts", f"{plain(member.username)} now {shown}.", f"contacts_{member.id}")
         feedback.show_flash("contacts")

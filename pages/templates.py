@@ -23,7 +23,7 @@ from app.services import templates, whatsapp_templates
 from app.services.permissions import Actor, Permission
 from app.services.templates import BodyCheck, TemplateDetail, TemplateSummary, TemplateUsage
 from app.ui import cached, feedback, rtl, session
-from app.ui.text import plain
+from app.ui.text import as_text, plain
 from db.enums import Channel, Language, MessageClass
 from db.session import tenant_session
 
@@ -610,7 +610,7 @@ def option_label(value: str) -> str:
     if value == NEW:
         return "New template…"
     if value in by_id:
-        return f"{by_id[value].code} — {by_id[value].name}"
+        return f"{as_text(by_id[value].code)} — {as_text(by_id[value].name)}"
     return "Choose a template"
 
 

@@ -13,6 +13,7 @@ from app.services import explorer
 from app.services.explorer import Cursor, FilterOptions, MessageFilter, MessageRow, Total
 from app.services.permissions import Actor
 from app.ui import session
+from app.ui.text import as_text
 from db.enums import MessageStatus
 from db.session import tenant_session
 
@@ -100,5 +101,5 @@ def table_rows(rows: list[MessageRow], zone: ZoneInfo) -> list[dict[str, Any]]:
 
 
 def row_label(row: MessageRow, zone: ZoneInfo) -> str:
-    name = f" · {row.patient_name}" if row.patient_name else ""
-    return f"{row.created_at.astimezone(zone):%d %b %H:%M} · {row.recipient}{name} · {row.status.value}"
+    name = f" · {as_text(row.patient_name)}" if row.patient_name else ""
+    return f"{row.created_at.astimezone(zone):%d %b %H:%M} · {as_text(row.recipient)}{name} · {row.status.value}"

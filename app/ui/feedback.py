@@ -17,6 +17,7 @@ import streamlit as st
 from app.errors import AppError
 from app.services.permissions import Actor
 from app.ui import session
+from app.ui.text import as_text
 from db.tenancy import TenantSession
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ def attempt(call: Callable[[], T]) -> T | None:
     try:
         return call()
     except AppError as err:
-        st.error(str(err), icon=":material/error:")
+        st.error(as_text(err), icon=":material/error:")
     except Exception:  # the user sees a plain message; the log keeps the traceback
         log.exception("unexpected error while running %s", getattr(call, "__qualname__", call))
         st.error(GENERIC_ERROR, icon=":material/error:")
@@ -72,7 +73,7 @@ def guard() -> Iterator[None]:
     try:
         yield
     except AppError as err:
-        st.error(str(err), icon=":material/error:")
+        st.error(as_text(err), icon=":material/error:")
         st.stop()
     except Exception:  # see attempt()
         log.exception("unexpected error in the app frame")

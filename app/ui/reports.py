@@ -15,6 +15,7 @@ from app.errors import ValidationError
 from app.services import analytics
 from app.services.permissions import Actor, Permission
 from app.ui import cached, feedback, session
+from app.ui.text import as_text
 from db.session import tenant_session
 from db.types import utcnow
 
@@ -38,7 +39,7 @@ def period_picker(actor: Actor, key: str) -> Period | None:
         try:
             return Period.between_dates(picked[0], picked[1], now=now, timezone=timezone)
         except ValidationError as err:
-            st.error(str(err), icon=":material/error:")
+            st.error(as_text(err), icon=":material/error:")
             return None
     return Period.last_days(PRESETS.get(choice or "", 7), now=now, timezone=timezone)
 

@@ -17,20 +17,17 @@ edge of the page (the container is left-to-right); only its reading order is rig
 from __future__ import annotations
 
 import itertools
-import re
 
 import streamlit as st
 
-from app.ui.text import plain
+from app.ui.text import PDI, plain, strip_bidi_controls
 
 RLI = "\u2067"  # RIGHT-TO-LEFT ISOLATE
-PDI = "\u2069"  # POP DIRECTIONAL ISOLATE
-_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 def isolate(line: str) -> str:
     """One line of text as a right-to-left isolate (no Markdown escaping)."""
-    return f"{RLI}{_BIDI_CONTROLS.sub('', line)}{PDI}"
+    return f"{RLI}{strip_bidi_controls(line)}{PDI}"
 
 
 def rtl_markdown(text: str) -> str:
