@@ -19,9 +19,9 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from db.migrate import upgrade
-from db.models import Base
 from db.roles import create_roles, grant_privileges
 from db.session import make_engine
+from tests.factories import OWNER_ENGINES, empty_all_tables
 from tests.neighbours import seed_neighbour
 
 pytest_plugins = ["tests.peers.fixtures"]
@@ -116,25 +116,9 @@ def _sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]
     engine.dispose()
 
 
-def _empty_all_tables(engine: Engine) -> None:
-    """Empty every table (on PostgreSQL as the owner: TRUNCATE is not the app role's right)."""
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    if engine.dialect.name == "postgresql":
-        engine = _OWNERS.get(engine.url.database or "", engine)
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text("TRUNCATE " + ", ".join(tables) + " CASCADE"))
-        else:
-            for name in tables:
-                conn.execute(text(f"DELETE FROM {name}"))
-
-
-_OWNERS: dict[str, Engine] = {}  # the app role's database name -> the owner's engine
-
-
 def _fresh(engine: Engine) -> Engine:
     """Empty the database, then add the neighbouring clinic every test shares its data with."""
-    _empty_all_tables(engine)
+    empty_all_tables(engine)
     seed_neighbour(engine)
     return engine
 
@@ -151,7 +135,7 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
 
 def _fresh_for(engine: Engine) -> Iterator[Engine]:
     yield _fresh(engine)
-    _empty_all_tables(engine)
+    empty_all_tables(engine)
 
 
 @pytest.fixture
@@ -162,7 +146,7 @@ def sqlite_engine(_sqlite_engine: Engine) -> Iterator[Engine]:
 
 @pytest.fixture
 def pg_engine_unseeded(_pg_engine: Engine, _pg_owner_engine: Engine) -> Engine:
-    _OWNERS[_pg_engine.url.database or ""] = _pg_owner_engine
+    OWNER_ENGINES[_pg_engine.url.database or ""] = _pg_owner_engine
     return _pg_engine
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from app.services import staff, tenants
 from app.services.permissions import Actor
 from db.enums import Language, Role
-from db.models import Patient, Tenant, User
+from db.models import Base, Patient, Tenant, User
 from db.session import system_session, tenant_session
 
 DEFAULT_PASSWORD = "correct-horse-battery"
@@ -79,3 +79,25 @@ def system_connection(engine: Engine):  # type: ignore[no-untyped-def]
     from db.session import SYSTEM, scoped_connection
 
     return scoped_connection(engine, SYSTEM)
+
+
+OWNER_ENGINES: dict[str, Engine] = {}  # the app role's PostgreSQL database name -> its owner's engine
+
+
+def owner_connection(engine: Engine):  # type: ignore[no-untyped-def]
+    """A transaction as the tables' owner (what only migrations and an operator do: DDL, TRUNCATE);
+    on SQLite the engine itself."""
+    if engine.dialect.name == "postgresql":
+        engine = OWNER_ENGINES[engine.url.database or ""]
+    return engine.begin()
+
+
+def empty_all_tables(engine: Engine) -> None:
+    """Empty every table (on PostgreSQL as the owner: TRUNCATE is not the app role's right)."""
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with owner_connection(engine) as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("TRUNCATE " + ", ".join(tables) + " CASCADE"))
+        else:
+            for name in tables:
+                conn.execute(text(f"DELETE FROM {name}"))

@@ -40,6 +40,7 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from app.analytics.sql import hour_floor, seconds_between
 from db.models import LATENCY_BUCKET_BOUNDS, Message, MessageRollup, MessageStatusRollup, RollupWatermark
+from db.session import SYSTEM, scoped_connection
 from db.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -158,14 +159,15 @@ def _rebuild(connection: Connection, now: dt.datetime, tenant_id: uuid.UUID | No
         _set_watermark(connection, now)
     if connection.dialect.name == "postgresql":
         # fresh statistics: a hash aggregate, not a sort
-        connection.execute(text("ANALYZE message_rollups, message_status_rollups"))
+        connection.execute(text("SELECT refresh_statistics('message_rollups'), "
+                                "refresh_statistics('message_status_rollups')"))
     return int(connection.scalar(select(func.count()).select_from(rollups).where(*scope(rollups.c.tenant_id))) or 0)
 
 
 def rebuild(engine: Engine, *, now: dt.datetime | None = None, tenant_id: uuid.UUID | None = None) -> int:
     """Recompute every rollup (of one clinic, or of all); the number of rollup rows written."""
     now = now or utcnow()
-    with engine.begin() as connection:
+    with scoped_connection(engine, SYSTEM) as connection:  # rollups span clinics: counts only
         _lock(connection, wait=True)
         return _rebuild(connection, now, tenant_id)
 
@@ -208,7 +210,7 @@ def touched_buckets(connection: Connection, since: dt.datetime, until: dt.dateti
 def refresh(engine: Engine, *, overlap_seconds: float = 120.0, now: dt.datetime | None = None) -> RefreshReport:
     """Bring the rollups up to date with the messages changed since the last pass."""
     now = now or utcnow()
-    with engine.begin() as connection:
+    with scoped_connection(engine, SYSTEM) as connection:  # rollups span clinics: counts only
         if not _lock(connection, wait=False):
             return RefreshReport(0, rebuilt=False, skipped=True)
         watermark = connection.scalar(

@@ -47,7 +47,7 @@ from db.models import (
     Tenant,
 )
 from db.pgcopy import column_defaults, copy_rows
-from db.session import session_factory
+from db.session import SYSTEM, scoped_connection, session_factory
 from db.types import utcnow
 
 DEFAULT_MESSAGES_PER_CLINIC = 15_000
@@ -122,7 +122,7 @@ def _seed(engine: Engine, *, total: int, patients_per_clinic: int, rng: random.R
           timeline_days: int | None, progress: Callable[[str], None], started: float) -> SeedReport:
     timings: dict[str, float] = {}
     pg = engine.dialect.name == "postgresql"
-    with engine.connect() as conn, conn.begin():
+    with scoped_connection(engine, SYSTEM) as conn:
         if pg:  # two processes starting at once: the second waits, then finds the clinics
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
         slugs = [c.slug for c in CLINICS]

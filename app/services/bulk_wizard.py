@@ -8,9 +8,7 @@ rows are written by the worker (``app.services.bulk_expansion``), not by the pag
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import uuid
 import zoneinfo
 from collections import Counter
@@ -21,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.config import get_settings
+from app.csv_export import to_csv
 from app.delivery.queue import JobQueue
 from app.errors import NotFoundError, PermissionDenied, ValidationError
 from app.segments import count_segments
@@ -40,7 +39,6 @@ from db.types import utcnow
 
 FRONT_DESK_MAX_RECIPIENTS = 20
 MAX_SKIPPED_KEPT = 100_000
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -314,22 +312,14 @@ def _list_variables(audience: dict[str, Any]) -> set[str]:
     return names
 
 
-def _safe_cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
 def skipped_csv(session: TenantSession, actor: Actor, review: DryRun) -> bytes:
     """The skipped list as a CSV download (spreadsheet formulas neutralised); audited as an export."""
     authorize_use(session, actor)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["row", "recipient", "reason", "detail"])
-    for item in review.skipped:
-        writer.writerow([item.row or "", _safe_cell(item.recipient), item.reason, _safe_cell(item.detail)])
+    data = to_csv(["row", "recipient", "reason", "detail"],
+                  ((item.row or "", item.recipient, item.reason, item.detail) for item in review.skipped))
     audit.record(session, actor, "bulk.skipped_export", object_type="bulk_draft",
                  details={"rows": len(review.skipped)})
-    return buffer.getvalue().encode("utf-8-sig")
+    return data
 
 
 # --- confirm ----------------------------------------------------------------------------------

@@ -231,6 +231,8 @@ def _copy_in_two_halves(session: TenantSession, query: Query, flt: MessageFilter
         second.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
         queries = []
         for connection, half in zip((first, second), halves, strict=True):
+            # these raw connections are outside the session: they enter its clinic themselves
+            connection.execute("SELECT set_config('app.tenant_id', %s, true)", (str(session.tenant_id),))
             for setting in EXPORT_SETTINGS:
                 connection.execute(f"SET LOCAL {setting}")
             sql, params = compiled_sql(half, dialect)

@@ -17,7 +17,7 @@ from app.delivery.lifecycle import transition
 from app.delivery.status_batch import StatusReport, apply_many
 from db.enums import Channel, MessageStatus
 from db.models import Message, MessageRollup
-from db.session import system_session
+from db.session import system_session, tenant_session
 from tests.analytics.helpers import (
     add_message,
     add_template,
@@ -133,8 +133,8 @@ def test_test_messages_are_not_counted_and_rebuild_matches(engine: Engine) -> No
     add_message(engine, tenant, created_at=now, status=MessageStatus.DELIVERED, is_test=True)
     real = add_message(engine, tenant, created_at=now, status=MessageStatus.DELIVERED, price=Decimal("0.04"),
                        sent_at=now, delivered_at=now + dt.timedelta(seconds=12))
-    assert rollups.rebuild(engine) == 1
-    with system_session(engine) as session:
+    assert rollups.rebuild(engine, tenant_id=tenant) == 1
+    with tenant_session(engine, tenant) as session:
         row = session.execute(select(MessageRollup)).scalar_one()
         assert (row.messages, row.cost, row.timed, row.latency_b1) == (1, Decimal("0.04"), 1, 1)
         assert row.latency_seconds == pytest.approx(12.0)

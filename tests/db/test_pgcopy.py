@@ -12,7 +12,7 @@ from sqlalchemy import Engine, func, insert, select
 from db.enums import Channel, Language, MessageClass, MessageStatus
 from db.models import Message
 from db.pgcopy import copy_chunks, copy_rows
-from db.session import system_session
+from db.session import system_session, tenant_session
 from tests.factories import make_tenant
 
 TRICKY = "tab\there, new\nline, CR\r, back\\slash \\N, عربي «مرحبا»، emoji 🙂"
@@ -50,10 +50,10 @@ def test_copy_stores_what_the_orm_stores(pg_engine: Engine) -> None:
 
 def test_a_naive_time_is_refused_and_nothing_is_written(pg_engine: Engine) -> None:
     tenant_id = make_tenant(pg_engine)
-    with pytest.raises(ValueError, match="naive"), system_session(pg_engine) as session:
+    with pytest.raises(ValueError, match="naive"), tenant_session(pg_engine, tenant_id) as session:
         copy_rows(session.connection(), Message.__table__,
                   [_row(tenant_id), _row(tenant_id, created_at=dt.datetime(2026, 11, 28, 9, 30))])
-    with system_session(pg_engine) as session:
+    with tenant_session(pg_engine, tenant_id) as session:
         assert session.scalar(select(Message.id)) is None
 
 
@@ -67,11 +67,11 @@ def test_chunks_stream_through_one_copy_and_a_failure_midway_writes_nothing(pg_e
             raise RuntimeError("the worker died while rendering")
         yield [_row(tenant_id)]
 
-    with pytest.raises(RuntimeError, match="rendering"), system_session(pg_engine) as session:
+    with pytest.raises(RuntimeError, match="rendering"), tenant_session(pg_engine, tenant_id) as session:
         copy_chunks(session.connection(), Message.__table__, chunks(fail=True))
-    with system_session(pg_engine) as session:
+    with tenant_session(pg_engine, tenant_id) as session:  # row-level security applies: the staged path
         assert session.scalar(select(func.count()).select_from(Message)) == 0
         assert copy_chunks(session.connection(), Message.__table__, chunks(fail=False)) == 3
         assert copy_chunks(session.connection(), Message.__table__, iter([[], []])) == 0
-    with system_session(pg_engine) as session:
+    with tenant_session(pg_engine, tenant_id) as session:
         assert session.scalar(select(func.count()).select_from(Message)) == 3

@@ -17,7 +17,7 @@ from db.session import SYSTEM, scoped_connection, system_session, tenant_session
 from tests.factories import make_patient, make_tenant
 from tests.neighbours import neighbour_id
 
-CLINIC_TABLES = sorted(t.name for t in Base.metadata.sorted_tables if "tenant_id" in t.c) + ["tenants"]
+CLINIC_TABLES = [*sorted(t.name for t in Base.metadata.sorted_tables if "tenant_id" in t.c), "tenants"]
 
 
 def test_the_app_role_is_neither_owner_nor_allowed_to_bypass(pg_engine: Engine) -> None:

@@ -205,8 +205,6 @@ def test_chart_csvs_neutralise_text_and_keep_negative_numbers(twins: Twins) -> N
     assert {r[1] for r in rows[1:]} == {"-1.5"}
 
 
-@pytest.mark.xfail(reason="app/services/bulk_wizard.py (outside this change) still has its own neutraliser; "
-                          "skipped_csv should write through app.csv_export.to_csv", strict=False)
 def test_the_bulk_skipped_list_neutralises_every_payload(twins: Twins) -> None:
     review = SimpleNamespace(skipped=[bulk_wizard.SkippedRecipient(row=n, recipient=p, reason="invalid", detail=p)
                                       for n, p in enumerate([*PAYLOADS, PHONE], start=2)])

@@ -18,7 +18,7 @@ from app.services.permissions import Actor
 from db.enums import Role
 from db.models import AuditEvent, AuditRowImmutable
 from db.session import system_session, tenant_session
-from tests.factories import make_tenant, make_user, system_connection
+from tests.factories import make_tenant, make_user, owner_connection, system_connection
 
 T0 = dt.datetime(2026, 3, 1, 8, 0, tzinfo=dt.UTC)
 
@@ -29,8 +29,8 @@ def _fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _bypassing_the_guard(engine: Engine, statement) -> None:  # type: ignore[no-untyped-def]
-    """Test set-up only: a raw statement on audit_events with the PostgreSQL trigger off."""
-    with system_connection(engine) as conn:
+    """Test set-up only: a raw statement on audit_events with the PostgreSQL trigger off (as the owner)."""
+    with owner_connection(engine) as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("ALTER TABLE audit_events DISABLE TRIGGER audit_events_insert_only"))
         conn.execute(statement)

@@ -27,7 +27,7 @@ from db.models import (
     PatientTag,
 )
 from db.session import tenant_session
-from tests.factories import make_tenant, make_user, system_connection
+from tests.factories import make_tenant, make_user, owner_connection, system_connection
 
 
 class RecordingQueue:
@@ -615,7 +615,7 @@ def test_a_big_expansion_refreshes_the_planners_statistics(pg_engine: Engine, mo
     tenant_id = make_tenant(pg_engine, "clinic-a")
     admin = make_user(pg_engine, tenant_id, "amira", Role.ADMIN)
     add_patients(pg_engine, tenant_id, 30)
-    with system_connection(pg_engine) as conn:
+    with owner_connection(pg_engine) as conn:
         conn.execute(text("TRUNCATE messages CASCADE"))  # the planner's row estimate is reset
     reltuples = "SELECT reltuples FROM pg_class WHERE relname = 'messages'"
     monkeypatch.setattr(bulk_expansion, "ANALYZE_AFTER_ROWS", 31)

@@ -36,7 +36,21 @@ from db.models import (
     User,
 )
 from db.session import system_session
-from tests.factories import system_connection
+from tests.factories import OWNER_ENGINES, empty_all_tables, system_connection
+
+
+@pytest.fixture
+def engine(engine: Engine) -> Engine:
+    """The demo seeder creates its own two clinics (and refuses to seed twice): no neighbouring clinic."""
+    empty_all_tables(engine)
+    return engine
+
+
+@pytest.fixture
+def pg_engine(pg_engine: Engine) -> Engine:
+    empty_all_tables(pg_engine)
+    return pg_engine
+
 
 PATIENTS = 50
 MESSAGES = 501  # odd on purpose: the two clinics share it 251 / 250
@@ -313,7 +327,7 @@ def test_a_big_postgresql_load_restores_every_index_and_foreign_key(
     monkeypatch.setattr(seeder, "BIG_LOAD", 100)  # take the big-load path with a small load
     before = _schema(pg_engine)
 
-    report = _seed(pg_engine)
+    report = _seed(OWNER_ENGINES[pg_engine.url.database or ""])  # sets keys aside: the owner's work (seed-demo)
 
     assert "keys_and_indexes" in report.timings
     assert _schema(pg_engine) == before

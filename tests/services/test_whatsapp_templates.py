@@ -4,6 +4,7 @@ API, and the bulk-send check that refuses an unapproved template before anything
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -136,8 +137,8 @@ def _bulk(engine: Engine, tenant, queue: RecordingQueue, code: str = "wa_reminde
         template_code=code)
 
 
-def _counts(engine: Engine) -> tuple[int, int]:
-    with system_session(engine) as session:
+def _counts(engine: Engine, tenant: uuid.UUID) -> tuple[int, int]:
+    with tenant_session(engine, tenant) as session:
         return (session.scalar(select(func.count()).select_from(BulkJob)),
                 session.scalar(select(func.count()).select_from(Message)))
 
@@ -154,7 +155,7 @@ def test_bulk_send_refuses_an_unapproved_whatsapp_template_before_anything_is_qu
         whatsapp_templates.refresh_approval(session, admin, template_id, settings=_settings(fake_twilio))
     with pytest.raises(ValidationError, match="Variables at the start"):
         _bulk(engine, tenant, queue)
-    assert _counts(engine) == (0, 0) and queue.deliveries == []
+    assert _counts(engine, tenant) == (0, 0) and queue.deliveries == []
 
 
 def test_bulk_send_of_an_approved_template_carries_the_content_variables(engine, clinic, fake_twilio) -> None:
