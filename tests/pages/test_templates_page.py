@@ -14,7 +14,6 @@ from app.ui.text import plain
 from db.enums import Channel, Role
 from db.models import Message
 from db.session import tenant_session
-from tests.factories import system_connection
 from tests.pages.conftest import Clinic, button, signed_in, texts
 
 REMINDER_EN = "Hi {patient_name}, your appointment is on {appointment_date}."
@@ -247,8 +246,8 @@ def test_send_a_test(clinic: Clinic) -> None:
     button(at, "Send test").click().run()  # a second click straight away
 
     assert "This test was just sent. To send it again, wait 10 seconds." in texts(at.info)
-    with system_connection(clinic.engine) as connection:
-        sent = connection.execute(select(Message.is_test)).scalars().all()
+    with tenant_session(clinic.engine, clinic.admin.tenant_id) as session:
+        sent = session.execute(select(Message.is_test)).scalars().all()
     assert sent == [True]
 
 
