@@ -26,13 +26,12 @@ import argparse
 import asyncio
 import hmac
 import logging
-import re
 import sys
 import uuid
 from collections.abc import Callable
 from urllib.parse import parse_qsl
 
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -44,37 +43,18 @@ from starlette.types import Message as ASGIMessage
 from twilio.request_validator import RequestValidator
 
 from app.config import Settings
-from app.delivery.fallback import FALLBACK_STATUSES, fall_back_to_sms
-from app.delivery.optouts import patients_with_phone, set_channel_opt_in
+from app.delivery.callbacks import ClinicMismatch, belongs_to, clinic_of_dlr_token, clinic_twilio_token, message_clinic
+from app.delivery.fallback import calls_for_fallback, fall_back_to_sms
+from app.delivery.inbound import receive
 from app.delivery.runtime import Runtime, get_runtime
 from app.delivery.status_batch import StatusReport, apply_many
-from app.errors import AppError
-from app.providers.credentials import unseal
 from app.providers.twilio_provider import TWILIO_STATUS, _decimal, _int
 from app.providers.unifonic_provider import parse_delivery_report
-from app.services.clinic_settings import tenant_for_dlr_token
-from db.enums import Channel, OptOutSource
-from db.models import Message, ProviderCredential
-from db.session import system_session, tenant_session
-from db.types import utcnow
 
 log = logging.getLogger("webhooks")
 
-STOP_WORDS = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "optout", "opt-out",
-              "توقف", "إيقاف", "ايقاف", "الغاء", "إلغاء", "الغاء الاشتراك", "إلغاء الاشتراك"}
-START_WORDS = {"start", "yes", "unstop", "ابدأ", "ابدا", "بدء", "اشتراك"}
 MAX_BODY_BYTES = 64 * 1024
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
-
-
-def keyword(body: str) -> str | None:
-    """'stop' or 'start' when the whole message is an opt-out or opt-in keyword, else None."""
-    text = re.sub(r"[\s\.\!\u061f\?]+", " ", body or "").strip().lower()
-    if text in STOP_WORDS:
-        return "stop"
-    if text in START_WORDS:
-        return "start"
-    return None
 
 
 def _public_url(request: Request, settings: Settings) -> str:
@@ -155,44 +135,6 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, text:
     await PlainTextResponse(text, status_code=status, headers={"Connection": "close"})(scope, receive, send)
 
 
-class ClinicMismatch(ValueError):
-    """The callback's ``mid`` and MessageSid name messages of two different clinics."""
-
-
-def message_clinic(engine: Engine, message_id: uuid.UUID | None = None,
-                   provider_message_id: str | None = None) -> uuid.UUID | None:
-    """The clinic of the message a callback is about, from our id and/or the provider's; reads only the clinic id.
-
-    None when neither names a known message; ClinicMismatch when they name two clinics.
-    """
-    conditions = []
-    if message_id is not None:
-        conditions.append(Message.id == message_id)
-    if provider_message_id:
-        conditions.append(Message.provider_message_id == provider_message_id)
-    if not conditions:
-        return None
-    with system_session(engine) as session:
-        clinics = list(session.scalars(select(Message.tenant_id).where(or_(*conditions)).distinct().limit(2)))
-    if len(clinics) > 1:
-        raise ClinicMismatch("the message id and the provider's id belong to different clinics")
-    return clinics[0] if clinics else None
-
-
-def clinic_twilio_token(engine: Engine, settings: Settings, clinic: uuid.UUID) -> str | None:
-    """The clinic's own Twilio auth token when it stored Twilio credentials (None otherwise or unreadable)."""
-    with tenant_session(engine, clinic) as session:
-        sealed = session.scalar(select(ProviderCredential.encrypted).where(ProviderCredential.provider == "twilio"))
-    if sealed is None:
-        return None
-    try:
-        return unseal(settings.credentials_key, sealed).get("auth_token") or None
-    except AppError:
-        log.warning("clinic %s has Twilio credentials that cannot be read (CREDENTIALS_KEY changed?); "
-                    "callbacks from its own account are refused", clinic)
-        return None
-
-
 def _process_token(settings: Settings) -> str | None:
     return settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
 
@@ -240,8 +182,7 @@ async def twilio_status(request: Request) -> Response:
         segments=_int(params.get("NumSegments")), message_id=message_id,
     )
     outcome = await request.app.state.batcher.submit(runtime.engine, report)
-    if outcome == "applied" and report.message_id and status in FALLBACK_STATUSES and (
-            report.error_code or "").startswith("63"):  # WhatsApp errors: the template may fall back to SMS
+    if outcome == "applied" and report.message_id and calls_for_fallback(status, report.error_code):
         await run_in_threadpool(fall_back_to_sms, runtime, report.message_id, report.error_code)
     return Response(status_code=204, headers={"X-Outcome": outcome})
 
@@ -301,53 +242,14 @@ class StatusBatcher:
                     future.set_result(outcome)
 
 
-def record_whatsapp_inbound(engine: Engine, phone: str) -> int:
-    """The patient wrote on WhatsApp: their 24-hour window for free text opens now."""
-    with system_session(engine) as session:
-        patients = patients_with_phone(session, phone)
-        for patient in patients:
-            patient.whatsapp_last_inbound_at = utcnow()
-        return len(patients)
-
-
-def _apply_keyword(engine: Engine, phone: str, channel: Channel, word: str) -> int:
-    changed = 0
-    with system_session(engine) as session:
-        for patient in patients_with_phone(session, phone):
-            changed += set_channel_opt_in(
-                session, tenant_id=patient.tenant_id, patient_id=patient.id, channel=channel,
-                opted_in=word == "start", source=OptOutSource.PATIENT_REPLY,
-                reason=f"patient replied {word.upper()}",
-            )
-    return changed
-
-
 async def twilio_inbound(request: Request) -> Response:
     params = await _signed_form(request)
     if params is None:
         return PlainTextResponse("invalid signature", status_code=403)
-    sender = params.get("From", "")
-    channel = Channel.WHATSAPP if sender.startswith("whatsapp:") else Channel.SMS
-    phone = sender.removeprefix("whatsapp:")
-    word = keyword(params.get("Body", ""))
-    if channel == Channel.WHATSAPP and phone:
-        await run_in_threadpool(record_whatsapp_inbound, _runtime(request).engine, phone)
-    if word and phone:
-        changed = await run_in_threadpool(_apply_keyword, _runtime(request).engine, phone, channel, word)
-        log.info("inbound %s keyword applied to %d patient record(s)", word, changed)
+    word = await run_in_threadpool(receive, _runtime(request).engine, params.get("From", ""), params.get("Body", ""))
+    if word:
+        log.info("inbound %s keyword applied", word)
     return Response(EMPTY_TWIML, media_type="text/xml")
-
-
-def _clinic_of_dlr_token(engine: Engine, token: str) -> uuid.UUID | None:
-    with system_session(engine) as session:
-        return tenant_for_dlr_token(session, token)
-
-
-def _belongs_to(engine: Engine, provider_message_id: str, tenant_id: uuid.UUID) -> bool:
-    with system_session(engine) as session:
-        owners = set(session.scalars(select(Message.tenant_id).where(
-            Message.provider_message_id == provider_message_id)))
-    return owners <= {tenant_id}  # an unknown id is acknowledged as unknown below
 
 
 async def unifonic_dlr(request: Request) -> Response:
@@ -361,7 +263,7 @@ async def unifonic_dlr(request: Request) -> Response:
     expected = settings.unifonic_callback_token.get_secret_value() if settings.unifonic_callback_token else ""
     clinic = None
     if not (expected and hmac.compare_digest(token, expected)):
-        clinic = await run_in_threadpool(_clinic_of_dlr_token, runtime.engine, token)
+        clinic = await run_in_threadpool(clinic_of_dlr_token, runtime.engine, token)
         if clinic is None:
             return PlainTextResponse("unknown callback address", status_code=403)
     body = await request.body()  # at most MAX_BODY_BYTES (BodyLimit)
@@ -369,7 +271,7 @@ async def unifonic_dlr(request: Request) -> Response:
         provider_id, status, _when = parse_delivery_report(_form(body))
     except ValueError as exc:
         return PlainTextResponse(f"malformed delivery report: {exc}", status_code=400)
-    if clinic is not None and not await run_in_threadpool(_belongs_to, runtime.engine, provider_id, clinic):
+    if clinic is not None and not await run_in_threadpool(belongs_to, runtime.engine, provider_id, clinic):
         return Response(status_code=200, headers={"X-Outcome": "unknown_message"})  # another clinic's message
     report = StatusReport(provider_message_id=provider_id, status=status, provider="unifonic")
     outcome = await request.app.state.batcher.submit(runtime.engine, report)

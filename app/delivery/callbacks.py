@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import uuid
 from decimal import Decimal
 from typing import Literal
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, or_, select, update
 
+from app.config import Settings
 from app.delivery.error_codes import explain
 from app.delivery.lifecycle import transition
+from app.errors import AppError
+from app.providers.credentials import unseal
 from db.enums import MessageStatus
-from db.models import Message
-from db.session import system_session
+from db.models import Message, ProviderCredential, Tenant
+from db.session import system_session, tenant_session
+
+log = logging.getLogger(__name__)
 
 Outcome = Literal["applied", "duplicate", "unknown_message"]
 
@@ -69,3 +76,64 @@ def apply_provider_status(
             changed = True
         return "applied" if changed else "duplicate"
 
+
+
+# --- which clinic a callback is about (reads clinic ids only) ---------------------------------
+
+
+class ClinicMismatch(ValueError):
+    """The callback's ``mid`` and MessageSid name messages of two different clinics."""
+
+
+def message_clinic(engine: Engine, message_id: uuid.UUID | None = None,
+                   provider_message_id: str | None = None) -> uuid.UUID | None:
+    """The clinic of the message a callback is about, from our id and/or the provider's; reads only the clinic id.
+
+    None when neither names a known message; ClinicMismatch when they name two clinics.
+    """
+    conditions = []
+    if message_id is not None:
+        conditions.append(Message.id == message_id)
+    if provider_message_id:
+        conditions.append(Message.provider_message_id == provider_message_id)
+    if not conditions:
+        return None
+    with system_session(engine) as session:
+        clinics = list(session.scalars(select(Message.tenant_id).where(or_(*conditions)).distinct().limit(2)))
+    if len(clinics) > 1:
+        raise ClinicMismatch("the message id and the provider's id belong to different clinics")
+    return clinics[0] if clinics else None
+
+
+def clinic_twilio_token(engine: Engine, settings: Settings, clinic: uuid.UUID) -> str | None:
+    """The clinic's own Twilio auth token when it stored Twilio credentials (None otherwise or unreadable)."""
+    with tenant_session(engine, clinic) as session:
+        sealed = session.scalar(select(ProviderCredential.encrypted).where(ProviderCredential.provider == "twilio"))
+    if sealed is None:
+        return None
+    try:
+        return unseal(settings.credentials_key, sealed).get("auth_token") or None
+    except AppError:
+        log.warning("clinic %s has Twilio credentials that cannot be read (CREDENTIALS_KEY changed?); "
+                    "callbacks from its own account are refused", clinic)
+        return None
+
+
+def hash_token(token: str) -> str:
+    """How a clinic's Unifonic delivery-report token is stored (only its hash is kept)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def clinic_of_dlr_token(engine: Engine, token: str) -> uuid.UUID | None:
+    """The clinic whose delivery-report token this is (compares hashes only)."""
+    if not token:
+        return None
+    with system_session(engine) as session:
+        return session.scalar(select(Tenant.id).where(Tenant.unifonic_dlr_token_hash == hash_token(token)))
+
+
+def belongs_to(engine: Engine, provider_message_id: str, tenant_id: uuid.UUID) -> bool:
+    with system_session(engine) as session:
+        owners = set(session.scalars(select(Message.tenant_id).where(
+            Message.provider_message_id == provider_message_id)))
+    return owners <= {tenant_id}  # an unknown id is acknowledged as unknown below

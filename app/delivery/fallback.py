@@ -38,6 +38,11 @@ def may_fall_back(channel: Channel | str, template: MessageTemplate | None, erro
             and not (info is not None and info.kind == FailureKind.OPT_OUT))
 
 
+def calls_for_fallback(status: MessageStatus, error_code: str | None) -> bool:
+    """A provider's report that may send the WhatsApp message's SMS fallback (WhatsApp errors are 63xxx)."""
+    return status in FALLBACK_STATUSES and (error_code or "").startswith("63")
+
+
 def fall_back_to_sms(runtime: Runtime, message_id: uuid.UUID, error_code: str | None) -> uuid.UUID | None:
     """Create and queue the SMS for a failed WhatsApp message; its id, or None when none applies."""
     now = runtime.clock()

@@ -10,9 +10,7 @@ made; only its SHA-256 is stored, and ``POST /unifonic/dlr/<token>`` finds the c
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import secrets
-import uuid
 import zoneinfo
 from dataclasses import dataclass
 
@@ -20,6 +18,7 @@ import phonenumbers
 from sqlalchemy import select
 
 from app.config import Settings, get_settings
+from app.delivery.callbacks import hash_token
 from app.errors import NotFoundError, ValidationError
 from app.providers.credentials import CREDENTIAL_FIELDS, check_credentials, seal
 from app.providers.routing import (
@@ -183,10 +182,6 @@ def clear_credentials(session: TenantSession, actor: Actor, provider: str) -> bo
     return True
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def rotate_dlr_token(session: TenantSession, actor: Actor, *, settings: Settings | None = None) -> NewDlrToken:
     """A new unguessable delivery-report token for the clinic; the previous one stops working."""
     authorize(session, actor, Permission.MANAGE_SETTINGS)
@@ -200,13 +195,6 @@ def rotate_dlr_token(session: TenantSession, actor: Actor, *, settings: Settings
     session.flush()
     base = (settings.public_base_url or "https://<your public address>").rstrip("/")
     return NewDlrToken(token, f"{base}{DLR_PATH}{token}")
-
-
-def tenant_for_dlr_token(session: TenantSession, token: str) -> uuid.UUID | None:
-    """The clinic whose delivery-report token this is (system session; compares hashes only)."""
-    if not token:
-        return None
-    return session.scalar(select(Tenant.id).where(Tenant.unifonic_dlr_token_hash == hash_token(token)))
 
 
 def set_locale(session: TenantSession, actor: Actor, *, timezone: str, default_region: str) -> bool:

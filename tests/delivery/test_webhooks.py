@@ -10,6 +10,7 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 from sqlalchemy import Engine, func, select
 
+from app.delivery.callbacks import ClinicMismatch, message_clinic
 from app.delivery.runtime import Runtime
 from app.providers.routing import SAUDI, RouteStep
 from app.services import clinic_settings
@@ -20,7 +21,7 @@ from db.session import system_session, tenant_session
 from tests.factories import make_patient, make_tenant, make_user
 from tests.peers._threaded import ThreadedASGIServer
 from tests.peers.fake_twilio import sign_webhook, status_callback_params
-from worker.webhooks import ClinicMismatch, create_app, message_clinic
+from worker.webhooks import create_app
 
 
 @pytest.fixture

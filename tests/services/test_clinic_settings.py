@@ -7,6 +7,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import Engine, select
 
 from app.config import Settings
+from app.delivery import callbacks
 from app.errors import ConfigurationError, PermissionDenied, ValidationError
 from app.providers.routing import ELSEWHERE, SAUDI, RouteStep
 from app.services import clinic_settings
@@ -172,10 +173,10 @@ def test_dlr_token_is_shown_once_stored_as_a_hash_and_rotatable(engine, clinic) 
     assert view.dlr_token_created_at is not None and second.token not in repr(view)
     with system_session(engine) as session:
         stored = session.get(Tenant, tenant).unifonic_dlr_token_hash
-        assert stored == clinic_settings.hash_token(second.token) and second.token not in stored
-        assert clinic_settings.tenant_for_dlr_token(session, second.token) == tenant
-        assert clinic_settings.tenant_for_dlr_token(session, first.token) is None
-        assert clinic_settings.tenant_for_dlr_token(session, "") is None
+        assert stored == callbacks.hash_token(second.token) and second.token not in stored
+    assert callbacks.clinic_of_dlr_token(engine, second.token) == tenant
+    assert callbacks.clinic_of_dlr_token(engine, first.token) is None
+    assert callbacks.clinic_of_dlr_token(engine, "") is None
     assert len(_audit(engine, tenant, "settings.dlr_token_created")) == 1
     assert len(_audit(engine, tenant, "settings.dlr_token_rotated")) == 1
 
