@@ -11,10 +11,10 @@ from typing import Literal
 from sqlalchemy import Engine, or_, select, update
 
 from app.config import Settings
-from app.delivery.error_codes import explain
 from app.delivery.lifecycle import transition
 from app.errors import AppError
 from app.providers.credentials import unseal
+from app.providers.error_codes import explain
 from db.enums import MessageStatus
 from db.models import Message, ProviderCredential, Tenant
 from db.session import system_session, tenant_session

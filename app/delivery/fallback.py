@@ -15,10 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.delivery.dispatch import assign_jobs, enqueue
-from app.delivery.error_codes import FailureKind, explain
 from app.delivery.lifecycle import log_event
 from app.delivery.policy import decide
 from app.delivery.runtime import Runtime
+from app.providers.error_codes import FailureKind, explain
 from db.enums import Channel, MessageClass, MessageStatus
 from db.models import Message, MessageTemplate, NotificationPreference, Patient, Tenant
 from db.session import clinic_of, tenant_session

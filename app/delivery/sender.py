@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, insert, literal, select, update
 
-from app.delivery.error_codes import explain
 from app.delivery.fallback import fall_back_to_sms, may_fall_back
 from app.delivery.lifecycle import log_event, transition
 from app.delivery.optouts import set_channel_opt_in
@@ -40,6 +39,7 @@ from app.providers.base import (
     Provider,
     ProviderError,
 )
+from app.providers.error_codes import explain
 from db.enums import Channel, Language, MessageClass, MessageStatus, OptOutSource
 from db.models import Message, MessageLog, MessageTemplate, NotificationPreference, Patient, Tenant
 from db.session import clinics_of, scoped_connection, tenant_session

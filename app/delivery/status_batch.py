@@ -15,7 +15,7 @@ from decimal import Decimal
 from sqlalchemy import Engine, bindparam, select, text
 
 from app.delivery.callbacks import Outcome, apply_provider_status
-from app.delivery.error_codes import explain
+from app.providers.error_codes import explain
 from db.enums import ALLOWED_TRANSITIONS, MessageStatus
 from db.models import Message
 from db.session import SYSTEM, scoped_connection

@@ -14,7 +14,6 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from app.delivery.error_codes import FailureKind, explain
 from app.providers.base import (
     Accepted,
     AmbiguousOutcome,
@@ -24,6 +23,7 @@ from app.providers.base import (
     PermanentFailure,
     ProviderError,
 )
+from app.providers.error_codes import FailureKind, explain
 from db.enums import Channel, MessageStatus
 
 # The SDK logs every request's parameters (numbers, bodies) at INFO: keep patient data out of logs.

@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 
-from app.delivery.error_codes import ERRORS, FailureKind, explain
 from app.providers.base import (
     Accepted,
     AmbiguousOutcome,
@@ -26,6 +25,7 @@ from app.providers.base import (
     OutgoingMessage,
     PermanentFailure,
 )
+from app.providers.error_codes import ERRORS, FailureKind, explain
 from db.enums import MessageClass, MessageStatus
 
 # httpx logs every request URL at INFO; the bodies stay out, but keep provider chatter down.

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from app.analytics.rollups import LATENCY_COLUMNS, MEASURES
 from app.analytics.stats import WEEKDAYS, Outcome, Totals, outcome
 from app.analytics.store import NO_FILTERS, Filters, Period, grouped
-from app.delivery.error_codes import explain
+from app.providers.error_codes import explain
 from app.services import audit
 from app.services.permissions import Actor, Permission, authorize
 from db.enums import BulkJobStatus, Channel, MessageStatus

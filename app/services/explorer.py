@@ -25,9 +25,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, union_all
 
-from app.delivery.error_codes import ErrorInfo, explain
 from app.errors import ConflictError, NotFoundError, ValidationError
 from app.phones import phone_search_key
+from app.providers.error_codes import ErrorInfo, explain
 from app.search_text import clean_search, contains
 from app.services.contacts import shown_contact
 from app.services.messaging import CANCELLABLE, RETRYABLE, MessagingService, SendResult

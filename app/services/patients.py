@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, select
 
-from app.delivery.error_codes import explain
 from app.delivery.optouts import set_channel_opt_in
 from app.errors import NotFoundError, ValidationError
 from app.phones import phone_search_key
+from app.providers.error_codes import explain
 from app.search_text import clean_search, contains
 from app.services import audit
 from app.services.contacts import shown_contact

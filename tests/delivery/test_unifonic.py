@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import Engine, select
 
 from app.delivery import sweeper
-from app.delivery.error_codes import ERRORS, FailureKind, explain
 from app.providers.base import (
     AmbiguousOutcome,
     NotProcessed,
@@ -19,6 +18,7 @@ from app.providers.base import (
     PermanentFailure,
     ProviderSet,
 )
+from app.providers.error_codes import ERRORS, FailureKind, explain
 from app.providers.unifonic_provider import (
     UnifonicProvider,
     parse_delivery_report,
