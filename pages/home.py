@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import streamlit as st
 
 from app.analytics import charts
@@ -10,7 +12,6 @@ from app.services import analytics
 from app.services.permissions import Permission
 from app.ui import feedback, reports, session
 from app.ui.text import plain
-from db.types import utcnow
 
 actor = session.require_actor()
 
@@ -72,7 +73,7 @@ def live_numbers() -> None:
         reports.chart(actor, charts.channel_breakdown, result.channels, "channels", period)
     with right:
         reports.chart(actor, charts.daily_trend, result.daily, "daily_trend", period)
-    st.caption(f"Updated {utcnow():%H:%M:%S} UTC; refreshes on its own.")
+    st.caption(f"Updated {dt.datetime.now(dt.UTC):%H:%M:%S} UTC; refreshes on its own.")
 
 
 @st.fragment(run_every=get_settings().dashboard_refresh_seconds)
@@ -94,7 +95,7 @@ def live_activity() -> None:
         elif reasons is not None:
             st.dataframe(reasons[["Reason", "Suggested action", "Messages"]], hide_index=True, key="failures")
     st.subheader("Bulk jobs in progress", anchor=False)
-    jobs = feedback.service(analytics.bulk_jobs_in_progress, now=utcnow())
+    jobs = feedback.service(analytics.bulk_jobs_in_progress, now=dt.datetime.now(dt.UTC))
     if jobs is not None and jobs.empty:
         st.caption("No bulk job is sending right now.")
     elif jobs is not None:

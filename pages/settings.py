@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import streamlit as st
 
-from app.providers.routing import DESTINATION_LABELS, MAX_STEPS, PROVIDER_LABELS, PROVIDERS_FOR
 from app.services import clinic_settings
+from app.services.clinic_settings import DESTINATION_LABELS, MAX_STEPS, PROVIDER_LABELS, PROVIDERS_FOR
 from app.services.permissions import Permission
 from app.ui import cached, feedback, session
 from app.ui.text import plain

@@ -21,6 +21,8 @@ from app.config import Settings, get_settings
 from app.delivery.callbacks import hash_token
 from app.errors import NotFoundError, ValidationError
 from app.providers.credentials import CREDENTIAL_FIELDS, check_credentials, seal
+from app.providers.routing import DESTINATION_LABELS as DESTINATION_LABELS  # re-exported for the Settings page
+from app.providers.routing import MAX_STEPS as MAX_STEPS
 from app.providers.routing import (
     PROVIDER_LABELS,
     PROVIDERS_FOR,
