@@ -1,9 +1,9 @@
-"""The README's role matrix is the truth: pages against the menu, service functions by calling them.
+"""The role matrix (docs/roles.md) is the truth: pages against the menu, service functions by calling them.
 
-The README section "Who may do what" has two tables. Pages are checked against ``MENU`` and
+docs/roles.md, "The role matrix", has two tables. Pages are checked against ``MENU`` and
 ``ROLE_PERMISSIONS``; each service function is called as each role in clinic A (``CALLS`` says
 how) and must either work or raise ``PermissionDenied``, as the table says. A page in the menu,
-or a role-checked service function in ``app/services``, missing from the README fails here.
+or a role-checked service function in ``app/services``, missing from docs/roles.md fails here.
 A function whose answer depends on its input (e.g. the bulk wizard's audience) has one row per
 case: "`name` (case)". A last column headed "note" is free text for the reader.
 """
@@ -44,15 +44,16 @@ from tests.factories import DEFAULT_PASSWORD
 from tests.security.conftest import CONTENT_SID, SETTINGS, World, this_week
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+MATRIX_DOC = ROOT / "docs" / "roles.md"
+MATRIX = MATRIX_DOC.read_text(encoding="utf-8")
 ROLES_BY_HEADER = {role.label.lower(): role for role in Role}
 
 
 def readme_table(first_header: str) -> dict[str, dict[Role, bool]]:
-    """The README table whose first column is ``first_header``: row name -> role -> allowed."""
-    lines = README.splitlines()
+    """The docs/roles.md table whose first column is ``first_header``: row name -> role -> allowed."""
+    lines = MATRIX.splitlines()
     start = next((i for i, line in enumerate(lines) if re.match(rf"^\|\s*{first_header}\s*\|", line)), None)
-    assert start is not None, f"README has no table starting '| {first_header} |'"
+    assert start is not None, f"docs/roles.md has no table starting '| {first_header} |'"
     header = [cell.strip().lower() for cell in lines[start].strip().strip("|").split("|")]
     has_note = header[-1] == "note"
     roles = [ROLES_BY_HEADER[h] for h in header[1:len(header) - has_note]]
@@ -62,10 +63,10 @@ def readme_table(first_header: str) -> dict[str, dict[Role, bool]]:
         if not line.startswith("|"):
             break
         name, *cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        assert len(cells) == len(header) - 1, f"README row {name!r}: one cell per column (no '|' in notes)"
+        assert len(cells) == len(header) - 1, f"docs/roles.md row {name!r}: one cell per column (no '|' in notes)"
         cells = cells[:len(roles)]
-        assert {c for c in cells} <= {"allowed", "refused"}, f"README row {name!r}: write allowed or refused"
-        assert name not in table, f"README lists {name!r} twice"
+        assert {c for c in cells} <= {"allowed", "refused"}, f"docs/roles.md row {name!r}: write allowed or refused"
+        assert name not in table, f"docs/roles.md lists {name!r} twice"
         table[name.replace("`", "")] = {role: cell == "allowed" for role, cell in zip(roles, cells, strict=True)}
     return table
 
@@ -75,8 +76,8 @@ SERVICES = readme_table("service function")
 
 
 def test_every_menu_page_is_in_the_readme_and_nothing_else() -> None:
-    assert {e.title for e in MENU} - set(PAGES) == set(), "pages missing from the README role matrix"
-    assert set(PAGES) - {e.title for e in MENU} == set(), "the README lists pages that are not in the menu"
+    assert {e.title for e in MENU} - set(PAGES) == set(), "pages missing from the role matrix in docs/roles.md"
+    assert set(PAGES) - {e.title for e in MENU} == set(), "docs/roles.md lists pages that are not in the menu"
 
 
 @pytest.mark.parametrize("title", sorted(PAGES))
@@ -224,8 +225,8 @@ def _paused_job(world: World) -> Any:
 
 
 def test_every_documented_service_function_can_be_called_here() -> None:
-    assert set(SERVICES) - set(CALLS) == set(), "add a line to CALLS for these README rows"
-    assert set(CALLS) - set(SERVICES) == set(), "these calls are not in the README role matrix"
+    assert set(SERVICES) - set(CALLS) == set(), "add a line to CALLS for these docs/roles.md rows"
+    assert set(CALLS) - set(SERVICES) == set(), "these calls are not in the role matrix (docs/roles.md)"
 
 
 def _role_checked_functions() -> set[str]:
@@ -251,7 +252,7 @@ def _role_checked_functions() -> set[str]:
 
 def test_every_role_checked_service_function_is_in_the_readme() -> None:
     documented = {name.split(" (")[0] for name in SERVICES}
-    assert _role_checked_functions() - documented == set(), "add these to the README role matrix"
+    assert _role_checked_functions() - documented == set(), "add these to the role matrix in docs/roles.md"
 
 
 def test_service_functions_allow_and_refuse_as_documented(world: World) -> None:
@@ -264,5 +265,5 @@ def test_service_functions_allow_and_refuse_as_documented(world: World) -> None:
             except PermissionDenied:
                 outcome = False
             if outcome != allowed:
-                wrong.append(f"{name} as {role.value}: README says {'allowed' if allowed else 'refused'}")
+                wrong.append(f"{name} as {role.value}: docs/roles.md says {'allowed' if allowed else 'refused'}")
     assert wrong == []
