@@ -42,7 +42,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_seed_demo(args: argparse.Namespace) -> int:
-    from app.demo_data import DEMO_LOGINS, seed_demo
+    from app.demo import DEMO_LOGINS, seed_demo
     from db.migrate import upgrade
 
     engine = _owner_engine()

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.database_url:
         return run(args.database_url, args)
     with temporary_database(prefix="bench_dash") as url:
-        from app.demo_data import seed_demo
+        from app.demo import seed_demo
         from db.session import make_engine
 
         engine = make_engine(url)
@@ -184,7 +184,7 @@ def run(url: str, args: argparse.Namespace) -> int:
 def apptest(url: str, users: dict) -> None:  # type: ignore[type-arg]
     from streamlit.testing.v1 import AppTest
 
-    from app.demo_data import DEMO_PASSWORD
+    from app.demo import DEMO_PASSWORD
     from db.enums import Role
 
     os.environ["DATABASE_URL"] = url

@@ -26,8 +26,8 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from app.demo import seed_demo
 from app.demo.seeder import _LoadAside
-from app.demo_data import seed_demo
 from db.migrate import upgrade
 from db.session import make_engine
 

@@ -15,10 +15,9 @@ import pytest
 from jinja2 import meta
 from sqlalchemy import Engine, func, select, text
 
-from app.demo import seeder
+from app.demo import DEMO_LOGINS, SeedReport, seed_demo, seeder
 from app.demo.content import TEMPLATE_VARIABLES
 from app.demo.history import sms_segments
-from app.demo_data import DEMO_LOGINS, SeedReport, seed_demo
 from app.services.auth import LoginPolicy, authenticate
 from db.enums import Role
 from db.models import (
