@@ -126,6 +126,7 @@ def cmd_db_roles(args: argparse.Namespace) -> int:
 
 def cmd_create_user(args: argparse.Namespace) -> int:
     from app.services import staff, tenants
+    from app.services.permissions import Actor
     from db.session import system_session, tenant_session
 
     engine = _engine()
@@ -135,8 +136,8 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     password = _read_password(args)
     with tenant_session(engine, clinic.id) as session:
         member = staff.create_user(
-            session, None, username=args.username, password=password, role=args.role,
-            display_name=args.display_name or "", email=args.email,
+            session, Actor.system(clinic.id, name="command line"), username=args.username, password=password,
+            role=args.role, display_name=args.display_name or "", email=args.email,
         )
     print(f"Created {member.role.label.lower()} '{member.username}' in {clinic.name}.")
     return EXIT_OK

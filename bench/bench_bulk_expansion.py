@@ -143,7 +143,8 @@ def _admin(engine: Any, tenant_id: uuid.UUID) -> Any:
     from db.session import tenant_session
 
     with tenant_session(engine, tenant_id) as session:
-        user = staff.create_user(session, None, username=f"bench-{uuid.uuid4().hex[:8]}",
+        user = staff.create_user(session, Actor.system(tenant_id, name="command line"),
+                                 username=f"bench-{uuid.uuid4().hex[:8]}",
                                  password=uuid.uuid4().hex, role=Role.ADMIN)
         return Actor(user_id=user.id, tenant_id=tenant_id, username=user.username, display_name=user.display_name,
                      role=Role.ADMIN)

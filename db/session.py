@@ -10,14 +10,14 @@ switches, for its transaction only, to the system role that may bypass the polic
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from db.base import HasTenant
 from db.tenancy import TenantScopeError, TenantSession
@@ -147,6 +147,41 @@ def system_session(engine: Engine) -> Iterator[TenantSession]:
         session.info["system"] = True
         with session.begin():
             yield session
+
+
+_AFTER_COMMIT = "after_commit"
+
+
+def after_commit(session: Session, work: Callable[[], None]) -> None:
+    """Run ``work`` once ``session``'s transaction has committed; never if it rolls back.
+
+    For what must follow the commit (enqueueing jobs that carry row ids): a job never refers to
+    a row that is not there, and nothing is enqueued for work that was undone. Runs in the order
+    registered; if one raises, the others still run and the first error is raised to the caller
+    (the rows are committed by then).
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append(work)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():  # a SAVEPOINT released; the transaction goes on
+        return
+    pending = session.info.pop(_AFTER_COMMIT, [])
+    first: Exception | None = None
+    for work in pending:
+        try:
+            work()
+        except Exception as exc:  # noqa: BLE001 - the rest still runs; the first error is raised below
+            first = first or exc
+    if first is not None:
+        raise first
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_after_rollback(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the outermost transaction ended without a commit (or after it)
+        session.info.pop(_AFTER_COMMIT, None)
 
 
 def clinic_of(engine: Engine, model: type[HasTenant], row_id: uuid.UUID) -> uuid.UUID | None:

@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 
 import streamlit as st
 
-from app.delivery.runtime import get_runtime
 from app.errors import AppError
 from app.services import audience as audiences
 from app.services import bulk_jobs, bulk_wizard
@@ -207,8 +206,7 @@ def send_step(options: bulk_wizard.WizardOptions, review: DryRun) -> None:
         typed = int(text) if text.strip().isdigit() else None
     if st.button("Send" if send_at is None else "Schedule send", type="primary", key="bulk_send"):
         created = feedback.service(bulk_wizard.confirm, current_draft(), typed_count=typed, send_at_local=send_at)
-        if created is not None:
-            bulk_wizard.start_expansion(get_runtime().queue, created.bulk_job_id)
+        if created is not None:  # the service asked the worker to prepare the messages
             for key in [k for k in st.session_state if str(k).startswith(W)]:
                 del st.session_state[key]
             st.session_state[STATE] = {"step": 0, "key": bulk_wizard.new_draft_key()}
@@ -260,7 +258,7 @@ def live_progress(job_id: str) -> None:
     if job.status == BulkJobStatus.EXPANDING:
         st.caption("Preparing the messages in the background…")
         if bulk_wizard.looks_stuck(job.created_at) and st.button("Start preparing again", key="bulk_restart"):
-            bulk_wizard.start_expansion(get_runtime().queue, job.id)  # harmless if it is already running
+            feedback.service(bulk_wizard.start_expansion, job.id)  # harmless if it is already running
     total = max(progress.total, 1)
     for group, count in progress.counts.items():
         st.progress(count / total, text=f"{group.title()}: {count:,}")
@@ -282,11 +280,7 @@ def live_progress(job_id: str) -> None:
 
 
 def resume(job_id: uuid.UUID) -> None:
-    from app.delivery.dispatch import enqueue
-
-    batches = feedback.service(bulk_jobs.resume, job_id)
-    if batches is not None:
-        enqueue(get_runtime().queue, batches)
+    feedback.service(bulk_jobs.resume, job_id)
     st.rerun(scope="fragment")
 
 

@@ -8,7 +8,7 @@ import streamlit as st
 
 from app.analytics import charts
 from app.config import get_settings
-from app.services import analytics
+from app.services import analytics, messaging
 from app.services.permissions import Permission
 from app.ui import feedback, reports, session
 from app.ui.text import plain
@@ -21,8 +21,7 @@ st.markdown(
     f"{actor.role.label}, at **{plain(actor.tenant_name)}**."
 )
 
-service = session.messaging()
-paused = feedback.attempt(lambda: service.is_paused(actor.tenant_id))
+paused = feedback.service(messaging.is_paused)
 if paused:
     st.error(
         "Sending is paused for this clinic. New and waiting messages are kept and nothing is sent "
@@ -34,7 +33,7 @@ if actor.can(Permission.PAUSE_SENDING):
     with st.expander("Emergency stop: pause all sending", icon=":material/emergency:", expanded=bool(paused)):
         if paused:
             if st.button("Resume sending", type="primary", icon=":material/play_arrow:"):
-                waiting = feedback.attempt(lambda: service.resume_sending(actor.tenant_id, actor=actor))
+                waiting = feedback.service(messaging.resume_sending)
                 if waiting is not None:
                     feedback.flash("sending", f"Sending resumed; {waiting:,} waiting messages are on their way.")
                     st.rerun()
@@ -43,7 +42,7 @@ if actor.can(Permission.PAUSE_SENDING):
             reason = st.text_input("Reason (kept in the audit log)", key="pause_reason", max_chars=500)
             sure = st.checkbox("I want to stop all sending for the whole clinic now", key="pause_confirm")
             if st.button("Pause all sending", type="primary", icon=":material/pause:", disabled=not sure):
-                if feedback.attempt(lambda: service.pause_sending(actor.tenant_id, actor=actor, reason=reason)):
+                if feedback.service(messaging.pause_sending, reason=reason):
                     feedback.flash("sending", "All sending is paused.")
                     st.rerun()
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import streamlit as st
 
 from app.config import get_settings
-from app.services import explorer, export
+from app.services import explorer, export, messaging
 from app.services.contacts import sees_full_contacts
 from app.services.explorer import PERIODS, FilterOptions, MessageFilter
 from app.services.permissions import Permission
@@ -127,14 +127,14 @@ if open_col.button("Open", icon=":material/open_in_new:", disabled=len(picked) !
 if can_act:
     retryable = [i for i in picked if by_id[i].can_retry]
     if retry_col.button(f"Retry selected ({len(retryable)})", icon=":material/replay:", disabled=not retryable):
-        done = feedback.attempt(lambda: session.messaging().retry(actor.tenant_id, retryable, actor=actor))
+        done = feedback.service(messaging.retry, retryable)
         if done is not None:
             ui.forget_counts()
             feedback.flash("act", f"{len(done)} new attempt(s) queued; each is linked to its original.")
             st.rerun()
     cancellable = [i for i in picked if by_id[i].can_cancel]
     if cancel_col.button(f"Cancel selected ({len(cancellable)})", icon=":material/cancel:", disabled=not cancellable):
-        n = feedback.attempt(lambda: session.messaging().cancel(actor.tenant_id, message_ids=cancellable, actor=actor))
+        n = feedback.service(messaging.cancel, message_ids=cancellable)
         if n is not None:
             ui.forget_counts()
             feedback.flash("act", f"{n} message(s) cancelled.")
@@ -155,7 +155,7 @@ if can_act:
                      "Opt-outs still apply: a patient who opted out is not messaged.")
             sure = st.checkbox(f"Yes, retry these {n:,} messages", key=f"retry-all-{params_key}")
             if st.button(f"Retry {n:,} messages", type="primary", disabled=not (sure and n)):
-                done = feedback.attempt(lambda: explorer.retry_filtered(session.messaging(), actor, flt, expected=n))
+                done = feedback.service(explorer.retry_filtered, flt, expected=n)
                 st.session_state.pop(RETRY_ALL_KEY, None)
                 if done is not None:
                     ui.forget_counts()
@@ -212,14 +212,13 @@ if message_id is not None:
                     ui.show_filter(flt, keep={"message": str(linked)})
             if can_act and detail.can_retry and buttons[2].button("Retry this message", type="primary",
                                                                   icon=":material/replay:"):
-                done = feedback.attempt(lambda: session.messaging().retry(actor.tenant_id, [detail.id], actor=actor))
+                done = feedback.service(messaging.retry, [detail.id])
                 if done:
                     ui.forget_counts()
                     feedback.flash("detail", "A new attempt is queued, linked to this message.")
                     ui.show_filter(flt, keep={"message": str(done[0].message_id)})
             if can_act and detail.can_cancel and buttons[2].button("Cancel this message", icon=":material/cancel:"):
-                if feedback.attempt(lambda: session.messaging().cancel(actor.tenant_id, message_ids=[detail.id],
-                                                                      actor=actor)):
+                if feedback.service(messaging.cancel, message_ids=[detail.id]):
                     ui.forget_counts()
                     feedback.flash("detail", "The message is cancelled.")
                     st.rerun()
@@ -244,8 +243,7 @@ if actor.can(Permission.EXPORT_DATA):
                 if rows is not None:
                     st.session_state[CSV_KEY] = (out.getvalue(), rows)
             elif size is not None:
-                started = feedback.attempt(lambda: export.request_export(
-                    session.engine(), session.messaging().queue, actor, flt, columns))
+                started = feedback.service(export.request_export, flt, columns)
                 if started is not None:
                     feedback.flash("export", f"More than {limit:,} rows: the export runs in the background. "
                                              "It appears below when it is ready.")

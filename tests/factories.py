@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, text
 
@@ -14,6 +16,7 @@ from db.models import Base, Patient, Tenant, User
 from db.session import system_session, tenant_session
 
 DEFAULT_PASSWORD = "correct-horse-battery"
+T = TypeVar("T")
 
 
 def make_tenant(engine: Engine, slug: str = "clinic-a", name: str | None = None) -> uuid.UUID:
@@ -26,7 +29,8 @@ def make_user(
     password: str = DEFAULT_PASSWORD,
 ) -> Actor:
     with tenant_session(engine, tenant_id) as session:
-        member = staff.create_user(session, None, username=username, password=password, role=role)
+        member = staff.create_user(session, Actor.system(tenant_id, name="command line"), username=username,
+                                   password=password, role=role)
         tenant = session.get(Tenant, tenant_id)
         assert tenant is not None
         return Actor(
@@ -101,3 +105,29 @@ def empty_all_tables(engine: Engine) -> None:
         else:
             for name in tables:
                 conn.execute(text(f"DELETE FROM {name}"))
+
+
+def call(engine: Engine, who: Actor | uuid.UUID, fn: Callable[..., T], *args: Any, queue: Any = None,
+         **kwargs: Any) -> T:
+    """``fn(session, actor, ...)`` in one unit of work of the actor's clinic, as a page's ``session.call``
+    does. A clinic id stands for a script in that clinic (``Actor.system``, an admin). The jobs ``fn``
+    registers go on ``queue`` (else the process's) once the unit of work commits."""
+    from app.services.queueing import use_queue
+
+    actor = who if isinstance(who, Actor) else Actor.system(who, name="test script")
+    with tenant_session(engine, actor.tenant_id) as session:
+        if queue is not None:
+            use_queue(session, queue)
+        return fn(session, actor, *args, **kwargs)
+
+
+def script_runtime(engine: Engine, queue: Any) -> Any:
+    """A runtime on ``engine`` whose jobs go on ``queue``: what ``MessagingService(runtime)`` needs in a test."""
+    from app.config import Settings
+    from app.delivery.ratelimit import LocalRateLimiter
+    from app.delivery.runtime import Runtime
+    from app.providers.registry import build_providers
+
+    settings = Settings(database_url=engine.url.render_as_string(hide_password=False), redis_url=None,
+                        dev_playback_delay_seconds=0)
+    return Runtime(engine, settings, build_providers(settings), LocalRateLimiter(), queue)

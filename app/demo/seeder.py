@@ -35,6 +35,7 @@ from app.demo.content import (
 )
 from app.errors import ConflictError
 from app.services import staff, tenants
+from app.services.permissions import Actor
 from db.models import (
     Appointment,
     BulkJob,
@@ -180,8 +181,9 @@ def _create_clinic(engine: Engine, conn: Connection, spec: DemoClinic) -> tuple[
     users: dict[str, uuid.UUID] = {}
     with make_session(bind=conn) as session:
         session.info["tenant_id"] = info.id
+        seeder = Actor.system(info.id, name="command line")
         for suffix, role, display in spec.staff:
-            member = staff.create_user(session, None, username=f"{spec.login_prefix}.{suffix}",
+            member = staff.create_user(session, seeder, username=f"{spec.login_prefix}.{suffix}",
                                        password=DEMO_PASSWORD, role=role, display_name=display,
                                        email=f"{spec.login_prefix}.{suffix}@{spec.email_domain}")
             users[role] = member.id

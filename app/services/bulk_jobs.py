@@ -15,20 +15,34 @@ from app.errors import NotFoundError, ValidationError
 from app.services import audience as audiences
 from app.services import audit
 from app.services.bulk_wizard import authorize_use
-from app.services.messaging import CANCELLABLE
 from app.services.permissions import Actor, Permission, authorize
-from db.enums import BulkJobStatus, Channel, MessageStatus
+from app.services.queueing import deliver_after_commit
+from db.enums import (
+    WAITING_STATUSES,
+    BulkJobStatus,
+    Channel,
+    MessageStatus,
+    Outcome,
+    may_move_to,
+    outcome,
+    sources_of,
+)
 from db.models import BulkJob, Message, MessageTemplate, User
 from db.tenancy import TenantSession
 from db.types import utcnow
 
-GROUPS = {
-    "queued": (MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.SENDING),
-    "sent": (MessageStatus.SENT, MessageStatus.UNKNOWN),
-    "delivered": (MessageStatus.DELIVERED, MessageStatus.READ),
-    "failed": (MessageStatus.FAILED, MessageStatus.UNDELIVERED),
-    "suppressed": (MessageStatus.SUPPRESSED, MessageStatus.CANCELLED),
-}
+# The progress bars: the outcomes of ``db.enums.Outcome``, "in progress" split into waiting to
+# be sent ("queued") and with the provider ("sent": awaiting its report, or unknown).
+GROUPS = ("queued", "sent", "delivered", "failed", "suppressed")
+_GROUP_OF_OUTCOME = {Outcome.DELIVERED: "delivered", Outcome.FAILED: "failed", Outcome.NOT_SENT: "suppressed"}
+
+
+def _group(channel: Channel, status: MessageStatus) -> str:
+    kind = outcome(channel, status)
+    if kind == Outcome.IN_PROGRESS:
+        return "queued" if status in WAITING_STATUSES else "sent"
+    return _GROUP_OF_OUTCOME[kind]
+
 LOG_CHUNK = 5000  # lifecycle events written at a time
 _ACTIVE = (BulkJobStatus.EXPANDING, BulkJobStatus.SCHEDULED, BulkJobStatus.SENDING, BulkJobStatus.PAUSED)
 
@@ -98,7 +112,9 @@ def progress(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> Progres
     job = _job(session, job_id, actor)
     by_status = dict(session.execute(select(Message.status, func.count()).where(
         Message.bulk_job_id == job.id).group_by(Message.status)).all())
-    counts = {group: sum(by_status.get(s, 0) for s in statuses) for group, statuses in GROUPS.items()}
+    counts = dict.fromkeys(GROUPS, 0)
+    for status, count in by_status.items():
+        counts[_group(Channel(job.channel), MessageStatus(status))] += count
     waiting = counts["queued"]
     rate = get_settings().rate_for(Channel(job.channel).value)
     eta = waiting / rate if waiting and BulkJobStatus(job.status) == BulkJobStatus.SENDING else None
@@ -108,9 +124,12 @@ def progress(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> Progres
 
 def _move(session: TenantSession, job: BulkJob, source: MessageStatus, target: MessageStatus, event: str,
           detail: str, values: dict[str, object], *, held_only: bool = False) -> list[uuid.UUID]:
-    """Move the job's messages in ``source`` to ``target`` (each logged); ``held_only``: paused ones."""
+    """Move the job's messages in ``source`` to ``target`` (each logged); ``held_only``: paused ones.
+
+    The lifecycle table must list ``source -> target`` (``TransitionNotAllowed`` otherwise).
+    """
     now = utcnow()
-    statement = update(Message).where(Message.bulk_job_id == job.id, Message.status == source)
+    statement = update(Message).where(Message.bulk_job_id == job.id, may_move_to(Message.status, target, (source,)))
     if held_only:
         statement = statement.where(Message.scheduled_at.is_(None))
     moved = list(session.scalars(statement.values(status=target, updated_at=now, **values).returning(Message.id)
@@ -141,8 +160,8 @@ def pause(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> int:
     return len(held)
 
 
-def resume(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> list[tuple[str, list[str]]]:
-    """Release held messages; returns the delivery batches to enqueue after commit."""
+def resume(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> int:
+    """Release held messages (enqueued after the commit); returns how many go out now."""
     authorize(session, actor, Permission.BULK_SEND)
     job = _job(session, job_id, actor)
     if BulkJobStatus(job.status) != BulkJobStatus.PAUSED:
@@ -158,10 +177,11 @@ def resume(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> list[tupl
         released = _move(session, job, MessageStatus.SCHEDULED, MessageStatus.QUEUED, "resumed",
                          f"bulk job resumed by {actor.username}", {"queued_at": now}, held_only=True)
         batches = assign_jobs(session, released, now)
+        deliver_after_commit(session, batches)
         job.status = BulkJobStatus.SENDING
     audit.record(session, actor, "bulk_job.resume", object_type="bulk_job", object_id=job.id,
                  details={"released": sum(len(ids) for _, ids in batches)})
-    return batches
+    return sum(len(ids) for _, ids in batches)
 
 
 def cancel(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> int:
@@ -173,7 +193,7 @@ def cancel(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> int:
     cancelled = sum(len(_move(session, job, source, MessageStatus.CANCELLED, "cancelled",
                               f"bulk job cancelled by {actor.username}",
                               {"status_reason": "Cancelled by staff.", "finished_at": utcnow()}))
-                    for source in CANCELLABLE)
+                    for source in sources_of(MessageStatus.CANCELLED))
     job.status = BulkJobStatus.CANCELLED
     job.completed_at = utcnow()
     audit.record(session, actor, "bulk_job.cancel", object_type="bulk_job", object_id=job.id,

@@ -3,7 +3,8 @@
 Who may send to whom (checked here, not only on the page): admins any audience; front desk a
 custom list of at most ``FRONT_DESK_MAX_RECIPIENTS``; analysts nothing. Confirming creates ONE
 bulk job per draft (its idempotency key), also when clicked twice or by two admins at once; the
-rows are written by the worker (``app.services.bulk_expansion``), not by the page.
+rows are written by the worker (``app.services.bulk_expansion``), whose job ``confirm`` enqueues
+once its session commits, not by the page.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from sqlalchemy.exc import IntegrityError
 
 from app.config import get_settings
 from app.csv_export import to_csv
-from app.delivery.queue import JobQueue
 from app.errors import NotFoundError, PermissionDenied, ValidationError
 from app.segments import count_segments
 from app.services import audience as audiences
@@ -29,6 +29,7 @@ from app.services.bulk_expansion import EXPAND_JOB
 from app.services.bulk_plan import DEFERRED, Content, plan_grouped
 from app.services.message_content import render_body
 from app.services.permissions import Actor, Permission, authorize
+from app.services.queueing import enqueue_after_commit
 from app.services.recipient_import import Rejected
 from app.services.templates import _price
 from app.services.whatsapp_templates import ensure_sendable_in_bulk
@@ -373,6 +374,7 @@ def confirm(session: TenantSession, actor: Actor, draft: Draft, *, typed_count: 
         if existing is None:
             raise
         return _created(existing, duplicate=True)
+    enqueue_after_commit(session, EXPAND_JOB, str(job.id))  # the worker writes the rows
     audit.record(session, actor, "bulk_job.create", object_type="bulk_job", object_id=job.id, details={
         "audience": audiences.audit_definition(audience), "recipients": size,
         "refused_in_file": len(draft.import_rejections), "channel": draft.channel.value,
@@ -388,9 +390,20 @@ def _created(job: BulkJob, *, duplicate: bool) -> JobCreated:
                       scheduled_at=job.scheduled_at)
 
 
-def start_expansion(queue: JobQueue, bulk_job_id: uuid.UUID) -> None:
-    """After the commit: ask the worker to write the rows (a second ask is harmless)."""
-    queue.enqueue(EXPAND_JOB, str(bulk_job_id))
+def start_expansion(session: TenantSession, actor: Actor, bulk_job_id: uuid.UUID) -> bool:
+    """Ask the worker again for a job still being prepared (after the commit; a second ask is harmless).
+
+    ``confirm`` asks once by itself; this is the jobs list's "Start preparing again" for an
+    expansion that looks lost. False when the job is no longer being prepared.
+    """
+    authorize_use(session, actor)
+    job = session.get(BulkJob, bulk_job_id)
+    if job is None:
+        raise NotFoundError("That bulk job does not exist in your clinic.")
+    if BulkJobStatus(job.status) != BulkJobStatus.EXPANDING:
+        return False
+    enqueue_after_commit(session, EXPAND_JOB, str(job.id))
+    return True
 
 
 def looks_stuck(created_at: dt.datetime, now: dt.datetime | None = None) -> bool:

@@ -29,12 +29,12 @@ from app.errors import ConflictError, NotFoundError, ValidationError
 from app.phones import phone_search_key
 from app.providers.error_codes import ErrorInfo, explain
 from app.search_text import clean_search, contains
+from app.services import messaging
 from app.services.contacts import shown_contact
-from app.services.messaging import CANCELLABLE, RETRYABLE, MessagingService, SendResult
+from app.services.messaging import CANCELLABLE, RETRYABLE, SendResult
 from app.services.permissions import Actor, Permission, authorize
 from db.enums import Channel, Language, MessageClass, MessageStatus
 from db.models import BulkJob, Message, MessageLog, MessageTemplate, MessageTemplateVersion, Patient, Tenant, User
-from db.session import tenant_session
 from db.tenancy import TenantSession
 from db.types import utcnow
 
@@ -600,17 +600,16 @@ def retryable_ids(session: TenantSession, actor: Actor, flt: MessageFilter, *, c
     return [i for i in ids if f"retry:{i}" not in retried]
 
 
-def retry_filtered(service: MessagingService, actor: Actor, flt: MessageFilter, *, expected: int,
+def retry_filtered(session: TenantSession, actor: Actor, flt: MessageFilter, *, expected: int,
                    now: dt.datetime | None = None) -> list[SendResult]:
     """Retry every retryable message of the filter, only if there are still exactly ``expected`` of them."""
-    with tenant_session(service.engine, actor.tenant_id) as session:
-        ids = retryable_ids(session, actor, flt, now=now)
+    ids = retryable_ids(session, actor, flt, now=now)
     if not ids:
         raise ValidationError("There is nothing to retry in this filter.")
     if len(ids) != expected:
         raise ConflictError(f"The number of failed messages changed ({expected:,} -> {len(ids):,}); "
                             "check the count and confirm again.")
-    return service.retry(actor.tenant_id, ids, actor=actor)
+    return messaging.retry(session, actor, ids)
 
 
 # --- choices for the filter widgets -------------------------------------------------------------

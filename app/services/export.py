@@ -50,12 +50,12 @@ from sqlalchemy import (
 
 from app.config import get_settings
 from app.csv_export import CsvWriter, neutralise_sql, starts_risky_sql
-from app.delivery.queue import JobQueue
 from app.errors import NotFoundError, ValidationError
 from app.services import audit
 from app.services.contacts import mask_contact, sees_full_contacts
 from app.services.explorer import MessageFilter, Query, build_query, clinic_of, compiled_sql
 from app.services.permissions import Actor, Permission, authorize
+from app.services.queueing import enqueue_after_commit
 from db.models import DataExport, Message, MessageTemplate, Patient
 from db.session import tenant_session
 from db.tenancy import TenantSession
@@ -390,21 +390,19 @@ def _info(row: DataExport) -> ExportInfo:
                       row.error)
 
 
-def request_export(engine: Engine, queue: JobQueue, actor: Actor, flt: MessageFilter,
+def request_export(session: TenantSession, actor: Actor, flt: MessageFilter,
                    column_keys: Sequence[str]) -> ExportInfo:
-    """Record a large export and start its background job (the job carries ids only)."""
+    """Record a large export; its background job starts once the session commits (it carries ids only)."""
     check_columns(column_keys)
-    with tenant_session(engine, actor.tenant_id) as session:
-        authorize(session, actor, Permission.EXPORT_DATA)
-        row = DataExport(requested_by_id=actor.user_id, filter=flt.to_params(), columns=list(column_keys),
-                         masked=not sees_full_contacts(actor), status="queued")
-        session.add(row)
-        session.flush()
-        audit.record(session, actor, "messages.export_requested", object_type="data_export", object_id=row.id,
-                     details={"filter": flt.describe(), "columns": list(column_keys), "masked": row.masked})
-        info = _info(row)
-    queue.enqueue(EXPORT_JOB, str(actor.tenant_id), str(info.id))
-    return info
+    authorize(session, actor, Permission.EXPORT_DATA)
+    row = DataExport(requested_by_id=actor.user_id, filter=flt.to_params(), columns=list(column_keys),
+                     masked=not sees_full_contacts(actor), status="queued")
+    session.add(row)
+    session.flush()
+    audit.record(session, actor, "messages.export_requested", object_type="data_export", object_id=row.id,
+                 details={"filter": flt.describe(), "columns": list(column_keys), "masked": row.masked})
+    enqueue_after_commit(session, EXPORT_JOB, str(session.tenant_id), str(row.id))
+    return _info(row)
 
 
 def export_path(tenant_id: uuid.UUID, export_id: uuid.UUID, directory: Path | None = None) -> Path:

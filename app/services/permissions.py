@@ -56,9 +56,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 
 @dataclass(frozen=True)
 class Actor:
-    """The signed-in staff member on whose behalf a service runs."""
+    """Who a service runs for: a signed-in staff member, or a named integration (``Actor.system``).
 
-    user_id: uuid.UUID
+    Every use case takes one and checks its role; there is no "no actor" that skips the check.
+    """
+
+    user_id: uuid.UUID | None  # None only for a named integration (no staff account)
     tenant_id: uuid.UUID
     username: str
     display_name: str
@@ -66,6 +69,19 @@ class Actor:
     tenant_name: str = ""
     can_view_full_contacts: bool = False
     session_epoch: int = 0  # the account's epoch at sign-in; a reset, deactivation or role change moves it
+
+    @classmethod
+    def system(cls, tenant_id: uuid.UUID, *, name: str, role: Role = Role.ADMIN) -> Actor:
+        """A named integration acting in one clinic: the command line, the demo seeder, a script
+        using ``MessagingService``, an HTTP API client. It has no staff account; it is checked
+        against ``role`` like anyone, and the audit log records it under ``name``."""
+        if not name.strip():
+            raise ValueError("a system actor needs a name (the audit log shows it)")
+        return cls(user_id=None, tenant_id=tenant_id, username=name, display_name=name, role=role)
+
+    @property
+    def is_system(self) -> bool:
+        return self.user_id is None
 
     def can(self, permission: Permission) -> bool:
         return permission in ROLE_PERMISSIONS[self.role]

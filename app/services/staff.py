@@ -84,7 +84,7 @@ def _get(session: TenantSession, user_id: uuid.UUID) -> User:
 
 def create_user(
     session: TenantSession,
-    actor: Actor | None,
+    actor: Actor,
     *,
     username: str,
     password: str,
@@ -92,9 +92,8 @@ def create_user(
     display_name: str = "",
     email: str | None = None,
 ) -> StaffMember:
-    """Add a staff member. ``actor`` is None only for the command line (an operator)."""
-    if actor is not None:
-        authorize(session, actor, Permission.MANAGE_STAFF)
+    """Add a staff member (the command line and the seeder act as ``Actor.system``, an admin)."""
+    authorize(session, actor, Permission.MANAGE_STAFF)
     name = normalise_username(username)
     if not USERNAME_PATTERN.match(name):
         raise ValidationError(
@@ -132,7 +131,6 @@ def create_user(
     audit.record(
         session, actor, "staff.create", object_type="user", object_id=user.id,
         details={"username": name, "role": role.value},
-        actor_name=None if actor else "command line",
     )
     return _to_member(user, utcnow())
 

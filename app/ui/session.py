@@ -22,7 +22,6 @@ from app.config import get_settings
 from app.database import engine_for
 from app.errors import AuthenticationError, ConfigurationError
 from app.services import auth
-from app.services.messaging import MessagingService
 from app.services.permissions import Actor, Permission
 from db.session import tenant_session
 from db.tenancy import TenantSession
@@ -55,13 +54,6 @@ def _embedded_delivery(database_url: str) -> bool:
 def start_delivery() -> bool:
     """Without Redis, run deliveries on threads of this process (once per process)."""
     return _embedded_delivery(get_settings().database_url)
-
-
-def messaging() -> MessagingService:
-    """The messaging service on the process's engine and job queue."""
-    from app.delivery.runtime import get_runtime
-
-    return MessagingService(engine(), get_runtime().queue)
 
 
 def engine() -> Engine:
@@ -117,7 +109,11 @@ def require_actor(permission: Permission | None = None) -> Actor:
 
 
 def call(fn: Callable[Concatenate[TenantSession, Actor, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run the service ``fn(session, actor, ...)`` for the signed-in user in one unit of work of their clinic."""
+    """Run the service ``fn(session, actor, ...)`` for the signed-in user in one unit of work of their clinic.
+
+    The only way a page reaches the service layer: the unit of work commits when ``fn`` returns,
+    then the jobs ``fn`` registered (deliveries, expansions, exports) go on the process's queue.
+    """
     actor = require_actor()
     with tenant_session(engine(), actor.tenant_id) as session:
         return fn(session, actor, *args, **kwargs)

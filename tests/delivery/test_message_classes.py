@@ -14,13 +14,12 @@ from app.config import Settings
 from app.delivery import sweeper
 from app.delivery.policy import NO_PROMOTIONAL_CONSENT, decide
 from app.providers.dev_outbox import DevOutboxProvider
-from app.services import templates
-from app.services.messaging import MessagingService
+from app.services import messaging, templates
 from db.enums import Channel, MessageClass, MessageStatus, Role
 from db.models import Message, NotificationPreference, Patient
 from db.session import system_session, tenant_session
 from db.types import utcnow
-from tests.factories import make_patient, make_tenant, make_user
+from tests.factories import call, make_patient, make_tenant, make_user
 
 RIYADH = zoneinfo.ZoneInfo("Asia/Riyadh")
 DAY = dt.date(2026, 12, 1)
@@ -176,7 +175,7 @@ def test_promotional_outside_the_window_waits_in_scheduled_then_goes_once(
     runtime, queue = make_runtime()
     evening = _riyadh(20, 0, utcnow().date() + dt.timedelta(days=2))
     runtime.clock = lambda: evening
-    sent = MessagingService(engine, queue).send_message(tenant, "sms", patient_id=patient, template_code="flu-day")
+    sent = call(engine, tenant, messaging.send, "sms", patient_id=patient, template_code="flu-day", queue=queue)
     assert queue.drain(runtime) == {"deferred": 1}
     assert provider_calls == []
     waiting = _message(engine, sent.message_id)
@@ -200,7 +199,7 @@ def test_the_sender_uses_the_window_settings(engine: Engine, make_runtime, provi
     runtime, queue = make_runtime(promotional_window_start="21:00", promotional_window_end="23:00")
     day = utcnow().date() + dt.timedelta(days=2)
     runtime.clock = lambda: _riyadh(12, 0, day)  # inside the default window, outside this one
-    sent = MessagingService(engine, queue).send_message(tenant, "sms", patient_id=patient, template_code="flu-day")
+    sent = call(engine, tenant, messaging.send, "sms", patient_id=patient, template_code="flu-day", queue=queue)
     queue.drain(runtime)
     assert provider_calls == []
     waiting = _message(engine, sent.message_id)
@@ -214,7 +213,7 @@ def test_service_message_at_night_reaches_the_provider(engine: Engine, make_runt
     patient = make_patient(engine, tenant, phone="+966507654321")
     runtime, queue = make_runtime()
     runtime.clock = lambda: _riyadh(2, 0, utcnow().date() + dt.timedelta(days=2))
-    sent = MessagingService(engine, queue).send_message(tenant, "sms", patient_id=patient, text="Results are ready.")
+    sent = call(engine, tenant, messaging.send, "sms", patient_id=patient, text="Results are ready.", queue=queue)
     queue.drain(runtime)
     assert provider_calls == ["+966507654321"]
     assert _message(engine, sent.message_id).status in (MessageStatus.SENT, MessageStatus.DELIVERED)

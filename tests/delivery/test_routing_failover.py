@@ -21,7 +21,7 @@ from app.services.messaging import MessagingService
 from db.enums import Channel, MessageStatus
 from db.models import Message, MessageLog
 from db.session import system_session, tenant_session
-from tests.factories import make_tenant, make_user
+from tests.factories import make_tenant, make_user, script_runtime
 from tests.peers.fake_twilio import FakeTwilio
 from tests.peers.fake_twilio import Outcome as TwilioOutcome
 from tests.peers.fake_unifonic import FakeUnifonic
@@ -67,7 +67,7 @@ def routed(make_runtime, fake_twilio: FakeTwilio, fake_unifonic: FakeUnifonic): 
 
 
 def _send(engine: Engine, queue, tenant: uuid.UUID, number: str) -> Message:  # type: ignore[no-untyped-def]
-    result = MessagingService(engine, queue).send_bulk_messages(
+    result = MessagingService(script_runtime(engine, queue)).send_bulk_messages(
         recipients=[number], message="Your appointment is tomorrow at 10:00", channel="SMS", tenant_id=tenant)
     with system_session(engine) as session:
         return session.scalars(select(Message).where(Message.bulk_job_id == result.bulk_job_id)).one()

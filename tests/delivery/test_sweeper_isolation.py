@@ -19,13 +19,12 @@ from sqlalchemy import Engine, select, update
 
 from app.delivery import sweeper
 from app.providers.routing import SAUDI, RouteStep
-from app.services import clinic_settings
-from app.services.messaging import MessagingService
+from app.services import clinic_settings, messaging
 from db.enums import Channel, MessageStatus
 from db.models import Message
 from db.session import system_session, tenant_session
 from db.types import utcnow
-from tests.factories import make_tenant, make_user
+from tests.factories import call, make_tenant, make_user
 from tests.peers.fake_twilio import FakeTwilio, Outcome
 
 ACCOUNT_A, TOKEN_A = "AC" + "a1" * 16, "7a" * 16
@@ -33,7 +32,7 @@ KEY = Fernet.generate_key().decode()
 
 
 def _send(engine: Engine, queue, tenant: uuid.UUID, number: str, text: str) -> uuid.UUID:  # type: ignore[no-untyped-def]
-    return MessagingService(engine, queue).send_message(tenant, "sms", recipient=number, text=text).message_id
+    return call(engine, tenant, messaging.send, "sms", recipient=number, text=text, queue=queue).message_id
 
 
 def _as_if_the_worker_died_while_sending(engine: Engine, message_id: uuid.UUID, claimed_at: dt.datetime) -> None:

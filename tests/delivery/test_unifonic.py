@@ -304,7 +304,7 @@ def _events(engine: Engine, message_id) -> list[str]:  # type: ignore[no-untyped
 def test_pipeline_sends_through_unifonic(engine, make_runtime, fake_unifonic) -> None:
     tenant = make_tenant(engine)
     runtime, queue = _unifonic_runtime(make_runtime, fake_unifonic)
-    result = MessagingService(engine, queue).send_bulk_messages(
+    result = MessagingService(runtime).send_bulk_messages(
         recipients=["+966501234567"], message="Your appointment is tomorrow", channel="SMS", tenant_id=tenant)
     queue.drain(runtime)
     message = _only_message(engine, result.bulk_job_id)
@@ -320,7 +320,7 @@ def test_pipeline_timeout_after_accept_is_settled_by_the_sweep_without_resending
     tenant = make_tenant(engine)
     runtime, queue = _unifonic_runtime(make_runtime, fake_unifonic, timeout_seconds=0.5)
     fake_unifonic.script(Outcome.accept_then_hang(5))
-    result = MessagingService(engine, queue).send_bulk_messages(
+    result = MessagingService(runtime).send_bulk_messages(
         recipients=["+966501234567"], message="Your appointment is tomorrow", channel="SMS", tenant_id=tenant)
     queue.drain(runtime)
     message = _only_message(engine, result.bulk_job_id)

@@ -13,12 +13,11 @@ from sqlalchemy import Engine, func, select
 from app.delivery.callbacks import ClinicMismatch, message_clinic
 from app.delivery.runtime import Runtime
 from app.providers.routing import SAUDI, RouteStep
-from app.services import clinic_settings
-from app.services.messaging import MessagingService
+from app.services import clinic_settings, messaging
 from db.enums import Channel, MessageStatus, OptOutSource
 from db.models import Message, MessageLog, NotificationPreference, PreferenceChange
 from db.session import system_session, tenant_session
-from tests.factories import make_patient, make_tenant, make_user
+from tests.factories import call, make_patient, make_tenant, make_user
 from tests.peers._threaded import ThreadedASGIServer
 from tests.peers.fake_twilio import sign_webhook, status_callback_params
 from worker.webhooks import create_app
@@ -38,7 +37,7 @@ def webhook_service(engine: Engine, make_runtime, fake_twilio) -> Iterator[tuple
 
 
 def _send_one(engine, runtime, queue, tenant, number="+966501234567") -> Message:
-    result = MessagingService(engine, queue).send_message(tenant, "sms", recipient=number, text="Hello")
+    result = call(engine, tenant, messaging.send, "sms", recipient=number, text="Hello", queue=queue)
     queue.drain(runtime)
     with system_session(engine) as session:
         message = session.get(Message, result.message_id)

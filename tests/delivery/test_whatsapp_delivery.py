@@ -13,13 +13,12 @@ from sqlalchemy import Engine, select
 from app.delivery.fallback import fall_back_to_sms, fallback_key
 from app.delivery.optouts import set_channel_opt_in
 from app.delivery.runtime import Runtime
-from app.services import templates, whatsapp_templates
-from app.services.messaging import MessagingService
+from app.services import messaging, templates, whatsapp_templates
 from db.enums import Channel, MessageStatus, OptOutSource
 from db.models import Message, MessageLog, Patient
 from db.session import system_session, tenant_session
 from db.types import utcnow
-from tests.factories import make_patient, make_tenant, make_user
+from tests.factories import call, make_patient, make_tenant, make_user
 from tests.peers._threaded import ThreadedASGIServer
 from tests.peers.fake_twilio import Outcome
 from worker.webhooks import create_app
@@ -43,8 +42,8 @@ def clinic(engine: Engine):  # type: ignore[no-untyped-def]
 
 
 def _send(engine: Engine, queue, tenant: uuid.UUID, patient: uuid.UUID) -> uuid.UUID:  # type: ignore[no-untyped-def]
-    return MessagingService(engine, queue).send_message(tenant, "whatsapp", patient_id=patient,
-                                                        template_code="reminder_wa").message_id
+    return call(engine, tenant, messaging.send, "whatsapp", patient_id=patient,
+                                                        template_code="reminder_wa", queue=queue).message_id
 
 
 def _messages(engine: Engine, tenant: uuid.UUID) -> list[Message]:

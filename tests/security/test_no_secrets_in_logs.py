@@ -15,11 +15,10 @@ from app.delivery.ratelimit import LocalRateLimiter
 from app.delivery.runtime import Runtime
 from app.errors import AuthenticationError
 from app.providers.registry import build_providers
-from app.services import auth
-from app.services.messaging import MessagingService
+from app.services import auth, messaging
 from db.enums import Role
 from tests.delivery.conftest import RecordingQueue, delivery_settings
-from tests.factories import make_patient, make_tenant, make_user
+from tests.factories import call, make_patient, make_tenant, make_user
 from tests.peers._threaded import ThreadedASGIServer
 from tests.peers.fake_twilio import FakeTwilio
 from worker.webhooks import create_app
@@ -72,7 +71,7 @@ def test_a_full_send_logs_no_number_body_or_token(engine: Engine, fake_twilio: F
     holder["runtime"] = runtime = Runtime(engine, settings, build_providers(settings), LocalRateLimiter(), queue)
     server.start()
     try:
-        result = MessagingService(engine, queue).send_message(tenant, "SMS", patient_id=patient, text=BODY)
+        result = call(engine, tenant, messaging.send, "SMS", patient_id=patient, text=BODY, queue=queue)
         queue.drain(runtime)
         sid = fake_twilio.sends[-1].sid
         assert fake_twilio.send_status_callback(sid, "delivered").status_code == 204

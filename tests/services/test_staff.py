@@ -8,6 +8,7 @@ from sqlalchemy import Engine, select
 from app.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
 from app.services import staff
 from app.services.auth import LoginPolicy, PasswordChangeRequired, authenticate
+from app.services.permissions import Actor
 from db.enums import Role
 from db.models import AuditEvent
 from db.session import tenant_session
@@ -59,7 +60,8 @@ def test_usernames_are_unique_across_clinics(clinic) -> None:
     engine, _tenant, _admin = clinic
     other = make_tenant(engine, "clinic-b")
     with pytest.raises(ConflictError), tenant_session(engine, other) as session:
-        staff.create_user(session, None, username="boss", password="long-enough-1", role="admin")
+        staff.create_user(session, Actor.system(other, name="command line"), username="boss",
+                          password="long-enough-1", role="admin")
 
 
 @pytest.mark.parametrize("role", [Role.FRONT_DESK, Role.ANALYST])

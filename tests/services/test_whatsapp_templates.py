@@ -18,7 +18,7 @@ from db.models import AuditEvent, BulkJob, Message, MessageTemplate
 from db.session import system_session, tenant_session
 from db.types import utcnow
 from tests.delivery.conftest import RecordingQueue
-from tests.factories import make_patient, make_tenant, make_user
+from tests.factories import make_patient, make_tenant, make_user, script_runtime
 from tests.peers.fake_twilio import FakeTwilio
 
 SID = "HX" + "c" * 32
@@ -132,7 +132,7 @@ def test_the_sweep_refreshes_due_templates(engine, clinic, fake_twilio) -> None:
 
 
 def _bulk(engine: Engine, tenant, queue: RecordingQueue, code: str = "wa_reminder"):  # type: ignore[no-untyped-def]
-    return MessagingService(engine, queue).send_bulk_messages(
+    return MessagingService(script_runtime(engine, queue)).send_bulk_messages(
         recipients=["+966501234567", "+966501234568"], message="", channel="whatsapp", tenant_id=tenant,
         template_code=code)
 

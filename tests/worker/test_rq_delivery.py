@@ -29,7 +29,7 @@ from db.enums import BulkJobStatus, Channel, Language, MessageStatus, Role
 from db.models import BulkJob, Message, Patient
 from db.session import system_session, tenant_session
 from tests.delivery.conftest import delivery_settings
-from tests.factories import make_tenant, make_user
+from tests.factories import make_tenant, make_user, script_runtime
 from tests.peers._threaded import ThreadedASGIServer
 from tests.peers.fake_twilio import FakeTwilio
 from worker.webhooks import create_app
@@ -104,7 +104,7 @@ def _bulk(pg_engine: Engine, settings_env: dict[str, str], fake: FakeTwilio, red
     tenant = make_tenant(pg_engine)
     rq_queue = RQJobQueue(redis.Redis.from_url(redis_url), queue)
     numbers = [*_numbers(), "+966 50 1000000", "12345"]  # one duplicate, one invalid
-    result = MessagingService(pg_engine, rq_queue).send_bulk_messages(
+    result = MessagingService(script_runtime(pg_engine, rq_queue)).send_bulk_messages(
         recipients=numbers, message="Your appointment is tomorrow", channel="SMS", tenant_id=tenant)
     assert result.accepted == TOTAL and len(result.rejected) == 2
     assert rq_queue.queue.count == TOTAL // 500  # one job per 500 messages
