@@ -1,6 +1,19 @@
-"""The one place for roles, channels, statuses and the allowed status transitions."""
+"""The one place for roles, channels, statuses, the allowed status transitions and what each status means.
+
+Every rule about message statuses lives here: the lifecycle table (``ALLOWED_TRANSITIONS``) and
+what is derived from it (final statuses, what may be cancelled, the sources of a bulk move), and
+the four outcomes every screen counts (``Outcome``, ``outcome``) with their SQL twins
+(``outcome_clause``, ``outcome_case``, ``count_of``). ``tests/test_one_rule_statuses.py`` fails
+when a group of statuses is written anywhere else.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import and_, case, func, or_
+from sqlalchemy.sql.expression import ColumnElement
 
 from db.types import StrEnum
 
@@ -64,16 +77,6 @@ class MessageStatus(StrEnum):
         return self in FINAL_STATUSES
 
 
-FINAL_STATUSES = frozenset(
-    {
-        MessageStatus.READ,
-        MessageStatus.FAILED,
-        MessageStatus.UNDELIVERED,
-        MessageStatus.CANCELLED,
-        MessageStatus.SUPPRESSED,
-    }
-)
-
 # Forward-only lifecycle. A late or repeated event that is not listed here changes nothing.
 # "delivered" may still become "read" (WhatsApp); "unknown" is settled by lookup or callback.
 ALLOWED_TRANSITIONS: dict[MessageStatus, frozenset[MessageStatus]] = {
@@ -82,8 +85,8 @@ ALLOWED_TRANSITIONS: dict[MessageStatus, frozenset[MessageStatus]] = {
     ),
     MessageStatus.QUEUED: frozenset(
         {
-            MessageStatus.SENDING,
-            MessageStatus.SCHEDULED,  # deferred (quiet hours, retry backoff, clinic paused)
+            MessageStatus.SENDING,  # a worker's claim
+            MessageStatus.SCHEDULED,  # deferred (quiet hours, retry backoff, clinic or bulk job paused)
             MessageStatus.CANCELLED,
             MessageStatus.SUPPRESSED,
             MessageStatus.FAILED,
@@ -97,7 +100,7 @@ ALLOWED_TRANSITIONS: dict[MessageStatus, frozenset[MessageStatus]] = {
             MessageStatus.FAILED,
             MessageStatus.UNDELIVERED,
             MessageStatus.UNKNOWN,
-            MessageStatus.QUEUED,  # provider said "not processed": safe to try again
+            MessageStatus.QUEUED,  # provider said "not processed", or its lookup has no record: safe to try again
             MessageStatus.SCHEDULED,  # retry later with backoff
             MessageStatus.SUPPRESSED,
         }
@@ -113,6 +116,9 @@ ALLOWED_TRANSITIONS: dict[MessageStatus, frozenset[MessageStatus]] = {
             MessageStatus.READ,
             MessageStatus.FAILED,
             MessageStatus.UNDELIVERED,
+            # Only when the provider's own lookup proves it never received the message (the sweeper,
+            # after the grace period): it was never sent, so sending it is not a second send.
+            MessageStatus.QUEUED,
         }
     ),
     MessageStatus.READ: frozenset(),
@@ -122,10 +128,143 @@ ALLOWED_TRANSITIONS: dict[MessageStatus, frozenset[MessageStatus]] = {
     MessageStatus.SUPPRESSED: frozenset(),
 }
 
+FINAL_STATUSES = frozenset(status for status, moves in ALLOWED_TRANSITIONS.items() if not moves)
+"""Statuses a message never leaves (read, failed, undelivered, cancelled, suppressed)."""
+
+
+class TransitionNotAllowed(ValueError):
+    """Code asked for a status change the lifecycle table does not list (a bug, not bad input)."""
+
 
 def can_transition(current: MessageStatus, new: MessageStatus) -> bool:
     """True when moving from ``current`` to ``new`` is a forward step of the lifecycle."""
     return new in ALLOWED_TRANSITIONS[current]
+
+
+def require_transition(current: MessageStatus, new: MessageStatus) -> None:
+    """Raise ``TransitionNotAllowed`` unless the table lists ``current -> new``."""
+    if not can_transition(current, new):
+        raise TransitionNotAllowed(f"a message may not move from {current.value} to {new.value}")
+
+
+def sources_of(new: MessageStatus, among: Iterable[MessageStatus] | None = None) -> tuple[MessageStatus, ...]:
+    """The statuses (of ``among``, default all) a message may move to ``new`` from, in lifecycle order.
+
+    The ``WHERE status IN (...)`` of every statement that moves many messages at once is this;
+    naming a status the table does not allow raises ``TransitionNotAllowed``.
+    """
+    if among is not None:
+        for status in among:
+            require_transition(MessageStatus(status), new)
+    wanted = set(MessageStatus) if among is None else {MessageStatus(s) for s in among}
+    return tuple(s for s in MessageStatus if s in wanted and can_transition(s, new))
+
+
+def may_move_to(column: ColumnElement[Any], new: MessageStatus,
+                among: Iterable[MessageStatus] | None = None) -> ColumnElement[bool]:
+    """SQL: ``column IN (sources_of(new, among))``, the condition of a conditional bulk move."""
+    return column.in_([s.value for s in sources_of(new, among)])
+
+
+# What staff may do to a message, read from the table: cancel what may still become "cancelled";
+# retry (a new message linked to the old one) what failed, or what is "unknown" when staff decide
+# to resend rather than wait for the provider.
+CANCELLABLE: tuple[MessageStatus, ...] = sources_of(MessageStatus.CANCELLED)
+
+
+# --- what a status means on every screen --------------------------------------------------------
+
+
+class Outcome(StrEnum):
+    """Which of four outcomes a message counts as, on every screen (one rule: ``outcome``).
+
+    - **Delivered**: ``delivered`` or ``read``; for a channel without delivery receipts (e-mail:
+      SMTP reports nothing after the server accepted the mail) also ``sent``.
+    - **Failed**: ``failed`` or ``undelivered``.
+    - **Not sent**: ``cancelled`` or ``suppressed``: never handed to a provider; not an outcome
+      of delivery, so not in success rates.
+    - **In progress**: everything else: waiting (``scheduled``, ``queued``, ``sending``) or with
+      the provider awaiting its report (``sent`` SMS/WhatsApp, and ``unknown``: the provider may
+      still deliver it; a lookup or a late callback settles it).
+
+    The success rate is delivered / (delivered + failed).
+    """
+
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    IN_PROGRESS = "in_progress"
+    NOT_SENT = "not_sent"
+
+    @property
+    def label(self) -> str:
+        return {"delivered": "Delivered", "failed": "Failed", "in_progress": "In progress",
+                "not_sent": "Not sent"}[self.value]
+
+
+DELIVERED_STATUSES: tuple[MessageStatus, ...] = (MessageStatus.DELIVERED, MessageStatus.READ)
+FAILED_STATUSES: tuple[MessageStatus, ...] = (MessageStatus.FAILED, MessageStatus.UNDELIVERED)
+NOT_SENT_STATUSES: tuple[MessageStatus, ...] = (MessageStatus.CANCELLED, MessageStatus.SUPPRESSED)
+WAITING_STATUSES: tuple[MessageStatus, ...] = (MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.SENDING)
+"""In progress, not yet handed to a provider."""
+AT_PROVIDER_STATUSES: tuple[MessageStatus, ...] = (MessageStatus.SENT, MessageStatus.UNKNOWN)
+"""In progress at the provider (except e-mail ``sent``, which counts as delivered)."""
+ACCEPTED_IS_DELIVERED: frozenset[Channel] = frozenset({Channel.EMAIL})
+"""Channels with no delivery receipt: ``sent`` (accepted by the provider) is as far as they go."""
+ACCEPTED_STATUSES: tuple[MessageStatus, ...] = (MessageStatus.SENT, *DELIVERED_STATUSES)
+"""The provider has taken the message (and may have reported it delivered or read)."""
+RETRYABLE: tuple[MessageStatus, ...] = (*FAILED_STATUSES, MessageStatus.UNKNOWN)
+"""What staff may retry: failed, or unknown (the provider may have it: staff decide to resend)."""
+
+
+def outcome(channel: Channel | str, status: MessageStatus | str) -> Outcome:
+    """Which outcome a message on ``channel`` in ``status`` counts as (see ``Outcome``)."""
+    status = MessageStatus(status)
+    if status in DELIVERED_STATUSES or (status == MessageStatus.SENT and Channel(channel) in ACCEPTED_IS_DELIVERED):
+        return Outcome.DELIVERED
+    if status in FAILED_STATUSES:
+        return Outcome.FAILED
+    if status in NOT_SENT_STATUSES:
+        return Outcome.NOT_SENT
+    return Outcome.IN_PROGRESS
+
+
+# --- the same rule in SQL (derived from ``outcome``, so the two cannot disagree) ---------------
+
+
+def outcome_conditions(channel: ColumnElement[Any], status: ColumnElement[Any],
+                       wanted: Outcome) -> list[ColumnElement[bool]]:
+    """SQL conditions, one per alternative, that together select the messages counting as ``wanted``.
+
+    A status that counts as ``wanted`` on every channel is one ``status IN (...)``; one that does
+    on some channels only is ``status = s AND channel IN (...)``. Separate conditions let a caller
+    read each with its own index scan; ``outcome_clause`` joins them with OR.
+    """
+    whole: list[str] = []
+    partial: list[ColumnElement[bool]] = []
+    for s in MessageStatus:
+        channels = [c.value for c in Channel if outcome(c, s) == wanted]
+        if len(channels) == len(Channel):
+            whole.append(s.value)
+        elif channels:
+            partial.append(and_(status == s.value, channel.in_(channels)))
+    return [*([status.in_(whole)] if whole else []), *partial]
+
+
+def outcome_clause(channel: ColumnElement[Any], status: ColumnElement[Any], wanted: Outcome) -> ColumnElement[bool]:
+    """SQL: the message counts as ``wanted`` (``outcome(channel, status) == wanted``)."""
+    conditions = outcome_conditions(channel, status, wanted)
+    return or_(*conditions) if len(conditions) > 1 else conditions[0]
+
+
+def outcome_case(channel: ColumnElement[Any], status: ColumnElement[Any]) -> ColumnElement[str]:
+    """SQL: the outcome's value (``'delivered'``, ``'failed'``, ...) of each message."""
+    return case(*[(outcome_clause(channel, status, o), o.value) for o in Outcome if o != Outcome.IN_PROGRESS],
+                else_=Outcome.IN_PROGRESS.value)
+
+
+def count_of(channel: ColumnElement[Any], status: ColumnElement[Any], wanted: Outcome) -> ColumnElement[int]:
+    """SQL aggregate: how many rows count as ``wanted`` (0, not NULL, when none)."""
+    return func.coalesce(func.sum(case((outcome_clause(channel, status, wanted), 1), else_=0)), 0)
 
 
 class BulkJobStatus(StrEnum):

@@ -1,11 +1,8 @@
-"""What the numbers mean: the one place that says which messages count as delivered or failed.
+"""Statistics over the outcomes: totals, rates and the median time to delivered.
 
-- **Delivered**: ``delivered`` or ``read``; for e-mail also ``sent`` (the mail server accepted it and
-  SMTP reports nothing later).
-- **Failed**: ``failed`` or ``undelivered``.
-- **Not sent**: ``cancelled`` or ``suppressed`` (never handed to a provider; not an outcome).
-- **In progress**: everything else (scheduled, queued, sending, sent SMS/WhatsApp awaiting their
-  report, unknown).
+Which messages count as delivered, failed, in progress or not sent is ``db.enums.outcome``
+(re-exported here with ``Outcome``); every screen uses that one rule.
+
 - **Success rate**: delivered / (delivered + failed), the messages with a final outcome; none when
   no message has one yet.
 - **Time to delivered**: from the hand-over to the provider to the delivery report; its median
@@ -19,40 +16,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from db.enums import Channel, MessageStatus
+from db.enums import Channel, MessageStatus, Outcome, outcome
 from db.models import LATENCY_BUCKET_BOUNDS
-from db.types import StrEnum
+
+__all__ = ["WEEKDAYS", "Outcome", "Totals", "median_from_histogram", "outcome", "rate"]
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-
-
-class Outcome(StrEnum):
-    DELIVERED = "delivered"
-    FAILED = "failed"
-    IN_PROGRESS = "in_progress"
-    NOT_SENT = "not_sent"
-
-    @property
-    def label(self) -> str:
-        return {"delivered": "Delivered", "failed": "Failed", "in_progress": "In progress",
-                "not_sent": "Not sent"}[self.value]
-
-
-_DELIVERED = frozenset({MessageStatus.DELIVERED, MessageStatus.READ})
-_FAILED = frozenset({MessageStatus.FAILED, MessageStatus.UNDELIVERED})
-_NOT_SENT = frozenset({MessageStatus.CANCELLED, MessageStatus.SUPPRESSED})
-
-
-def outcome(channel: Channel | str, status: MessageStatus | str) -> Outcome:
-    """Which outcome a message on ``channel`` in ``status`` counts as."""
-    status = MessageStatus(status)
-    if status in _DELIVERED or (status == MessageStatus.SENT and Channel(channel) == Channel.EMAIL):
-        return Outcome.DELIVERED
-    if status in _FAILED:
-        return Outcome.FAILED
-    if status in _NOT_SENT:
-        return Outcome.NOT_SENT
-    return Outcome.IN_PROGRESS
 
 
 def rate(part: float, whole: float) -> float | None:

@@ -6,7 +6,6 @@ import hashlib
 import logging
 import uuid
 from decimal import Decimal
-from typing import Literal
 
 from sqlalchemy import Engine, or_, select, update
 
@@ -15,13 +14,21 @@ from app.delivery.lifecycle import transition
 from app.errors import AppError
 from app.providers.credentials import unseal
 from app.providers.error_codes import explain
-from db.enums import MessageStatus
+from db.enums import ACCEPTED_STATUSES, FAILED_STATUSES, MessageStatus
 from db.models import Message, ProviderCredential, Tenant
 from db.session import system_session, tenant_session
+from db.types import StrEnum
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["applied", "duplicate", "unknown_message"]
+
+
+class Outcome(StrEnum):
+    """What applying one status report did."""
+
+    APPLIED = "applied"  # the message moved (or learned its price, segments or provider id)
+    DUPLICATE = "duplicate"  # a repeat, or a step backwards: nothing changed
+    UNKNOWN_MESSAGE = "unknown_message"  # no message of ours has that id
 
 
 def apply_provider_status(
@@ -51,7 +58,7 @@ def apply_provider_status(
             if message is not None and message.provider_message_id not in (None, provider_message_id):
                 message = None  # the id in the URL does not belong to this provider message
         if message is None:
-            return "unknown_message"
+            return Outcome.UNKNOWN_MESSAGE
         changed = False
         extra: dict = {}
         if provider_message_id and message.provider_message_id is None:
@@ -61,10 +68,10 @@ def apply_provider_status(
         if segments and not message.segments:
             extra["segments"] = segments
         values = dict(extra)
-        if status in (MessageStatus.FAILED, MessageStatus.UNDELIVERED):
+        if status in FAILED_STATUSES:
             info = explain(error_code)
             values["status_reason"] = info.title if info else "The provider could not deliver the message."
-        elif status in (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ):
+        elif status in ACCEPTED_STATUSES:
             values["status_reason"] = ""
         detail = f"{source}: {status.value}" + (f" (error {error_code})" if error_code else "")
         moved = transition(session, message.id, status, event=source, provider=provider, error_code=error_code,
@@ -74,7 +81,7 @@ def apply_provider_status(
             session.execute(update(Message).where(Message.id == message.id).values(extra)
                             .execution_options(synchronize_session=False))
             changed = True
-        return "applied" if changed else "duplicate"
+        return Outcome.APPLIED if changed else Outcome.DUPLICATE
 
 
 

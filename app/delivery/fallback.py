@@ -19,11 +19,11 @@ from app.delivery.lifecycle import log_event
 from app.delivery.policy import decide
 from app.delivery.runtime import Runtime
 from app.providers.error_codes import FailureKind, explain
-from db.enums import Channel, MessageClass, MessageStatus
+from db.enums import FAILED_STATUSES, Channel, MessageClass, MessageStatus
 from db.models import Message, MessageTemplate, NotificationPreference, Patient, Tenant
 from db.session import clinic_of, tenant_session
 
-FALLBACK_STATUSES = (MessageStatus.FAILED, MessageStatus.UNDELIVERED)
+FALLBACK_STATUSES = FAILED_STATUSES  # a failed outcome (db.enums) may fall back to SMS
 
 
 def fallback_key(message_id: uuid.UUID) -> str:

@@ -40,7 +40,7 @@ from app.providers.base import (
     ProviderError,
 )
 from app.providers.error_codes import explain
-from db.enums import Channel, Language, MessageClass, MessageStatus, OptOutSource
+from db.enums import Channel, Language, MessageClass, MessageStatus, OptOutSource, may_move_to, sources_of
 from db.models import Message, MessageLog, MessageTemplate, NotificationPreference, Patient, Tenant
 from db.session import clinics_of, scoped_connection, tenant_session
 
@@ -228,6 +228,9 @@ def _decide(runtime: Runtime, item: Loaded, resolver: RouteResolver) -> Route | 
         return "failed"
 
 
+(_CLAIMED_FROM,) = sources_of(MessageStatus.SENDING)  # the lifecycle table: only a queued message is claimed
+
+
 def _claim(runtime: Runtime, group: list[tuple[Loaded, Route]]) -> list[tuple[Loaded, Route]]:
     """Move the group from queued to sending in one statement; the ones this worker won."""
     if not group:
@@ -238,14 +241,15 @@ def _claim(runtime: Runtime, group: list[tuple[Loaded, Route]]) -> list[tuple[Lo
     with scoped_connection(runtime.engine, clinic) as connection:
         won = set(connection.scalars(
             update(Message)
-            .where(Message.tenant_id == clinic, Message.id.in_(list(by_id)), Message.status == MessageStatus.QUEUED)
+            .where(Message.tenant_id == clinic, Message.id.in_(list(by_id)),
+                   may_move_to(Message.status, MessageStatus.SENDING, (_CLAIMED_FROM,)))
             .values(status=MessageStatus.SENDING, claimed_at=now, attempts=Message.attempts + 1, updated_at=now)
             .returning(Message.id)
         ))
         if won:
             connection.execute(insert(MessageLog.__table__), [
                 {"id": uuid.uuid4(), "message_id": mid, "tenant_id": by_id[mid][0].message.tenant_id,
-                 "event": "sending", "from_status": MessageStatus.QUEUED, "to_status": MessageStatus.SENDING,
+                 "event": "sending", "from_status": _CLAIMED_FROM, "to_status": MessageStatus.SENDING,
                  "provider": by_id[mid][1][0].name, "detail": f"attempt {by_id[mid][0].message.attempts + 1}",
                  "created_at": now}
                 for mid in won

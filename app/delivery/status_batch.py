@@ -16,7 +16,7 @@ from sqlalchemy import Engine, bindparam, select, text
 
 from app.delivery.callbacks import Outcome, apply_provider_status
 from app.providers.error_codes import explain
-from db.enums import ALLOWED_TRANSITIONS, MessageStatus
+from db.enums import ALLOWED_TRANSITIONS, FAILED_STATUSES, FINAL_STATUSES, MessageStatus
 from db.models import Message
 from db.session import SYSTEM, scoped_connection
 from db.types import utcnow
@@ -36,7 +36,7 @@ class StatusReport:
 
 
 _PAIRS = ", ".join(f"('{a.value}', '{b.value}')" for a, targets in ALLOWED_TRANSITIONS.items() for b in targets)
-_FINAL = ", ".join(f"'{s.value}'" for s in MessageStatus if s.is_final)
+_FINAL = ", ".join(f"'{s.value}'" for s in MessageStatus if s in FINAL_STATUSES)
 _MANY_SQL = f"""
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(CAST(:reports AS jsonb))
@@ -65,7 +65,7 @@ SELECT sid FROM moved
 
 
 def _reason(report: StatusReport) -> str:
-    if report.status in (MessageStatus.FAILED, MessageStatus.UNDELIVERED):
+    if report.status in FAILED_STATUSES:
         info = explain(report.error_code)
         return info.title if info else "The provider could not deliver the message."
     return ""
@@ -85,7 +85,7 @@ def _rounds(reports: list[StatusReport]) -> list[list[tuple[int, StatusReport]]]
 
 
 def apply_many(engine: Engine, reports: list[StatusReport]) -> list[Outcome]:
-    """Apply reports in order; the outcome of each ('applied', 'duplicate', 'unknown_message')."""
+    """Apply reports in order; the outcome of each."""
     outcomes: list[Outcome | None] = [None] * len(reports)
     if engine.dialect.name == "postgresql" and reports:
         import json
@@ -101,20 +101,20 @@ def apply_many(engine: Engine, reports: list[StatusReport]) -> list[Outcome]:
                 applied = set(connection.scalars(text(_MANY_SQL), {"reports": payload, "now": now}))
                 for index, report in round_:
                     if report.provider_message_id in applied:
-                        outcomes[index] = "applied"
+                        outcomes[index] = Outcome.APPLIED
             known = set(connection.scalars(
                 select(Message.provider_message_id).where(
                     Message.provider_message_id.in_(bindparam("sids", expanding=True)))
                 , {"sids": [r.provider_message_id for i, r in enumerate(reports) if outcomes[i] is None]}))
         for index, report in enumerate(reports):
             if outcomes[index] is None and report.provider_message_id in known and report.price is None:
-                outcomes[index] = "duplicate"  # known, nothing new: a repeat or a step backwards
+                outcomes[index] = Outcome.DUPLICATE  # known, nothing new: a repeat or a step backwards
     for index, report in enumerate(reports):
-        if outcomes[index] is None or (outcomes[index] == "applied" and report.price is not None):
+        if outcomes[index] is None or (outcomes[index] == Outcome.APPLIED and report.price is not None):
             result = apply_provider_status(
                 engine, provider_message_id=report.provider_message_id, status=report.status,
                 error_code=report.error_code, price=report.price, price_unit=report.price_unit,
                 segments=report.segments, message_id=report.message_id, provider=report.provider,
                 source=report.source)
-            outcomes[index] = outcomes[index] if outcomes[index] == "applied" else result
-    return [o or "duplicate" for o in outcomes]
+            outcomes[index] = outcomes[index] if outcomes[index] == Outcome.APPLIED else result
+    return [o or Outcome.DUPLICATE for o in outcomes]

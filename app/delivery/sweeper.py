@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 
 from app.delivery.callbacks import apply_provider_status
 from app.delivery.dispatch import assign_jobs, enqueue
@@ -41,6 +41,7 @@ from app.services.whatsapp_templates import refresh_due_approvals
 from db.enums import Channel, MessageStatus
 from db.models import Message, MessageTemplate, Tenant
 from db.session import system_session
+from db.types import StrEnum
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +127,30 @@ def _ask_providers(runtime: Runtime, message: Message, template: MessageTemplate
     return result, providers[-1]
 
 
+class Settled(StrEnum):
+    """What looking one message up at its provider did."""
+
+    SETTLED = "settled"  # the provider's status was applied
+    REQUEUED = "requeued"  # the provider never received it: queued again
+    WAITING = "waiting"  # not found yet; asked again on a later pass
+    UNKNOWABLE = "unknowable"  # the provider cannot be asked (SMTP): staff decide
+    LOOKUP_FAILED = "lookup_failed"  # the lookup itself failed
+    ERROR = "error"  # settling failed for another reason
+
+
+_NOT_AT_PROVIDER = {
+    MessageStatus.SENDING: "the provider has no record of this message, so it was never sent; queued again",
+    MessageStatus.UNKNOWN: "the provider has no record of this message after the grace period; queued again",
+}
+
+
 def _lookup_and_settle(runtime: Runtime, message: Message, template: MessageTemplate | None, tenant: Tenant,
-                       now: dt.datetime, *, resend_if_missing: bool) -> str:
+                       now: dt.datetime, *, resend_if_missing: bool) -> Settled:
     try:
         result, provider = _ask_providers(runtime, message, template, tenant)
     except ProviderError as exc:
         log.warning("lookup of message %s failed: %s", message.id, exc.code)
-        return "lookup_failed"
+        return Settled.LOOKUP_FAILED
     if result is None:  # the provider cannot be asked (SMTP): the outcome stays unknown for staff
         if message.status == MessageStatus.SENDING:
             with system_session(runtime.engine) as session:
@@ -141,44 +159,27 @@ def _lookup_and_settle(runtime: Runtime, message: Message, template: MessageTemp
                            values={"status_reason": "The sending worker stopped; we cannot tell whether the "
                                                     "provider took the message. Check before retrying."},
                            only_from={MessageStatus.SENDING}, now=now)
-        return "unknowable"
+        return Settled.UNKNOWABLE
     if result.found and result.status is not None:
         apply_provider_status(
             runtime.engine, provider_message_id=result.provider_message_id, status=result.status,
             error_code=result.error_code, price=result.price, price_unit=result.price_unit,
             segments=result.segments, message_id=message.id, provider=provider.name, source="lookup",
         )
-        return "settled"
+        return Settled.SETTLED
     if not resend_if_missing:
-        return "waiting"
+        return Settled.WAITING
     with system_session(runtime.engine) as session:
+        # sending -> queued and unknown -> queued are both in the lifecycle table, for this proof only
         moved = transition(
             session, message.id, MessageStatus.QUEUED, event="not_at_provider",
-            detail="the provider has no record of this message, so it was never sent; queued again",
+            detail=_NOT_AT_PROVIDER[MessageStatus(message.status)],
             values={"next_attempt_at": None, "status_reason": ""},
-            only_from={MessageStatus.SENDING}, now=now,
-        ) if message.status == MessageStatus.SENDING else _requeue_unknown(session, message, now)
+            only_from={MessageStatus(message.status)}, now=now,
+        )
         batches = assign_jobs(session, [message.id], now) if moved else []
     enqueue(runtime.queue, batches)
-    return "requeued" if moved else "waiting"
-
-
-def _requeue_unknown(session, message: Message, now: dt.datetime):  # type: ignore[no-untyped-def]
-    # unknown -> queued is not a lifecycle step; the provider's silence after the grace period
-    # settles it as "never sent", recorded as its own event.
-    result = session.execute(
-        update(Message).where(Message.id == message.id, Message.status == MessageStatus.UNKNOWN)
-        .values(status=MessageStatus.QUEUED, next_attempt_at=None, status_reason="",
-                queued_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount:
-        from app.delivery.lifecycle import log_event
-
-        log_event(session, message.id, message.tenant_id, "not_at_provider", from_status=MessageStatus.UNKNOWN,
-                  to_status=MessageStatus.QUEUED,
-                  detail="the provider has no record of this message after the grace period; queued again", at=now)
-    return result.rowcount
+    return Settled.REQUEUED if moved else Settled.WAITING
 
 
 def clinics_with(runtime: Runtime, status: MessageStatus, before: dt.datetime) -> list[uuid.UUID]:
@@ -230,15 +231,15 @@ def _settle_clinic(runtime: Runtime, clinic: uuid.UUID, status: MessageStatus, b
                                          resend_if_missing=resend_if_missing(message))
         except Exception as exc:  # noqa: BLE001 - one message never stops the others
             log.warning("settling message %s failed: %s", message.id, type(exc).__name__)
-            outcome = "error"
-        if outcome in ("lookup_failed", "error"):
+            outcome = Settled.ERROR
+        if outcome in (Settled.LOOKUP_FAILED, Settled.ERROR):
             tally.failed += 1
             if message.provider:
                 failures[message.provider] = failures.get(message.provider, 0) + 1
         elif message.provider:
             failures[message.provider] = 0
-        tally.settled += outcome == "settled"
-        tally.requeued += outcome == "requeued"
+        tally.settled += outcome == Settled.SETTLED
+        tally.requeued += outcome == Settled.REQUEUED
     return tally
 
 

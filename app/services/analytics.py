@@ -4,7 +4,7 @@ Every function takes a tenant-bound session and the signed-in ``Actor``, checks 
 (``VIEW_DASHBOARD`` for the Dashboard, ``VIEW_ANALYTICS`` for the Analytics page,
 ``EXPORT_DATA`` to download) and reads message statistics only through
 ``app.analytics.store.grouped`` (rollups, plus raw rows of the current hour). Definitions of
-delivered, failed and success rate are in ``app.analytics.stats``.
+delivered, failed and success rate are ``db.enums.Outcome`` (statistics: ``app.analytics.stats``).
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ from app.analytics.store import NO_FILTERS, Filters, Period, grouped
 from app.providers.error_codes import explain
 from app.services import audit
 from app.services.permissions import Actor, Permission, authorize
-from db.enums import BulkJobStatus, Channel, MessageStatus
+from db.enums import BulkJobStatus, Channel, MessageStatus, outcome_clause
 from db.models import BulkJob, Message, MessageRollup, MessageTemplate, PreferenceChange
 from db.tenancy import TenantSession
 
 RECENT_MESSAGES = 20
-_FAILED_STATUSES = (MessageStatus.FAILED, MessageStatus.UNDELIVERED)
 COUNTS = ("messages",)
 OUTCOMES_AND_COST = ("messages", "cost", "read", *LATENCY_COLUMNS)  # tiles, channels, daily series
 _LIVE_JOBS = (BulkJobStatus.SCHEDULED, BulkJobStatus.EXPANDING, BulkJobStatus.SENDING, BulkJobStatus.PAUSED)
@@ -146,7 +145,8 @@ def failure_reasons(session: TenantSession, actor: Actor, period: Period, filter
     """Failed messages per error code, most first, with the plain-language reason and what to do."""
     authorize(session, actor, permission)
     rows = grouped(session, period, ("error_code",), filters=filters, measures=COUNTS,
-                   where=[MessageRollup.status.in_(_FAILED_STATUSES)], raw_where=[Message.status.in_(_FAILED_STATUSES)])
+                   where=[outcome_clause(MessageRollup.channel, MessageRollup.status, Outcome.FAILED)],
+                   raw_where=[outcome_clause(Message.channel, Message.status, Outcome.FAILED)])
     table = []
     for row in sorted(rows, key=lambda r: (-r["messages"], str(r["error_code"]))):
         info = explain(row["error_code"])

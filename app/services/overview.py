@@ -1,20 +1,17 @@
-"""Headline numbers for the Home page."""
+"""Headline numbers of the last seven days (outcomes as ``db.enums.Outcome`` counts them)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
 from app.services.permissions import Actor, Permission, authorize
-from db.enums import MessageStatus
+from db.enums import Outcome, count_of
 from db.models import Message, MessageTemplate, Patient, User
 from db.tenancy import TenantSession
 from db.types import utcnow
-
-DELIVERED = (MessageStatus.DELIVERED, MessageStatus.READ)
-FAILED = (MessageStatus.FAILED, MessageStatus.UNDELIVERED)
 
 
 @dataclass(frozen=True)
@@ -48,13 +45,12 @@ def headline(session: TenantSession, actor: Actor, *, now: dt.datetime | None = 
             MessageTemplate.deleted_at.is_(None), MessageTemplate.is_active.is_(True)
         )
     )
-    in_progress_statuses = (MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.SCHEDULED)
     row = session.execute(
         select(
             func.count(),
-            func.coalesce(func.sum(case((Message.status.in_(DELIVERED), 1), else_=0)), 0),
-            func.coalesce(func.sum(case((Message.status.in_(FAILED), 1), else_=0)), 0),
-            func.coalesce(func.sum(case((Message.status.in_(in_progress_statuses), 1), else_=0)), 0),
+            count_of(Message.channel, Message.status, Outcome.DELIVERED),
+            count_of(Message.channel, Message.status, Outcome.FAILED),
+            count_of(Message.channel, Message.status, Outcome.IN_PROGRESS),
         ).where(Message.created_at >= since, Message.is_test.is_(False))
     ).one()
     return Headline(

@@ -23,7 +23,7 @@ from app.services import audit
 from app.services.contacts import shown_contact
 from app.services.explorer import clinic_of
 from app.services.permissions import Actor, Permission, authorize
-from db.enums import Channel, Language, MessageStatus, OptOutSource
+from db.enums import DELIVERED_STATUSES, WAITING_STATUSES, Channel, Language, MessageStatus, OptOutSource
 from db.models import Message, NotificationPreference, Patient, PreferenceChange, User
 from db.tenancy import TenantSession
 from db.types import utcnow
@@ -151,13 +151,13 @@ def why_not_received(last: Message | None, patient: Patient, prefs: Preferences,
         channel = Channel(last.channel)
         status = MessageStatus(last.status)
         said = f"The last message ({channel.label}, {_when(last.created_at, zone)})"
-        if status in (MessageStatus.DELIVERED, MessageStatus.READ):
+        if status in DELIVERED_STATUSES:
             seen = " and read" if status == MessageStatus.READ else ""
             reasons.append(f"{said} was delivered{seen} at {_when(last.delivered_at or last.read_at, zone)}. "
                            "Ask the patient to check that device; it may be in a spam or promotions folder.")
         elif status == MessageStatus.SENT:
             reasons.append(f"{said} was handed to the carrier; the carrier has not confirmed delivery yet.")
-        elif status in (MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.SENDING):
+        elif status in WAITING_STATUSES:
             when = f" for {_when(last.scheduled_at, zone)}" if last.scheduled_at else ""
             reasons.append(f"{said} has not gone out yet: it is {status.value}{when}.")
         elif status == MessageStatus.UNKNOWN:

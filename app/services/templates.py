@@ -39,7 +39,7 @@ from app.services.whatsapp_templates import (  # the bulk wizard's check, re-exp
     ensure_sendable_in_bulk as ensure_sendable_in_bulk,
 )
 from app.templating import TemplateRenderError, compile_template, convert_single_braces
-from db.enums import Channel, Language, MessageClass, MessageStatus
+from db.enums import Channel, Language, MessageClass, Outcome, count_of, outcome_clause
 from db.models import Message, MessageTemplate, MessageTemplateVersion, Tenant, User
 from db.session import tenant_session
 from db.tenancy import TenantSession
@@ -51,10 +51,6 @@ MAX_SUBJECT_CHARS = 300
 MAX_NOTE_CHARS = 500
 CUSTOM_SAMPLE_VALUE = "sample"
 
-# Statuses counted in usage statistics (cancelled and suppressed messages were never sent).
-_NOT_SENT = (MessageStatus.CANCELLED, MessageStatus.SUPPRESSED)
-_DELIVERED = (MessageStatus.DELIVERED, MessageStatus.READ)
-_FAILED = (MessageStatus.FAILED, MessageStatus.UNDELIVERED)
 _JINJA_CONSTRUCT = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _CONTENT_FIELDS = ("subject_en", "body_en", "subject_ar", "body_ar")
 # Variables that carry a patient's clinical details, refused in promotional templates (PDPL:
@@ -467,10 +463,12 @@ def _detail(session: TenantSession, template: MessageTemplate) -> TemplateDetail
 
 
 def _usage_columns() -> tuple[Any, ...]:
-    sent = func.sum(case((Message.status.not_in(_NOT_SENT), 1), else_=0))
-    delivered = func.sum(case((Message.status.in_(_DELIVERED), 1), else_=0))
-    failed = func.sum(case((Message.status.in_(_FAILED), 1), else_=0))
-    last = func.max(case((Message.status.not_in(_NOT_SENT), Message.created_at), else_=None))
+    """Messages sent (not "not sent"), delivered, failed, and the last use: ``db.enums.Outcome``."""
+    not_sent = outcome_clause(Message.channel, Message.status, Outcome.NOT_SENT)
+    sent = func.sum(case((not_sent, 0), else_=1))
+    delivered = count_of(Message.channel, Message.status, Outcome.DELIVERED)
+    failed = count_of(Message.channel, Message.status, Outcome.FAILED)
+    last = func.max(case((not_sent, None), else_=Message.created_at))
     return sent, delivered, failed, last
 
 
@@ -559,7 +557,7 @@ def template_usage(session: TenantSession, actor: Actor, template_id: uuid.UUID)
     per_version = session.execute(
         select(MessageTemplateVersion.version, func.count(Message.id))
         .join(MessageTemplateVersion, MessageTemplateVersion.id == Message.template_version_id)
-        .where(*live, Message.status.not_in(_NOT_SENT))
+        .where(*live, ~outcome_clause(Message.channel, Message.status, Outcome.NOT_SENT))
         .group_by(MessageTemplateVersion.version).order_by(MessageTemplateVersion.version)
     ).all()
     delivered, failed = int(delivered or 0), int(failed or 0)
