@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import streamlit as st
 
-from app.services import audit_log
-from app.services.audit_log import AuditCursor, AuditFilter
+from app.services import audit
+from app.services.audit import AuditCursor, AuditFilter
 from app.services.permissions import Permission
 from app.ui import cached, feedback, session
 from app.ui.text import as_text
@@ -25,7 +25,7 @@ st.caption(
     "Entries cannot be edited or deleted."
 )
 
-options = feedback.service(audit_log.choices)
+options = feedback.service(audit.choices)
 clinic = feedback.attempt(lambda: cached.clinic(actor))
 if options is None or clinic is None:
     st.stop()
@@ -38,7 +38,7 @@ with st.container(border=True):
         format_func=lambda user_id: "Everyone" if user_id is None else as_text(options.users[user_id]),
     )
     actions = action_column.multiselect(
-        "What", options.actions, key="audit_actions", format_func=audit_log.action_label,
+        "What", options.actions, key="audit_actions", format_func=audit.action_label,
         placeholder="Every action",
     )
     type_column, object_column, days_column = st.columns([1, 1, 1])
@@ -50,7 +50,7 @@ with st.container(border=True):
                                          help="The id shown in the Object column, e.g. a message's id.")
     days = days_column.date_input("Days (clinic time)", value=(), key="audit_days", format="YYYY-MM-DD")
 
-since, until = audit_log.local_days(days, clinic.timezone)
+since, until = audit.local_days(days, clinic.timezone)
 filters = AuditFilter(
     actor_id=who,
     actions=tuple(actions), object_type=None if object_type == ALL else object_type,
@@ -62,7 +62,7 @@ if st.session_state.get(FILTER_KEY) != filters:  # new filters: back to the newe
     st.session_state.pop(EXPORT_KEY, None)
 cursors: list[AuditCursor | None] = st.session_state[PAGES_KEY]
 
-page = feedback.service(audit_log.search, filters, cursor=cursors[-1])
+page = feedback.service(audit.search, filters, cursor=cursors[-1])
 if page is None:
     st.stop()
 
@@ -97,7 +97,7 @@ if older_column.button("Older", icon=":material/arrow_forward:", disabled=page.n
 st.subheader("Export", anchor=False)
 st.caption("A CSV of every entry matching the filters (not just this page). The export is recorded too.")
 if st.button("Prepare CSV", icon=":material/table:", key="audit_prepare"):
-    data = feedback.service(audit_log.export_csv, filters)
+    data = feedback.service(audit.export_csv, filters)
     if data is not None:
         st.session_state[EXPORT_KEY] = data
 if EXPORT_KEY in st.session_state:

@@ -1,13 +1,41 @@
-"""Audit events: who did what to which object, when. Insert-only."""
+"""The audit log: who did what to which object, when. Written by ``record``, then never changed.
+
+Writing: ``record(session, actor, action, ...)`` adds one event to the session's unit of work, so it
+commits with the change itself (the guard at the end of ``db/models.py`` and migration 0006 keep
+events insert-only).
+
+Reading: filter (``AuditFilter``), page through (``search``, keyset, newest first), show readably
+(``action_label``, ``describe``), offer filter choices (``choices``) and export (``export_csv``).
+Reading needs ``VIEW_AUDIT`` (admins); exporting is itself an audit event.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from app.services.permissions import Actor
-from db.models import AuditEvent
+from sqlalchemy import Select, and_, or_, select
+
+from app.csv_export import to_csv
+from app.errors import ValidationError
+from app.search_text import check_text
+from app.services.permissions import Actor, Permission, authorize
+from db.models import AuditEvent, User
 from db.tenancy import TenantSession
+
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+EXPORT_CHUNK = 1000
+MAX_EXPORT_ROWS = 200_000
+MAX_FILTER_ACTIONS = 200
+CSV_HEADER = ("time (UTC)", "who", "action", "object type", "object id", "details")
+
+
+# -- writing ---------------------------------------------------------------------------------------
 
 
 def record(
@@ -33,3 +61,259 @@ def record(
             details=details or {},
         )
     )
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+# Plain words for the actions the app records; an action not listed is shown by its own name.
+ACTION_LABELS: dict[str, str] = {
+    "auth.login": "Signed in",
+    "auth.login_failed": "Sign-in refused",
+    "auth.locked": "Account locked (too many wrong passwords)",
+    "auth.logout": "Signed out",
+    "auth.timeout": "Signed out (idle)",
+    "auth.session_revoked": "Signed out (account changed by an admin)",
+    "auth.password_change_required": "Asked to choose a new password (after a reset)",
+    "auth.password_changed": "New password chosen",
+    "staff.create": "Staff member added",
+    "staff.change_role": "Role changed",
+    "staff.activate": "Account reactivated",
+    "staff.deactivate": "Account deactivated",
+    "staff.reset_password": "Password reset",
+    "staff.unlock": "Account unlocked",
+    "staff.contact_access": "Contact access changed",
+    "template.create": "Template created",
+    "template.update": "Template edited",
+    "template.duplicate": "Template duplicated",
+    "template.activate": "Template activated",
+    "template.deactivate": "Template deactivated",
+    "template.delete": "Template deleted",
+    "template.restore": "Template version restored",
+    "message.send": "Message sent",
+    "message.send_test": "Test message sent",
+    "message.bulk_send": "Bulk send",
+    "message.retry": "Message retried",
+    "message.cancel": "Messages cancelled",
+    "sending.pause": "Sending paused (emergency stop)",
+    "sending.resume": "Sending resumed",
+    "bulk_job.create": "Bulk send confirmed",
+    "bulk_job.pause": "Bulk job paused",
+    "bulk_job.resume": "Bulk job resumed",
+    "bulk_job.cancel": "Bulk job cancelled",
+    "bulk.skipped_export": "Bulk send skipped list downloaded",
+    "patient.preferences": "Patient preferences changed",
+    "template.whatsapp_link": "WhatsApp Content template linked",
+    "template.whatsapp_approval": "WhatsApp approval status changed",
+    "settings.route_changed": "Sending route changed",
+    "settings.credentials_changed": "Provider credentials changed",
+    "settings.credentials_cleared": "Provider credentials removed",
+    "settings.dlr_token_created": "Delivery-report token created",
+    "settings.dlr_token_rotated": "Delivery-report token replaced",
+    "settings.locale_changed": "Time zone or region changed",
+    "messages.export": "Messages exported",
+    "messages.export_requested": "Large message export requested",
+    "messages.export_download": "Large message export downloaded",
+    "analytics.export": "Chart data downloaded",
+    "tenant.create": "Clinic created",
+    "audit.export": "Audit log exported",
+}
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which events to show. Empty fields do not filter; times are inclusive and timezone-aware."""
+
+    actor_id: uuid.UUID | None = None
+    actions: tuple[str, ...] = ()
+    object_type: str | None = None
+    object_id: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    def described(self) -> dict[str, Any]:
+        """The filter as plain values (for the export's own audit event)."""
+        return {k: (v.isoformat() if isinstance(v, dt.datetime) else str(v) if isinstance(v, uuid.UUID)
+                    else list(v) if isinstance(v, tuple) else v)
+                for k, v in asdict(self).items() if v not in (None, (), "")}
+
+
+@dataclass(frozen=True)
+class AuditCursor:
+    """Where the next page starts: the last event shown (newest first)."""
+
+    created_at: dt.datetime
+    id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: uuid.UUID
+    created_at: dt.datetime
+    actor_id: uuid.UUID | None
+    actor_name: str
+    action: str
+    action_label: str
+    object_type: str | None
+    object_id: str | None
+    details: dict[str, Any]
+    details_text: str
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    entries: list[AuditEntry]
+    next_cursor: AuditCursor | None  # None on the last page
+
+
+@dataclass(frozen=True)
+class AuditChoices:
+    """What the filters can offer: the clinic's staff, the actions and object types recorded."""
+
+    users: dict[uuid.UUID, str] = field(default_factory=dict)
+    actions: list[str] = field(default_factory=list)
+    object_types: list[str] = field(default_factory=list)
+
+
+def local_days(days: Sequence[dt.date] | dt.date | None, timezone: str) -> tuple[dt.datetime | None,
+                                                                              dt.datetime | None]:
+    """A day or a (first, last) pair of days in the clinic's time zone as an inclusive UTC range."""
+    chosen = [days] if isinstance(days, dt.date) else list(days or [])
+    if not chosen:
+        return None, None
+    zone = ZoneInfo(timezone)
+    first, last = chosen[0], chosen[-1]
+    since = dt.datetime.combine(first, dt.time.min, zone).astimezone(dt.UTC)
+    until = (dt.datetime.combine(last + dt.timedelta(days=1), dt.time.min, zone)
+             - dt.timedelta(microseconds=1)).astimezone(dt.UTC)
+    return since, until
+
+
+def action_label(action: str) -> str:
+    return ACTION_LABELS.get(action, action.replace("_", " ").replace(".", ": "))
+
+
+def _value_text(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(_value_text(v) for v in value) or "—"
+    if isinstance(value, Mapping):
+        return "(" + describe(value) + ")"
+    return str(value)
+
+
+def describe(details: Mapping[str, Any] | None) -> str:
+    """Details as one readable line: ``from: admin · to: analyst · username: sara``."""
+    if not details:
+        return ""
+    return " · ".join(f"{str(key).replace('_', ' ')}: {_value_text(value)}" for key, value in details.items())
+
+
+def _entry(event: AuditEvent) -> AuditEntry:
+    details = dict(event.details or {})
+    return AuditEntry(
+        id=event.id, created_at=event.created_at, actor_id=event.actor_id, actor_name=event.actor_name or "",
+        action=event.action, action_label=action_label(event.action), object_type=event.object_type,
+        object_id=event.object_id, details=details, details_text=describe(details),
+    )
+
+
+def _check_filter(filters: AuditFilter) -> None:
+    for name, label in (("object_type", "The object type"), ("object_id", "The object id")):
+        check_text(getattr(filters, name) or "", field=name, label=label)
+    if len(filters.actions) > MAX_FILTER_ACTIONS:
+        raise ValidationError(f"Choose at most {MAX_FILTER_ACTIONS} actions.", field="actions")
+    for action in filters.actions:
+        check_text(action, field="actions", label="An action")
+    for name in ("since", "until"):
+        value = getattr(filters, name)
+        if value is not None and value.tzinfo is None:
+            raise ValidationError("Give the time with its time zone.", field=name)
+    if filters.since and filters.until and filters.since > filters.until:
+        raise ValidationError("The start of the time range is after its end.", field="since")
+
+
+def _query(filters: AuditFilter) -> Select[tuple[AuditEvent]]:
+    query = select(AuditEvent)
+    if filters.actor_id is not None:
+        query = query.where(AuditEvent.actor_id == filters.actor_id)
+    if filters.actions:
+        query = query.where(AuditEvent.action.in_(list(filters.actions)))
+    if filters.object_type:
+        query = query.where(AuditEvent.object_type == filters.object_type.strip())
+    if filters.object_id:
+        query = query.where(AuditEvent.object_id == filters.object_id.strip())
+    if filters.since is not None:
+        query = query.where(AuditEvent.created_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(AuditEvent.created_at <= filters.until)
+    return query.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
+
+
+def _after(query: Select[tuple[AuditEvent]], cursor: AuditCursor | None) -> Select[tuple[AuditEvent]]:
+    if cursor is None:
+        return query
+    return query.where(or_(
+        AuditEvent.created_at < cursor.created_at,
+        and_(AuditEvent.created_at == cursor.created_at, AuditEvent.id < cursor.id),
+    ))
+
+
+def _page(session: TenantSession, filters: AuditFilter, cursor: AuditCursor | None, limit: int) -> AuditPage:
+    rows = list(session.scalars(_after(_query(filters), cursor).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if rows and more else None
+    return AuditPage([_entry(r) for r in rows], AuditCursor(last.created_at, last.id) if last else None)
+
+
+def search(
+    session: TenantSession, actor: Actor, filters: AuditFilter | None = None, *,
+    cursor: AuditCursor | None = None, limit: int = PAGE_SIZE,
+) -> AuditPage:
+    """One page of the clinic's audit events, newest first; pass ``next_cursor`` for the next page."""
+    authorize(session, actor, Permission.VIEW_AUDIT)
+    filters = filters or AuditFilter()
+    _check_filter(filters)
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ValidationError(f"Show between 1 and {MAX_PAGE_SIZE} events per page.", field="limit")
+    return _page(session, filters, cursor, limit)
+
+
+def choices(session: TenantSession, actor: Actor) -> AuditChoices:
+    """The clinic's staff (deactivated included) and the actions and object types on record."""
+    authorize(session, actor, Permission.VIEW_AUDIT)
+    users = {u.id: f"{u.display_name} ({u.username})" for u in session.scalars(
+        select(User).order_by(User.username))}
+    actions = sorted(set(ACTION_LABELS) | set(session.scalars(select(AuditEvent.action).distinct())))
+    object_types = sorted(t for t in session.scalars(select(AuditEvent.object_type).distinct()) if t)
+    return AuditChoices(users=users, actions=actions, object_types=object_types)
+
+
+def _all(session: TenantSession, filters: AuditFilter) -> Iterator[AuditEntry]:
+    cursor: AuditCursor | None = None
+    sent = 0
+    while sent < MAX_EXPORT_ROWS:
+        page = _page(session, filters, cursor, min(EXPORT_CHUNK, MAX_EXPORT_ROWS - sent))
+        yield from page.entries
+        sent += len(page.entries)
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+def export_csv(session: TenantSession, actor: Actor, filters: AuditFilter | None = None) -> bytes:
+    """The matching events as a CSV file (UTF-8 with BOM, formula-safe); the export is audited."""
+    authorize(session, actor, Permission.VIEW_AUDIT)
+    filters = filters or AuditFilter()
+    _check_filter(filters)
+    entries = list(_all(session, filters))
+    data = to_csv(CSV_HEADER, (
+        (e.created_at.astimezone(dt.UTC), e.actor_name, e.action, e.object_type, e.object_id, e.details_text)
+        for e in entries
+    ))
+    record(session, actor, "audit.export", object_type="audit_log",
+           details={"rows": len(entries), "filters": filters.described()})
+    return data

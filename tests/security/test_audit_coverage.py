@@ -20,7 +20,7 @@ from app.errors import AuthenticationError
 from app.providers.routing import SAUDI, RouteStep
 from app.services import (
     analytics,
-    audit_log,
+    audit,
     auth,
     bulk_jobs,
     bulk_wizard,
@@ -235,7 +235,7 @@ ACTIONS: list[Action] = [
     Action("download a chart's data", "analytics.export", lambda w: _as(
         w, Role.ANALYST, analytics.record_export, "delivery_rate", rows=3, period=this_week()), by=Role.ANALYST),
     # the audit log itself
-    Action("export the audit log", "audit.export", lambda w: _in(w, audit_log.export_csv)),
+    Action("export the audit log", "audit.export", lambda w: _in(w, audit.export_csv)),
 ]
 
 
@@ -285,4 +285,4 @@ def test_the_table_covers_every_audited_action_in_the_code() -> None:
 
 
 def test_every_action_has_a_readable_label() -> None:
-    assert {a.audited_as for a in ACTIONS} - set(audit_log.ACTION_LABELS) == set()
+    assert {a.audited_as for a in ACTIONS} - set(audit.ACTION_LABELS) == set()

@@ -26,9 +26,9 @@ from app.analytics.store import Period
 from app.csv_export import E164_PHONE, FORMULA_STARTS, neutralise, read_csv, to_csv
 from app.errors import ValidationError
 from app.search_text import MAX_SEARCH_CHARS
-from app.services import analytics, audit, audit_log, bulk_wizard, export, patients, templates
+from app.services import analytics, audit, bulk_wizard, export, patients, templates
 from app.services import recipient_import as ri
-from app.services.audit_log import AuditFilter
+from app.services.audit import AuditFilter
 from app.services.explorer import MessageFilter, list_messages
 from app.services.permissions import Actor
 from db.enums import Channel, Role
@@ -185,7 +185,7 @@ def test_the_audit_log_export_neutralises_details_and_ids(twins: Twins) -> None:
                          details={"note": payload})
     with tenant_session(twins.engine, twins.b.tenant_id) as session:
         audit.record(session, twins.b.admin, "clinic-b.only", details={"note": "B"})
-    data = _call(twins, twins.a.admin, audit_log.export_csv)
+    data = _call(twins, twins.a.admin, audit.export_csv)
     rows = assert_safe(data)
     assert not any("clinic-b.only" in cell for cell in cells_of(rows))
     assert {neutralise(p[:40]) for p in PAYLOADS} <= cells_of(rows)
@@ -222,9 +222,9 @@ def _searches(twins: Twins, actor: Actor, text: str) -> list:  # type: ignore[ty
         lambda: MessageFilter.from_params({"period": "all", "q": text}),
         lambda: _call(twins, actor, patients.search_patients, text),
         lambda: _call(twins, actor, templates.list_templates, search=text),
-        lambda: _call(twins, actor, audit_log.search, AuditFilter(object_id=text)),
-        lambda: _call(twins, actor, audit_log.search, AuditFilter(object_type=text)),
-        lambda: _call(twins, actor, audit_log.search, AuditFilter(actions=(text,))),
+        lambda: _call(twins, actor, audit.search, AuditFilter(object_id=text)),
+        lambda: _call(twins, actor, audit.search, AuditFilter(object_type=text)),
+        lambda: _call(twins, actor, audit.search, AuditFilter(actions=(text,))),
         lambda: MessageFilter.from_params({"period": "all", "error": text}),
     ]
 

@@ -23,7 +23,7 @@ from app.errors import PermissionDenied
 from app.providers.routing import SAUDI, RouteStep
 from app.services import (
     analytics,
-    audit_log,
+    audit,
     bulk_jobs,
     bulk_wizard,
     clinic_settings,
@@ -129,9 +129,9 @@ CALLS: dict[str, Call] = {
     "staff.unlock": lambda w, a: w.call(staff.unlock, a, w.a.analyst.user_id),
     "staff.set_full_contact_access": lambda w, a: w.call(staff.set_full_contact_access, a, w.a.analyst.user_id,
                                                          True),
-    "audit_log.search": lambda w, a: w.call(audit_log.search, a),
-    "audit_log.choices": lambda w, a: w.call(audit_log.choices, a),
-    "audit_log.export_csv": lambda w, a: w.call(audit_log.export_csv, a),
+    "audit.search": lambda w, a: w.call(audit.search, a),
+    "audit.choices": lambda w, a: w.call(audit.choices, a),
+    "audit.export_csv": lambda w, a: w.call(audit.export_csv, a),
     # Dashboard and Analytics
     "analytics.summary": lambda w, a: w.call(analytics.summary, a, this_week()),
     "analytics.recent_messages": lambda w, a: w.call(analytics.recent_messages, a),

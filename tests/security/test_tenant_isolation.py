@@ -18,7 +18,7 @@ from app.errors import NotFoundError
 from app.providers.routing import SAUDI, RouteStep
 from app.services import (
     analytics,
-    audit_log,
+    audit,
     bulk_jobs,
     bulk_wizard,
     clinic_settings,
@@ -108,12 +108,12 @@ READS: list[Read] = [
          lambda w, r: (r.patients, r.staff, r.messages_7d) == (1, 3, 0)),
     Read("tenants.get_clinic", lambda w: w.call(lambda s, _a: tenants.get_clinic(s), w.b.admin),
          lambda w, r: r.slug == "clinic-b"),
-    Read("audit_log.search", lambda w: _b(w, audit_log.search, limit=500),
+    Read("audit.search", lambda w: _b(w, audit.search, limit=500),
          lambda w, r: not _a_ids(w) & {str(v) for e in r.entries for v in (e.object_id, e.actor_id)}
          and all(e.actor_name.startswith(("b.", "system", "command")) for e in r.entries)),
-    Read("audit_log.choices", lambda w: _b(w, audit_log.choices),
+    Read("audit.choices", lambda w: _b(w, audit.choices),
          lambda w, r: not {w.a.admin.user_id, w.a.front_desk.user_id} & set(r.users)),
-    Read("audit_log.export_csv", lambda w: _b(w, audit_log.export_csv),
+    Read("audit.export_csv", lambda w: _b(w, audit.export_csv),
          lambda w, r: not any(i in r.decode("utf-8") for i in _a_ids(w)) and b"a.admin" not in r),
     Read("MessagingService.bulk_job_counts", lambda w: w.messaging.bulk_job_counts(w.b.tenant_id, w.bulk_job()),
          lambda w, r: r == {}),

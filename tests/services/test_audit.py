@@ -12,8 +12,8 @@ from sqlalchemy.exc import DBAPIError
 
 from app.csv_export import read_csv
 from app.errors import PermissionDenied, ValidationError
-from app.services import audit, audit_log, passwords
-from app.services.audit_log import AuditFilter
+from app.services import audit, passwords
+from app.services.audit import AuditFilter
 from app.services.permissions import Actor
 from db.enums import Role
 from db.models import AuditEvent, AuditRowImmutable
@@ -74,7 +74,7 @@ def _actions(page) -> list[str]:
 def test_newest_first_with_readable_labels_and_details(clinic) -> None:
     engine, tenant, admin, _ = clinic
     with tenant_session(engine, tenant) as session:
-        page = audit_log.search(session, admin)
+        page = audit.search(session, admin)
     assert _actions(page) == ["auth.login_failed", "staff.change_role", "message.retry", "template.create"]
     role_change = page.entries[1]
     assert role_change.action_label == "Role changed"
@@ -96,7 +96,7 @@ def test_newest_first_with_readable_labels_and_details(clinic) -> None:
 def test_filters(clinic, make_filter, expected) -> None:
     engine, tenant, admin, desk = clinic
     with tenant_session(engine, tenant) as session:
-        assert _actions(audit_log.search(session, admin, make_filter(admin, desk))) == expected
+        assert _actions(audit.search(session, admin, make_filter(admin, desk))) == expected
 
 
 def test_keyset_pages_cover_everything_once_even_with_equal_times(engine: Engine) -> None:
@@ -110,7 +110,7 @@ def test_keyset_pages_cover_everything_once_even_with_equal_times(engine: Engine
     pages = 0
     with tenant_session(engine, tenant) as session:
         while True:
-            page = audit_log.search(session, admin, AuditFilter(actions=("test.same_time",)), cursor=cursor, limit=3)
+            page = audit.search(session, admin, AuditFilter(actions=("test.same_time",)), cursor=cursor, limit=3)
             seen += [e.object_id for e in page.entries]
             pages += 1
             if page.next_cursor is None:
@@ -123,11 +123,11 @@ def test_bad_filters_are_clear_errors(clinic) -> None:
     engine, tenant, admin, _ = clinic
     with tenant_session(engine, tenant) as session:
         with pytest.raises(ValidationError, match="after its end"):
-            audit_log.search(session, admin, AuditFilter(since=T0, until=T0 - dt.timedelta(days=1)))
+            audit.search(session, admin, AuditFilter(since=T0, until=T0 - dt.timedelta(days=1)))
         with pytest.raises(ValidationError, match="time zone"):
-            audit_log.search(session, admin, AuditFilter(since=dt.datetime(2026, 1, 1)))
+            audit.search(session, admin, AuditFilter(since=dt.datetime(2026, 1, 1)))
         with pytest.raises(ValidationError, match="between 1 and"):
-            audit_log.search(session, admin, limit=0)
+            audit.search(session, admin, limit=0)
 
 
 @pytest.mark.parametrize("role", [Role.FRONT_DESK, Role.ANALYST])
@@ -135,7 +135,7 @@ def test_only_admins_read_or_export_the_log(clinic, role: Role) -> None:
     engine, tenant, _, _ = clinic
     other = make_user(engine, tenant, f"someone-{role.value}".replace("_", "-"), role)
     with tenant_session(engine, tenant) as session:
-        for call in (audit_log.search, audit_log.choices, audit_log.export_csv):
+        for call in (audit.search, audit.choices, audit.export_csv):
             with pytest.raises(PermissionDenied):
                 call(session, other)
 
@@ -143,7 +143,7 @@ def test_only_admins_read_or_export_the_log(clinic, role: Role) -> None:
 def test_choices_list_staff_actions_and_object_types(clinic) -> None:
     engine, tenant, admin, desk = clinic
     with tenant_session(engine, tenant) as session:
-        options = audit_log.choices(session, admin)
+        options = audit.choices(session, admin)
     assert options.users[desk.user_id] == "fatima (fatima)"
     assert {"template.create", "auth.login_failed", "audit.export"} <= set(options.actions)
     assert options.object_types == ["message", "template", "user"]
@@ -154,15 +154,15 @@ def test_export_is_a_safe_csv_and_is_itself_audited(clinic) -> None:
     _add(engine, admin, tenant, "template.update", 40, object_type="template", object_id="=HYPERLINK(\"x\")",
          details={"changed": ["body_en"]})
     with tenant_session(engine, tenant) as session:
-        data = audit_log.export_csv(session, admin, AuditFilter(object_type="template"))
+        data = audit.export_csv(session, admin, AuditFilter(object_type="template"))
     assert data.startswith("\ufeff".encode())
     rows = read_csv(data)
-    assert rows[0] == list(audit_log.CSV_HEADER)
+    assert rows[0] == list(audit.CSV_HEADER)
     assert [r[2] for r in rows[1:]] == ["template.update", "template.create"]
     assert rows[1][4] == "'=HYPERLINK(\"x\")"  # neutralised
     assert rows[1][5] == "changed: body_en"
     with tenant_session(engine, tenant) as session:
-        latest = audit_log.search(session, admin, limit=1).entries[0]
+        latest = audit.search(session, admin, limit=1).entries[0]
     assert latest.action == "audit.export" and latest.actor_id == admin.user_id
     assert latest.details == {"rows": 2, "filters": {"object_type": "template"}}
 
@@ -171,8 +171,8 @@ def test_a_clinic_never_sees_another_clinics_events(clinic) -> None:
     engine, _, _, _ = clinic
     other_admin = make_user(engine, make_tenant(engine, "clinic-b"), "bilal")
     with tenant_session(engine, other_admin.tenant_id) as session:
-        page = audit_log.search(session, other_admin)
-        options = audit_log.choices(session, other_admin)
+        page = audit.search(session, other_admin)
+        options = audit.choices(session, other_admin)
     assert {e.action for e in page.entries} <= {"tenant.create", "staff.create"}
     assert {e.actor_name for e in page.entries} <= {"system", "command line"}
     assert set(options.users) == {other_admin.user_id}
