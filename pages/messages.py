@@ -20,7 +20,7 @@ from app.services.permissions import Permission
 from app.ui import cached, feedback, rtl, session
 from app.ui import explorer as ui
 from app.ui.text import plain
-from db.enums import Channel, Language, MessageStatus
+from db.enums import Channel, Language, MessageStatus, Outcome
 
 actor = session.require_actor(Permission.VIEW_MESSAGES)
 BACK_KEY = "messages.back"  # the cursors of the pages before this one
@@ -59,6 +59,9 @@ with st.form("filters", border=True):
                                                                    flt.date_to or today),
                               help="Used when the period is 'Custom dates'.")
     with middle:
+        outcomes = st.multiselect("Outcome", list(Outcome), default=list(flt.outcomes), format_func=lambda o: o.label,
+                                  help="As the Dashboard and Analytics count them: failed is failed or undelivered; "
+                                       "an e-mail the mail server accepted is delivered; unknown is in progress.")
         statuses = st.multiselect("Status", list(MessageStatus), default=list(flt.statuses),
                                   format_func=ui.STATUS_BADGES.__getitem__)
         channels = st.multiselect("Channel", list(Channel), default=list(flt.channels),
@@ -79,7 +82,7 @@ with st.form("filters", border=True):
         start, end = (*tuple(dates), None, None)[:2] if isinstance(dates, tuple) else (dates, dates)
         chosen = feedback.attempt(lambda: MessageFilter(
             period=period, date_from=start if period == "custom" else None,
-            date_to=(end or start) if period == "custom" else None, statuses=tuple(statuses),
+            date_to=(end or start) if period == "custom" else None, statuses=tuple(statuses), outcomes=tuple(outcomes),
             channels=tuple(channels), template_id=template, bulk_job_id=bulk_job, patient_id=flt.patient_id,
             error_code=error_code.strip(), include_test=include_test, search=search.strip(),
             oldest_first=oldest_first))

@@ -31,9 +31,18 @@ from app.providers.error_codes import ErrorInfo, explain
 from app.search_text import clean_search, contains
 from app.services import messaging
 from app.services.contacts import shown_contact
-from app.services.messaging import CANCELLABLE, RETRYABLE, SendResult
+from app.services.messaging import SendResult
 from app.services.permissions import Actor, Permission, authorize
-from db.enums import Channel, Language, MessageClass, MessageStatus
+from db.enums import (
+    CANCELLABLE,
+    RETRYABLE,
+    Channel,
+    Language,
+    MessageClass,
+    MessageStatus,
+    Outcome,
+    outcome_conditions,
+)
 from db.models import BulkJob, Message, MessageLog, MessageTemplate, MessageTemplateVersion, Patient, Tenant, User
 from db.tenancy import TenantSession
 from db.types import utcnow
@@ -60,6 +69,7 @@ class MessageFilter:
     date_from: dt.date | None = None
     date_to: dt.date | None = None
     statuses: tuple[MessageStatus, ...] = ()
+    outcomes: tuple[Outcome, ...] = ()  # delivered, failed, ... as every screen counts them (db.enums)
     channels: tuple[Channel, ...] = ()
     template_id: uuid.UUID | None = None
     bulk_job_id: uuid.UUID | None = None
@@ -71,6 +81,7 @@ class MessageFilter:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "statuses", tuple(MessageStatus(s) for s in self.statuses))
+        object.__setattr__(self, "outcomes", tuple(Outcome(o) for o in self.outcomes))
         object.__setattr__(self, "channels", tuple(Channel.parse(c) for c in self.channels))
         if self.period not in PERIODS:
             raise ValidationError(f"Unknown period '{self.period}'; use one of {', '.join(PERIODS)}.",
@@ -93,6 +104,8 @@ class MessageFilter:
                 params["to"] = self.date_to.isoformat()
         if self.statuses:
             params["status"] = ",".join(s.value for s in self.statuses)
+        if self.outcomes:
+            params["outcome"] = ",".join(o.value for o in self.outcomes)
         if self.channels:
             params["channel"] = ",".join(c.value for c in self.channels)
         for key, value in (("template", self.template_id), ("bulk", self.bulk_job_id), ("patient", self.patient_id)):
@@ -116,6 +129,7 @@ class MessageFilter:
             date_from=_date(params.get("from"), "from"),
             date_to=_date(params.get("to"), "to"),
             statuses=tuple(_enum_list(MessageStatus, params.get("status"), "status")),
+            outcomes=tuple(_enum_list(Outcome, params.get("outcome"), "outcome")),
             channels=tuple(_enum_list(Channel, params.get("channel"), "channel")),
             template_id=_uuid(params.get("template"), "template"),
             bulk_job_id=_uuid(params.get("bulk"), "bulk"),
@@ -290,6 +304,7 @@ def build_query(session: TenantSession, flt: MessageFilter, *, now: dt.datetime 
         [Message.recipient == r for r in terms.recipients],
         [Message.patient_id == p for p in terms.patient_ids],
         [Message.status == s.value for s in flt.statuses],
+        [c for o in flt.outcomes for c in outcome_conditions(Message.channel, Message.status, o)],
         [Message.channel == c.value for c in flt.channels],
     ]
     branches: list[ColumnElement[bool]] = []
