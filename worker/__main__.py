@@ -12,11 +12,10 @@ import sys
 import threading
 import time
 
-from app.analytics import rollups
 from app.config import get_settings
-from app.delivery import sweeper
 from app.delivery.runtime import get_runtime, redis_connection
 from app.errors import AppError
+from app.services import maintenance
 
 log = logging.getLogger("worker")
 SWEEP_LOCK = "clinic:sweeper-lock"
@@ -32,11 +31,10 @@ def sweep_forever(stop: threading.Event) -> None:
             if connection is not None and not connection.set(lock, "1", nx=True,
                                                              px=int(interval * 1000 * 2)):
                 continue
-            report = sweeper.run_sweep(runtime)
+            report = maintenance.run_pass(runtime)
             if any((report.promoted, report.enqueued, report.recovered_sending, report.settled_unknown,
                     report.resumed_expansions)):
                 log.info("sweep: %s", {k: v for k, v in vars(report).items() if isinstance(v, int) and v})
-            rollups.refresh_quietly(runtime.engine, runtime.settings.rollup_refresh_overlap_seconds)
         except Exception:  # keep sweeping; the next pass retries
             log.exception("sweep failed")
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from app.delivery import sender, sweeper
+from app.delivery import sender
 from app.delivery.callbacks import apply_provider_status as _apply
 from app.delivery.runtime import get_runtime
+from app.services import maintenance
 from db.enums import MessageStatus
 
 
@@ -22,7 +23,7 @@ def apply_provider_status(provider_message_id: str, message_id: str, status: str
 
 
 def sweep() -> dict[str, int]:
-    report = sweeper.run_sweep(get_runtime())
+    report = maintenance.run_pass(get_runtime())
     return {k: v for k, v in vars(report).items() if isinstance(v, int)}
 
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
-from app.analytics import rollups
-from app.delivery import sweeper
 from app.delivery.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
@@ -17,8 +16,9 @@ _lock = threading.Lock()
 _thread: threading.Thread | None = None
 
 
-def start_embedded_worker(runtime: Runtime | None = None) -> bool:
-    """Start the in-process sweeper once per process; False when a Redis worker should be used."""
+def start_embedded_worker(maintenance: Callable[[Runtime], object], runtime: Runtime | None = None) -> bool:
+    """Run ``maintenance(runtime)`` (the periodic pass) on a thread of this process, once per process;
+    False when a Redis worker should be used."""
     global _thread
     runtime = runtime or get_runtime()
     if not runtime.embedded or not runtime.settings.embedded_worker:
@@ -31,10 +31,9 @@ def start_embedded_worker(runtime: Runtime | None = None) -> bool:
             stop = threading.Event()
             while not stop.wait(runtime.settings.sweep_interval_seconds):
                 try:
-                    sweeper.run_sweep(runtime)
+                    maintenance(runtime)
                 except Exception:  # keep delivering; the next pass retries
                     log.exception("embedded sweep failed")
-                rollups.refresh_quietly(runtime.engine, runtime.settings.rollup_refresh_overlap_seconds)
 
         _thread = threading.Thread(target=loop, name="embedded-sweeper", daemon=True)
         _thread.start()

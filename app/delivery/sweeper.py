@@ -1,4 +1,4 @@
-"""The dispatcher and sweeper, run periodically by the worker (and by the embedded runner).
+"""The dispatcher and sweeper of delivery, run by every maintenance pass (``app.services.maintenance``).
 
 Each pass:
 1. moves scheduled messages whose time has come to ``queued`` (clinics that are not paused);
@@ -7,9 +7,7 @@ Each pass:
 3. recovers messages stuck in ``sending`` (their worker died): asks the provider whether it has
    the message; if so adopts its status, if not (it was never sent) puts it back in the queue;
 4. settles ``unknown`` messages by lookup; one the provider still does not know after
-   ``UNKNOWN_RESEND_AFTER_SECONDS`` is queued again (the provider has no record of it);
-5. re-checks the WhatsApp approval of linked Content templates (a few per pass);
-6. asks again for the expansion of bulk jobs still ``expanding`` that no worker is on (lost job).
+   ``UNKNOWN_RESEND_AFTER_SECONDS`` is queued again (the provider has no record of it).
 
 Nothing one clinic or one provider does stops a pass: each step runs even when an earlier one
 failed, the messages to look up are found per clinic (``clinics_with``, which reads clinic ids
@@ -36,8 +34,6 @@ from app.delivery.routes import lookup_providers
 from app.delivery.runtime import Runtime
 from app.delivery.sender import build_outgoing
 from app.providers.base import LookupResult, Provider, ProviderError
-from app.services import bulk_expansion
-from app.services.whatsapp_templates import refresh_due_approvals
 from db.enums import Channel, MessageStatus
 from db.models import Message, MessageTemplate, Tenant
 from db.session import system_session
@@ -277,7 +273,7 @@ def _settle_unknown(runtime: Runtime, now: dt.datetime) -> _Tally:
                                lambda message: (message.claimed_at or now) <= resend_before)
 
 
-def _step(report: SweepReport, name: str, fn: Callable[..., T], *args: Any) -> T | None:
+def run_step(report: SweepReport, name: str, fn: Callable[..., T], *args: Any) -> T | None:
     """Run one step of the pass; a failure is logged and noted, and the next step still runs."""
     try:
         return fn(*args)
@@ -291,16 +287,11 @@ def run_sweep(runtime: Runtime, now: dt.datetime | None = None) -> SweepReport:
     """One pass of the dispatcher and sweeper (safe to run concurrently; every step is conditional)."""
     now = now or runtime.clock()
     report = SweepReport()
-    report.promoted = _step(report, "promote scheduled", promote_scheduled, runtime, now) or 0
-    sending = _step(report, "recover sending", _recover_sending, runtime, now) or _Tally()
-    unknown = _step(report, "settle unknown", _settle_unknown, runtime, now) or _Tally()
+    report.promoted = run_step(report, "promote scheduled", promote_scheduled, runtime, now) or 0
+    sending = run_step(report, "recover sending", _recover_sending, runtime, now) or _Tally()
+    unknown = run_step(report, "settle unknown", _settle_unknown, runtime, now) or _Tally()
     report.recovered_sending, report.settled_unknown = sending.settled, unknown.settled
     report.requeued = sending.requeued + unknown.requeued
     report.lookup_failed = sending.failed + unknown.failed
-    report.enqueued = _step(report, "enqueue queued", enqueue_waiting, runtime, now) or 0
-    # a Content API problem must not stop delivery sweeps
-    report.approvals_changed = _step(report, "refresh WhatsApp approvals", refresh_due_approvals,
-                                     runtime.engine, runtime.settings, now) or 0
-    report.resumed_expansions = _step(report, "resume lost expansions", bulk_expansion.resume_lost,
-                                      runtime, now) or 0
+    report.enqueued = run_step(report, "enqueue queued", enqueue_waiting, runtime, now) or 0
     return report

@@ -47,8 +47,9 @@ def _engine(database_url: str) -> Engine:
 @st.cache_resource(show_spinner=False)
 def _embedded_delivery(database_url: str) -> bool:
     from app.delivery.embedded import start_embedded_worker
+    from app.services.maintenance import run_pass
 
-    return start_embedded_worker()
+    return start_embedded_worker(run_pass)
 
 
 def start_delivery() -> bool:

@@ -1,0 +1,29 @@
+"""One maintenance pass, run periodically by every worker and by the embedded runner.
+
+The delivery sweep (``app.delivery.sweeper``: scheduled messages due, lost jobs, stuck sends,
+unknown outcomes) and the services' own periodic work: WhatsApp approvals of linked Content
+templates, bulk expansions no worker is on, and the reporting rollups. Each step runs whatever
+happened to the one before (a Content API outage never holds up delivery).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from app.analytics import rollups
+from app.delivery import sweeper
+from app.delivery.runtime import Runtime
+from app.services import bulk_expansion
+from app.services.whatsapp_templates import refresh_due_approvals
+
+
+def run_pass(runtime: Runtime, now: dt.datetime | None = None) -> sweeper.SweepReport:
+    """Sweep delivery, then the services' periodic work; what each step did."""
+    now = now or runtime.clock()
+    report = sweeper.run_sweep(runtime, now)
+    report.approvals_changed = sweeper.run_step(report, "refresh WhatsApp approvals", refresh_due_approvals,
+                                                runtime.engine, runtime.settings, now) or 0
+    report.resumed_expansions = sweeper.run_step(report, "resume lost expansions", bulk_expansion.resume_lost,
+                                                 runtime, now) or 0
+    rollups.refresh_quietly(runtime.engine, runtime.settings.rollup_refresh_overlap_seconds)
+    return report
