@@ -181,12 +181,6 @@ def _deliver_in_clinic(runtime: Runtime, clinic: uuid.UUID, message_ids: list[uu
     return outcomes
 
 
-def deliver_one(runtime: Runtime, message_id: uuid.UUID) -> str:
-    """Deliver one message if it is still waiting; what happened (for counting)."""
-    outcome = deliver_batch(runtime, [str(message_id)])
-    return next(iter(outcome), "skipped")
-
-
 def _decide(runtime: Runtime, item: Loaded, resolver: RouteResolver) -> Route | str:
     """The providers to try in order, or why not now ('paused', 'not_due', 'suppressed', ...)."""
     message, tenant = item.message, item.tenant

@@ -96,7 +96,6 @@ CALLS: dict[str, Call] = {
     "templates.get_version": lambda w, a: w.call(templates.get_version, a, w.a.template_id, 1),
     "templates.diff_versions": lambda w, a: w.call(templates.diff_versions, a, w.a.template_id, 1, 1),
     "templates.template_usage": lambda w, a: w.call(templates.template_usage, a, w.a.template_id),
-    "templates.preview": lambda w, a: w.call(templates.preview, a, w.a.template_id),
     "templates.create_template": lambda w, a: w.call(
         templates.create_template, a, code=w.unique("new"), name="New", channel="SMS", body_en="Hello"),
     "templates.update_template": lambda w, a: w.call(templates.update_template, a, w.a.template_id, note="x"),

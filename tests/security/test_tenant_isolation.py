@@ -101,7 +101,6 @@ READS: list[Read] = [
     Read("templates.get_version", lambda w: _b(w, templates.get_version, w.a.template_id, 1)),
     Read("templates.diff_versions", lambda w: _b(w, templates.diff_versions, w.a.template_id, 1, 1)),
     Read("templates.template_usage", lambda w: _b(w, templates.template_usage, w.a.template_id)),
-    Read("templates.preview", lambda w: _b(w, templates.preview, w.a.template_id)),
     Read("templates.test_send", lambda w: templates.test_send(w.engine, w.queue, w.b.admin, w.a.template_id,
                                                               recipient="+966501112233")),
     Read("overview.headline", lambda w: _b(w, overview.headline),

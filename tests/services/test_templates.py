@@ -13,7 +13,7 @@ from app.config import Settings
 from app.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
 from app.services import templates
 from app.services.message_content import STANDARD_VARIABLES
-from db.enums import Channel, Language, MessageStatus, Role
+from db.enums import Channel, MessageStatus, Role
 from db.models import AuditEvent, Message, MessageTemplate, MessageTemplateVersion
 from db.session import tenant_session
 from tests.delivery.conftest import RecordingQueue, delivery_settings
@@ -155,19 +155,17 @@ def test_html_and_script_are_stored_and_rendered_as_plain_text(clinic) -> None:
     body = '<script>alert("x")</script> <b>{{ patient_name }}</b> & co'
     detail = _create(engine, tenant, admin, body_en=body, body_ar="")
     assert detail.body_en == body
-    with tenant_session(engine, tenant) as session:
-        shown = templates.preview(session, admin, detail.id)
-    assert shown.english.body == '<script>alert("x")</script> <b>Sara Al-Qahtani</b> & co'
-    assert shown.english.error is None
+    shown = templates.check_body("sms", detail.body_en)
+    assert shown.preview == '<script>alert("x")</script> <b>Sara Al-Qahtani</b> & co'
+    assert shown.error is None
 
 
 def test_an_email_template_has_a_long_limit_and_rendered_subjects(clinic) -> None:
     engine, tenant, admin = clinic
     detail = _create(engine, tenant, admin, code="letter", channel="email", subject_en="Your visit to {clinic_name}",
                      subject_ar="زيارتك إلى {clinic_name}", body_en="x" * 5000, body_ar="")
-    with tenant_session(engine, tenant) as session:
-        shown = templates.preview(session, admin, detail.id)
-    assert shown.english.subject == "Your visit to Al Noor Clinic" and len(shown.english.body) == 5000
+    subject, body = templates.check_body("email", detail.subject_en), templates.check_body("email", detail.body_en)
+    assert subject.preview == "Your visit to Al Noor Clinic" and len(body.preview) == 5000 and not body.over_limit
     with pytest.raises(ValidationError, match=r"too long|longer than 20,000") as caught:
         _create(engine, tenant, admin, code="huge", channel="email", subject_en="s", body_en="{{ 'x' * 20001 }}")
     assert caught.value.field == "body_en"
@@ -256,7 +254,6 @@ def test_another_clinic_cannot_see_or_change_a_template(clinic) -> None:
             lambda: templates.delete_template(session, other_admin, detail.id),
             lambda: templates.restore_version(session, other_admin, detail.id, 1),
             lambda: templates.template_usage(session, other_admin, detail.id),
-            lambda: templates.preview(session, other_admin, detail.id),
         ):
             with pytest.raises(NotFoundError):
                 call()
@@ -275,7 +272,6 @@ def test_front_desk_and_analyst_read_but_cannot_change(clinic, role) -> None:
         assert [t.code for t in templates.list_templates(session, reader)] == ["reminder"]
         assert templates.get_template(session, reader, detail.id).code == "reminder"
         assert templates.diff_versions(session, reader, detail.id, 1, 1).startswith("No differences")
-        assert templates.preview(session, reader, detail.id).english.body.startswith("Hi Sara")
         for change in (
             lambda: templates.create_template(session, reader, code="mine", name="Mine", channel="sms", body_en="x"),
             lambda: templates.update_template(session, reader, detail.id, name="Mine"),
@@ -349,27 +345,6 @@ def test_the_counter_flags_over_limit_unknown_variables_and_errors_without_raisi
     assert broken.error and "not allowed" in broken.error and broken.preview == ""
     mail = templates.check_body("email", "x" * 3000, language="en", settings=PRICES)
     assert mail.ok and mail.limit == 20_000 and mail.estimated_cost == 0.0
-
-
-# -- preview ---------------------------------------------------------------------------------------
-
-
-def test_preview_shows_both_languages_and_says_when_arabic_falls_back(clinic) -> None:
-    engine, tenant, admin = clinic
-    detail = _create(engine, tenant, admin)
-    english_only = _create(engine, tenant, admin, code="english_only", body_ar="")
-    with tenant_session(engine, tenant) as session:
-        both = templates.preview(session, admin, detail.id, language="ar",
-                                 sample_values_override={"appointment_date": "2027-01-05"})
-        fallback = templates.preview(session, admin, english_only.id, language="ar")
-        draft = templates.preview(session, admin, body_en="Draft {{ patient_first_name }}", body_ar="")
-    assert both.english.body.startswith("Hi Sara Al-Qahtani, your appointment is on 2027-01-05")
-    assert both.arabic.body == "مرحبا سارة القحطاني، موعدك يوم 2027-01-05"
-    assert both.chosen_language == Language.AR and both.note == "" and not both.arabic.fell_back_to_english
-    assert fallback.arabic.fell_back_to_english and fallback.arabic.body == fallback.english.body
-    assert fallback.chosen_language == Language.EN and "Arabic text is empty" in fallback.note
-    assert "English" in fallback.arabic.note
-    assert draft.english.body == "Draft Sara"
 
 
 # -- test send and usage ---------------------------------------------------------------------------
