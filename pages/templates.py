@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from app.delivery.runtime import get_runtime
 from app.errors import AppError, ConflictError, ValidationError
 from app.services import templates, whatsapp_templates
 from app.services.permissions import Actor, Permission
@@ -432,10 +431,8 @@ def test_tab(detail: TemplateDetail) -> None:
         st.info(f"This test was just sent. To send it again, wait {RESEND_AFTER_SECONDS} seconds.",
                 icon=":material/info:")
         return
-    result = feedback.attempt(lambda: templates.test_send(
-        session.engine(), get_runtime().queue, actor, detail.id, recipient=recipient,
-        language=language, sample_values_override=overrides,
-    ))
+    result = feedback.service(templates.test_send, detail.id, recipient=recipient, language=language,
+                              sample_values_override=overrides)
     if result is not None:
         st.session_state[last_key] = (request, time.monotonic())
         st.success(f"Test message {result.message_id} created; status: {result.status.value}.",

@@ -37,7 +37,15 @@ from app.services import audience as audiences
 from app.services.bulk_plan import Content, plan
 from app.services.message_content import recipient_variables, render_body
 from db.enums import BulkJobStatus, Channel, Language, MessageClass, MessageStatus
-from db.models import BulkJob, Message, MessageTemplateVersion, NotificationPreference, Patient, Tenant
+from db.models import (
+    BulkJob,
+    Message,
+    MessageTemplate,
+    MessageTemplateVersion,
+    NotificationPreference,
+    Patient,
+    Tenant,
+)
 from db.pgcopy import copy_chunks
 from db.session import clinic_of, scoped_connection, system_session, tenant_session
 
@@ -151,6 +159,9 @@ def _rendered_rows(session: Any, tenant: Tenant, job: BulkJob, content: Content,
     waiting = MessageStatus.SCHEDULED if job.scheduled_at else MessageStatus.QUEUED
     rows: list[dict[str, Any]] = []
     queued = 0
+    template = session.get(MessageTemplate, content.template_id) if content.template_id else None
+    # A WhatsApp Content template's numbered variables are filled from the row's variables at send time.
+    content_names = set((template.whatsapp_variable_map or {}).values()) if template is not None else set()
     for item in plan(session, tenant, job.audience, content, job.scheduled_at or now):
         body = ""
         if item.skip is not None and not item.suppressed:
@@ -173,7 +184,7 @@ def _rendered_rows(session: Any, tenant: Tenant, job: BulkJob, content: Content,
             "created_by_id": job.created_by_id, "channel": content.channel, "message_class": content.message_class,
             "recipient": item.recipient, "language": item.language,
             "subject": (subject or tenant.name) if content.channel == Channel.EMAIL else "", "body": body,
-            "variables": {k: str(v) for k, v in item.values.items() if k not in _STANDARD},
+            "variables": {k: str(v) for k, v in item.values.items() if k not in _STANDARD or k in content_names},
             "status": status, "status_reason": item.detail if item.suppressed else "",
             "segments": _segments(content.channel, body), "is_test": False, "urgent": False, "attempts": 0,
             "scheduled_at": job.scheduled_at, "queued_at": None if job.scheduled_at else now,

@@ -22,18 +22,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.config import Settings, get_settings
-from app.delivery.queue import JobQueue
 from app.errors import ConflictError, NotFoundError, ValidationError
 from app.reply_lint import reply_warnings
 from app.search_text import clean_search, contains
 from app.segments import count_segments
-from app.services import audit
+from app.services import audit, messaging
 from app.services.message_content import CHANNEL_BODY_LIMITS, STANDARD_VARIABLES
-from app.services.messaging import MessagingService, SendResult
+from app.services.messaging import SendResult
 from app.services.permissions import Actor, Permission, authorize
 from app.services.whatsapp_templates import (  # the bulk wizard's check, re-exported here
     ensure_sendable_in_bulk as ensure_sendable_in_bulk,
@@ -41,7 +40,6 @@ from app.services.whatsapp_templates import (  # the bulk wizard's check, re-exp
 from app.templating import TemplateRenderError, compile_template, convert_single_braces
 from db.enums import Channel, Language, MessageClass, Outcome, count_of, outcome_clause
 from db.models import Message, MessageTemplate, MessageTemplateVersion, User
-from db.session import tenant_session
 from db.tenancy import TenantSession
 from db.types import utcnow
 
@@ -751,36 +749,32 @@ def restore_version(session: TenantSession, actor: Actor, template_id: uuid.UUID
 
 
 def test_send(
-    engine: Engine, queue: JobQueue | None, actor: Actor, template_id: uuid.UUID, *, recipient: str,
+    session: TenantSession, actor: Actor, template_id: uuid.UUID, *, recipient: str,
     language: Language | str | None = None, sample_values_override: Mapping[str, Any] | None = None,
 ) -> SendResult:
     """Send the template's current version to ``recipient`` (a number or e-mail the staff member
-    types) through the real delivery pipeline, marked ``is_test`` so statistics leave it out.
+    types) through the real delivery pipeline (``messaging.send``), marked ``is_test`` so
+    statistics leave it out; its delivery job is enqueued after the session commits.
 
-    Takes the engine and queue (not a session) because ``MessagingService`` commits the message
-    row in its own unit of work before enqueueing. ``queue=None`` uses the configured runtime's.
     The template must be active (like any send). The clinic's name and phone come from the
     clinic unless ``sample_values_override`` gives others; other variables get sample data.
     """
-    with tenant_session(engine, actor.tenant_id) as session:
-        authorize(session, actor, Permission.MANAGE_TEMPLATES)
-        template = _get(session, template_id)
-        current = _version_row(session, template, template.current_version)
-        code, channel = template.code, Channel(template.channel)
-        requested = Language(language) if language else None
-        used: set[str] = set()
-        for source in (current.body_en, current.body_ar, current.subject_en, current.subject_ar):
-            used |= _used_variables(source)
+    authorize(session, actor, Permission.MANAGE_TEMPLATES)
+    template = _get(session, template_id)
+    current = _version_row(session, template, template.current_version)
+    code, channel = template.code, Channel(template.channel)
+    requested = Language(language) if language else None
+    used: set[str] = set()
+    for source in (current.body_en, current.body_ar, current.subject_en, current.subject_ar):
+        used |= _used_variables(source)
     sample_language = requested or Language.EN
     values = sample_values(sample_language, used, sample_values_override)
     # The clinic's own name and phone come from the clinic, unless the staff member typed others.
     given = dict(sample_values_override or {})
     variables = {k: v for k, v in values.items()
                  if k in used and (k not in ("clinic_name", "clinic_phone") or k in given)}
-    return MessagingService(engine, queue).send_message(
-        actor.tenant_id, channel, recipient=recipient, template_code=code, variables=variables,
-        language=requested, is_test=True, actor=actor,
-    )
+    return messaging.send(session, actor, channel, recipient=recipient, template_code=code, variables=variables,
+                          language=requested, is_test=True)
 
 
 test_send.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, whatever imports it

@@ -67,19 +67,21 @@ def test_admin_pauses_and_resumes_sending_for_the_clinic(clinic: Clinic) -> None
     at.text_input(key="pause_reason").input("wrong reminder text").run()
     next(b for b in at.button if b.label == "Pause all sending").click().run()
     assert any("Sending is paused" in e.value for e in at.error)
-    from app.services.messaging import MessagingService
+    from app.services import messaging
+    from tests.factories import call
 
-    assert MessagingService(clinic.engine).is_paused(clinic.admin.tenant_id)
+    assert call(clinic.engine, clinic.admin, messaging.is_paused)
     next(b for b in at.button if b.label == "Resume sending").click().run()
-    assert not MessagingService(clinic.engine).is_paused(clinic.admin.tenant_id)
+    assert not call(clinic.engine, clinic.admin, messaging.is_paused)
     assert not any("Sending is paused" in e.value for e in at.error)
 
 
 @pytest.mark.parametrize("role", [Role.FRONT_DESK, Role.ANALYST])
 def test_only_admins_see_the_emergency_stop_but_everyone_sees_the_pause(clinic: Clinic, role: Role) -> None:
-    from app.services.messaging import MessagingService
+    from app.services import messaging
+    from tests.factories import call
 
-    MessagingService(clinic.engine).pause_sending(clinic.admin.tenant_id, actor=clinic.admin)
+    call(clinic.engine, clinic.admin, messaging.pause_sending)
     at = signed_in(clinic.by_role(role))
     at.switch_page("../pages/home.py").run()
     assert not [b for b in at.button if b.label == "Pause all sending" or b.label == "Resume sending"]

@@ -19,17 +19,18 @@ from sqlalchemy import Engine, update
 
 from app.analytics.store import Period
 from app.config import Settings
-from app.services import bulk_wizard, export, passwords, templates, whatsapp_templates
+from app.services import bulk_wizard, export, messaging, passwords, templates, whatsapp_templates
 from app.services.bulk_wizard import Draft
 from app.services.explorer import MessageFilter
 from app.services.messaging import MessagingService
 from app.services.permissions import Actor
+from app.services.queueing import use_queue
 from db.enums import Channel, MessageStatus, Role
 from db.models import Message
 from db.session import system_session, tenant_session
 from db.types import utcnow
 from tests.delivery.conftest import RecordingQueue
-from tests.factories import make_patient, make_tenant, make_user
+from tests.factories import make_patient, make_tenant, make_user, script_runtime
 
 T = TypeVar("T")
 CONTENT_SID = "HX" + "c" * 32
@@ -68,7 +69,8 @@ class World:
 
     @property
     def messaging(self) -> MessagingService:
-        return MessagingService(self.engine, self.queue)
+        """The scripts' bulk adapter, on this world's database and queue."""
+        return MessagingService(script_runtime(self.engine, self.queue))
 
     def unique(self, prefix: str) -> str:
         return f"{prefix}-{next(self._numbers)}"
@@ -76,6 +78,7 @@ class World:
     def call(self, fn: Callable[..., T], actor: Actor, *args: Any, **kwargs: Any) -> T:
         """``fn(session, actor, ...)`` in one unit of work of the actor's clinic (as a page does)."""
         with tenant_session(self.engine, actor.tenant_id) as session:
+            use_queue(session, self.queue)  # the jobs it starts are recorded here, after the commit
             return fn(session, actor, *args, **kwargs)
 
     def new_template(self, clinic: Clinic | None = None) -> uuid.UUID:
@@ -86,9 +89,8 @@ class World:
     def queued_message(self, clinic: Clinic | None = None) -> uuid.UUID:
         """A message waiting in the queue (cancellable), sent by the clinic's front desk."""
         clinic = clinic or self.a
-        return self.messaging.send_message(
-            clinic.tenant_id, Channel.SMS, patient_id=clinic.patient_id, text="Your visit is tomorrow",
-        ).message_id
+        return self.call(messaging.send, clinic.front_desk, Channel.SMS, patient_id=clinic.patient_id,
+                         text="Your visit is tomorrow").message_id
 
     def failed_message(self, clinic: Clinic | None = None) -> uuid.UUID:
         """A message that failed (retryable)."""
@@ -140,7 +142,7 @@ class World:
         return out.getvalue()
 
     def requested_export(self, actor: Actor) -> uuid.UUID:
-        return export.request_export(self.engine, self.queue, actor, MessageFilter(), export.DEFAULT_COLUMNS).id
+        return self.call(export.request_export, actor, MessageFilter(), export.DEFAULT_COLUMNS).id
 
     def finished_export(self, actor: Actor) -> uuid.UUID:
         """A background export requested by ``actor`` whose job has run (file in ``export_dir``)."""

@@ -26,6 +26,7 @@ from app.services import (
     bulk_wizard,
     clinic_settings,
     export,
+    messaging,
     patients,
     staff,
     templates,
@@ -186,23 +187,23 @@ ACTIONS: list[Action] = [
                                                                      True)),
     Action("delete a template", "template.delete", lambda w: _in(w, templates.delete_template, w.new_template())),
     Action("restore a version", "template.restore", lambda w: _in(w, templates.restore_version, w.a.template_id, 1)),
-    Action("send a test message", "message.send_test", lambda w: templates.test_send(
-        w.engine, w.queue, w.a.admin, w.a.template_id, recipient="+966501112233")),
+    Action("send a test message", "message.send_test", lambda w: _in(w, templates.test_send, w.a.template_id,
+                                                                     recipient="+966501112233")),
     # messaging
-    Action("send a message", "message.send", lambda w: w.messaging.send_message(
-        w.a.tenant_id, "SMS", patient_id=w.a.patient_id, template_code="reminder", actor=w.a.front_desk),
+    Action("send a message", "message.send", lambda w: w.call(
+        messaging.send, w.a.front_desk, "SMS", patient_id=w.a.patient_id, template_code="reminder"),
         by=Role.FRONT_DESK),
-    Action("bulk send", "message.bulk_send", lambda w: w.messaging.send_bulk_messages(
+    Action("bulk send (the scripts' adapter: the wizard's confirm)", "bulk_job.create",
+           lambda w: w.messaging.send_bulk_messages(
         ["+966501234567"], "Closed on Friday", "SMS", w.a.tenant_id, actor=w.a.admin)),
-    Action("retry a failure", "message.retry", lambda w: w.messaging.retry(
-        w.a.tenant_id, [w.failed_message()], actor=w.a.front_desk), by=Role.FRONT_DESK),
-    Action("cancel a message", "message.cancel", lambda w: w.messaging.cancel(
-        w.a.tenant_id, message_ids=[w.queued_message()], actor=w.a.front_desk), by=Role.FRONT_DESK),
-    Action("cancel a bulk job", "message.cancel", lambda w: w.messaging.cancel(
-        w.a.tenant_id, bulk_job_id=w.bulk_job(), actor=w.a.admin)),
-    Action("pause sending", "sending.pause", lambda w: w.messaging.pause_sending(
-        w.a.tenant_id, actor=w.a.admin, reason="wrong text")),
-    Action("resume sending", "sending.resume", lambda w: w.messaging.resume_sending(w.a.tenant_id, actor=w.a.admin)),
+    Action("retry a failure", "message.retry", lambda w: w.call(messaging.retry, w.a.front_desk,
+                                                                [w.failed_message()]), by=Role.FRONT_DESK),
+    Action("cancel a message", "message.cancel", lambda w: w.call(
+        messaging.cancel, w.a.front_desk, message_ids=[w.queued_message()]), by=Role.FRONT_DESK),
+    Action("cancel a bulk job", "message.cancel", lambda w: w.call(messaging.cancel, w.a.admin,
+                                                                   bulk_job_id=w.bulk_job())),
+    Action("pause sending", "sending.pause", lambda w: w.call(messaging.pause_sending, w.a.admin, reason="wrong text")),
+    Action("resume sending", "sending.resume", lambda w: w.call(messaging.resume_sending, w.a.admin)),
     Action("pause a bulk job", "bulk_job.pause", lambda w: _in(w, bulk_jobs.pause, w.bulk_job())),
     Action("resume a bulk job", "bulk_job.resume", _resume_job),
     Action("cancel a bulk job (jobs page)", "bulk_job.cancel", lambda w: _in(w, bulk_jobs.cancel, w.bulk_job())),

@@ -108,11 +108,12 @@ def test_every_row_and_every_request_belongs_to_the_jobs_clinic(
 
     with tenant_session(engine, clinic_a) as session:
         review = bulk_wizard.dry_run(session, admin, draft)
+    queue = RecordingQueue()
     with tenant_session(engine, clinic_a) as session:
+        session.info["queue"] = queue  # confirm asks for the expansion there; the test runs it below
         created = bulk_wizard.confirm(session, admin, draft, typed_count=review.audience_size)
 
     settings = delivery_settings(engine, fake_twilio)
-    queue = RecordingQueue()
     runtime = Runtime(engine, settings, build_providers(settings), LocalRateLimiter(), queue)
     bulk_expansion.expand(runtime, created.bulk_job_id)  # the worker's job
     queue.drain(runtime)  # the delivery jobs it enqueued, as a worker runs them

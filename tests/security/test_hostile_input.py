@@ -35,7 +35,7 @@ from db.enums import Channel, Role
 from db.session import tenant_session
 from db.types import utcnow
 from tests.delivery.conftest import RecordingQueue
-from tests.factories import make_message, make_patient, make_tenant, make_user
+from tests.factories import call, make_message, make_patient, make_tenant, make_user
 
 PHONE = "+966501234567"  # both clinics' patient has this number (and the same names)
 
@@ -167,8 +167,8 @@ def test_message_export_neutralises_every_payload_and_shows_one_clinic(twins: Tw
 
 
 def test_a_background_export_file_is_neutralised_too(twins: Twins, tmp_path: Path) -> None:
-    info = export.request_export(twins.engine, RecordingQueue(), twins.a.admin, MessageFilter(period="all"),
-                                 ["recipient", "patient", "body", "price", "message_id"])
+    info = call(twins.engine, twins.a.admin, export.request_export, MessageFilter(period="all"),
+                ["recipient", "patient", "body", "price", "message_id"], queue=RecordingQueue())
     export.run_export(twins.engine, twins.a.tenant_id, info.id, directory=tmp_path)
     import gzip
 

@@ -29,6 +29,7 @@ from app.services import (
     clinic_settings,
     explorer,
     export,
+    messaging,
     overview,
     patients,
     staff,
@@ -104,21 +105,18 @@ CALLS: dict[str, Call] = {
     "templates.set_active": lambda w, a: w.call(templates.set_active, a, w.a.template_id, True),
     "templates.restore_version": lambda w, a: w.call(templates.restore_version, a, w.a.template_id, 1),
     "templates.delete_template": lambda w, a: w.call(templates.delete_template, a, w.new_template()),
-    "templates.test_send": lambda w, a: templates.test_send(w.engine, w.queue, a, w.a.template_id,
-                                                            recipient="+966501112233"),
-    "MessagingService.send_message": lambda w, a: w.messaging.send_message(
-        w.a.tenant_id, "SMS", patient_id=w.a.patient_id, text="Hello", actor=a),
-    "MessagingService.schedule": lambda w, a: w.messaging.schedule(
-        w.a.tenant_id, "SMS", utcnow() + dt.timedelta(days=1), patient_id=w.a.patient_id, text="Hi", actor=a),
-    "MessagingService.retry": lambda w, a: w.messaging.retry(w.a.tenant_id, [w.failed_message()], actor=a),
-    "MessagingService.cancel (messages)": lambda w, a: w.messaging.cancel(
-        w.a.tenant_id, message_ids=[w.queued_message()], actor=a),
-    "MessagingService.cancel (bulk job)": lambda w, a: w.messaging.cancel(
-        w.a.tenant_id, bulk_job_id=w.bulk_job(), actor=a),
+    "templates.test_send": lambda w, a: w.call(templates.test_send, a, w.a.template_id, recipient="+966501112233"),
+    "messaging.send": lambda w, a: w.call(messaging.send, a, "SMS", patient_id=w.a.patient_id, text="Hello"),
+    "messaging.schedule": lambda w, a: w.call(messaging.schedule, a, "SMS", utcnow() + dt.timedelta(days=1),
+                                              patient_id=w.a.patient_id, text="Hi"),
+    "messaging.retry": lambda w, a: w.call(messaging.retry, a, [w.failed_message()]),
+    "messaging.cancel (messages)": lambda w, a: w.call(messaging.cancel, a, message_ids=[w.queued_message()]),
+    "messaging.cancel (bulk job)": lambda w, a: w.call(messaging.cancel, a, bulk_job_id=w.bulk_job()),
     "MessagingService.send_bulk_messages": lambda w, a: w.messaging.send_bulk_messages(
         ["+966501234567"], "Closed on Friday", "SMS", w.a.tenant_id, actor=a),
-    "MessagingService.pause_sending": lambda w, a: w.messaging.pause_sending(w.a.tenant_id, actor=a, reason="x"),
-    "MessagingService.resume_sending": lambda w, a: w.messaging.resume_sending(w.a.tenant_id, actor=a),
+    "messaging.pause_sending": lambda w, a: w.call(messaging.pause_sending, a, reason="x"),
+    "messaging.resume_sending": lambda w, a: w.call(messaging.resume_sending, a),
+    "messaging.is_paused": lambda w, a: w.call(messaging.is_paused, a),
     "staff.list_staff": lambda w, a: w.call(staff.list_staff, a),
     "staff.create_user": lambda w, a: w.call(staff.create_user, a, username=w.unique("nora"),
                                              password=DEFAULT_PASSWORD, role=Role.ANALYST),
@@ -159,6 +157,7 @@ CALLS: dict[str, Call] = {
     # Bulk send: the wizard (front desk: a custom list of at most 20) and the jobs
     "bulk_wizard.authorize_use": lambda w, a: w.call(bulk_wizard.authorize_use, a),
     "bulk_wizard.options": lambda w, a: w.call(bulk_wizard.options, a, Channel.SMS),
+    "bulk_wizard.start_expansion": lambda w, a: w.call(bulk_wizard.start_expansion, a, w.wizard_job(w.a.admin)),
     "bulk_wizard.authorize_audience (custom list of 20)": lambda w, a: w.call(
         bulk_wizard.authorize_audience, a, w.list_draft(20).audience),
     "bulk_wizard.authorize_audience (custom list of 21)": lambda w, a: w.call(
@@ -206,7 +205,7 @@ def _retry_filtered(world: World, actor: Actor) -> Any:
     world.failed_message()
     failed = MessageFilter(statuses=(MessageStatus.FAILED,))
     expected = len(world.call(explorer.retryable_ids, world.a.admin, failed))
-    return explorer.retry_filtered(world.messaging, actor, failed, expected=expected)
+    return world.call(explorer.retry_filtered, actor, failed, expected=expected)
 
 
 def _flip_sms_preference(world: World, actor: Actor) -> Any:

@@ -24,6 +24,7 @@ from app.services import (
     clinic_settings,
     explorer,
     export,
+    messaging,
     overview,
     patients,
     staff,
@@ -101,8 +102,7 @@ READS: list[Read] = [
     Read("templates.get_version", lambda w: _b(w, templates.get_version, w.a.template_id, 1)),
     Read("templates.diff_versions", lambda w: _b(w, templates.diff_versions, w.a.template_id, 1, 1)),
     Read("templates.template_usage", lambda w: _b(w, templates.template_usage, w.a.template_id)),
-    Read("templates.test_send", lambda w: templates.test_send(w.engine, w.queue, w.b.admin, w.a.template_id,
-                                                              recipient="+966501112233")),
+    Read("templates.test_send", lambda w: _b(w, templates.test_send, w.a.template_id, recipient="+966501112233")),
     Read("overview.headline", lambda w: _b(w, overview.headline),
          lambda w, r: (r.patients, r.staff, r.messages_7d) == (1, 3, 0)),
     Read("tenants.get_clinic", lambda w: w.call(lambda s, _a: tenants.get_clinic(s), w.b.admin),
@@ -114,18 +114,14 @@ READS: list[Read] = [
          lambda w, r: not {w.a.admin.user_id, w.a.front_desk.user_id} & set(r.users)),
     Read("audit.export_csv", lambda w: _b(w, audit.export_csv),
          lambda w, r: not any(i in r.decode("utf-8") for i in _a_ids(w)) and b"a.admin" not in r),
-    Read("MessagingService.bulk_job_counts", lambda w: w.messaging.bulk_job_counts(w.b.tenant_id, w.bulk_job()),
-         lambda w, r: r == {}),
-    Read("MessagingService.send_message (A's patient)", lambda w: w.messaging.send_message(
-        w.b.tenant_id, "SMS", patient_id=w.a.patient_id, text="Hello", actor=w.b.admin)),
-    Read("MessagingService.send_message (A's template)", lambda w: w.messaging.send_message(
-        w.b.tenant_id, "SMS", recipient="+966501112233", template_code="reminder-a", actor=w.b.admin)),
-    Read("MessagingService.retry (A's message)", lambda w: w.messaging.retry(
-        w.b.tenant_id, [w.failed_message()], actor=w.b.admin)),
-    Read("MessagingService.cancel (A's message)", lambda w: w.messaging.cancel(
-        w.b.tenant_id, message_ids=[w.queued_message()], actor=w.b.admin), lambda w, r: r == 0),
-    Read("MessagingService.cancel (A's bulk job)", lambda w: w.messaging.cancel(
-        w.b.tenant_id, bulk_job_id=w.bulk_job(), actor=w.b.admin)),
+    Read("messaging.send (A's patient)", lambda w: w.call(messaging.send, w.b.admin,
+                                                          "SMS", patient_id=w.a.patient_id, text="Hello")),
+    Read("messaging.send (A's template)", lambda w: w.call(
+        messaging.send, w.b.admin, "SMS", recipient="+966501112233", template_code="reminder-a")),
+    Read("messaging.retry (A's message)", lambda w: w.call(messaging.retry, w.b.admin, [w.failed_message()])),
+    Read("messaging.cancel (A's message)", lambda w: w.call(messaging.cancel, w.b.admin,
+                                                            message_ids=[w.queued_message()]), lambda w, r: r == 0),
+    Read("messaging.cancel (A's bulk job)", lambda w: w.call(messaging.cancel, w.b.admin, bulk_job_id=w.bulk_job())),
     Read("staff.change_role (A's user)", lambda w: _b(w, staff.change_role, w.a.analyst.user_id, Role.ADMIN)),
     Read("staff.reset_password (A's user)", lambda w: _b(w, staff.reset_password, w.a.analyst.user_id,
                                                          "a-new-long-password")),

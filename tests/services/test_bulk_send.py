@@ -91,7 +91,9 @@ def review(engine, admin, d):  # type: ignore[no-untyped-def]
 
 
 def confirm(engine, actor, d, **kw):  # type: ignore[no-untyped-def]
+    """The wizard's confirm; the expansion job it asks for is recorded (the tests run ``expand`` themselves)."""
     with tenant_session(engine, actor.tenant_id) as s:
+        s.info["queue"] = RecordingQueue()
         return bulk_wizard.confirm(s, actor, d, **kw)
 
 
@@ -464,8 +466,10 @@ def test_pause_resume_and_cancel_what_is_not_sent(clinic) -> None:  # type: igno
         assert bulk_jobs.pause(s, admin, created.bulk_job_id) == 5
     with tenant_session(engine, tenant_id) as s:
         assert bulk_jobs.progress(s, admin, created.bulk_job_id).counts["queued"] == 5
-        batches = bulk_jobs.resume(s, admin, created.bulk_job_id)
-    assert sum(len(ids) for _, ids in batches) == 5
+        s.info["queue"] = queue = RecordingQueue()
+        assert bulk_jobs.resume(s, admin, created.bulk_job_id) == 5
+        assert queue.batches == []  # enqueued only once the unit of work commits
+    assert sum(len(ids) for _, ids in queue.batches) == 5
     with tenant_session(engine, tenant_id) as s:
         assert bulk_jobs.cancel(s, admin, created.bulk_job_id) == 5
         progress = bulk_jobs.progress(s, admin, created.bulk_job_id)

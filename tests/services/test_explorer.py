@@ -5,22 +5,23 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, select
 
 from app.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
-from app.services import explorer, passwords
+from app.services import explorer, messaging, passwords
 from app.services.explorer import Cursor, MessageFilter
-from app.services.messaging import MessagingService
 from app.services.permissions import Actor
 from db.enums import MessageStatus, Role
 from db.models import Message, MessageLog, MessageTemplate, MessageTemplateVersion
 from db.session import tenant_session
 from db.tenancy import TenantScopeError
 from tests.delivery.conftest import RecordingQueue
-from tests.factories import make_message, make_patient, make_tenant, make_user
+from tests.factories import call, make_message, make_patient, make_tenant, make_user
 
 NOW = dt.datetime.now(dt.UTC)
 ALL = MessageFilter()
@@ -325,9 +326,10 @@ def test_detail_of_an_unknown_id_is_not_found(world: World) -> None:
 # --- retry --------------------------------------------------------------------------------------
 
 
-def service(w: World) -> tuple[MessagingService, RecordingQueue]:
+def service(w: World) -> tuple[Callable[..., Any], RecordingQueue]:
+    """``fn(session, actor, ...)`` as the actor, with the jobs on a recording queue."""
     queue = RecordingQueue()
-    return MessagingService(w.engine, queue), queue
+    return (lambda fn, actor, *args, **kwargs: call(w.engine, actor, fn, *args, queue=queue, **kwargs)), queue
 
 
 def retries_of(w: World) -> list[Message]:
@@ -339,8 +341,8 @@ def test_retry_one_makes_a_linked_new_message_and_twice_sends_once(world: World)
     svc, queue = service(world)
     failed = make_message(world.engine, world.tenant, status="failed")
 
-    first = svc.retry(world.tenant, [failed], actor=world.front)
-    again = svc.retry(world.tenant, [failed], actor=world.front)
+    first = svc(messaging.retry, world.front, [failed])
+    again = svc(messaging.retry, world.front, [failed])
 
     assert first[0].message_id == again[0].message_id and again[0].note == "already retried"
     assert [m.retry_of_id for m in retries_of(world)] == [failed]
@@ -355,20 +357,20 @@ def test_retry_all_failed_in_the_filter_needs_the_count_confirmed(world: World) 
     for status in ("failed", "undelivered", "unknown", "delivered", "queued"):
         make_message(world.engine, world.tenant, status=status)
     already = make_message(world.engine, world.tenant, status="failed")
-    svc.retry(world.tenant, [already], actor=world.front)
+    svc(messaging.retry, world.front, [already])
     flt = MessageFilter()
     with tenant_session(world.engine, world.tenant) as session:
         candidates = explorer.retryable_ids(session, world.front, flt)
     assert len(candidates) == 3  # failed, undelivered, unknown; not the one retried before
 
     with pytest.raises(ConflictError, match="changed"):
-        explorer.retry_filtered(svc, world.front, flt, expected=2)
+        svc(explorer.retry_filtered, world.front, flt, expected=2)
     assert len(retries_of(world)) == 1  # nothing sent on a stale count
 
-    results = explorer.retry_filtered(svc, world.front, flt, expected=3)
+    results = svc(explorer.retry_filtered, world.front, flt, expected=3)
     assert len(results) == 3 and len(retries_of(world)) == 4
     with pytest.raises(ValidationError, match="nothing to retry"):
-        explorer.retry_filtered(svc, world.front, flt, expected=0)
+        svc(explorer.retry_filtered, world.front, flt, expected=0)
 
 
 def test_retry_in_a_filter_of_delivered_messages_finds_nothing(world: World) -> None:
@@ -382,5 +384,5 @@ def test_cancel_a_queued_message(world: World) -> None:
     svc, _ = service(world)
     queued = make_message(world.engine, world.tenant, status="queued")
 
-    assert svc.cancel(world.tenant, message_ids=[queued], actor=world.front) == 1
+    assert svc(messaging.cancel, world.front, message_ids=[queued]) == 1
     assert page(world).rows[0].status == MessageStatus.CANCELLED

@@ -25,7 +25,7 @@ from db.enums import Role
 from db.models import AuditEvent, DataExport
 from db.session import tenant_session
 from tests.delivery.conftest import RecordingQueue
-from tests.factories import make_message, make_patient, make_tenant, make_user, system_connection
+from tests.factories import call, make_message, make_patient, make_tenant, make_user, system_connection
 
 ALL = MessageFilter(period="all")
 
@@ -197,7 +197,7 @@ def test_copy_and_python_paths_write_the_same_bytes(pg_engine: Engine) -> None:
 def test_a_large_export_runs_in_the_background_to_a_gzip_file(world: World, tmp_path: Path) -> None:
     make_message(world.engine, world.tenant, status="failed")
     queue = RecordingQueue()
-    info = export.request_export(world.engine, queue, world.analyst, ALL, ["status", "recipient"])  # type: ignore[arg-type]
+    info = call(world.engine, world.analyst, export.request_export, ALL, ["status", "recipient"], queue=queue)
 
     assert info.status == "queued" and queue.calls == [(export.EXPORT_JOB, (str(world.tenant), str(info.id)), 0.0)]
     assert export.run_export(world.engine, world.tenant, info.id, directory=tmp_path) == 1
@@ -215,7 +215,7 @@ def test_a_large_export_runs_in_the_background_to_a_gzip_file(world: World, tmp_
 
 
 def test_an_unfinished_or_foreign_export_cannot_be_downloaded(world: World, tmp_path: Path) -> None:
-    info = export.request_export(world.engine, RecordingQueue(), world.analyst, ALL, ["status"])  # type: ignore[arg-type]
+    info = call(world.engine, world.analyst, export.request_export, ALL, ["status"], queue=RecordingQueue())
     with tenant_session(world.engine, world.tenant) as session, pytest.raises(NotFoundError):
         export.export_file(session, world.analyst, info.id, directory=tmp_path)
     with tenant_session(world.engine, world.tenant) as session:

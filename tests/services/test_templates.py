@@ -17,7 +17,7 @@ from db.enums import Channel, MessageStatus, Role
 from db.models import AuditEvent, Message, MessageTemplate, MessageTemplateVersion
 from db.session import tenant_session
 from tests.delivery.conftest import RecordingQueue, delivery_settings
-from tests.factories import make_tenant, make_user
+from tests.factories import call, make_tenant, make_user
 
 REMINDER = "Hi {patient_name}, your appointment is on {{ appointment_date }} at {{ appointment_time }}."
 DOC = Path(__file__).resolve().parents[2] / "docs" / "template-variables.md"
@@ -366,8 +366,8 @@ def test_test_send_goes_through_the_pipeline_marked_as_a_test(clinic) -> None:
     with tenant_session(engine, tenant) as session:
         templates.update_template(session, admin, detail.id, body_en="Test {patient_name} {{ appointment_date }}")
     runtime, queue = _runtime(engine)
-    result = templates.test_send(engine, queue, admin, detail.id, recipient="0501234567",
-                                 sample_values_override={"patient_name": "Omar"})
+    result = call(engine, admin, templates.test_send, detail.id, recipient="0501234567",
+                  sample_values_override={"patient_name": "Omar"}, queue=queue)
     assert result.body.startswith("Test Omar 2026-12-01") and result.recipient == "+966501234567"
     assert queue.enqueued_ids == [str(result.message_id)]
     queue.drain(runtime)
@@ -385,7 +385,7 @@ def test_test_send_is_for_template_managers(clinic) -> None:
     detail = _create(engine, tenant, admin)
     front = make_user(engine, tenant, "frontdesk", Role.FRONT_DESK)
     with pytest.raises(PermissionDenied):
-        templates.test_send(engine, RecordingQueue(), front, detail.id, recipient="0501234567")
+        call(engine, front, templates.test_send, detail.id, recipient="0501234567", queue=RecordingQueue())
 
 
 def _message(detail_id, version_id, status: MessageStatus, *, is_test: bool = False) -> Message:

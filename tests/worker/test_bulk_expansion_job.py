@@ -37,8 +37,7 @@ def test_confirmed_job_is_expanded_by_the_worker_and_delivered_once(engine: Engi
     with tenant_session(engine, tenant_id) as s:
         created = bulk_wizard.confirm(s, admin, Draft(idempotency_key="k", audience={"kind": "all"},
                                                       channel=Channel.SMS, body_en="Closed on Friday"))
-    bulk_wizard.start_expansion(runtime.queue, created.bulk_job_id)
-    func, args = runtime.queue.calls[-1]
+    func, args = runtime.queue.calls[-1]  # confirm asked the worker for the expansion once it committed
     assert func == "worker.jobs.expand_bulk_job"
     assert jobs.expand_bulk_job(*args)["written"] == 7
     assert jobs.expand_bulk_job(*args)["written"] == 0  # delivered twice: nothing more

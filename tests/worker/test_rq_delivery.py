@@ -28,7 +28,7 @@ from app.services.messaging import MessagingService
 from db.enums import BulkJobStatus, Channel, Language, MessageStatus, Role
 from db.models import BulkJob, Message, Patient
 from db.session import system_session, tenant_session
-from tests.delivery.conftest import delivery_settings
+from tests.delivery.conftest import RecordingQueue, delivery_settings
 from tests.factories import make_tenant, make_user, script_runtime
 from tests.peers._threaded import ThreadedASGIServer
 from tests.peers.fake_twilio import FakeTwilio
@@ -200,6 +200,7 @@ def test_a_lost_bulk_expansion_is_asked_for_again_and_each_patient_gets_one_mess
         session.add_all(Patient(name_en=f"Patient {i}", name_ar="", phone_e164=number, language=Language.EN)
                         for i, number in enumerate(numbers))
     with tenant_session(pg_engine, tenant) as session:  # confirmed; the ask for its expansion never arrives
+        session.info["queue"] = RecordingQueue()
         created = bulk_wizard.confirm(session, admin, bulk_wizard.Draft(
             idempotency_key=bulk_wizard.new_draft_key(), audience={"kind": "all"}, channel=Channel.SMS,
             body_en="The clinic is closed on Friday."), typed_count=len(numbers))
