@@ -87,7 +87,6 @@ TAG_DEPARTMENT = (
     ("hypertension", "Internal Medicine"),
     ("asthma", "Pulmonology"),
 )
-TAGS = ("diabetes", "pediatrics", "prenatal", "vip", "hypertension", "cardiology", "asthma")
 
 MALE_FIRST_NAMES: tuple[tuple[str, str], ...] = (
     ("Mohammed", "محمد"), ("Ahmed", "أحمد"), ("Abdullah", "عبدالله"), ("Abdulrahman", "عبدالرحمن"),
@@ -237,11 +236,6 @@ TEMPLATES: tuple[DemoTemplate, ...] = (
             "لإيقافها يرجى إبلاغ موظفي الاستقبال."
         ),
     ),
-)
-
-TEMPLATE_VARIABLES = frozenset(
-    {"patient_name", "appointment_date", "appointment_time", "doctor_name", "clinic_name", "clinic_phone",
-     "department"}
 )
 
 # Completed bulk sends per clinic: (name, template code, days ago, Riyadh hour, audience tags).

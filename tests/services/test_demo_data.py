@@ -16,9 +16,9 @@ from jinja2 import meta
 from sqlalchemy import Engine, func, select, text
 
 from app.demo import DEMO_LOGINS, SeedReport, seed_demo, seeder
-from app.demo.content import TEMPLATE_VARIABLES
 from app.demo.history import sms_segments
 from app.services.auth import LoginPolicy, authenticate
+from app.services.message_content import STANDARD_VARIABLES
 from db.enums import Role
 from db.models import (
     Appointment,
@@ -175,7 +175,7 @@ def test_six_bilingual_templates_per_clinic_each_with_its_first_version(engine: 
         version = versions[t.id]
         assert version.version == t.current_version == 1 and version.tenant_id == t.tenant_id
         for source in (version.body_en, version.body_ar, version.subject_en, version.subject_ar):
-            assert meta.find_undeclared_variables(env.parse(source)) <= TEMPLATE_VARIABLES
+            assert meta.find_undeclared_variables(env.parse(source)) <= set(STANDARD_VARIABLES)
             assert not re.search(r"\b(STOP|CANCEL|YES)\b", source)
         assert ARABIC.search(version.body_ar) and not ARABIC.search(version.body_en)
         assert "{{ patient_name }}" in version.body_en and "{{ patient_name }}" in version.body_ar
