@@ -34,9 +34,12 @@ def _env(database_url: str, redis_url: str, fake_url: str, fake, **extra: str) -
 
 
 def _bulk(database_url: str, redis_url: str, count: int, start: int) -> None:
+    from dataclasses import replace
+
     import redis
 
     from app.delivery.queue import RQJobQueue
+    from app.delivery.runtime import build_runtime
     from app.services import tenants
     from app.services.messaging import MessagingService
     from db.session import make_engine, system_session
@@ -45,7 +48,8 @@ def _bulk(database_url: str, redis_url: str, count: int, start: int) -> None:
     with system_session(engine) as session:
         tenant = tenants.create_tenant(session, name=f"Bench {start}", slug=f"bench-{start}").id
     numbers = [f"+96650{n:07d}" for n in range(start, start + count)]
-    MessagingService(engine, RQJobQueue(redis.Redis.from_url(redis_url), "bench")).send_bulk_messages(
+    runtime = replace(build_runtime(engine=engine), queue=RQJobQueue(redis.Redis.from_url(redis_url), "bench"))
+    MessagingService(runtime).send_bulk_messages(
         recipients=numbers, message="Your appointment is tomorrow at 10:00", channel="SMS", tenant_id=tenant)
     engine.dispose()
 

@@ -87,7 +87,9 @@ def _background(url: str, tenant_id: str, flt: MessageFilter, directory: str) ->
         user_id, username = conn.execute(select(User.id, User.username).where(
             User.tenant_id == tid, User.role == Role.ANALYST.value)).one()
     analyst = Actor(user_id=user_id, tenant_id=tid, username=username, display_name=username, role=Role.ANALYST)
-    info = export.request_export(engine, RecordingQueue(), analyst, flt, COLUMNS)  # type: ignore[arg-type]
+    with tenant_session(engine, tid) as session:
+        session.info["queue"] = RecordingQueue()  # the job is run just below, not by a worker
+        info = export.request_export(session, analyst, flt, COLUMNS)
     return export.run_export(engine, tid, info.id, directory=Path(directory))
 
 
