@@ -17,11 +17,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from app.segments import count_segments
+from app import pricing
 from db.pgcopy import pg_escape
 
-SMS_PRICE_PER_SEGMENT = Decimal("0.0395")
-WHATSAPP_PRICE = Decimal("0.0050")
 SEND_RATE = {"sms": 10, "whatsapp": 80, "email": 10}  # messages per second, as the bulk sender paces
 CHUNK_ROWS = 20_000  # rows generated (and written) at a time
 
@@ -287,8 +285,8 @@ def plan_bulk(plan: ClinicPlan, rng: random.Random) -> None:
 # --- rendering --------------------------------------------------------------------------------
 
 def sms_segments(body: str) -> int:
-    """SMS parts as the app counts them (``app.segments``)."""
-    return count_segments(body).segments
+    """SMS parts as the app counts them (``app.pricing``)."""
+    return pricing.segments("sms", body)
 
 
 def substitute(source: str, values: dict[str, str]) -> str:
@@ -334,13 +332,8 @@ def make_entry(plan: ClinicPlan, tmpl: TemplatePlan, p: int) -> Entry:
         body = body.replace("{", "{{").replace("}", "}}")
         body = body.replace("{{{{ appointment_date }}}}", "{0}").replace("{{{{ appointment_time }}}}", "{1}")
     subject = substitute(tmpl.subject_ar if ar else tmpl.subject_en, values) if tmpl.channel == "email" else ""
-    if tmpl.channel == "sms":
-        segments = sms_segments(sample)
-        price = SMS_PRICE_PER_SEGMENT * segments
-    elif tmpl.channel == "whatsapp":
-        segments, price = 1, WHATSAPP_PRICE
-    else:
-        segments, price = 0, Decimal("0")
+    segments = pricing.segments(tmpl.channel, sample)
+    price = pricing.list_price(tmpl.channel, segments)
     recipient = (pat.email[p] or "") if tmpl.channel == "email" else pat.phone[p]
     head = (f"{pat.ids[p].hex}\t{pg_escape(recipient)}\t{lang}\t{pg_escape(subject)}\t{plan.tenant_id.hex}\t"
             f"{tmpl.id.hex}\t{tmpl.version_id.hex}\t{tmpl.channel}\t{tmpl.message_class}\t"

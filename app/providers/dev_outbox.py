@@ -22,12 +22,9 @@ import hashlib
 import threading
 from decimal import Decimal
 
+from app import pricing
 from app.providers.base import Accepted, LookupResult, OutgoingMessage, PermanentFailure
-from app.segments import count_segments
 from db.enums import Channel, MessageStatus
-
-SMS_PRICE_PER_SEGMENT = Decimal("0.0395")
-WHATSAPP_PRICE = Decimal("0.0050")
 
 
 class DevOutboxProvider:
@@ -52,11 +49,8 @@ class DevOutboxProvider:
         if recipient.endswith("03"):
             raise PermanentFailure("Attempt to send to unsubscribed recipient", code="21610", provider=self.name,
                                    opt_out=True)
-        segments = count_segments(message.body).segments or 1
-        if self.channel == Channel.WHATSAPP:
-            price, segments = WHATSAPP_PRICE, 1
-        else:
-            price = SMS_PRICE_PER_SEGMENT * segments
+        segments = pricing.segments(self.channel, message.body) or 1
+        price = pricing.list_price(self.channel, segments)
         d = self._delay
         if recipient.endswith("01"):
             playback: tuple[tuple[float, MessageStatus, str | None], ...] = ((d, MessageStatus.UNDELIVERED, "30003"),)

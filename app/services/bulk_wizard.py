@@ -19,22 +19,22 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from app import pricing
 from app.config import get_settings
 from app.csv_export import to_csv
 from app.errors import NotFoundError, PermissionDenied, ValidationError
 from app.segments import count_segments
 from app.services import audience as audiences
-from app.services import audit
+from app.services import audit, tenants
 from app.services.bulk_expansion import EXPAND_JOB
 from app.services.bulk_plan import DEFERRED, Content, plan_grouped
 from app.services.message_content import render_body
 from app.services.permissions import Actor, Permission, authorize
 from app.services.queueing import enqueue_after_commit
 from app.services.recipient_import import Rejected
-from app.services.templates import _price
 from app.services.whatsapp_templates import ensure_sendable_in_bulk
 from db.enums import BulkJobStatus, Channel, Language, MessageClass, Role
-from db.models import BulkJob, MessageTemplate, MessageTemplateVersion, Tenant
+from db.models import BulkJob, MessageTemplate, MessageTemplateVersion
 from db.tenancy import TenantSession
 from db.types import utcnow
 
@@ -166,7 +166,7 @@ def authorize_use(session: TenantSession, actor: Actor) -> None:
 def options(session: TenantSession, actor: Actor, channel: Channel) -> WizardOptions:
     """What the wizard's pickers offer this user for ``channel``."""
     authorize_use(session, actor)
-    tenant = _tenant(session)
+    tenant = tenants.current(session)
     settings = get_settings()
     return WizardOptions(
         kinds=allowed_kinds(actor), tags=audiences.clinic_tags(session) if actor.can(Permission.BULK_SEND) else [],
@@ -224,18 +224,13 @@ def class_effect(message_class: MessageClass, channel: Channel) -> str:
 # --- review -----------------------------------------------------------------------------------
 
 
-def _tenant(session: TenantSession) -> Tenant:
-    tenant = session.get(Tenant, session.tenant_id)
-    if tenant is None:
-        raise NotFoundError("This clinic does not exist.")
-    return tenant
 
 
 def dry_run(session: TenantSession, actor: Actor, draft: Draft, *, send_at: dt.datetime | None = None) -> DryRun:
     """What confirming would do, without writing anything: counts, who is skipped and why, samples, cost."""
     audience = audiences.validate(draft.audience)
     authorize_audience(session, actor, audience)
-    tenant = _tenant(session)
+    tenant = tenants.current(session)
     body = content(session, draft)
     settings = get_settings()
     now = send_at or utcnow()
@@ -268,9 +263,8 @@ def dry_run(session: TenantSession, actor: Actor, draft: Draft, *, send_at: dt.d
             except ValidationError as exc:
                 listed(item, "text cannot be sent", str(exc), count, contacts)
                 return
-            info = count_segments(text)
-            parts = info.segments if body.channel == Channel.SMS else 1
-            samples.setdefault(item.language, Sample(item.language, text, parts, info.encoding))
+            parts = pricing.segments(body.channel, text)
+            samples.setdefault(item.language, Sample(item.language, text, parts, count_segments(text).encoding))
         else:
             parts = samples[item.language].segments
         segments += parts * count
@@ -286,8 +280,7 @@ def dry_run(session: TenantSession, actor: Actor, draft: Draft, *, send_at: dt.d
         tally(item)
     sendable = sum(will_send.values())
     rate = settings.rate_for(body.channel.value)
-    cost = (segments * settings.sms_price_per_segment if body.channel == Channel.SMS
-            else _price(body.channel, 1, settings) * sendable)
+    cost = pricing.estimate(body.channel, segments=segments, messages=sendable, settings=settings)
     notes = []
     if audience.get("kind") == "list":
         columns_missing = body.variables(Language.EN) - set(_list_variables(audience))
@@ -328,7 +321,7 @@ def skipped_csv(session: TenantSession, actor: Actor, review: DryRun) -> bytes:
 
 def clinic_time_to_utc(session: TenantSession, local: dt.datetime) -> dt.datetime:
     """A wall-clock time typed in the clinic's time zone, as UTC."""
-    zone = zoneinfo.ZoneInfo(_tenant(session).timezone)
+    zone = zoneinfo.ZoneInfo(tenants.current(session).timezone)
     return local.replace(tzinfo=zone).astimezone(dt.UTC) if local.tzinfo is None else local.astimezone(dt.UTC)
 
 
@@ -344,7 +337,7 @@ def confirm(session: TenantSession, actor: Actor, draft: Draft, *, typed_count: 
     existing = session.scalar(select(BulkJob).where(BulkJob.idempotency_key == draft.idempotency_key))
     if existing is not None:
         return _created(existing, duplicate=True)
-    tenant = _tenant(session)
+    tenant = tenants.current(session)
     body = content(session, draft)
     now = now or utcnow()
     send_at = clinic_time_to_utc(session, send_at_local) if send_at_local else None

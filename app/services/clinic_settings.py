@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from app.config import Settings, get_settings
 from app.delivery.callbacks import hash_token
-from app.errors import NotFoundError, ValidationError
+from app.errors import ValidationError
 from app.providers.credentials import CREDENTIAL_FIELDS, check_credentials, seal
 from app.providers.routing import DESTINATION_LABELS as DESTINATION_LABELS  # re-exported for the Settings page
 from app.providers.routing import MAX_STEPS as MAX_STEPS
@@ -32,10 +32,10 @@ from app.providers.routing import (
     route_key,
     routing_from_settings,
 )
-from app.services import audit
+from app.services import audit, tenants
 from app.services.permissions import Actor, Permission, authorize
 from db.enums import Channel
-from db.models import ProviderCredential, Tenant, User
+from db.models import ProviderCredential, User
 from db.tenancy import TenantSession
 from db.types import utcnow
 
@@ -78,11 +78,6 @@ class NewDlrToken:
     callback_url: str
 
 
-def _tenant(session: TenantSession) -> Tenant:
-    tenant = session.get(Tenant, session.tenant_id)
-    if tenant is None:
-        raise NotFoundError("This clinic no longer exists.")
-    return tenant
 
 
 def _default_provider(settings: Settings, channel: Channel) -> str:
@@ -92,7 +87,7 @@ def _default_provider(settings: Settings, channel: Channel) -> str:
 def get_clinic_settings(session: TenantSession, actor: Actor, *, settings: Settings | None = None) -> ClinicSettings:
     authorize(session, actor, Permission.MANAGE_SETTINGS)
     settings = settings or get_settings()
-    tenant = _tenant(session)
+    tenant = tenants.current(session)
     routing = routing_from_settings(tenant.settings)
     routes = tuple(
         RouteView(channel, destination, routing.steps(channel, destination), _default_provider(settings, channel))
@@ -122,7 +117,7 @@ def set_route(session: TenantSession, actor: Actor, channel: Channel | str, dest
     except ValueError:
         raise ValidationError(f"Unknown channel '{channel}'.", field="channel") from None
     cleaned = check_route(channel, destination, steps)
-    tenant = _tenant(session)
+    tenant = tenants.current(session)
     routing = routing_from_settings(tenant.settings)
     before = routing.steps(channel, destination)
     if before == cleaned:
@@ -188,7 +183,7 @@ def rotate_dlr_token(session: TenantSession, actor: Actor, *, settings: Settings
     """A new unguessable delivery-report token for the clinic; the previous one stops working."""
     authorize(session, actor, Permission.MANAGE_SETTINGS)
     settings = settings or get_settings()
-    tenant = _tenant(session)
+    tenant = tenants.current(session)
     token = secrets.token_urlsafe(32)
     replaced = tenant.unifonic_dlr_token_hash is not None
     tenant.unifonic_dlr_token_hash, tenant.unifonic_dlr_token_created_at = hash_token(token), utcnow()
@@ -207,7 +202,7 @@ def set_locale(session: TenantSession, actor: Actor, *, timezone: str, default_r
         raise ValidationError(f"'{timezone}' is not a time zone; e.g. Asia/Riyadh.", field="timezone")
     if default_region not in phonenumbers.SUPPORTED_REGIONS:
         raise ValidationError(f"'{default_region}' is not a country code; e.g. SA.", field="default_region")
-    tenant = _tenant(session)
+    tenant = tenants.current(session)
     before = {"timezone": tenant.timezone, "default_region": tenant.default_region}
     after = {"timezone": timezone, "default_region": default_region}
     if before == after:

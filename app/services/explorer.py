@@ -29,7 +29,7 @@ from app.errors import ConflictError, NotFoundError, ValidationError
 from app.phones import phone_search_key
 from app.providers.error_codes import ErrorInfo, explain
 from app.search_text import clean_search, contains
-from app.services import messaging
+from app.services import messaging, tenants
 from app.services.contacts import shown_contact
 from app.services.messaging import SendResult
 from app.services.permissions import Actor, Permission, authorize
@@ -43,7 +43,7 @@ from db.enums import (
     Outcome,
     outcome_conditions,
 )
-from db.models import BulkJob, Message, MessageLog, MessageTemplate, MessageTemplateVersion, Patient, Tenant, User
+from db.models import BulkJob, Message, MessageLog, MessageTemplate, MessageTemplateVersion, Patient, User
 from db.tenancy import TenantSession
 from db.types import utcnow
 
@@ -257,9 +257,7 @@ class Clinic:
 
 
 def clinic_of(session: TenantSession) -> Clinic:
-    tenant = session.get(Tenant, session.tenant_id)
-    if tenant is None:
-        raise NotFoundError("This clinic does not exist.")
+    tenant = tenants.current(session)
     return Clinic(tenant.id, tenant.timezone, tenant.default_region)
 
 

@@ -30,13 +30,13 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app import pricing
 from app.delivery.dispatch import assign_jobs, enqueue
 from app.delivery.lifecycle import transition
 from app.delivery.queue import BATCH_SIZE, JobQueue, plan_batches
 from app.errors import ConflictError, NotFoundError, ValidationError
 from app.phones import InvalidPhoneNumber, normalise_phone
-from app.segments import count_segments
-from app.services import audit
+from app.services import audit, tenants
 from app.services.message_content import choose_language, patient_variables, render_body
 from app.services.permissions import Actor, Permission, authorize
 from app.services.whatsapp_templates import ensure_sendable_in_bulk
@@ -147,12 +147,6 @@ class MessagingService:
         if actor is not None:
             authorize(session, actor, permission)
 
-    @staticmethod
-    def _tenant(session: TenantSession) -> Tenant:
-        tenant = session.get(Tenant, session.tenant_id)
-        if tenant is None or not tenant.is_active:
-            raise NotFoundError("This clinic does not exist or is not active.")
-        return tenant
 
     # -- bulk ----------------------------------------------------------------------------------
 
@@ -199,7 +193,7 @@ class MessagingService:
             raise ValidationError("The message is empty.", field="message")
         with tenant_session(self.engine, tenant_id) as session:
             self._check(session, actor, Permission.BULK_SEND)
-            tenant = self._tenant(session)
+            tenant = tenants.current(session, active=True)
             template = version = None
             if template_code is not None:
                 template, version = self._template(session, template_code, channel)
@@ -313,8 +307,7 @@ class MessagingService:
                 "variables": variables_cache.get(key, {}), "status": status,
                 "template_id": template.id if template else None,
                 "template_version_id": job.template_version_id, "urgent": urgent, "is_test": False,
-                "segments": count_segments(body).segments if channel == Channel.SMS else (0 if channel == Channel.EMAIL
-                                                                                         else 1),
+                "segments": pricing.segments(channel, body),
                 "scheduled_at": send_at, "queued_at": None if send_at else now,
                 "enqueued_at": None if send_at else now, "created_by_id": actor.user_id if actor else None,
                 "created_at": now, "updated_at": now, "attempts": 0,
@@ -354,7 +347,7 @@ class MessagingService:
         requested = Language(language) if language else None
         with tenant_session(self.engine, tenant_id) as session:
             self._check(session, actor, Permission.SEND_MESSAGES)
-            tenant = self._tenant(session)
+            tenant = tenants.current(session, active=True)
             if idempotency_key:
                 existing = session.scalar(select(Message).where(Message.idempotency_key == idempotency_key))
                 if existing is not None:
@@ -399,8 +392,7 @@ class MessagingService:
                 recipient=address, language=choice.language, subject=subject_text if channel == Channel.EMAIL else "",
                 body=body, variables=_stored_variables(template, values, variables),
                 status=MessageStatus.SCHEDULED if send_at else MessageStatus.QUEUED, urgent=urgent, is_test=is_test,
-                segments=count_segments(body).segments if channel == Channel.SMS else (
-                    0 if channel == Channel.EMAIL else 1),
+                segments=pricing.segments(channel, body),
                 scheduled_at=send_at, queued_at=None if send_at else now, idempotency_key=idempotency_key,
             )
             session.add(row)
@@ -529,7 +521,7 @@ class MessagingService:
         """Stop all sending for the clinic now. Waiting messages stay waiting; nothing is lost."""
         with tenant_session(self.engine, tenant_id) as session:
             self._check(session, actor, Permission.PAUSE_SENDING)
-            tenant = self._tenant(session)
+            tenant = tenants.current(session, active=True)
             tenant.sending_paused = True
             audit.record(session, actor, "sending.pause", object_type="tenant", object_id=tenant.id,
                          details={"reason": reason[:500]}, actor_name=None if actor else "api")
@@ -540,7 +532,7 @@ class MessagingService:
         now = utcnow()
         with tenant_session(self.engine, tenant_id) as session:
             self._check(session, actor, Permission.PAUSE_SENDING)
-            tenant = self._tenant(session)
+            tenant = tenants.current(session, active=True)
             tenant.sending_paused = False
             ids = list(session.scalars(select(Message.id).where(Message.status == MessageStatus.QUEUED)))
             batches = assign_jobs(session, ids, now)

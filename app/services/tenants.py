@@ -68,9 +68,20 @@ def get_by_slug(session: TenantSession, slug: str) -> ClinicInfo:
     return _info(tenant)
 
 
-def get_clinic(session: TenantSession) -> ClinicInfo:
-    """The clinic the session is bound to."""
+def current(session: TenantSession, *, active: bool = False) -> Tenant:
+    """The clinic the session is bound to (the one lookup every service uses).
+
+    Raises ``NotFoundError`` when it no longer exists, or (``active=True``, for sending) when it
+    has been deactivated.
+    """
     tenant = session.get(Tenant, session.tenant_id)
     if tenant is None:
         raise NotFoundError("This clinic no longer exists.")
-    return _info(tenant)
+    if active and not tenant.is_active:
+        raise NotFoundError("This clinic is not active.")
+    return tenant
+
+
+def get_clinic(session: TenantSession) -> ClinicInfo:
+    """The clinic the session is bound to."""
+    return _info(current(session))
