@@ -1,5 +1,5 @@
 """Message templates of one clinic: list, read, create, edit, duplicate, (de)activate, delete,
-versions (view, compare, restore), live checks for the editor, preview, test send and usage.
+versions (view, compare, restore), live checks for the editor (with a preview), test send and usage.
 
 Every function takes a tenant-bound session and the signed-in ``Actor``, checks the role
 (``VIEW_TEMPLATES`` to read, ``MANAGE_TEMPLATES`` to change), audits every change and returns
@@ -22,19 +22,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 
 from app import pricing
 from app.config import Settings, get_settings
-from app.delivery.queue import JobQueue
 from app.errors import ConflictError, NotFoundError, ValidationError
 from app.reply_lint import reply_warnings
 from app.search_text import clean_search, contains
 from app.segments import count_segments
-from app.services import audit, tenants
-from app.services.message_content import CHANNEL_BODY_LIMITS, STANDARD_VARIABLES, choose_language
-from app.services.messaging import MessagingService, SendResult
+from app.services import audit, messaging
+from app.services.message_content import CHANNEL_BODY_LIMITS, STANDARD_VARIABLES
+from app.services.messaging import SendResult
 from app.services.permissions import Actor, Permission, authorize
 from app.services.whatsapp_templates import (  # the bulk wizard's check, re-exported here
     ensure_sendable_in_bulk as ensure_sendable_in_bulk,
@@ -42,7 +41,6 @@ from app.services.whatsapp_templates import (  # the bulk wizard's check, re-exp
 from app.templating import TemplateRenderError, compile_template, convert_single_braces
 from db.enums import Channel, Language, MessageClass, Outcome, count_of, outcome_clause
 from db.models import Message, MessageTemplate, MessageTemplateVersion, User
-from db.session import tenant_session
 from db.tenancy import TenantSession
 from db.types import utcnow
 
@@ -194,24 +192,6 @@ class BodyCheck:
     @property
     def ok(self) -> bool:
         return self.error is None and not self.unknown_variables and not self.over_limit
-
-
-@dataclass(frozen=True)
-class RenderedLanguage:
-    language: Language
-    subject: str
-    body: str
-    error: str | None
-    fell_back_to_english: bool
-    note: str
-
-
-@dataclass(frozen=True)
-class TemplatePreview:
-    english: RenderedLanguage
-    arabic: RenderedLanguage
-    chosen_language: Language  # what a send would use for the requested language
-    note: str  # e.g. the Arabic text is empty, so English is used
 
 
 @dataclass(frozen=True)
@@ -759,98 +739,36 @@ def restore_version(session: TenantSession, actor: Actor, template_id: uuid.UUID
     return _detail(session, template)
 
 
-# -- preview and test send --------------------------------------------------------------------
-
-
-def _render_language(language: Language, subject: str, body: str, values: Mapping[str, Any],
-                     fell_back: bool) -> RenderedLanguage:
-    error = None
-    rendered_subject = rendered_body = ""
-    try:
-        rendered_body = compile_template(body).render(values) if body.strip() else ""
-        rendered_subject = compile_template(subject).render(values) if subject.strip() else ""
-    except ValidationError as exc:
-        error = str(exc)
-    note = "The Arabic text is empty, so patients who read Arabic get the English text." if fell_back else ""
-    return RenderedLanguage(language, rendered_subject, rendered_body, error, fell_back, note)
-
-
-def preview(
-    session: TenantSession, actor: Actor, template_id: uuid.UUID | None = None, *,
-    body_en: str | None = None, body_ar: str | None = None, subject_en: str | None = None,
-    subject_ar: str | None = None, version: int | None = None,
-    sample_values_override: Mapping[str, Any] | None = None, language: Language | str | None = None,
-) -> TemplatePreview:
-    """Both languages rendered with sample data, side by side.
-
-    Pass ``template_id`` (its current version, or ``version``) and/or the bodies being edited
-    (a body given here wins over the saved one). An empty Arabic body falls back to English,
-    and the preview says so. ``language`` is the language a send would request (else the
-    clinic's default applies), following ``choose_language``.
-    """
-    authorize(session, actor, Permission.VIEW_TEMPLATES)
-    saved = _Content("", "", "", "")
-    if template_id is not None:
-        template = _get(session, template_id)
-        row = _version_row(session, template, version or template.current_version)
-        saved = _Content(row.body_en, row.body_ar, row.subject_en, row.subject_ar)
-    en_body = saved.body_en if body_en is None else body_en
-    ar_body = saved.body_ar if body_ar is None else body_ar
-    en_subject = saved.subject_en if subject_en is None else subject_en
-    ar_subject = saved.subject_ar if subject_ar is None else subject_ar
-    custom: set[str] = set()
-    for source in (en_body, ar_body, en_subject, ar_subject):
-        try:
-            custom |= _used_variables(source)
-        except ValidationError:
-            pass
-    english = _render_language(Language.EN, en_subject, en_body,
-                               sample_values(Language.EN, custom, sample_values_override), False)
-    has_arabic = bool(ar_body.strip())
-    if has_arabic:
-        arabic = _render_language(Language.AR, ar_subject or en_subject, ar_body,
-                                  sample_values(Language.AR, custom, sample_values_override), False)
-    else:
-        arabic = _render_language(Language.AR, en_subject, en_body,
-                                  sample_values(Language.EN, custom, sample_values_override), True)
-    tenant = tenants.current(session)
-    choice = choose_language(preference=None, patient=None, tenant=tenant, has_arabic_body=has_arabic,
-                             requested=Language(language) if language else None)
-    note = "The Arabic text is empty, so the English text is used." if choice.fell_back_to_english else ""
-    return TemplatePreview(english=english, arabic=arabic, chosen_language=choice.language, note=note)
+# -- test send --------------------------------------------------------------------------------
 
 
 def test_send(
-    engine: Engine, queue: JobQueue | None, actor: Actor, template_id: uuid.UUID, *, recipient: str,
+    session: TenantSession, actor: Actor, template_id: uuid.UUID, *, recipient: str,
     language: Language | str | None = None, sample_values_override: Mapping[str, Any] | None = None,
 ) -> SendResult:
     """Send the template's current version to ``recipient`` (a number or e-mail the staff member
-    types) through the real delivery pipeline, marked ``is_test`` so statistics leave it out.
+    types) through the real delivery pipeline (``messaging.send``), marked ``is_test`` so
+    statistics leave it out; its delivery job is enqueued after the session commits.
 
-    Takes the engine and queue (not a session) because ``MessagingService`` commits the message
-    row in its own unit of work before enqueueing. ``queue=None`` uses the configured runtime's.
     The template must be active (like any send). The clinic's name and phone come from the
     clinic unless ``sample_values_override`` gives others; other variables get sample data.
     """
-    with tenant_session(engine, actor.tenant_id) as session:
-        authorize(session, actor, Permission.MANAGE_TEMPLATES)
-        template = _get(session, template_id)
-        current = _version_row(session, template, template.current_version)
-        code, channel = template.code, Channel(template.channel)
-        requested = Language(language) if language else None
-        used: set[str] = set()
-        for source in (current.body_en, current.body_ar, current.subject_en, current.subject_ar):
-            used |= _used_variables(source)
+    authorize(session, actor, Permission.MANAGE_TEMPLATES)
+    template = _get(session, template_id)
+    current = _version_row(session, template, template.current_version)
+    code, channel = template.code, Channel(template.channel)
+    requested = Language(language) if language else None
+    used: set[str] = set()
+    for source in (current.body_en, current.body_ar, current.subject_en, current.subject_ar):
+        used |= _used_variables(source)
     sample_language = requested or Language.EN
     values = sample_values(sample_language, used, sample_values_override)
     # The clinic's own name and phone come from the clinic, unless the staff member typed others.
     given = dict(sample_values_override or {})
     variables = {k: v for k, v in values.items()
                  if k in used and (k not in ("clinic_name", "clinic_phone") or k in given)}
-    return MessagingService(engine, queue).send_message(
-        actor.tenant_id, channel, recipient=recipient, template_code=code, variables=variables,
-        language=requested, is_test=True, actor=actor,
-    )
+    return messaging.send(session, actor, channel, recipient=recipient, template_code=code, variables=variables,
+                          language=requested, is_test=True)
 
 
 test_send.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, whatever imports it
