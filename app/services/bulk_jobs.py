@@ -16,6 +16,7 @@ from app.services import audience as audiences
 from app.services import audit
 from app.services.bulk_wizard import authorize_use
 from app.services.permissions import Actor, Permission, authorize
+from app.services.queueing import deliver_after_commit
 from db.enums import (
     WAITING_STATUSES,
     BulkJobStatus,
@@ -159,8 +160,8 @@ def pause(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> int:
     return len(held)
 
 
-def resume(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> list[tuple[str, list[str]]]:
-    """Release held messages; returns the delivery batches to enqueue after commit."""
+def resume(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> int:
+    """Release held messages (enqueued after the commit); returns how many go out now."""
     authorize(session, actor, Permission.BULK_SEND)
     job = _job(session, job_id, actor)
     if BulkJobStatus(job.status) != BulkJobStatus.PAUSED:
@@ -176,10 +177,11 @@ def resume(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> list[tupl
         released = _move(session, job, MessageStatus.SCHEDULED, MessageStatus.QUEUED, "resumed",
                          f"bulk job resumed by {actor.username}", {"queued_at": now}, held_only=True)
         batches = assign_jobs(session, released, now)
+        deliver_after_commit(session, batches)
         job.status = BulkJobStatus.SENDING
     audit.record(session, actor, "bulk_job.resume", object_type="bulk_job", object_id=job.id,
                  details={"released": sum(len(ids) for _, ids in batches)})
-    return batches
+    return sum(len(ids) for _, ids in batches)
 
 
 def cancel(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> int:

@@ -1,8 +1,20 @@
-"""Sending messages: one, many, retry, cancel, schedule, pause. The public Python API.
+"""Sending messages: one, retry, cancel, schedule, the clinic's emergency stop; and the bulk adapter.
+
+Every use case here is ``fn(session, actor, ...) -> plain data`` like the rest of the service
+layer: ``session`` is a unit of work in the actor's clinic (``db.session.tenant_session``), the
+actor's role is always checked, and the delivery jobs are put on the queue only after the
+session commits (``app.services.queueing``). A page calls them as
+``session.call(messaging.send, channel, ...)``; an integration passes a named actor
+(``Actor.system(tenant_id, name="...")``), never none.
+
+Scripts (and the seed) have one more door, ``MessagingService().send_bulk_messages(...)``: a thin
+adapter over the bulk wizard's own path (``bulk_wizard.confirm`` with a custom list, then the
+expansion ``bulk_expansion.expand``), so a bulk send follows the same language, opt-out,
+consent and suppression rules however it is started:
 
 ```python
 from app.services.messaging import MessagingService
-service = MessagingService()                      # the configured database and queue
+service = MessagingService()                      # the process's runtime: its database and queue
 result = service.send_bulk_messages(
     recipients=['+966501234567', '+966507654321'],
     message='Your appointment is tomorrow',
@@ -11,10 +23,6 @@ result = service.send_bulk_messages(
 )
 result.bulk_job_id, result.accepted, result.rejected
 ```
-
-Every message row is written (and committed) before anything is enqueued; jobs carry ids only.
-Calls made on behalf of a signed-in staff member pass ``actor=`` and are checked against the
-role table; calls without an actor are trusted integrations and are audited as ``api``.
 """
 
 from __future__ import annotations
@@ -25,23 +33,26 @@ import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from app import pricing
-from app.delivery.dispatch import assign_jobs, enqueue
+from app.delivery.dispatch import assign_jobs
 from app.delivery.lifecycle import transition
-from app.delivery.queue import BATCH_SIZE, JobQueue, plan_batches
+from app.delivery.queue import JobQueue
 from app.errors import ConflictError, NotFoundError, ValidationError
 from app.phones import InvalidPhoneNumber, normalise_phone
 from app.services import audit, tenants
 from app.services.message_content import choose_language, patient_variables, render_body
 from app.services.permissions import Actor, Permission, authorize
-from app.services.whatsapp_templates import ensure_sendable_in_bulk
-from app.templating import compile_template
-from db.enums import CANCELLABLE, RETRYABLE, BulkJobStatus, Channel, Language, MessageClass, MessageStatus
+from app.services.queueing import deliver_after_commit, use_queue
+from db.enums import (  # what staff may retry or cancel: next to the lifecycle table
+    CANCELLABLE as CANCELLABLE,
+)
+from db.enums import RETRYABLE as RETRYABLE
+from db.enums import BulkJobStatus, Channel, Language, MessageClass, MessageStatus
 from db.models import (
     BulkJob,
     Message,
@@ -55,10 +66,14 @@ from db.session import tenant_session
 from db.tenancy import TenantSession
 from db.types import utcnow
 
+if TYPE_CHECKING:
+    from app.delivery.runtime import Runtime
+
 log = logging.getLogger(__name__)
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_RAW_RECIPIENTS = 100_000
+SCRIPT_ACTOR = "api"  # the name a script's bulk send is audited under when it names no actor
 
 
 @dataclass(frozen=True)
@@ -118,37 +133,278 @@ def _stored_variables(template: MessageTemplate | None, values: dict[str, Any],
     return stored
 
 
+
+
+def _template(session: TenantSession, code: str, channel: Channel) -> tuple[MessageTemplate, MessageTemplateVersion]:
+    template = session.scalar(select(MessageTemplate).where(
+        MessageTemplate.code == code, MessageTemplate.deleted_at.is_(None)))
+    if template is None:
+        raise NotFoundError(f"No template has the code '{code}'.")
+    if not template.is_active:
+        raise ValidationError(f"The template '{code}' is not active.", field="template_code")
+    if Channel(template.channel) != channel:
+        raise ValidationError(f"The template '{code}' is for {Channel(template.channel).label}, "
+                              f"not {channel.label}.", field="template_code")
+    version = session.scalar(select(MessageTemplateVersion).where(
+        MessageTemplateVersion.template_id == template.id,
+        MessageTemplateVersion.version == template.current_version))
+    if version is None:
+        raise NotFoundError(f"The template '{code}' has no saved version.")
+    return template, version
+
+
+def _channel(value: str | Channel) -> Channel:
+    try:
+        return Channel.parse(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc), field="channel") from None
+
+
+# -- one message -------------------------------------------------------------------------------
+
+
+def send(
+    session: TenantSession,
+    actor: Actor,
+    channel: str | Channel,
+    *,
+    patient_id: uuid.UUID | None = None,
+    recipient: str | None = None,
+    template_code: str | None = None,
+    variables: dict[str, Any] | None = None,
+    text: str | None = None,
+    text_ar: str | None = None,
+    subject: str = "",
+    language: Language | str | None = None,
+    urgent: bool = False,
+    scheduled_at: dt.datetime | None = None,
+    is_test: bool = False,
+    idempotency_key: str | None = None,
+) -> SendResult:
+    """Send to a patient (their contact for the channel) or a raw recipient, by template or text.
+
+    The row is written in ``session``; its delivery job is enqueued after the commit. The same
+    ``idempotency_key`` twice returns the first message.
+    """
+    channel = _channel(channel)
+    if (template_code is None) == (text is None):
+        raise ValidationError("Give either a template code or a text.", field="template_code")
+    now = utcnow()
+    send_at = _parse_time(scheduled_at, now)
+    requested = Language(language) if language else None
+    authorize(session, actor, Permission.SEND_MESSAGES)
+    tenant = tenants.current(session, active=True)
+    if idempotency_key:
+        existing = session.scalar(select(Message).where(Message.idempotency_key == idempotency_key))
+        if existing is not None:
+            return _send_result(existing, note="already submitted")
+    patient = None
+    if patient_id is not None:
+        patient = session.scalar(select(Patient).where(Patient.id == patient_id, Patient.deleted_at.is_(None)))
+        if patient is None:
+            raise NotFoundError("That patient does not exist in your clinic.")
+    address = recipient or (patient.email if patient and channel == Channel.EMAIL else
+                            patient.phone_e164 if patient else None)
+    if not address:
+        raise ValidationError(f"The patient has no contact for {channel.label}.", field="recipient")
+    address = normalise_recipient(address, channel, tenant.default_region)
+    if patient is None and not is_test:
+        column = Patient.email if channel == Channel.EMAIL else Patient.phone_e164
+        patient = session.scalar(select(Patient).where(column == address, Patient.deleted_at.is_(None)).limit(1))
+    preference = session.scalar(select(NotificationPreference).where(
+        NotificationPreference.patient_id == patient.id)) if patient else None
+    template = version = None
+    message_class = MessageClass.SERVICE
+    if template_code is not None:
+        template, version = _template(session, template_code, channel)
+        message_class = MessageClass(template.message_class)
+        body_en, body_ar = version.body_en, version.body_ar
+        subject_en, subject_ar = version.subject_en, version.subject_ar
+    else:
+        body_en, body_ar, subject_en, subject_ar = text or "", text_ar or "", subject, subject
+    choice = choose_language(preference=preference, patient=patient, tenant=tenant,
+                             has_arabic_body=bool(body_ar.strip()), requested=requested)
+    values = {**patient_variables(session, tenant, patient, choice.language, now=now), **(variables or {})}
+    source = body_ar if choice.language == Language.AR else body_en
+    body = render_body(source, values, channel)
+    subject_source = subject_ar if choice.language == Language.AR and subject_ar else subject_en
+    subject_text = render_body(subject_source, values, Channel.EMAIL) if (
+        channel == Channel.EMAIL and subject_source.strip()) else (subject_source or tenant.name)
+    row = Message(
+        tenant_id=tenant.id, patient_id=patient.id if patient else None,
+        template_id=template.id if template else None, template_version_id=version.id if version else None,
+        created_by_id=actor.user_id, channel=channel, message_class=message_class,
+        recipient=address, language=choice.language, subject=subject_text if channel == Channel.EMAIL else "",
+        body=body, variables=_stored_variables(template, values, variables),
+        status=MessageStatus.SCHEDULED if send_at else MessageStatus.QUEUED, urgent=urgent, is_test=is_test,
+        segments=pricing.segments(channel, body),
+        scheduled_at=send_at, queued_at=None if send_at else now, idempotency_key=idempotency_key,
+    )
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise ConflictError("This message was already submitted.") from None
+    if not send_at:
+        deliver_after_commit(session, assign_jobs(session, [row.id], now))
+    audit.record(session, actor, "message.send_test" if is_test else "message.send", object_type="message",
+                 object_id=row.id, details={"channel": channel.value, "template": template_code,
+                                            "scheduled_at": send_at.isoformat() if send_at else None})
+    note = "The Arabic text is empty, so the English text was used." if choice.fell_back_to_english else ""
+    return _send_result(row, note=note)
+
+
+def schedule(session: TenantSession, actor: Actor, channel: str | Channel, send_at: dt.datetime,
+             **kwargs: Any) -> SendResult:
+    """``send`` at a future time (the message waits in ``scheduled`` and can be cancelled)."""
+    return send(session, actor, channel, scheduled_at=send_at, **kwargs)
+
+
+# -- retry / cancel ----------------------------------------------------------------------------
+
+
+def retry(session: TenantSession, actor: Actor, message_ids: Sequence[uuid.UUID]) -> list[SendResult]:
+    """A new attempt for each failed, undelivered or unknown message: a new row linked to the original.
+
+    Each original can be retried once (retry the newest one in a chain); asking twice returns
+    the same new message, so a double click never sends twice. Opt-outs still apply.
+    """
+    authorize(session, actor, Permission.RETRY_MESSAGES)
+    results: list[SendResult] = []
+    new_ids: list[uuid.UUID] = []
+    now = utcnow()
+    originals = list(session.scalars(select(Message).where(Message.id.in_(list(message_ids)))))
+    found = {m.id for m in originals}
+    missing = [str(i) for i in message_ids if i not in found]
+    if missing:
+        raise NotFoundError(f"{len(missing)} of the messages do not exist in your clinic.")
+    for original in originals:
+        if MessageStatus(original.status) not in RETRYABLE:
+            raise ValidationError(
+                f"Only failed, undelivered or unknown messages can be retried "
+                f"(this one is {MessageStatus(original.status).value}).")
+    for original in originals:
+        key = f"retry:{original.id}"
+        existing = session.scalar(select(Message).where(Message.idempotency_key == key))
+        if existing is not None:
+            results.append(_send_result(existing, note="already retried"))
+            continue
+        row = Message(
+            tenant_id=original.tenant_id, patient_id=original.patient_id, bulk_job_id=original.bulk_job_id,
+            template_id=original.template_id, template_version_id=original.template_version_id,
+            retry_of_id=original.id, created_by_id=actor.user_id,
+            channel=original.channel, message_class=original.message_class, recipient=original.recipient,
+            language=original.language, subject=original.subject, body=original.body,
+            variables=original.variables, status=MessageStatus.QUEUED, urgent=original.urgent,
+            is_test=original.is_test, segments=original.segments, idempotency_key=key, queued_at=now,
+        )
+        session.add(row)
+        session.flush()
+        new_ids.append(row.id)
+        results.append(_send_result(row))
+        audit.record(session, actor, "message.retry", object_type="message", object_id=original.id,
+                     details={"new_message_id": str(row.id)})
+    deliver_after_commit(session, assign_jobs(session, new_ids, now))
+    return results
+
+
+def cancel(session: TenantSession, actor: Actor, *, message_ids: Sequence[uuid.UUID] | None = None,
+           bulk_job_id: uuid.UUID | None = None) -> int:
+    """Cancel messages that have not started sending (scheduled or queued); return how many."""
+    if not message_ids and bulk_job_id is None:
+        raise ValidationError("Say which messages or which bulk job to cancel.")
+    authorize(session, actor, Permission.RETRY_MESSAGES if bulk_job_id is None else Permission.BULK_SEND)
+    cancelled = 0
+    query = select(Message.id).where(Message.status.in_(CANCELLABLE))
+    if bulk_job_id is not None:
+        job = session.get(BulkJob, bulk_job_id)
+        if job is None:
+            raise NotFoundError("That bulk job does not exist in your clinic.")
+        query = query.where(Message.bulk_job_id == bulk_job_id)
+    else:
+        query = query.where(Message.id.in_(list(message_ids or [])))
+    for message_id in session.scalars(query).all():
+        if transition(session, message_id, MessageStatus.CANCELLED, event="cancelled",
+                      detail=f"cancelled by {actor.username}",
+                      only_from=set(CANCELLABLE), values={"status_reason": "Cancelled by staff."}):
+            cancelled += 1
+    if bulk_job_id is not None:
+        session.execute(update(BulkJob).where(BulkJob.id == bulk_job_id).values(
+            status=BulkJobStatus.CANCELLED, completed_at=utcnow()).execution_options(synchronize_session=False))
+    audit.record(session, actor, "message.cancel", object_type="bulk_job" if bulk_job_id else "message",
+                 object_id=bulk_job_id or (message_ids[0] if message_ids and len(message_ids) == 1 else None),
+                 details={"cancelled": cancelled, "requested": len(message_ids or [])})
+    return cancelled
+
+
+# -- emergency stop ----------------------------------------------------------------------------
+
+
+def pause_sending(session: TenantSession, actor: Actor, *, reason: str = "") -> bool:
+    """Stop all sending for the clinic now. Waiting messages stay waiting; nothing is lost."""
+    authorize(session, actor, Permission.PAUSE_SENDING)
+    tenant = tenants.current(session, active=True)
+    tenant.sending_paused = True
+    audit.record(session, actor, "sending.pause", object_type="tenant", object_id=tenant.id,
+                 details={"reason": reason[:500]})
+    return True
+
+
+def resume_sending(session: TenantSession, actor: Actor) -> int:
+    """Resume sending; every waiting message is enqueued again (after the commit). Returns how many."""
+    authorize(session, actor, Permission.PAUSE_SENDING)
+    now = utcnow()
+    tenant = tenants.current(session, active=True)
+    tenant.sending_paused = False
+    ids = list(session.scalars(select(Message.id).where(Message.status == MessageStatus.QUEUED)))
+    deliver_after_commit(session, assign_jobs(session, ids, now))
+    audit.record(session, actor, "sending.resume", object_type="tenant", object_id=tenant.id,
+                 details={"waiting": len(ids)})
+    return len(ids)
+
+
+def is_paused(session: TenantSession, actor: Actor) -> bool:
+    """Whether the clinic's sending is paused (everyone who sees the dashboard may know)."""
+    authorize(session, actor, Permission.VIEW_DASHBOARD)
+    return bool(session.scalar(select(Tenant.sending_paused).where(Tenant.id == session.tenant_id)))
+
+
+# -- the adapter for scripts -------------------------------------------------------------------
+
+
+class _ExpansionRequests:
+    """The queue a script's bulk send confirms on: it keeps the expansion job the wizard's ``confirm``
+    asks for after its commit, so ``send_bulk_messages`` runs that job itself and returns final counts."""
+
+    def __init__(self) -> None:
+        self.bulk_job_ids: list[uuid.UUID] = []
+
+    def enqueue(self, func: str, *args: Any, delay_seconds: float = 0.0) -> None:
+        from app.services.bulk_expansion import EXPAND_JOB
+
+        if func != EXPAND_JOB:
+            raise RuntimeError(f"a bulk confirm enqueued {func}, not the expansion")
+        self.bulk_job_ids.append(uuid.UUID(str(args[0])))
+
+
 class MessagingService:
-    """Send, schedule, retry and cancel messages for a clinic."""
+    """The Python API for scripts and the seed: one bulk send, started like the wizard's.
 
-    def __init__(self, engine: Engine | None = None, queue: JobQueue | None = None) -> None:
-        self._engine = engine
-        self._queue = queue
+    A thin adapter, kept for callers outside the app: everything else is a ``fn(session, actor,
+    ...)`` function of this module. ``runtime`` defaults to the process's
+    (``app.delivery.runtime.get_runtime()``): its database and its job queue.
+    """
 
-    @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            from app.database import get_engine
-
-            self._engine = get_engine()
-        return self._engine
+    def __init__(self, runtime: Runtime | None = None) -> None:
+        self._runtime = runtime
 
     @property
-    def queue(self) -> JobQueue:
-        if self._queue is None:
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
             from app.delivery.runtime import get_runtime
 
-            self._queue = get_runtime().queue
-        return self._queue
-
-    # -- helpers -------------------------------------------------------------------------------
-
-    def _check(self, session: TenantSession, actor: Actor | None, permission: Permission) -> None:
-        if actor is not None:
-            authorize(session, actor, permission)
-
-
-    # -- bulk ----------------------------------------------------------------------------------
+            self._runtime = get_runtime()
+        return self._runtime
 
     def send_bulk_messages(
         self,
@@ -158,9 +414,7 @@ class MessagingService:
         tenant_id: uuid.UUID,
         *,
         message_ar: str = "",
-        subject: str = "",
         actor: Actor | None = None,
-        urgent: bool = False,
         scheduled_at: dt.datetime | None = None,
         idempotency_key: str | None = None,
         name: str = "",
@@ -169,392 +423,78 @@ class MessagingService:
     ) -> BulkSendResult:
         """Send one text (English, optionally Arabic) to a list of phone numbers or e-mail addresses.
 
-        Each recipient is normalised (E.164 with the clinic's region); invalid ones and
-        duplicates are rejected with their reason and position, and everything valid is sent.
-        A known recipient gets the patient's language and name; opted-out patients are
-        suppressed by the worker. The same ``idempotency_key`` twice creates one job.
+        The wizard's path with a custom list: the list is read as an upload is
+        (``recipient_import.to_recipients``: E.164 with the clinic's region; invalid ones and
+        duplicates refused with their position and reason), the job is confirmed
+        (``bulk_wizard.confirm``) and expanded (``bulk_expansion.expand``, the worker's job, run
+        here so the counts are final on return). A known recipient gets the patient's language
+        and name; opt-outs and missing consent are written as ``suppressed``; a text that cannot
+        be rendered for someone refuses that recipient. The same ``idempotency_key`` twice creates
+        one job. ``actor`` defaults to ``Actor.system(tenant_id, name="api")`` (an admin).
 
         With ``template_code`` the template's current version is the text (``message`` and
         ``message_ar`` are ignored) and its class applies; a WhatsApp template must be approved
-        by WhatsApp (``whatsapp_templates.ensure_sendable_in_bulk``), else nothing is queued.
+        by WhatsApp, else nothing is created.
         """
-        try:
-            channel = Channel.parse(channel)
-        except ValueError as exc:
-            raise ValidationError(str(exc), field="channel") from None
-        now = utcnow()
-        send_at = _parse_time(scheduled_at, now)
-        raw = list(recipients)
+        # The wizard's modules import this one (``normalise_recipient``): imported when used.
+        from app.services import bulk_expansion, bulk_wizard
+        from app.services import recipient_import as ri
+
+        channel = _channel(channel)
+        send_at = _parse_time(scheduled_at, utcnow())
+        raw = [str(value) for value in recipients]
         if not raw:
             raise ValidationError("Give at least one recipient.", field="recipients")
         if len(raw) > MAX_RAW_RECIPIENTS:
             raise ValidationError(f"At most {MAX_RAW_RECIPIENTS:,} recipients per call.", field="recipients")
         if template_code is None and not (message or "").strip():
             raise ValidationError("The message is empty.", field="message")
-        with tenant_session(self.engine, tenant_id) as session:
-            self._check(session, actor, Permission.BULK_SEND)
+        actor = actor or Actor.system(tenant_id, name=SCRIPT_ACTOR)
+        runtime = self.runtime
+        requests = _ExpansionRequests()
+        with tenant_session(runtime.engine, tenant_id) as session:
+            use_queue(session, cast(JobQueue, requests))
+            authorize(session, actor, Permission.BULK_SEND)
             tenant = tenants.current(session, active=True)
-            template = version = None
+            template_id = None
             if template_code is not None:
-                template, version = self._template(session, template_code, channel)
-                ensure_sendable_in_bulk(session, template)
-                message, message_ar = version.body_en, version.body_ar
-                subject, message_class = subject or version.subject_en, MessageClass(template.message_class)
+                template_id = _template(session, template_code, channel)[0].id
             if idempotency_key:
                 existing = session.scalar(select(BulkJob).where(BulkJob.idempotency_key == idempotency_key))
                 if existing is not None:
                     return _bulk_result(existing, duplicate=True)
-            accepted: list[str] = []
-            rejected: list[RejectedRecipient] = []
-            first_row: dict[str, int] = {}
-            for row, value in enumerate(raw, start=1):
-                try:
-                    normal = normalise_recipient(str(value), channel, tenant.default_region)
-                except ValidationError as exc:
-                    rejected.append(RejectedRecipient(str(value), str(exc), row))
-                    continue
-                if normal in first_row:
-                    rejected.append(RejectedRecipient(str(value), f"duplicate of row {first_row[normal]}", row))
-                    continue
-                first_row[normal] = row
-                accepted.append(normal)
-            for source in (message, message_ar):
-                if source.strip():
-                    compile_template(source)  # a syntax error refuses the whole send, before anything
-            job = BulkJob(
-                tenant_id=tenant.id, name=name or f"{channel.label} to {len(accepted):,} recipients",
-                channel=channel, status=BulkJobStatus.SCHEDULED if send_at else BulkJobStatus.SENDING,
-                audience={"kind": "list", "size": len(raw)}, custom_body_en="" if template else message,
-                custom_body_ar="" if template else message_ar,
-                template_id=template.id if template else None, template_version_id=version.id if version else None,
-                message_class=message_class, idempotency_key=idempotency_key, total_recipients=len(raw),
-                scheduled_at=send_at, started_at=None if send_at else now,
-                created_by_id=actor.user_id if actor else None,
-            )
-            session.add(job)
-            try:
-                session.flush()
-            except IntegrityError:
-                raise ConflictError("This send was already submitted.") from None
-            rows, unrenderable = self._bulk_rows(session, tenant, job, accepted, message, message_ar, subject,
-                                                 channel, urgent, send_at, actor, now, message_class, template)
-            batches = [] if send_at else plan_batches([r["id"] for r in rows])
-            for position, row in enumerate(rows):  # batches keep the rows' order
-                row["delivery_job_id"] = batches[position // BATCH_SIZE][0] if batches else None
-            rejected.extend(RejectedRecipient(r, reason, first_row[r]) for r, reason in unrenderable)
-            rejected.sort(key=lambda r: r.row)
-            job.accepted_count, job.rejected_count = len(rows), len(rejected)
-            job.rejections = [{"row": r.row, "recipient": r.recipient, "reason": r.reason} for r in rejected[:1000]]
-            if not rows:
-                raise ValidationError("No recipient can be sent to: " + "; ".join(
-                    f"row {r.row}: {r.reason}" for r in rejected[:5]), field="recipients")
-            for start in range(0, len(rows), 5000):
-                session.execute(insert(Message), rows[start:start + 5000])
-            audit.record(session, actor, "message.bulk_send", object_type="bulk_job", object_id=job.id,
-                         details={"channel": channel.value, "accepted": len(rows), "rejected": len(rejected),
-                                  "scheduled_at": send_at.isoformat() if send_at else None},
-                         actor_name=None if actor else "api")
-            result = BulkSendResult(bulk_job_id=job.id, accepted=len(rows), rejected=rejected)
-        enqueue(self.queue, batches)
+            imported = ri.to_recipients(ri.Table(["recipient"], [(row, [value]) for row, value in enumerate(raw, 1)]),
+                                        ri.ColumnMapping(contact="recipient"), channel, tenant.default_region)
+            if not imported.recipients:
+                raise _nobody([RejectedRecipient(r.recipient, r.reason, r.row) for r in imported.rejected])
+            draft = bulk_wizard.Draft(
+                idempotency_key=idempotency_key or bulk_wizard.new_draft_key(),
+                audience={"kind": "list", "recipients": imported.recipients}, channel=channel,
+                template_id=template_id, body_en="" if template_id else message,
+                body_ar="" if template_id else message_ar, message_class=message_class, name=name,
+                import_rejections=tuple(imported.rejected))
+            created = bulk_wizard.confirm(session, actor, draft, typed_count=len(imported.recipients),
+                                          send_at_local=send_at)
+        for bulk_job_id in requests.bulk_job_ids:
+            bulk_expansion.expand(runtime, bulk_job_id)
+        with tenant_session(runtime.engine, tenant_id) as session:
+            job = session.get(BulkJob, created.bulk_job_id)
+            assert job is not None
+            result = _bulk_result(job, duplicate=created.duplicate)
+            failed = BulkJobStatus(job.status) == BulkJobStatus.FAILED
+        if failed or result.accepted == 0:
+            raise _nobody(result.rejected)
         return result
 
-    def _bulk_rows(self, session: TenantSession, tenant: Tenant, job: BulkJob, recipients: list[str],
-                   message: str, message_ar: str, subject: str, channel: Channel, urgent: bool,
-                   send_at: dt.datetime | None, actor: Actor | None, now: dt.datetime,
-                   message_class: MessageClass, template: MessageTemplate | None = None,
-                   ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
-        """Message rows for the valid recipients, and the recipients whose text cannot be rendered."""
-        column = Patient.email if channel == Channel.EMAIL else Patient.phone_e164
-        patients: dict[str, Patient] = {}
-        prefs: dict[uuid.UUID, NotificationPreference] = {}
-        for start in range(0, len(recipients), 1000):
-            chunk = recipients[start:start + 1000]
-            for patient in session.scalars(select(Patient).where(column.in_(chunk), Patient.deleted_at.is_(None))):
-                patients.setdefault(str(getattr(patient, column.key)), patient)
-        ids = [p.id for p in patients.values()]
-        for start in range(0, len(ids), 1000):
-            for pref in session.scalars(select(NotificationPreference).where(
-                    NotificationPreference.patient_id.in_(ids[start:start + 1000]))):
-                prefs[pref.patient_id] = pref
-        rows = []
-        unrenderable: list[tuple[str, str]] = []
-        status = MessageStatus.SCHEDULED if send_at else MessageStatus.QUEUED
-        rendered_cache: dict[tuple[Language, uuid.UUID | None], str | ValidationError] = {}
-        # A WhatsApp Content template's numbered variables are filled from these at send time.
-        content_names = set((template.whatsapp_variable_map or {}).values()) if template else set()
-        variables_cache: dict[tuple[Language, uuid.UUID | None], dict[str, str]] = {}
-        for recipient in recipients:
-            patient = patients.get(recipient)
-            choice = choose_language(preference=prefs.get(patient.id) if patient else None, patient=patient,
-                                     tenant=tenant, has_arabic_body=bool(message_ar.strip()))
-            source = message_ar if choice.language == Language.AR else message
-            key = (choice.language, patient.id if patient and "{" in source else None)
-            if key not in rendered_cache:
-                values = patient_variables(session, tenant, patient, choice.language, now=now)
-                variables_cache[key] = {n: str(values.get(n, "")) for n in content_names}
-                try:
-                    rendered_cache[key] = render_body(source, values, channel)
-                except ValidationError as exc:
-                    rendered_cache[key] = exc
-            body = rendered_cache[key]
-            if isinstance(body, ValidationError):
-                unrenderable.append((recipient, str(body)))
-                continue
-            rows.append({
-                "id": uuid.uuid4(), "tenant_id": tenant.id, "patient_id": patient.id if patient else None,
-                "bulk_job_id": job.id, "channel": channel, "message_class": message_class,
-                "recipient": recipient, "language": choice.language, "subject": subject, "body": body,
-                "variables": variables_cache.get(key, {}), "status": status,
-                "template_id": template.id if template else None,
-                "template_version_id": job.template_version_id, "urgent": urgent, "is_test": False,
-                "segments": pricing.segments(channel, body),
-                "scheduled_at": send_at, "queued_at": None if send_at else now,
-                "enqueued_at": None if send_at else now, "created_by_id": actor.user_id if actor else None,
-                "created_at": now, "updated_at": now, "attempts": 0,
-            })
-        return rows, unrenderable
 
-    # -- one message ---------------------------------------------------------------------------
-
-    def send_message(
-        self,
-        tenant_id: uuid.UUID,
-        channel: str | Channel,
-        *,
-        patient_id: uuid.UUID | None = None,
-        recipient: str | None = None,
-        template_code: str | None = None,
-        variables: dict[str, Any] | None = None,
-        text: str | None = None,
-        text_ar: str | None = None,
-        subject: str = "",
-        language: Language | str | None = None,
-        urgent: bool = False,
-        scheduled_at: dt.datetime | None = None,
-        is_test: bool = False,
-        actor: Actor | None = None,
-        idempotency_key: str | None = None,
-    ) -> SendResult:
-        """Send to a patient (their contact for the channel) or a raw recipient, by template or text."""
-        try:
-            channel = Channel.parse(channel)
-        except ValueError as exc:
-            raise ValidationError(str(exc), field="channel") from None
-        if (template_code is None) == (text is None):
-            raise ValidationError("Give either a template code or a text.", field="template_code")
-        now = utcnow()
-        send_at = _parse_time(scheduled_at, now)
-        requested = Language(language) if language else None
-        with tenant_session(self.engine, tenant_id) as session:
-            self._check(session, actor, Permission.SEND_MESSAGES)
-            tenant = tenants.current(session, active=True)
-            if idempotency_key:
-                existing = session.scalar(select(Message).where(Message.idempotency_key == idempotency_key))
-                if existing is not None:
-                    return _send_result(existing, note="already submitted")
-            patient = None
-            if patient_id is not None:
-                patient = session.scalar(select(Patient).where(Patient.id == patient_id, Patient.deleted_at.is_(None)))
-                if patient is None:
-                    raise NotFoundError("That patient does not exist in your clinic.")
-            address = recipient or (patient.email if patient and channel == Channel.EMAIL else
-                                    patient.phone_e164 if patient else None)
-            if not address:
-                raise ValidationError(f"The patient has no contact for {channel.label}.", field="recipient")
-            address = normalise_recipient(address, channel, tenant.default_region)
-            if patient is None and not is_test:
-                column = Patient.email if channel == Channel.EMAIL else Patient.phone_e164
-                patient = session.scalar(select(Patient).where(column == address, Patient.deleted_at.is_(None))
-                                         .limit(1))
-            preference = session.scalar(select(NotificationPreference).where(
-                NotificationPreference.patient_id == patient.id)) if patient else None
-            template = version = None
-            message_class = MessageClass.SERVICE
-            if template_code is not None:
-                template, version = self._template(session, template_code, channel)
-                message_class = MessageClass(template.message_class)
-                body_en, body_ar = version.body_en, version.body_ar
-                subject_en, subject_ar = version.subject_en, version.subject_ar
-            else:
-                body_en, body_ar, subject_en, subject_ar = text or "", text_ar or "", subject, subject
-            choice = choose_language(preference=preference, patient=patient, tenant=tenant,
-                                     has_arabic_body=bool(body_ar.strip()), requested=requested)
-            values = {**patient_variables(session, tenant, patient, choice.language, now=now), **(variables or {})}
-            source = body_ar if choice.language == Language.AR else body_en
-            body = render_body(source, values, channel)
-            subject_source = subject_ar if choice.language == Language.AR and subject_ar else subject_en
-            subject_text = render_body(subject_source, values, Channel.EMAIL) if (
-                channel == Channel.EMAIL and subject_source.strip()) else (subject_source or tenant.name)
-            row = Message(
-                tenant_id=tenant.id, patient_id=patient.id if patient else None,
-                template_id=template.id if template else None, template_version_id=version.id if version else None,
-                created_by_id=actor.user_id if actor else None, channel=channel, message_class=message_class,
-                recipient=address, language=choice.language, subject=subject_text if channel == Channel.EMAIL else "",
-                body=body, variables=_stored_variables(template, values, variables),
-                status=MessageStatus.SCHEDULED if send_at else MessageStatus.QUEUED, urgent=urgent, is_test=is_test,
-                segments=pricing.segments(channel, body),
-                scheduled_at=send_at, queued_at=None if send_at else now, idempotency_key=idempotency_key,
-            )
-            session.add(row)
-            try:
-                session.flush()
-            except IntegrityError:
-                raise ConflictError("This message was already submitted.") from None
-            batches = [] if send_at else assign_jobs(session, [row.id], now)
-            audit.record(session, actor, "message.send_test" if is_test else "message.send", object_type="message",
-                         object_id=row.id, details={"channel": channel.value, "template": template_code,
-                                                    "scheduled_at": send_at.isoformat() if send_at else None},
-                         actor_name=None if actor else "api")
-            note = "The Arabic text is empty, so the English text was used." if choice.fell_back_to_english else ""
-            result = _send_result(row, note=note)
-        enqueue(self.queue, batches)
-        return result
-
-    def schedule(self, tenant_id: uuid.UUID, channel: str | Channel, send_at: dt.datetime, **kwargs: Any) -> SendResult:
-        """``send_message`` at a future time (the message waits in ``scheduled`` and can be cancelled)."""
-        return self.send_message(tenant_id, channel, scheduled_at=send_at, **kwargs)
-
-    @staticmethod
-    def _template(
-        session: TenantSession, code: str, channel: Channel
-    ) -> tuple[MessageTemplate, MessageTemplateVersion]:
-        template = session.scalar(select(MessageTemplate).where(
-            MessageTemplate.code == code, MessageTemplate.deleted_at.is_(None)))
-        if template is None:
-            raise NotFoundError(f"No template has the code '{code}'.")
-        if not template.is_active:
-            raise ValidationError(f"The template '{code}' is not active.", field="template_code")
-        if Channel(template.channel) != channel:
-            raise ValidationError(f"The template '{code}' is for {Channel(template.channel).label}, "
-                                  f"not {channel.label}.", field="template_code")
-        version = session.scalar(select(MessageTemplateVersion).where(
-            MessageTemplateVersion.template_id == template.id,
-            MessageTemplateVersion.version == template.current_version))
-        if version is None:
-            raise NotFoundError(f"The template '{code}' has no saved version.")
-        return template, version
-
-    # -- retry / cancel ------------------------------------------------------------------------
-
-    def retry(self, tenant_id: uuid.UUID, message_ids: Sequence[uuid.UUID], *,
-              actor: Actor | None = None) -> list[SendResult]:
-        """A new attempt for each failed, undelivered or unknown message: a new row linked to the original.
-
-        Each original can be retried once (retry the newest one in a chain); asking twice returns
-        the same new message, so a double click never sends twice. Opt-outs still apply.
-        """
-        results: list[SendResult] = []
-        new_ids: list[uuid.UUID] = []
-        now = utcnow()
-        with tenant_session(self.engine, tenant_id) as session:
-            self._check(session, actor, Permission.RETRY_MESSAGES)
-            originals = list(session.scalars(select(Message).where(Message.id.in_(list(message_ids)))))
-            found = {m.id for m in originals}
-            missing = [str(i) for i in message_ids if i not in found]
-            if missing:
-                raise NotFoundError(f"{len(missing)} of the messages do not exist in your clinic.")
-            for original in originals:
-                if MessageStatus(original.status) not in RETRYABLE:
-                    raise ValidationError(
-                        f"Only failed, undelivered or unknown messages can be retried "
-                        f"(this one is {MessageStatus(original.status).value}).")
-            for original in originals:
-                key = f"retry:{original.id}"
-                existing = session.scalar(select(Message).where(Message.idempotency_key == key))
-                if existing is not None:
-                    results.append(_send_result(existing, note="already retried"))
-                    continue
-                row = Message(
-                    tenant_id=original.tenant_id, patient_id=original.patient_id, bulk_job_id=original.bulk_job_id,
-                    template_id=original.template_id, template_version_id=original.template_version_id,
-                    retry_of_id=original.id, created_by_id=actor.user_id if actor else None,
-                    channel=original.channel, message_class=original.message_class, recipient=original.recipient,
-                    language=original.language, subject=original.subject, body=original.body,
-                    variables=original.variables, status=MessageStatus.QUEUED, urgent=original.urgent,
-                    is_test=original.is_test, segments=original.segments, idempotency_key=key, queued_at=now,
-                )
-                session.add(row)
-                session.flush()
-                new_ids.append(row.id)
-                results.append(_send_result(row))
-                audit.record(session, actor, "message.retry", object_type="message", object_id=original.id,
-                             details={"new_message_id": str(row.id)}, actor_name=None if actor else "api")
-            batches = assign_jobs(session, new_ids, now)
-        enqueue(self.queue, batches)
-        return results
-
-    def cancel(self, tenant_id: uuid.UUID, *, message_ids: Sequence[uuid.UUID] | None = None,
-               bulk_job_id: uuid.UUID | None = None, actor: Actor | None = None) -> int:
-        """Cancel messages that have not started sending (scheduled or queued); return how many."""
-        if not message_ids and bulk_job_id is None:
-            raise ValidationError("Say which messages or which bulk job to cancel.")
-        cancelled = 0
-        with tenant_session(self.engine, tenant_id) as session:
-            self._check(session, actor, Permission.RETRY_MESSAGES if bulk_job_id is None else Permission.BULK_SEND)
-            query = select(Message.id).where(Message.status.in_(CANCELLABLE))
-            if bulk_job_id is not None:
-                job = session.get(BulkJob, bulk_job_id)
-                if job is None:
-                    raise NotFoundError("That bulk job does not exist in your clinic.")
-                query = query.where(Message.bulk_job_id == bulk_job_id)
-            else:
-                query = query.where(Message.id.in_(list(message_ids or [])))
-            for message_id in session.scalars(query).all():
-                if transition(session, message_id, MessageStatus.CANCELLED, event="cancelled",
-                              detail=f"cancelled by {actor.username if actor else 'api'}",
-                              only_from=set(CANCELLABLE), values={"status_reason": "Cancelled by staff."}):
-                    cancelled += 1
-            if bulk_job_id is not None:
-                session.execute(update(BulkJob).where(BulkJob.id == bulk_job_id).values(
-                    status=BulkJobStatus.CANCELLED, completed_at=utcnow()).execution_options(
-                    synchronize_session=False))
-            audit.record(session, actor, "message.cancel", object_type="bulk_job" if bulk_job_id else "message",
-                         object_id=bulk_job_id or (message_ids[0] if message_ids and len(message_ids) == 1
-                                                   else None),
-                         details={"cancelled": cancelled, "requested": len(message_ids or [])},
-                         actor_name=None if actor else "api")
-        return cancelled
-
-    # -- emergency stop ------------------------------------------------------------------------
-
-    def pause_sending(self, tenant_id: uuid.UUID, *, actor: Actor | None = None, reason: str = "") -> bool:
-        """Stop all sending for the clinic now. Waiting messages stay waiting; nothing is lost."""
-        with tenant_session(self.engine, tenant_id) as session:
-            self._check(session, actor, Permission.PAUSE_SENDING)
-            tenant = tenants.current(session, active=True)
-            tenant.sending_paused = True
-            audit.record(session, actor, "sending.pause", object_type="tenant", object_id=tenant.id,
-                         details={"reason": reason[:500]}, actor_name=None if actor else "api")
-        return True
-
-    def resume_sending(self, tenant_id: uuid.UUID, *, actor: Actor | None = None) -> int:
-        """Resume sending; every waiting message is enqueued again. Returns how many."""
-        now = utcnow()
-        with tenant_session(self.engine, tenant_id) as session:
-            self._check(session, actor, Permission.PAUSE_SENDING)
-            tenant = tenants.current(session, active=True)
-            tenant.sending_paused = False
-            ids = list(session.scalars(select(Message.id).where(Message.status == MessageStatus.QUEUED)))
-            batches = assign_jobs(session, ids, now)
-            audit.record(session, actor, "sending.resume", object_type="tenant", object_id=tenant.id,
-                         details={"waiting": len(ids)}, actor_name=None if actor else "api")
-        enqueue(self.queue, batches)
-        return len(ids)
-
-    def is_paused(self, tenant_id: uuid.UUID) -> bool:
-        with tenant_session(self.engine, tenant_id) as session:
-            return bool(session.scalar(select(Tenant.sending_paused).where(Tenant.id == tenant_id)))
-
-    def bulk_job_counts(self, tenant_id: uuid.UUID, bulk_job_id: uuid.UUID) -> dict[str, int]:
-        """How many of a bulk job's messages are in each status."""
-        with tenant_session(self.engine, tenant_id) as session:
-            rows = session.execute(select(Message.status, func.count()).where(Message.bulk_job_id == bulk_job_id)
-                                   .group_by(Message.status)).all()
-            return {MessageStatus(s).value: n for s, n in rows}
+def _nobody(rejected: list[RejectedRecipient]) -> ValidationError:
+    return ValidationError("No recipient can be sent to: " + "; ".join(
+        f"row {r.row}: {r.reason}" if r.row else r.reason for r in rejected[:5]), field="recipients")
 
 
 def _bulk_result(job: BulkJob, *, duplicate: bool = False) -> BulkSendResult:
-    rejected = [RejectedRecipient(r["recipient"], r["reason"], r["row"]) for r in (job.rejections or [])]
+    rejected = sorted((RejectedRecipient(r["recipient"], r["reason"], r["row"]) for r in (job.rejections or [])),
+                      key=lambda r: (r.row is None, r.row or 0))
     return BulkSendResult(bulk_job_id=job.id, accepted=job.accepted_count, rejected=rejected,
                           duplicate_request=duplicate)
 
