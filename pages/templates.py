@@ -19,12 +19,11 @@ from streamlit.delta_generator import DeltaGenerator
 
 from app.errors import AppError, ConflictError, ValidationError
 from app.services import templates, whatsapp_templates
-from app.services.permissions import Actor, Permission
-from app.services.templates import BodyCheck, TemplateDetail, TemplateSummary, TemplateUsage
+from app.services.permissions import Permission
+from app.services.templates import BodyCheck, TemplateDetail, TemplateSummary
 from app.ui import cached, feedback, rtl, session
 from app.ui.text import as_text, plain
 from db.enums import Channel, Language, MessageClass
-from db.session import tenant_session
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,27 +42,13 @@ ACTIVE_FILTER = {"All": None, "Active": True, "Inactive": False}
 # --- cached reads (keyed by clinic and role, dropped after every change) -------------------------
 
 
-@st.cache_data(ttl=60, show_spinner=False)
-def _summaries(tenant_id: str, role: str, channel: str | None, active: bool | None, search: str,
-               _actor: Actor) -> list[TemplateSummary]:
-    with tenant_session(session.engine(), _actor.tenant_id) as db:
-        return templates.list_templates(db, _actor, channel=channel, active=active, search=search)
-
-
-@st.cache_data(ttl=60, show_spinner=False)
-def _detail(tenant_id: str, role: str, template_id: str, _actor: Actor) -> TemplateDetail:
-    with tenant_session(session.engine(), _actor.tenant_id) as db:
-        return templates.get_template(db, _actor, uuid.UUID(template_id))
-
-
-@st.cache_data(ttl=60, show_spinner=False)
-def _usage(tenant_id: str, role: str, template_id: str, _actor: Actor) -> TemplateUsage:
-    with tenant_session(session.engine(), _actor.tenant_id) as db:
-        return templates.template_usage(db, _actor, uuid.UUID(template_id))
+_summaries = cached.clinic_cached(ttl=60)(templates.list_templates)
+_detail = cached.clinic_cached(ttl=60)(templates.get_template)
+_usage = cached.clinic_cached(ttl=60)(templates.template_usage)
 
 
 def summaries(channel: str | None = None, active: bool | None = None, search: str = "") -> list[TemplateSummary]:
-    return _summaries(str(actor.tenant_id), actor.role.value, channel, active, search.strip(), actor)
+    return _summaries(actor, channel=channel, active=active, search=search.strip())
 
 
 def forget() -> None:
@@ -378,7 +363,7 @@ def versions_tab(detail: TemplateDetail, local: ZoneInfo) -> None:
 
 
 def usage_tab(detail: TemplateDetail, local: ZoneInfo) -> None:
-    usage = feedback.attempt(lambda: _usage(str(actor.tenant_id), actor.role.value, str(detail.id), actor))
+    usage = feedback.attempt(lambda: _usage(actor, detail.id))
     if usage is None:
         return
     sent, delivered, failed, rate, last = st.columns(5)
@@ -519,7 +504,7 @@ def whatsapp_tab(detail: TemplateDetail, local: ZoneInfo) -> None:
 
 
 def detail_view(template_id: str, local: ZoneInfo) -> None:
-    detail = feedback.attempt(lambda: _detail(str(actor.tenant_id), actor.role.value, template_id, actor))
+    detail = feedback.attempt(lambda: _detail(actor, uuid.UUID(template_id)))
     if detail is None:
         return
     state = "active" if detail.is_active else "inactive"

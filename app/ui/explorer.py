@@ -12,10 +12,9 @@ from app.errors import AppError
 from app.services import explorer
 from app.services.explorer import Cursor, FilterOptions, MessageFilter, MessageRow, Total
 from app.services.permissions import Actor
-from app.ui import session
+from app.ui.cached import clinic_cached
 from app.ui.text import as_text
 from db.enums import MessageStatus
-from db.session import tenant_session
 
 STATUS_BADGES: dict[MessageStatus, str] = {
     MessageStatus.SCHEDULED: "🕒 Scheduled", MessageStatus.QUEUED: "⏳ Queued", MessageStatus.SENDING: "📤 Sending",
@@ -59,26 +58,20 @@ def message_from_url() -> uuid.UUID | None:
         return None
 
 
-@st.cache_data(ttl=30, show_spinner=False)
-def _count(tenant_id: str, params: tuple[tuple[str, str], ...], _actor: Actor) -> Total:
-    with tenant_session(session.engine(), _actor.tenant_id) as db:
-        return explorer.count_messages(db, _actor, MessageFilter.from_params(dict(params)))
+_count = clinic_cached(ttl=30, key=lambda flt: tuple(sorted(flt.to_params().items())))(explorer.count_messages)
 
 
 def count(actor: Actor, flt: MessageFilter) -> Total:
     """The filter's total, at most 30 seconds old (counting is the slow part of a rerun)."""
-    return _count(str(actor.tenant_id), tuple(sorted(flt.to_params().items())), actor)
+    return _count(actor, flt)
 
 
-@st.cache_data(ttl=300, show_spinner=False)
-def _options(tenant_id: str, _actor: Actor) -> FilterOptions:
-    with tenant_session(session.engine(), _actor.tenant_id) as db:
-        return explorer.filter_options(db, _actor)
+_options = clinic_cached(ttl=300)(explorer.filter_options)
 
 
 def options(actor: Actor) -> FilterOptions:
     """Templates and recent bulk jobs of the clinic, at most five minutes old."""
-    return _options(str(actor.tenant_id), actor)
+    return _options(actor)
 
 
 def forget_counts() -> None:

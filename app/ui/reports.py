@@ -14,9 +14,9 @@ from app.analytics.store import NO_FILTERS, Filters, Period
 from app.errors import ValidationError
 from app.services import analytics
 from app.services.permissions import Actor, Permission
-from app.ui import cached, feedback, session
+from app.ui import cached, feedback
 from app.ui.text import as_text
-from db.session import tenant_session
+from db.tenancy import TenantSession
 from db.types import utcnow
 
 PRESETS = {"Last 7 days": 7, "Last 30 days": 30, "Last 90 days": 90}
@@ -71,32 +71,28 @@ def chart(actor: Actor, build: Callable[[pd.DataFrame], go.Figure], data: pd.Dat
                            args=(name, len(data), period))
 
 
-def _key(actor: Actor, period: Period, filters: Filters) -> tuple:
+def _key(period: Period, filters: Filters = NO_FILTERS) -> tuple:
     # ``end`` is "now" for the presets: bucketed, so reruns within CACHE_SECONDS share one result
-    return (str(actor.tenant_id), actor.role.value, period.start.isoformat(),
-            int(period.end.timestamp() // CACHE_SECONDS), period.timezone, filters.channel, str(filters.template_id))
+    return (period.start.isoformat(), int(period.end.timestamp() // CACHE_SECONDS), period.timezone,
+            filters.channel, str(filters.template_id))
 
 
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
-def _report(key: tuple, _actor: Actor, _period: Period, _filters: Filters) -> analytics.Report:
-    with tenant_session(session.engine(), _actor.tenant_id) as db:
-        return analytics.report(db, _actor, _period, _filters, now=utcnow())
+@cached.clinic_cached(ttl=CACHE_SECONDS, key=_key)
+def _report(db: TenantSession, actor: Actor, period: Period, filters: Filters) -> analytics.Report:
+    return analytics.report(db, actor, period, filters, now=utcnow())
 
 
 def report(actor: Actor, period: Period, filters: Filters) -> analytics.Report | None:
     """The Analytics report, at most ``CACHE_SECONDS`` old (keyed by clinic, role, period and filters)."""
-    return feedback.attempt(lambda: _report(_key(actor, period, filters), actor, period, filters))
+    return feedback.attempt(lambda: _report(actor, period, filters))
 
 
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
-def _summary(key: tuple, _actor: Actor, _period: Period) -> analytics.Summary:
-    with tenant_session(session.engine(), _actor.tenant_id) as db:
-        return analytics.summary(db, _actor, _period)
+_summary = cached.clinic_cached(ttl=CACHE_SECONDS, key=_key)(analytics.summary)
 
 
 def summary(actor: Actor, period: Period) -> analytics.Summary | None:
     """The Dashboard's tiles and charts, at most ``CACHE_SECONDS`` old."""
-    return feedback.attempt(lambda: _summary(_key(actor, period, NO_FILTERS), actor, period))
+    return feedback.attempt(lambda: _summary(actor, period))
 
 
 def percent(value: float | None) -> str:
