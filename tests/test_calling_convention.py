@@ -56,16 +56,7 @@ def _tree(path: Path) -> ast.Module:
 
 # Pages whose cached reads still open their own unit of work, until the one cache decorator keyed by
 # clinic and role (app/ui/cached.py) takes them over (issue 17, "one cache decorator").
-CACHED_READS_PENDING = {"templates.py"}
-
-
-def _page(path: Path) -> object:
-    if path.name in CACHED_READS_PENDING:
-        return pytest.param(path, marks=pytest.mark.xfail(reason="cached reads move to app/ui/cached.py"))
-    return path
-
-
-@pytest.mark.parametrize("page", [_page(p) for p in PAGES], ids=lambda p: p.name)
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_a_page_never_opens_a_session_imports_the_database_or_enqueues(page: Path) -> None:
     problems: list[str] = []
     for node in ast.walk(_tree(page)):

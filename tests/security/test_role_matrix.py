@@ -30,7 +30,6 @@ from app.services import (
     explorer,
     export,
     messaging,
-    overview,
     patients,
     staff,
     templates,
@@ -91,7 +90,6 @@ def test_pages_match_the_menu_permissions(title: str) -> None:
 # How to call each documented service function as ``actor`` of clinic A (one line each).
 Call = Callable[[World, Actor], Any]
 CALLS: dict[str, Call] = {
-    "overview.headline": lambda w, a: w.call(overview.headline, a),
     "templates.list_templates": lambda w, a: w.call(templates.list_templates, a),
     "templates.get_template": lambda w, a: w.call(templates.get_template, a, w.a.template_id),
     "templates.get_version": lambda w, a: w.call(templates.get_version, a, w.a.template_id, 1),
