@@ -87,7 +87,7 @@ SAFE_WRAPPERS = {"plain", "counted", "rtl_markdown"}
 SAFE_WRAPPERS_FOR_ERRORS = {"as_text"}
 # The provider error catalogue's own words (app code, not stored input); page tests read them verbatim.
 CATALOGUE_TEXT = {"detail.error.code", "detail.error.title", "detail.error.action"}
-SOURCES = sorted([*ROOT.glob("pages/*.py"), *ROOT.glob("app/ui/*.py"), ROOT / "app" / "streamlit_app.py"])
+SOURCES = sorted([*ROOT.glob("pages/*.py"), *ROOT.glob("app/ui/**/*.py"), ROOT / "app" / "streamlit_app.py"])
 
 
 def _stored_values(node: ast.AST) -> list[str]:

@@ -90,20 +90,21 @@ def test_pages_match_the_menu_permissions(title: str) -> None:
 # How to call each documented service function as ``actor`` of clinic A (one line each).
 Call = Callable[[World, Actor], Any]
 CALLS: dict[str, Call] = {
-    "templates.list_templates": lambda w, a: w.call(templates.list_templates, a),
-    "templates.get_template": lambda w, a: w.call(templates.get_template, a, w.a.template_id),
-    "templates.get_version": lambda w, a: w.call(templates.get_version, a, w.a.template_id, 1),
-    "templates.diff_versions": lambda w, a: w.call(templates.diff_versions, a, w.a.template_id, 1, 1),
-    "templates.template_usage": lambda w, a: w.call(templates.template_usage, a, w.a.template_id),
-    "templates.create_template": lambda w, a: w.call(
+    "templates.reading.list_templates": lambda w, a: w.call(templates.list_templates, a),
+    "templates.reading.get_template": lambda w, a: w.call(templates.get_template, a, w.a.template_id),
+    "templates.reading.get_version": lambda w, a: w.call(templates.get_version, a, w.a.template_id, 1),
+    "templates.reading.diff_versions": lambda w, a: w.call(templates.diff_versions, a, w.a.template_id, 1, 1),
+    "templates.reading.template_usage": lambda w, a: w.call(templates.template_usage, a, w.a.template_id),
+    "templates.editing.create_template": lambda w, a: w.call(
         templates.create_template, a, code=w.unique("new"), name="New", channel="SMS", body_en="Hello"),
-    "templates.update_template": lambda w, a: w.call(templates.update_template, a, w.a.template_id, note="x"),
-    "templates.duplicate_template": lambda w, a: w.call(
+    "templates.editing.update_template": lambda w, a: w.call(templates.update_template, a, w.a.template_id, note="x"),
+    "templates.editing.duplicate_template": lambda w, a: w.call(
         templates.duplicate_template, a, w.a.template_id, new_code=w.unique("copy"), new_name="Copy"),
-    "templates.set_active": lambda w, a: w.call(templates.set_active, a, w.a.template_id, True),
-    "templates.restore_version": lambda w, a: w.call(templates.restore_version, a, w.a.template_id, 1),
-    "templates.delete_template": lambda w, a: w.call(templates.delete_template, a, w.new_template()),
-    "templates.test_send": lambda w, a: w.call(templates.test_send, a, w.a.template_id, recipient="+966501112233"),
+    "templates.editing.set_active": lambda w, a: w.call(templates.set_active, a, w.a.template_id, True),
+    "templates.editing.restore_version": lambda w, a: w.call(templates.restore_version, a, w.a.template_id, 1),
+    "templates.editing.delete_template": lambda w, a: w.call(templates.delete_template, a, w.new_template()),
+    "templates.sending.test_send": lambda w, a: w.call(templates.test_send, a, w.a.template_id,
+                                                       recipient="+966501112233"),
     "messaging.send": lambda w, a: w.call(messaging.send, a, "SMS", patient_id=w.a.patient_id, text="Hello"),
     "messaging.schedule": lambda w, a: w.call(messaging.schedule, a, "SMS", utcnow() + dt.timedelta(days=1),
                                               patient_id=w.a.patient_id, text="Hi"),
