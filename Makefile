@@ -13,8 +13,8 @@ FAST_ARGS := -k "not postgresql" -m "not slow and not browser" \
 	--deselect tests/services/test_bulk_send.py::test_the_grouped_review_equals_the_review_one_by_one \
 	--deselect tests/services/test_auth.py::test_a_locked_account_an_unknown_user_and_a_wrong_password_take_the_same_time \
 	--deselect tests/security/test_hostile_input.py::test_five_million_rows_are_refused_from_the_first_rows_quickly_and_in_little_memory \
-	--deselect tests/services/test_recipient_import.py::test_fifty_thousand_rows_with_three_percent_malformed \
-	--deselect tests/services/test_recipient_import.py::test_a_twenty_megabyte_file_within_the_limit_is_refused_for_its_row_count
+	--deselect tests/services/test_bulk_recipients.py::test_fifty_thousand_rows_with_three_percent_malformed \
+	--deselect tests/services/test_bulk_recipients.py::test_a_twenty_megabyte_file_within_the_limit_is_refused_for_its_row_count
 
 .PHONY: run test test-fast lint venv venv-dev bench clean
 .DELETE_ON_ERROR:

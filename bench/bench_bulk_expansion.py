@@ -6,7 +6,7 @@ In a fresh PostgreSQL database (dropped at the end) it COPYs N patients in, then
 
 1. the floor: one plain ``INSERT INTO messages ... SELECT ... FROM patients`` of the same N rows
    (constant body, no preferences join, no CASEs), indexes in place, committed;
-2. the expansion as the worker runs it (``bulk_expansion.expand``: the rows, ``ANALYZE`` when
+2. the expansion as the worker runs it (``bulk.expansion.expand``: the rows, ``ANALYZE`` when
    many, then ``enqueue_job`` onto RQ in Redis; each step's start is noted), in a
    separate process so its peak memory (max RSS) is its own. The text names only the clinic, so
    the rows are one ``INSERT ... SELECT``; with ``--personal`` it names the patient, so each row
@@ -152,16 +152,16 @@ def _admin(engine: Any, tenant_id: uuid.UUID) -> Any:
 
 def _review(url: str, tenant_id: uuid.UUID, body: str) -> float:
     """Seconds for the wizard's review (dry run) of the same audience and text, as the page calls it."""
-    from app.services import bulk_wizard
+    from app.services.bulk import wizard
     from db.enums import Channel
     from db.session import make_engine, tenant_session
 
     engine = make_engine(url)
     admin = _admin(engine, tenant_id)
-    draft = bulk_wizard.Draft(idempotency_key="bench", audience={"kind": "all"}, channel=Channel.SMS, body_en=body)
+    draft = wizard.Draft(idempotency_key="bench", audience={"kind": "all"}, channel=Channel.SMS, body_en=body)
     started = time.perf_counter()
     with tenant_session(engine, tenant_id) as session:
-        bulk_wizard.dry_run(session, admin, draft)
+        wizard.dry_run(session, admin, draft)
     elapsed = time.perf_counter() - started
     engine.dispose()
     return elapsed
@@ -169,7 +169,7 @@ def _review(url: str, tenant_id: uuid.UUID, body: str) -> float:
 
 def _controls(url: str, tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
     """Seconds for pause, resume and cancel of the expanded job, as the progress panel calls them."""
-    from app.services import bulk_jobs
+    from app.services.bulk import jobs
     from db.session import make_engine, tenant_session
 
     engine = make_engine(url)
@@ -177,7 +177,7 @@ def _controls(url: str, tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
     for action in ("pause", "resume", "cancel"):
         started = time.perf_counter()
         with tenant_session(engine, tenant_id) as session:
-            outcome = getattr(bulk_jobs, action)(session, admin, job_id)
+            outcome = getattr(jobs, action)(session, admin, job_id)
         moved = outcome if isinstance(outcome, int) else sum(len(ids) for _, ids in outcome)
         print(f"{action}: {moved:,} messages in {time.perf_counter() - started:.2f} s")
     engine.dispose()
@@ -191,7 +191,7 @@ def _expand(url: str, redis_url: str, queue_name: str, job_id: uuid.UUID, out: m
     from app.delivery.ratelimit import LocalRateLimiter
     from app.delivery.runtime import Runtime
     from app.providers.base import ProviderSet
-    from app.services import bulk_expansion
+    from app.services.bulk import expansion
     from db.session import make_engine
 
     engine = make_engine(url)
@@ -215,9 +215,9 @@ def _expand(url: str, redis_url: str, queue_name: str, job_id: uuid.UUID, out: m
         return marked
 
     for step in ("_refresh_statistics", "enqueue_job"):
-        setattr(bulk_expansion, step, marking(step, getattr(bulk_expansion, step)))
+        setattr(expansion, step, marking(step, getattr(expansion, step)))
     started = time.perf_counter()
-    outcome = bulk_expansion.expand(runtime, job_id)
+    outcome = expansion.expand(runtime, job_id)
     total = time.perf_counter() - started
     written = min(marks.values()) - started
     analyzed = marks["enqueue_job"] - marks.get("_refresh_statistics", marks["enqueue_job"])

@@ -7,7 +7,7 @@ measures, each in a fresh child process (so peak memory is the export's own):
 
 1. the floor: ``COPY (SELECT <the same columns, unformatted> ... same filter and order) TO STDOUT``
    written to a file, with the export's settings and client loop (one COPY, not two halves);
-2. the export as the app runs it (``export.write_csv``: formatting, neutralisation and masking in
+2. the export as the app runs it (``message_export.write_csv``: formatting, neutralisation and masking in
    the database, streamed to a file with a BOM), unmasked and masked (analyst);
 3. the background job's gzip file (``run_export``) of the same filter.
 
@@ -32,13 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import select
 
-from app.services import export
+from app.services import message_export
 from app.services.explorer import MessageFilter, build_query, compiled_sql
 from db.enums import Role
 from db.models import Message, Tenant
 from db.session import make_engine, tenant_session
 
-COLUMNS = list(export.DEFAULT_COLUMNS)
+COLUMNS = list(message_export.DEFAULT_COLUMNS)
 
 
 def _pick_filter(url: str, slug: str, rows: int) -> tuple[MessageFilter, str]:
@@ -56,21 +56,21 @@ def _pick_filter(url: str, slug: str, rows: int) -> tuple[MessageFilter, str]:
 def _floor(url: str, tenant_id: str, flt: MessageFilter, path: str) -> int:
     engine = make_engine(url)
     with tenant_session(engine, __import__("uuid").UUID(tenant_id)) as session:
-        columns = export.check_columns(COLUMNS)
-        statement = export._statement(build_query(session, flt), flt, columns,
+        columns = message_export.check_columns(COLUMNS)
+        statement = message_export._statement(build_query(session, flt), flt, columns,
                                       [c.source().label(c.key) for c in columns])
         sql, params = compiled_sql(statement, session.connection().dialect)
-        for setting in export.EXPORT_SETTINGS:  # the export's settings, so only the SQL and the split differ
+        for setting in message_export.EXPORT_SETTINGS:  # the export's settings, so only the SQL and the split differ
             session.connection().exec_driver_sql(f"SET LOCAL {setting}")
         dbapi = session.connection().connection.dbapi_connection
         with open(path, "wb") as out:  # read as the export reads (libpq's COPY loop), so only the SQL differs
-            return export._copy_out(dbapi, f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params, out.write)
+            return message_export._copy_out(dbapi, f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params, out.write)
 
 
 def _export(url: str, tenant_id: str, flt: MessageFilter, path: str, masked: bool) -> int:
     engine = make_engine(url)
     with tenant_session(engine, __import__("uuid").UUID(tenant_id)) as session, open(path, "wb") as out:
-        return export.write_csv(session, flt, COLUMNS, out, masked=masked)
+        return message_export.write_csv(session, flt, COLUMNS, out, masked=masked)
 
 
 def _background(url: str, tenant_id: str, flt: MessageFilter, directory: str) -> int:
@@ -89,8 +89,8 @@ def _background(url: str, tenant_id: str, flt: MessageFilter, directory: str) ->
     analyst = Actor(user_id=user_id, tenant_id=tid, username=username, display_name=username, role=Role.ANALYST)
     with tenant_session(engine, tid) as session:
         session.info["queue"] = RecordingQueue()  # the job is run just below, not by a worker
-        info = export.request_export(session, analyst, flt, COLUMNS)
-    return export.run_export(engine, tid, info.id, directory=Path(directory))
+        info = message_export.request_export(session, analyst, flt, COLUMNS)
+    return message_export.run_export(engine, tid, info.id, directory=Path(directory))
 
 
 def _child(target, args, results) -> None:  # type: ignore[no-untyped-def]
@@ -130,10 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         floor_path, export_path = os.path.join(tmp, "floor.csv"), os.path.join(tmp, "export.csv")
         _, floor_s, _ = measure("floor: COPY of the same rows, raw columns, to a file", _floor, args.database_url,
                                 tenant_id, flt, floor_path)
-        rows, export_s, rss = measure("export.write_csv to a file (full contacts)", _export, args.database_url,
+        rows, export_s, rss = measure("message_export.write_csv to a file (full contacts)", _export, args.database_url,
                                       tenant_id, flt, export_path, False)
         size = os.path.getsize(export_path)
-        _, masked_s, masked_rss = measure("export.write_csv to a file (masked, analyst)", _export,
+        _, masked_s, masked_rss = measure("message_export.write_csv to a file (masked, analyst)", _export,
                                           args.database_url, tenant_id, flt, export_path, True)
         _, gzip_s, _ = measure("background job: run_export to .csv.gz (analyst)", _background, args.database_url,
                                tenant_id, flt, tmp, runs=1)

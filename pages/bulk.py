@@ -13,10 +13,11 @@ from zoneinfo import ZoneInfo
 import streamlit as st
 
 from app.errors import AppError
-from app.services import audience as audiences
-from app.services import bulk_jobs, bulk_wizard
-from app.services import recipient_import as ri
-from app.services.bulk_wizard import Draft, DryRun
+from app.services.bulk import audience as audiences
+from app.services.bulk import jobs as bulk_jobs
+from app.services.bulk import recipients as ri
+from app.services.bulk import wizard as bulk_wizard
+from app.services.bulk.wizard import Draft, DryRun
 from app.services.permissions import Permission
 from app.ui import feedback, rtl, session
 from app.ui.text import as_text, counted, plain

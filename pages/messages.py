@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import streamlit as st
 
 from app.config import get_settings
-from app.services import explorer, export, messaging
+from app.services import explorer, message_export, messaging
 from app.services.contacts import sees_full_contacts
 from app.services.explorer import PERIODS, FilterOptions, MessageFilter
 from app.services.permissions import Permission
@@ -233,8 +233,9 @@ if message_id is not None:
 
 if actor.can(Permission.EXPORT_DATA):
     with st.expander("Export this filter as CSV", icon=":material/download:"):
-        columns = st.multiselect("Columns", list(export.EXPORT_COLUMNS), default=list(export.DEFAULT_COLUMNS),
-                                 format_func=lambda key: export.EXPORT_COLUMNS[key].header)
+        columns = st.multiselect("Columns", list(message_export.EXPORT_COLUMNS),
+                                 default=list(message_export.DEFAULT_COLUMNS),
+                                 format_func=lambda key: message_export.EXPORT_COLUMNS[key].header)
         if not sees_full_contacts(actor):
             st.caption("Phone numbers and e-mail addresses are masked in your exports.")
         limit = get_settings().export_inline_max_rows
@@ -242,11 +243,11 @@ if actor.can(Permission.EXPORT_DATA):
             size = feedback.service(explorer.count_messages, flt, cap=limit)
             if size is not None and size.exact:
                 out = io.BytesIO()
-                rows = feedback.service(export.export_csv, flt, columns, out)
+                rows = feedback.service(message_export.export_csv, flt, columns, out)
                 if rows is not None:
                     st.session_state[CSV_KEY] = (out.getvalue(), rows)
             elif size is not None:
-                started = feedback.service(export.request_export, flt, columns)
+                started = feedback.service(message_export.request_export, flt, columns)
                 if started is not None:
                     feedback.flash("export", f"More than {limit:,} rows: the export runs in the background. "
                                              "It appears below when it is ready.")
@@ -257,11 +258,11 @@ if actor.can(Permission.EXPORT_DATA):
                                file_name=f"messages-{dt.datetime.now(zone):%Y%m%d-%H%M}.csv",
                                icon=":material/download:")
         feedback.show_flash("export")
-        recent = feedback.service(export.list_exports) or []
+        recent = feedback.service(message_export.list_exports) or []
         for item in recent:
             label = f"{item.created_at.astimezone(zone):%d %b %H:%M} · {item.status}"
             if item.ready:
-                path = feedback.service(export.export_file, item.id)
+                path = feedback.service(message_export.export_file, item.id)
                 if path is not None:
                     st.download_button(f"{label} · {item.row_count:,} rows (.csv.gz)", path.read_bytes,
                                        file_name=path.name, mime="application/gzip", key=f"export-{item.id}")

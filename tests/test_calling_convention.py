@@ -15,7 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "pages").glob("*.py"))
-SERVICES = sorted((ROOT / "app" / "services").glob("*.py"))
+SERVICES_DIR = ROOT / "app" / "services"
+SERVICES = sorted(SERVICES_DIR.rglob("*.py"))
 
 # db.enums is the shared vocabulary (channels, statuses, roles): plain enums, no database access.
 PAGE_DB_IMPORTS_ALLOWED = {"db.enums"}
@@ -24,19 +25,19 @@ PAGE_DB_IMPORTS_ALLOWED = {"db.enums"}
 # role check (never called by a page), and the cross-clinic entries that run before anyone is in
 # a clinic. Each says why.
 NO_ACTOR: dict[str, str] = {
-    "audience.clinic_tags": "helper of bulk_wizard.options (which checks the role)",
-    "audience.count": "helper of bulk_wizard.confirm",
-    "bulk_expansion.content_of": "the worker's expansion job (runs for the job's clinic, no staff member)",
-    "bulk_plan.plan": "shared by bulk_wizard.dry_run and the worker's expansion",
-    "bulk_plan.plan_grouped": "helper of bulk_wizard.dry_run",
-    "bulk_wizard.active_templates": "helper of bulk_wizard.options",
-    "bulk_wizard.content": "helper of bulk_wizard.dry_run and confirm",
-    "bulk_wizard.clinic_time_to_utc": "helper of bulk_wizard.confirm",
+    "bulk.audience.clinic_tags": "helper of bulk.wizard.options (which checks the role)",
+    "bulk.audience.count": "helper of bulk.wizard.confirm",
+    "bulk.expansion.content_of": "the worker's expansion job (runs for the job's clinic, no staff member)",
+    "bulk.plan.plan": "shared by bulk.wizard.dry_run and the worker's expansion",
+    "bulk.plan.plan_grouped": "helper of bulk.wizard.dry_run",
+    "bulk.wizard.active_templates": "helper of bulk.wizard.options",
+    "bulk.wizard.content": "helper of bulk.wizard.dry_run and confirm",
+    "bulk.wizard.clinic_time_to_utc": "helper of bulk.wizard.confirm",
     "explorer.resolve_search": "helper of the explorer's read functions",
     "explorer.clinic_of": "helper of the explorer's read functions",
     "explorer.build_query": "helper of the explorer's and the export's read functions",
     "explorer.read_page": "helper of explorer.list_messages",
-    "export.write_csv": "shared by export.export_csv and the background export job",
+    "message_export.write_csv": "shared by message_export.export_csv and the background export job",
     "message_content.patient_variables": "rendering helper of messaging.send",
     "queueing.use_queue": "attaches a queue to a session (callers and tests)",
     "queueing.queue_of": "the queue a use case enqueues on",
@@ -52,6 +53,12 @@ NO_ACTOR: dict[str, str] = {
 
 def _tree(path: Path) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def _module(path: Path) -> str:
+    """A service module's name below ``app.services``: ``messaging``, ``bulk.wizard``."""
+    parts = path.relative_to(SERVICES_DIR).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 # Pages whose cached reads still open their own unit of work, until the one cache decorator keyed by
@@ -85,7 +92,7 @@ def _session_first_functions() -> dict[str, list[str]]:
             if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
                 names = [a.arg for a in node.args.posonlyargs + node.args.args]
                 if names and names[0] == "session":
-                    found[f"{path.stem}.{node.name}"] = names
+                    found[f"{_module(path)}.{node.name}"] = names
     return found
 
 
@@ -106,7 +113,7 @@ def test_no_service_takes_an_engine_or_a_queue_first() -> None:
             if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
                 names = [a.arg for a in node.args.args]
                 if names[:2] in (["engine", "queue"], ["service", "actor"]):
-                    old.append(f"{path.stem}.{node.name}")
+                    old.append(f"{_module(path)}.{node.name}")
     assert old == []
 
 
@@ -122,5 +129,5 @@ def test_an_actor_is_never_optional_in_a_use_case() -> None:
             args = node.args.args
             if len(args) >= 2 and args[0].arg == "session" and args[1].arg == "actor":
                 if args[1].annotation is not None and "None" in ast.unparse(args[1].annotation):
-                    optional.append(f"{path.stem}.{node.name}")
+                    optional.append(f"{_module(path)}.{node.name}")
     assert optional == [], "an integration passes a named actor (Actor.system), never None"

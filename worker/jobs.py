@@ -29,14 +29,14 @@ def sweep() -> dict[str, int]:
 
 def expand_bulk_job(bulk_job_id: str) -> dict[str, int]:
     """Turn a bulk job's audience into message rows and enqueue them (see app.services.bulk)."""
-    from app.services.bulk_expansion import expand
+    from app.services.bulk.expansion import expand
 
     return expand(get_runtime(), uuid.UUID(bulk_job_id))
 
 
 def export_messages(tenant_id: str, export_id: str) -> int:
-    """Write a background CSV export to its gzip file (see app.services.export)."""
-    from app.services.export import run_export
+    """Write a background CSV export to its gzip file (see app.services.message_export)."""
+    from app.services.message_export import run_export
 
     return run_export(get_runtime().engine, uuid.UUID(tenant_id), uuid.UUID(export_id))
 

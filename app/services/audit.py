@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, or_, select
 
-from app.csv_export import to_csv
+from app.csv_safe import to_csv
 from app.errors import ValidationError
 from app.search_text import check_text
 from app.services.permissions import Actor, Permission, authorize

@@ -13,7 +13,7 @@ import datetime as dt
 from app.analytics import rollups
 from app.delivery import sweeper
 from app.delivery.runtime import Runtime
-from app.services import bulk_expansion
+from app.services.bulk import expansion
 from app.services.whatsapp_templates import refresh_due_approvals
 
 
@@ -23,7 +23,7 @@ def run_pass(runtime: Runtime, now: dt.datetime | None = None) -> sweeper.SweepR
     report = sweeper.run_sweep(runtime, now)
     report.approvals_changed = sweeper.run_step(report, "refresh WhatsApp approvals", refresh_due_approvals,
                                                 runtime.engine, runtime.settings, now) or 0
-    report.resumed_expansions = sweeper.run_step(report, "resume lost expansions", bulk_expansion.resume_lost,
+    report.resumed_expansions = sweeper.run_step(report, "resume lost expansions", expansion.resume_lost,
                                                  runtime, now) or 0
     rollups.refresh_quietly(runtime.engine, runtime.settings.rollup_refresh_overlap_seconds)
     return report

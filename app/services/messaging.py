@@ -8,8 +8,8 @@ session commits (``app.services.queueing``). A page calls them as
 (``Actor.system(tenant_id, name="...")``), never none.
 
 Scripts (and the seed) have one more door, ``MessagingService().send_bulk_messages(...)``: a thin
-adapter over the bulk wizard's own path (``bulk_wizard.confirm`` with a custom list, then the
-expansion ``bulk_expansion.expand``), so a bulk send follows the same language, opt-out,
+adapter over the bulk wizard's own path (``bulk.wizard.confirm`` with a custom list, then the
+expansion ``bulk.expansion.expand``), so a bulk send follows the same language, opt-out,
 consent and suppression rules however it is started:
 
 ```python
@@ -380,7 +380,7 @@ class _ExpansionRequests:
         self.bulk_job_ids: list[uuid.UUID] = []
 
     def enqueue(self, func: str, *args: Any, delay_seconds: float = 0.0) -> None:
-        from app.services.bulk_expansion import EXPAND_JOB
+        from app.services.bulk.expansion import EXPAND_JOB
 
         if func != EXPAND_JOB:
             raise RuntimeError(f"a bulk confirm enqueued {func}, not the expansion")
@@ -424,9 +424,9 @@ class MessagingService:
         """Send one text (English, optionally Arabic) to a list of phone numbers or e-mail addresses.
 
         The wizard's path with a custom list: the list is read as an upload is
-        (``recipient_import.to_recipients``: E.164 with the clinic's region; invalid ones and
+        (``bulk.recipients.to_recipients``: E.164 with the clinic's region; invalid ones and
         duplicates refused with their position and reason), the job is confirmed
-        (``bulk_wizard.confirm``) and expanded (``bulk_expansion.expand``, the worker's job, run
+        (``bulk.wizard.confirm``) and expanded (``bulk.expansion.expand``, the worker's job, run
         here so the counts are final on return). A known recipient gets the patient's language
         and name; opt-outs and missing consent are written as ``suppressed``; a text that cannot
         be rendered for someone refuses that recipient. The same ``idempotency_key`` twice creates
@@ -437,8 +437,8 @@ class MessagingService:
         by WhatsApp, else nothing is created.
         """
         # The wizard's modules import this one (``normalise_recipient``): imported when used.
-        from app.services import bulk_expansion, bulk_wizard
-        from app.services import recipient_import as ri
+        from app.services.bulk import expansion, wizard
+        from app.services.bulk import recipients as ri
 
         channel = _channel(channel)
         send_at = _parse_time(scheduled_at, utcnow())
@@ -467,16 +467,16 @@ class MessagingService:
                                         ri.ColumnMapping(contact="recipient"), channel, tenant.default_region)
             if not imported.recipients:
                 raise _nobody([RejectedRecipient(r.recipient, r.reason, r.row) for r in imported.rejected])
-            draft = bulk_wizard.Draft(
-                idempotency_key=idempotency_key or bulk_wizard.new_draft_key(),
+            draft = wizard.Draft(
+                idempotency_key=idempotency_key or wizard.new_draft_key(),
                 audience={"kind": "list", "recipients": imported.recipients}, channel=channel,
                 template_id=template_id, body_en="" if template_id else message,
                 body_ar="" if template_id else message_ar, message_class=message_class, name=name,
                 import_rejections=tuple(imported.rejected))
-            created = bulk_wizard.confirm(session, actor, draft, typed_count=len(imported.recipients),
+            created = wizard.confirm(session, actor, draft, typed_count=len(imported.recipients),
                                           send_at_local=send_at)
         for bulk_job_id in requests.bulk_job_ids:
-            bulk_expansion.expand(runtime, bulk_job_id)
+            expansion.expand(runtime, bulk_job_id)
         with tenant_session(runtime.engine, tenant_id) as session:
             job = session.get(BulkJob, created.bulk_job_id)
             assert job is not None

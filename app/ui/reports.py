@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.analytics.export import to_csv
+from app.analytics.chart_csv import to_csv
 from app.analytics.store import NO_FILTERS, Filters, Period
 from app.errors import ValidationError
 from app.services import analytics

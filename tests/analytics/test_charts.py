@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from app.analytics import charts
-from app.analytics.export import to_csv
-from app.csv_export import neutralise
+from app.analytics.chart_csv import to_csv
+from app.csv_safe import neutralise
 
 DAY1, DAY2 = dt.date(2026, 11, 1), dt.date(2026, 11, 2)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from app.services import export
+from app.services import message_export
 from app.services.permissions import Actor
 from app.ui import navigation
 from db.enums import Role
@@ -377,9 +377,9 @@ def test_analyst_downloads_the_messages_of_a_filter_as_csv(page: sync_api.Page, 
         page.get_by_role("button", name="Download CSV").click()
     assert download.value.suggested_filename.startswith("messages-")
     data = Path(download.value.path()).read_bytes()
-    assert data.startswith(export.BOM)
+    assert data.startswith(message_export.BOM)
     header = next(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
-    assert header == [export.EXPORT_COLUMNS[key].header for key in export.DEFAULT_COLUMNS]
+    assert header == [message_export.EXPORT_COLUMNS[key].header for key in message_export.DEFAULT_COLUMNS]
     assert FAILED_PATIENT in data.decode("utf-8-sig")
     assert_no_errors(page, "messages export")
     shot(page, "analyst-messages-export")

@@ -153,7 +153,7 @@ def test_analysts_have_no_bulk_page(clinic: Clinic) -> None:
 
 
 def test_a_list_is_read_and_checked_once_not_on_every_click(clinic: Clinic, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from app.services import recipient_import as ri
+    from app.services.bulk import recipients as ri
 
     calls = {"read": 0, "check": 0}
     real_read, real_check = ri.read_pasted, ri.to_recipients

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
-from app.csv_export import E164_PHONE, FORMULA_STARTS, neutralise, read_csv, to_csv
+from app.csv_safe import E164_PHONE, FORMULA_STARTS, neutralise, read_csv, to_csv
 from app.delivery.lifecycle import transition
 from app.phones import InvalidPhoneNumber, normalise_phone
 from db.enums import FINAL_STATUSES, Channel, MessageStatus, can_transition

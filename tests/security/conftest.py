@@ -19,8 +19,9 @@ from sqlalchemy import Engine, update
 
 from app.analytics.store import Period
 from app.config import Settings
-from app.services import bulk_wizard, export, messaging, passwords, templates, whatsapp_templates
-from app.services.bulk_wizard import Draft
+from app.services import message_export, messaging, passwords, templates, whatsapp_templates
+from app.services.bulk import wizard
+from app.services.bulk.wizard import Draft
 from app.services.explorer import MessageFilter
 from app.services.messaging import MessagingService
 from app.services.permissions import Actor
@@ -108,18 +109,18 @@ class World:
 
     def list_draft(self, recipients: int = 1) -> Draft:
         """A bulk-send draft to a custom list (front desk may send one of at most 20)."""
-        return Draft(idempotency_key=bulk_wizard.new_draft_key(), channel=Channel.SMS, body_en="Closed on Friday",
+        return Draft(idempotency_key=wizard.new_draft_key(), channel=Channel.SMS, body_en="Closed on Friday",
                      audience={"kind": "list", "recipients": [{"row": i + 1, "recipient": f"+96650{i:07d}"}
                                                               for i in range(recipients)]})
 
     def everyone_draft(self) -> Draft:
         """A bulk-send draft to every patient of the clinic (admins only)."""
-        return Draft(idempotency_key=bulk_wizard.new_draft_key(), channel=Channel.SMS, body_en="Closed on Friday",
+        return Draft(idempotency_key=wizard.new_draft_key(), channel=Channel.SMS, body_en="Closed on Friday",
                      audience={"kind": "all"})
 
     def wizard_job(self, actor: Actor) -> uuid.UUID:
         """A bulk job confirmed in the wizard by ``actor`` (a one-recipient custom list)."""
-        return self.call(bulk_wizard.confirm, actor, self.list_draft()).bulk_job_id
+        return self.call(wizard.confirm, actor, self.list_draft()).bulk_job_id
 
     def whatsapp_template(self, clinic: Clinic | None = None, *, linked: bool = False) -> uuid.UUID:
         clinic = clinic or self.a
@@ -138,16 +139,16 @@ class World:
 
     def export_now(self, actor: Actor) -> bytes:
         out = io.BytesIO()
-        self.call(export.export_csv, actor, MessageFilter(), export.DEFAULT_COLUMNS, out)
+        self.call(message_export.export_csv, actor, MessageFilter(), message_export.DEFAULT_COLUMNS, out)
         return out.getvalue()
 
     def requested_export(self, actor: Actor) -> uuid.UUID:
-        return self.call(export.request_export, actor, MessageFilter(), export.DEFAULT_COLUMNS).id
+        return self.call(message_export.request_export, actor, MessageFilter(), message_export.DEFAULT_COLUMNS).id
 
     def finished_export(self, actor: Actor) -> uuid.UUID:
         """A background export requested by ``actor`` whose job has run (file in ``export_dir``)."""
         export_id = self.requested_export(actor)
-        export.run_export(self.engine, actor.tenant_id, export_id, directory=self.export_dir)
+        message_export.run_export(self.engine, actor.tenant_id, export_id, directory=self.export_dir)
         return export_id
 
 

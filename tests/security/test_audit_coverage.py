@@ -22,10 +22,8 @@ from app.services import (
     analytics,
     audit,
     auth,
-    bulk_jobs,
-    bulk_wizard,
     clinic_settings,
-    export,
+    message_export,
     messaging,
     patients,
     staff,
@@ -34,6 +32,7 @@ from app.services import (
     whatsapp_templates,
 )
 from app.services.auth import LoginPolicy
+from app.services.bulk import jobs, wizard
 from db.enums import Channel, Role
 from db.models import AuditEvent
 from db.session import system_session
@@ -110,14 +109,14 @@ def _as(world: World, role: Role, fn: Callable, *args, **kwargs) -> None:  # typ
 
 def _skipped_export(world: World) -> None:
     actor = world.a.front_desk
-    review = world.call(bulk_wizard.dry_run, actor, world.list_draft())
-    world.call(bulk_wizard.skipped_csv, actor, review)
+    review = world.call(wizard.dry_run, actor, world.list_draft())
+    world.call(wizard.skipped_csv, actor, review)
 
 
 def _resume_job(world: World) -> None:
     job_id = world.bulk_job()
-    _in(world, bulk_jobs.pause, job_id)
-    _in(world, bulk_jobs.resume, job_id)
+    _in(world, jobs.pause, job_id)
+    _in(world, jobs.resume, job_id)
 
 
 def _store_credentials(world: World) -> None:
@@ -149,7 +148,7 @@ def _link_whatsapp(world: World) -> None:
 def _background_export(world: World) -> None:
     """The worker's job (no signed-in user): recorded as "export job" once the file is written."""
     export_id = world.requested_export(world.a.analyst)
-    export.run_export(world.engine, world.a.tenant_id, export_id, directory=world.export_dir)
+    message_export.run_export(world.engine, world.a.tenant_id, export_id, directory=world.export_dir)
 
 
 ACTIONS: list[Action] = [
@@ -204,9 +203,9 @@ ACTIONS: list[Action] = [
                                                                    bulk_job_id=w.bulk_job())),
     Action("pause sending", "sending.pause", lambda w: w.call(messaging.pause_sending, w.a.admin, reason="wrong text")),
     Action("resume sending", "sending.resume", lambda w: w.call(messaging.resume_sending, w.a.admin)),
-    Action("pause a bulk job", "bulk_job.pause", lambda w: _in(w, bulk_jobs.pause, w.bulk_job())),
+    Action("pause a bulk job", "bulk_job.pause", lambda w: _in(w, jobs.pause, w.bulk_job())),
     Action("resume a bulk job", "bulk_job.resume", _resume_job),
-    Action("cancel a bulk job (jobs page)", "bulk_job.cancel", lambda w: _in(w, bulk_jobs.cancel, w.bulk_job())),
+    Action("cancel a bulk job (jobs page)", "bulk_job.cancel", lambda w: _in(w, jobs.cancel, w.bulk_job())),
     Action("confirm a bulk send in the wizard", "bulk_job.create", lambda w: w.wizard_job(w.a.front_desk),
            by=Role.FRONT_DESK),
     Action("download the skipped list", "bulk.skipped_export", _skipped_export, by=Role.FRONT_DESK),
@@ -232,7 +231,8 @@ ACTIONS: list[Action] = [
            by=Role.ANALYST),
     Action("a large export finishes", "messages.export", _background_export, by=None),
     Action("download a large export", "messages.export_download", lambda w: w.call(
-        export.export_file, w.a.analyst, w.finished_export(w.a.analyst), directory=w.export_dir), by=Role.ANALYST),
+        message_export.export_file, w.a.analyst, w.finished_export(w.a.analyst), directory=w.export_dir),
+        by=Role.ANALYST),
     Action("download a chart's data", "analytics.export", lambda w: _as(
         w, Role.ANALYST, analytics.record_export, "delivery_rate", rows=3, period=this_week()), by=Role.ANALYST),
     # the audit log itself

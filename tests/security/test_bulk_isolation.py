@@ -19,9 +19,10 @@ from sqlalchemy import Engine, select
 from app.delivery.ratelimit import LocalRateLimiter
 from app.delivery.runtime import Runtime
 from app.providers.registry import build_providers
-from app.services import bulk_expansion, bulk_wizard, templates
-from app.services import recipient_import as ri
-from app.services.bulk_wizard import Draft
+from app.services import templates
+from app.services.bulk import expansion, wizard
+from app.services.bulk import recipients as ri
+from app.services.bulk.wizard import Draft
 from db.enums import Channel, Role
 from db.models import Appointment, Message, NotificationPreference, Patient, PatientTag
 from db.session import tenant_session
@@ -107,15 +108,15 @@ def test_every_row_and_every_request_belongs_to_the_jobs_clinic(
         draft = Draft(**{**vars(draft), "body_en": body})
 
     with tenant_session(engine, clinic_a) as session:
-        review = bulk_wizard.dry_run(session, admin, draft)
+        review = wizard.dry_run(session, admin, draft)
     queue = RecordingQueue()
     with tenant_session(engine, clinic_a) as session:
         session.info["queue"] = queue  # confirm asks for the expansion there; the test runs it below
-        created = bulk_wizard.confirm(session, admin, draft, typed_count=review.audience_size)
+        created = wizard.confirm(session, admin, draft, typed_count=review.audience_size)
 
     settings = delivery_settings(engine, fake_twilio)
     runtime = Runtime(engine, settings, build_providers(settings), LocalRateLimiter(), queue)
-    bulk_expansion.expand(runtime, created.bulk_job_id)  # the worker's job
+    expansion.expand(runtime, created.bulk_job_id)  # the worker's job
     queue.drain(runtime)  # the delivery jobs it enqueued, as a worker runs them
 
     with tenant_session(engine, clinic_a) as session:

@@ -21,14 +21,15 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine
 
-from app.analytics.export import to_csv as chart_csv
+from app.analytics.chart_csv import to_csv as chart_csv
 from app.analytics.store import Period
-from app.csv_export import E164_PHONE, FORMULA_STARTS, neutralise, read_csv, to_csv
+from app.csv_safe import E164_PHONE, FORMULA_STARTS, neutralise, read_csv, to_csv
 from app.errors import ValidationError
 from app.search_text import MAX_SEARCH_CHARS
-from app.services import analytics, audit, bulk_wizard, export, patients, templates
-from app.services import recipient_import as ri
+from app.services import analytics, audit, message_export, patients, templates
 from app.services.audit import AuditFilter
+from app.services.bulk import recipients as ri
+from app.services.bulk import wizard
 from app.services.explorer import MessageFilter, list_messages
 from app.services.permissions import Actor
 from db.enums import Channel, Role
@@ -148,7 +149,7 @@ def test_the_writer_quotes_a_lone_carriage_return_and_keeps_numbers_as_numbers()
 
 def test_the_message_export_writes_a_lone_cr_quoted_on_both_row_endings() -> None:
     out = io.StringIO()
-    export.CsvWriter(out, line_end="\n").writerow([LONE_CR, "x"])
+    message_export.CsvWriter(out, line_end="\n").writerow([LONE_CR, "x"])
     assert out.getvalue() == '"first\rsecond",x\n'
 
 
@@ -156,7 +157,8 @@ def test_the_message_export_writes_a_lone_cr_quoted_on_both_row_endings() -> Non
 def test_message_export_neutralises_every_payload_and_shows_one_clinic(twins: Twins, role: str) -> None:
     actor = getattr(twins.a, role)
     out = io.BytesIO()
-    _call(twins, actor, export.export_csv, MessageFilter(period="all"), list(export.EXPORT_COLUMNS), out)
+    _call(twins, actor, message_export.export_csv, MessageFilter(period="all"), list(message_export.EXPORT_COLUMNS),
+          out)
     rows = assert_safe(out.getvalue(), numbers=("Price", "Segments"))
     header = rows[0]
     column = {name: [dict(zip(header, row, strict=True))[name] for row in rows[1:]] for name in header}
@@ -167,12 +169,12 @@ def test_message_export_neutralises_every_payload_and_shows_one_clinic(twins: Tw
 
 
 def test_a_background_export_file_is_neutralised_too(twins: Twins, tmp_path: Path) -> None:
-    info = call(twins.engine, twins.a.admin, export.request_export, MessageFilter(period="all"),
+    info = call(twins.engine, twins.a.admin, message_export.request_export, MessageFilter(period="all"),
                 ["recipient", "patient", "body", "price", "message_id"], queue=RecordingQueue())
-    export.run_export(twins.engine, twins.a.tenant_id, info.id, directory=tmp_path)
+    message_export.run_export(twins.engine, twins.a.tenant_id, info.id, directory=tmp_path)
     import gzip
 
-    data = gzip.decompress(export.export_path(twins.a.tenant_id, info.id, tmp_path).read_bytes())
+    data = gzip.decompress(message_export.export_path(twins.a.tenant_id, info.id, tmp_path).read_bytes())
     rows = assert_safe(data, numbers=("Price",))
     assert {uuid.UUID(r[-1]) for r in rows[1:]} == twins.a.message_ids
     assert b'"first\rsecond"' in data
@@ -206,9 +208,9 @@ def test_chart_csvs_neutralise_text_and_keep_negative_numbers(twins: Twins) -> N
 
 
 def test_the_bulk_skipped_list_neutralises_every_payload(twins: Twins) -> None:
-    review = SimpleNamespace(skipped=[bulk_wizard.SkippedRecipient(row=n, recipient=p, reason="invalid", detail=p)
+    review = SimpleNamespace(skipped=[wizard.SkippedRecipient(row=n, recipient=p, reason="invalid", detail=p)
                                       for n, p in enumerate([*PAYLOADS, PHONE], start=2)])
-    rows = assert_safe(_call(twins, twins.a.admin, bulk_wizard.skipped_csv, review), numbers=("row",))
+    rows = assert_safe(_call(twins, twins.a.admin, wizard.skipped_csv, review), numbers=("row",))
     assert {neutralise(p) for p in PAYLOADS} | {PHONE} <= cells_of(rows)
 
 

@@ -24,17 +24,16 @@ from app.providers.routing import SAUDI, RouteStep
 from app.services import (
     analytics,
     audit,
-    bulk_jobs,
-    bulk_wizard,
     clinic_settings,
     explorer,
-    export,
+    message_export,
     messaging,
     patients,
     staff,
     templates,
     whatsapp_templates,
 )
+from app.services.bulk import jobs, wizard
 from app.services.explorer import MessageFilter
 from app.services.permissions import ROLE_PERMISSIONS, Actor
 from app.ui.navigation import MENU
@@ -144,40 +143,40 @@ CALLS: dict[str, Call] = {
     "explorer.filter_options": lambda w, a: w.call(explorer.filter_options, a),
     "explorer.retryable_ids": lambda w, a: w.call(explorer.retryable_ids, a, MessageFilter()),
     "explorer.retry_filtered": lambda w, a: _retry_filtered(w, a),
-    "export.export_csv": lambda w, a: w.export_now(a),
-    "export.request_export": lambda w, a: w.requested_export(a),
-    "export.list_exports": lambda w, a: w.call(export.list_exports, a),
-    "export.export_file": lambda w, a: w.call(export.export_file, a, w.finished_export(w.a.analyst),
+    "message_export.export_csv": lambda w, a: w.export_now(a),
+    "message_export.request_export": lambda w, a: w.requested_export(a),
+    "message_export.list_exports": lambda w, a: w.call(message_export.list_exports, a),
+    "message_export.export_file": lambda w, a: w.call(message_export.export_file, a, w.finished_export(w.a.analyst),
                                               directory=w.export_dir),
     # Patients
     "patients.search_patients": lambda w, a: w.call(patients.search_patients, a, "Sara"),
     "patients.patient_detail": lambda w, a: w.call(patients.patient_detail, a, w.a.patient_id),
     "patients.change_preferences": lambda w, a: _flip_sms_preference(w, a),
     # Bulk send: the wizard (front desk: a custom list of at most 20) and the jobs
-    "bulk_wizard.authorize_use": lambda w, a: w.call(bulk_wizard.authorize_use, a),
-    "bulk_wizard.options": lambda w, a: w.call(bulk_wizard.options, a, Channel.SMS),
-    "bulk_wizard.start_expansion": lambda w, a: w.call(bulk_wizard.start_expansion, a, w.wizard_job(w.a.admin)),
-    "bulk_wizard.authorize_audience (custom list of 20)": lambda w, a: w.call(
-        bulk_wizard.authorize_audience, a, w.list_draft(20).audience),
-    "bulk_wizard.authorize_audience (custom list of 21)": lambda w, a: w.call(
-        bulk_wizard.authorize_audience, a, w.list_draft(21).audience),
-    "bulk_wizard.authorize_audience (all patients)": lambda w, a: w.call(
-        bulk_wizard.authorize_audience, a, w.everyone_draft().audience),
-    "bulk_wizard.dry_run (custom list of 20)": lambda w, a: w.call(bulk_wizard.dry_run, a, w.list_draft(20)),
-    "bulk_wizard.dry_run (all patients)": lambda w, a: w.call(bulk_wizard.dry_run, a, w.everyone_draft()),
-    "bulk_wizard.skipped_csv": lambda w, a: w.call(bulk_wizard.skipped_csv, a, w.call(
-        bulk_wizard.dry_run, w.a.admin, w.list_draft())),
-    "bulk_wizard.confirm (custom list of 20)": lambda w, a: w.call(bulk_wizard.confirm, a, w.list_draft(20),
+    "bulk.wizard.authorize_use": lambda w, a: w.call(wizard.authorize_use, a),
+    "bulk.wizard.options": lambda w, a: w.call(wizard.options, a, Channel.SMS),
+    "bulk.wizard.start_expansion": lambda w, a: w.call(wizard.start_expansion, a, w.wizard_job(w.a.admin)),
+    "bulk.wizard.authorize_audience (custom list of 20)": lambda w, a: w.call(
+        wizard.authorize_audience, a, w.list_draft(20).audience),
+    "bulk.wizard.authorize_audience (custom list of 21)": lambda w, a: w.call(
+        wizard.authorize_audience, a, w.list_draft(21).audience),
+    "bulk.wizard.authorize_audience (all patients)": lambda w, a: w.call(
+        wizard.authorize_audience, a, w.everyone_draft().audience),
+    "bulk.wizard.dry_run (custom list of 20)": lambda w, a: w.call(wizard.dry_run, a, w.list_draft(20)),
+    "bulk.wizard.dry_run (all patients)": lambda w, a: w.call(wizard.dry_run, a, w.everyone_draft()),
+    "bulk.wizard.skipped_csv": lambda w, a: w.call(wizard.skipped_csv, a, w.call(
+        wizard.dry_run, w.a.admin, w.list_draft())),
+    "bulk.wizard.confirm (custom list of 20)": lambda w, a: w.call(wizard.confirm, a, w.list_draft(20),
                                                                    typed_count=20),
-    "bulk_wizard.confirm (custom list of 21)": lambda w, a: w.call(bulk_wizard.confirm, a, w.list_draft(21),
+    "bulk.wizard.confirm (custom list of 21)": lambda w, a: w.call(wizard.confirm, a, w.list_draft(21),
                                                                    typed_count=21),
-    "bulk_wizard.confirm (all patients)": lambda w, a: w.call(bulk_wizard.confirm, a, w.everyone_draft(),
+    "bulk.wizard.confirm (all patients)": lambda w, a: w.call(wizard.confirm, a, w.everyone_draft(),
                                                               typed_count=1),
-    "bulk_jobs.list_jobs": lambda w, a: w.call(bulk_jobs.list_jobs, a),
-    "bulk_jobs.progress": lambda w, a: w.call(bulk_jobs.progress, a, w.wizard_job(w.a.front_desk)),
-    "bulk_jobs.pause": lambda w, a: w.call(bulk_jobs.pause, a, w.bulk_job()),
-    "bulk_jobs.resume": lambda w, a: w.call(bulk_jobs.resume, a, _paused_job(w)),
-    "bulk_jobs.cancel": lambda w, a: w.call(bulk_jobs.cancel, a, w.bulk_job()),
+    "bulk.jobs.list_jobs": lambda w, a: w.call(jobs.list_jobs, a),
+    "bulk.jobs.progress": lambda w, a: w.call(jobs.progress, a, w.wizard_job(w.a.front_desk)),
+    "bulk.jobs.pause": lambda w, a: w.call(jobs.pause, a, w.bulk_job()),
+    "bulk.jobs.resume": lambda w, a: w.call(jobs.resume, a, _paused_job(w)),
+    "bulk.jobs.cancel": lambda w, a: w.call(jobs.cancel, a, w.bulk_job()),
     # WhatsApp templates
     "whatsapp_templates.get_whatsapp_link": lambda w, a: w.call(whatsapp_templates.get_whatsapp_link, a,
                                                                 w.a.template_id),
@@ -217,7 +216,7 @@ def _flip_sms_preference(world: World, actor: Actor) -> Any:
 
 def _paused_job(world: World) -> Any:
     job_id = world.bulk_job()
-    world.call(bulk_jobs.pause, world.a.admin, job_id)
+    world.call(jobs.pause, world.a.admin, job_id)
     return job_id
 
 
@@ -231,11 +230,14 @@ def _role_checked_functions() -> set[str]:
     ``authorize`` or raises ``PermissionDenied``, itself or through a function of the same module
     or class that does (so ``confirm`` -> ``authorize_audience`` -> ``authorize`` counts)."""
     found: set[str] = set()
-    for path in (ROOT / "app" / "services").glob("*.py"):
+    services = ROOT / "app" / "services"
+    for path in services.rglob("*.py"):
         if path.stem == "permissions":  # the check itself
             continue
+        parts = path.relative_to(services).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)  # "messaging", "bulk.wizard"
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        scopes = [(path.stem, tree.body)] + [(n.name, n.body) for n in tree.body if isinstance(n, ast.ClassDef)]
+        scopes = [(module, tree.body)] + [(n.name, n.body) for n in tree.body if isinstance(n, ast.ClassDef)]
         for owner, body in scopes:
             calls = {fn.name: {c.func.id if isinstance(c.func, ast.Name) else getattr(c.func, "attr", "")
                                for c in ast.walk(fn) if isinstance(c, ast.Call)}

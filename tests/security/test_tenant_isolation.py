@@ -19,11 +19,9 @@ from app.providers.routing import SAUDI, RouteStep
 from app.services import (
     analytics,
     audit,
-    bulk_jobs,
-    bulk_wizard,
     clinic_settings,
     explorer,
-    export,
+    message_export,
     messaging,
     patients,
     staff,
@@ -31,7 +29,8 @@ from app.services import (
     tenants,
     whatsapp_templates,
 )
-from app.services.bulk_wizard import Draft
+from app.services.bulk import jobs, wizard
+from app.services.bulk.wizard import Draft
 from app.services.explorer import MessageFilter
 from db.enums import Channel, Role
 from db.types import utcnow
@@ -84,7 +83,7 @@ def _a_credentials_kept(world: World, cleared: bool) -> bool:
 
 
 def _a_template_draft(world: World) -> Draft:
-    return Draft(idempotency_key=bulk_wizard.new_draft_key(), audience={"kind": "all"}, channel=Channel.SMS,
+    return Draft(idempotency_key=wizard.new_draft_key(), audience={"kind": "all"}, channel=Channel.SMS,
                  template_id=world.a.template_id)
 
 
@@ -138,12 +137,12 @@ READS: list[Read] = [
          lambda w, r: w.a.template_id not in r.templates and r.bulk_jobs == {}),
     Read("explorer.retryable_ids", _then(_a_has_messages, lambda w: _b(w, explorer.retryable_ids, MessageFilter())),
          lambda w, r: r == []),
-    Read("export.export_csv", _then(_a_has_messages, lambda w: w.export_now(w.b.admin)),
+    Read("message_export.export_csv", _then(_a_has_messages, lambda w: w.export_now(w.b.admin)),
          lambda w, r: r.decode("utf-8-sig").strip().count("\n") == 0),  # the header only
-    Read("export.list_exports", _then(lambda w: w.finished_export(w.a.analyst),
-                                      lambda w: _b(w, export.list_exports)), lambda w, r: r == []),
-    Read("export.export_file (A's export)", lambda w: _b(w, export.export_file, w.finished_export(w.a.admin),
-                                                         directory=w.export_dir)),
+    Read("message_export.list_exports", _then(lambda w: w.finished_export(w.a.analyst),
+                                              lambda w: _b(w, message_export.list_exports)), lambda w, r: r == []),
+    Read("message_export.export_file (A's export)", lambda w: _b(
+        w, message_export.export_file, w.finished_export(w.a.admin), directory=w.export_dir)),
     # Patients
     Read("patients.search_patients (A's phone)", lambda w: _b(w, patients.search_patients, "+966501234567"),
          lambda w, r: r == []),
@@ -152,16 +151,16 @@ READS: list[Read] = [
         w, patients.change_preferences, w.a.patient_id, patients.PreferenceUpdate(False, False, False, None, None,
                                                                                   None), reason="hijack")),
     # Bulk send
-    Read("bulk_wizard.options", lambda w: _b(w, bulk_wizard.options, Channel.SMS),
+    Read("bulk.wizard.options", lambda w: _b(w, wizard.options, Channel.SMS),
          lambda w, r: w.a.template_id not in {i for i, _ in r.templates}),
-    Read("bulk_wizard.dry_run (all patients)", _then(_a_has_two_patients, lambda w: _b(
-        w, bulk_wizard.dry_run, w.everyone_draft())), lambda w, r: r.audience_size == 1),
-    Read("bulk_wizard.confirm (A's template)", lambda w: _b(w, bulk_wizard.confirm, _a_template_draft(w))),
-    Read("bulk_jobs.list_jobs", _then(lambda w: w.wizard_job(w.a.front_desk), lambda w: _b(w, bulk_jobs.list_jobs)),
+    Read("bulk.wizard.dry_run (all patients)", _then(_a_has_two_patients, lambda w: _b(
+        w, wizard.dry_run, w.everyone_draft())), lambda w, r: r.audience_size == 1),
+    Read("bulk.wizard.confirm (A's template)", lambda w: _b(w, wizard.confirm, _a_template_draft(w))),
+    Read("bulk.jobs.list_jobs", _then(lambda w: w.wizard_job(w.a.front_desk), lambda w: _b(w, jobs.list_jobs)),
          lambda w, r: r == []),
-    Read("bulk_jobs.progress (A's job)", lambda w: _b(w, bulk_jobs.progress, w.bulk_job())),
-    Read("bulk_jobs.pause (A's job)", lambda w: _b(w, bulk_jobs.pause, w.bulk_job())),
-    Read("bulk_jobs.cancel (A's job)", lambda w: _b(w, bulk_jobs.cancel, w.bulk_job())),
+    Read("bulk.jobs.progress (A's job)", lambda w: _b(w, jobs.progress, w.bulk_job())),
+    Read("bulk.jobs.pause (A's job)", lambda w: _b(w, jobs.pause, w.bulk_job())),
+    Read("bulk.jobs.cancel (A's job)", lambda w: _b(w, jobs.cancel, w.bulk_job())),
     # Dashboard and Analytics
     Read("analytics.summary", _then(_a_has_messages, lambda w: _b(w, analytics.summary, this_week())),
          lambda w, r: r.totals.messages == 0 and r.channels.empty),

@@ -10,7 +10,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import Engine, delete, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from app.csv_export import read_csv
+from app.csv_safe import read_csv
 from app.errors import PermissionDenied, ValidationError
 from app.services import audit, passwords
 from app.services.audit import AuditFilter

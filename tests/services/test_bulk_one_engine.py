@@ -13,8 +13,8 @@ import uuid
 import pytest
 from sqlalchemy import Engine, select
 
-from app.services import bulk_expansion, bulk_wizard
-from app.services import recipient_import as ri
+from app.services.bulk import expansion, wizard
+from app.services.bulk import recipients as ri
 from app.services.messaging import MessagingService
 from db.enums import Channel, Language, MessageClass, OptOutSource, Role
 from db.models import BulkJob, Message, NotificationPreference, Patient
@@ -66,15 +66,15 @@ def _by_the_wizard(engine: Engine, tenant: uuid.UUID, message_class: MessageClas
     with tenant_session(engine, tenant) as session:
         imported = ri.to_recipients(ri.read_pasted("\n".join(RECIPIENTS)), ri.ColumnMapping(contact="recipient"),
                                     Channel.SMS, "SA")
-        draft = bulk_wizard.Draft(idempotency_key=bulk_wizard.new_draft_key(), channel=Channel.SMS,
+        draft = wizard.Draft(idempotency_key=wizard.new_draft_key(), channel=Channel.SMS,
                                   audience={"kind": "list", "recipients": imported.recipients},
                                   body_en=BODY_EN, body_ar=BODY_AR, message_class=message_class,
                                   import_rejections=tuple(imported.rejected))
         session.info["queue"] = queue
-        created = bulk_wizard.confirm(session, admin, draft, typed_count=len(imported.recipients))
+        created = wizard.confirm(session, admin, draft, typed_count=len(imported.recipients))
     [(function, (job_id,), _delay)] = queue.calls  # confirm asked for the expansion after its commit
-    assert function == bulk_expansion.EXPAND_JOB and job_id == str(created.bulk_job_id)
-    bulk_expansion.expand(script_runtime(engine, queue), created.bulk_job_id)
+    assert function == expansion.EXPAND_JOB and job_id == str(created.bulk_job_id)
+    expansion.expand(script_runtime(engine, queue), created.bulk_job_id)
     return created.bulk_job_id
 
 

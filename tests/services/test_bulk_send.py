@@ -13,9 +13,9 @@ from sqlalchemy import Engine, func, select, update
 from app.config import get_settings
 from app.delivery.queue import BATCH_SIZE
 from app.errors import PermissionDenied, ValidationError
-from app.services import bulk_expansion, bulk_jobs, bulk_wizard
-from app.services import recipient_import as ri
-from app.services.bulk_wizard import Draft
+from app.services.bulk import expansion, jobs, wizard
+from app.services.bulk import recipients as ri
+from app.services.bulk.wizard import Draft
 from db.enums import BulkJobStatus, Channel, Language, MessageClass, MessageStatus, OptOutSource, Role
 from db.models import (
     AuditEvent,
@@ -81,20 +81,20 @@ def clinic(engine: Engine):  # type: ignore[no-untyped-def]
 
 
 def draft(audience: dict, body: str = "Clinic closed Friday. {{ clinic_name }}", **kw) -> Draft:  # type: ignore[no-untyped-def]
-    return Draft(idempotency_key=kw.pop("key", bulk_wizard.new_draft_key()), audience=audience,
+    return Draft(idempotency_key=kw.pop("key", wizard.new_draft_key()), audience=audience,
                  channel=kw.pop("channel", Channel.SMS), body_en=body, body_ar=kw.pop("body_ar", ""), **kw)
 
 
 def review(engine, admin, d):  # type: ignore[no-untyped-def]
     with tenant_session(engine, admin.tenant_id) as s:
-        return bulk_wizard.dry_run(s, admin, d)
+        return wizard.dry_run(s, admin, d)
 
 
 def confirm(engine, actor, d, **kw):  # type: ignore[no-untyped-def]
     """The wizard's confirm; the expansion job it asks for is recorded (the tests run ``expand`` themselves)."""
     with tenant_session(engine, actor.tenant_id) as s:
         s.info["queue"] = RecordingQueue()
-        return bulk_wizard.confirm(s, actor, d, **kw)
+        return wizard.confirm(s, actor, d, **kw)
 
 
 # --- audience --------------------------------------------------------------------------------
@@ -225,7 +225,7 @@ def test_review_counts_every_skip_even_beyond_the_list_it_keeps(clinic, monkeypa
     with tenant_session(engine, tenant_id) as s:
         for patient_id in ids[:5]:
             s.add(NotificationPreference(patient_id=patient_id, sms_opt_in=False))
-    monkeypatch.setattr(bulk_wizard, "MAX_SKIPPED_KEPT", 2)
+    monkeypatch.setattr(wizard, "MAX_SKIPPED_KEPT", 2)
     result = review(engine, admin, draft({"kind": "all"}))
     assert len(result.skipped) == 2
     assert result.skipped_by_reason == {"channel disabled": 5} and result.skipped_count == 5 and result.sendable == 1
@@ -256,7 +256,7 @@ def _varied_preferences(engine: Engine, tenant_id: uuid.UUID) -> None:
 @pytest.mark.parametrize("message_class", [MessageClass.SERVICE, MessageClass.PROMOTIONAL])
 @pytest.mark.parametrize("hour", [3, 12])  # UTC: 06:00 and 15:00 in Riyadh (the promotional window)
 def test_the_grouped_review_equals_the_review_one_by_one(clinic, monkeypatch, channel, message_class, hour) -> None:  # type: ignore[no-untyped-def]
-    from app.services import bulk_plan
+    from app.services.bulk import plan
 
     engine, tenant_id, admin, *_ = clinic
     _varied_preferences(engine, tenant_id)
@@ -266,20 +266,20 @@ def test_the_grouped_review_equals_the_review_one_by_one(clinic, monkeypatch, ch
 
     def reviewed():  # type: ignore[no-untyped-def]
         with tenant_session(engine, tenant_id) as s:
-            return bulk_wizard.dry_run(s, admin, d, send_at=at)
+            return wizard.dry_run(s, admin, d, send_at=at)
 
     counted_in_groups = []
 
     def spy(*args):  # type: ignore[no-untyped-def]
-        groups, rest = bulk_plan.plan_grouped(*args)
+        groups, rest = plan.plan_grouped(*args)
         counted_in_groups.append(sum(g.count for g in groups))
         return groups, rest
 
-    monkeypatch.setattr(bulk_wizard, "plan_grouped", spy)
+    monkeypatch.setattr(wizard, "plan_grouped", spy)
     grouped = reviewed()
     assert 18 < counted_in_groups[0] < 36  # most by groups, the opted-out and quiet-hours ones one by one
-    monkeypatch.setattr(bulk_wizard, "plan_grouped", lambda session, tenant, audience, content, now: (
-        [], bulk_plan.plan(session, tenant, audience, content, now)))
+    monkeypatch.setattr(wizard, "plan_grouped", lambda session, tenant, audience, content, now: (
+        [], plan.plan(session, tenant, audience, content, now)))
     one_by_one = reviewed()
     assert grouped.audience_size == one_by_one.audience_size == 36
     for name in ("will_send", "deferred", "skipped_by_reason", "samples", "segments_total", "estimated_cost",
@@ -307,7 +307,7 @@ def test_skipped_list_downloads_as_safe_csv_and_is_audited(clinic) -> None:  # t
     add_patients(engine, tenant_id, 1)
     result = review(engine, admin, draft({"kind": "all"}, import_rejections=tuple(imported.rejected)))
     with tenant_session(engine, tenant_id) as s:
-        data = bulk_wizard.skipped_csv(s, admin, result).decode("utf-8-sig")
+        data = wizard.skipped_csv(s, admin, result).decode("utf-8-sig")
     assert "'=HYPERLINK(1)" in data
     with tenant_session(engine, tenant_id) as s:
         assert s.scalar(select(func.count()).select_from(AuditEvent).where(
@@ -391,7 +391,7 @@ def test_large_sends_need_the_typed_count_and_schedules_must_be_future(clinic, m
 
 def expand(engine, job_id):  # type: ignore[no-untyped-def]
     runtime = FakeRuntime(engine)
-    return runtime, bulk_expansion.expand(runtime, job_id)  # type: ignore[arg-type]
+    return runtime, expansion.expand(runtime, job_id)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("body", ["Closed Friday. {{ clinic_name }}", "Hi {{ patient_first_name }}"])
@@ -421,19 +421,19 @@ def test_expanding_twice_or_after_a_crash_neither_duplicates_nor_loses(clinic, m
     engine, tenant_id, admin, *_ = clinic
     add_patients(engine, tenant_id, 40)
     created = confirm(engine, admin, draft({"kind": "all"}, body="Hi {{ patient_name }}"))
-    real_rows = bulk_expansion._rendered_rows
+    real_rows = expansion._rendered_rows
 
     def crash_after_the_rows(*args, **kwargs):  # type: ignore[no-untyped-def]
         yield from real_rows(*args, **kwargs)  # every row is written when the worker dies
         raise RuntimeError("worker killed")
 
-    monkeypatch.setattr(bulk_expansion, "_rendered_rows", crash_after_the_rows)
+    monkeypatch.setattr(expansion, "_rendered_rows", crash_after_the_rows)
     with pytest.raises(RuntimeError):
         expand(engine, created.bulk_job_id)
     with tenant_session(engine, tenant_id) as s:
         assert s.scalar(select(func.count()).select_from(Message)) == 0
         assert BulkJobStatus(s.get(BulkJob, created.bulk_job_id).status) == BulkJobStatus.EXPANDING
-    monkeypatch.setattr(bulk_expansion, "_rendered_rows", real_rows)
+    monkeypatch.setattr(expansion, "_rendered_rows", real_rows)
     _, first = expand(engine, created.bulk_job_id)
     _, again = expand(engine, created.bulk_job_id)
     assert first["written"] == 40 and again["written"] == 0
@@ -463,16 +463,16 @@ def test_pause_resume_and_cancel_what_is_not_sent(clinic) -> None:  # type: igno
     created = confirm(engine, admin, draft({"kind": "all"}))
     expand(engine, created.bulk_job_id)
     with tenant_session(engine, tenant_id) as s:
-        assert bulk_jobs.pause(s, admin, created.bulk_job_id) == 5
+        assert jobs.pause(s, admin, created.bulk_job_id) == 5
     with tenant_session(engine, tenant_id) as s:
-        assert bulk_jobs.progress(s, admin, created.bulk_job_id).counts["queued"] == 5
+        assert jobs.progress(s, admin, created.bulk_job_id).counts["queued"] == 5
         s.info["queue"] = queue = RecordingQueue()
-        assert bulk_jobs.resume(s, admin, created.bulk_job_id) == 5
+        assert jobs.resume(s, admin, created.bulk_job_id) == 5
         assert queue.batches == []  # enqueued only once the unit of work commits
     assert sum(len(ids) for _, ids in queue.batches) == 5
     with tenant_session(engine, tenant_id) as s:
-        assert bulk_jobs.cancel(s, admin, created.bulk_job_id) == 5
-        progress = bulk_jobs.progress(s, admin, created.bulk_job_id)
+        assert jobs.cancel(s, admin, created.bulk_job_id) == 5
+        progress = jobs.progress(s, admin, created.bulk_job_id)
     assert progress.counts["suppressed"] == 5 and progress.job.status == BulkJobStatus.CANCELLED
     assert progress.explorer_url == f"messages?bulk_job={created.bulk_job_id}"
 
@@ -488,9 +488,9 @@ def test_pause_and_cancel_move_and_log_exactly_the_waiting_messages(clinic) -> N
         sent = list(s.scalars(select(Message.id).order_by(Message.recipient).limit(2)))
         s.execute(update(Message).where(Message.id.in_(sent)).values(status=MessageStatus.SENT))
     with tenant_session(engine, tenant_id) as s:
-        assert bulk_jobs.pause(s, admin, created.bulk_job_id) == 5
+        assert jobs.pause(s, admin, created.bulk_job_id) == 5
     with tenant_session(engine, tenant_id) as s:
-        assert bulk_jobs.cancel(s, admin, created.bulk_job_id) == 5
+        assert jobs.cancel(s, admin, created.bulk_job_id) == 5
     with tenant_session(engine, tenant_id) as s:
         logged = s.execute(select(MessageLog.event, MessageLog.message_id, MessageLog.from_status,
                                   MessageLog.to_status, MessageLog.detail)
@@ -590,13 +590,13 @@ def test_the_sweeper_asks_again_only_for_expansions_nobody_is_on(clinic) -> None
     _age(engine, lost.bulk_job_id, done.bulk_job_id)  # confirmed 10 minutes ago; ``_fresh`` just now
     runtime = FakeRuntime(engine)
 
-    assert bulk_expansion.resume_lost(runtime, runtime.clock()) == 1  # type: ignore[arg-type]
+    assert expansion.resume_lost(runtime, runtime.clock()) == 1  # type: ignore[arg-type]
 
-    assert runtime.queue.calls == [(bulk_expansion.EXPAND_JOB, (str(lost.bulk_job_id),))]
-    bulk_expansion.expand(runtime, lost.bulk_job_id)  # type: ignore[arg-type]
+    assert runtime.queue.calls == [(expansion.EXPAND_JOB, (str(lost.bulk_job_id),))]
+    expansion.expand(runtime, lost.bulk_job_id)  # type: ignore[arg-type]
     with tenant_session(engine, tenant_id) as s:
         assert s.scalar(select(func.count()).select_from(Message).where(Message.bulk_job_id == lost.bulk_job_id)) == 3
-    assert bulk_expansion.resume_lost(runtime, runtime.clock()) == 0  # type: ignore[arg-type]
+    assert expansion.resume_lost(runtime, runtime.clock()) == 0  # type: ignore[arg-type]
 
 
 def test_a_job_a_worker_is_expanding_is_left_alone(pg_engine: Engine) -> None:
@@ -608,9 +608,9 @@ def test_a_job_a_worker_is_expanding_is_left_alone(pg_engine: Engine) -> None:
     runtime = FakeRuntime(pg_engine)
     with system_connection(pg_engine) as expanding:  # holds the job row's lock, as write_rows does while it runs
         expanding.execute(select(BulkJob.id).where(BulkJob.id == job.bulk_job_id).with_for_update())
-        assert bulk_expansion.resume_lost(runtime, runtime.clock()) == 0  # type: ignore[arg-type]
+        assert expansion.resume_lost(runtime, runtime.clock()) == 0  # type: ignore[arg-type]
         expanding.rollback()
-    assert bulk_expansion.resume_lost(runtime, runtime.clock()) == 1  # type: ignore[arg-type]
+    assert expansion.resume_lost(runtime, runtime.clock()) == 1  # type: ignore[arg-type]
 
 
 def test_a_big_expansion_refreshes_the_planners_statistics(pg_engine: Engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -622,11 +622,11 @@ def test_a_big_expansion_refreshes_the_planners_statistics(pg_engine: Engine, mo
     with owner_connection(pg_engine) as conn:
         conn.execute(text("TRUNCATE messages CASCADE"))  # the planner's row estimate is reset
     reltuples = "SELECT reltuples FROM pg_class WHERE relname = 'messages'"
-    monkeypatch.setattr(bulk_expansion, "ANALYZE_AFTER_ROWS", 31)
+    monkeypatch.setattr(expansion, "ANALYZE_AFTER_ROWS", 31)
     expand(pg_engine, confirm(pg_engine, admin, draft({"kind": "all"})).bulk_job_id)
     with system_connection(pg_engine) as conn:
         assert conn.scalar(text(reltuples)) < 30  # 30 rows: under the threshold, not analyzed
-    monkeypatch.setattr(bulk_expansion, "ANALYZE_AFTER_ROWS", 30)
+    monkeypatch.setattr(expansion, "ANALYZE_AFTER_ROWS", 30)
     expand(pg_engine, confirm(pg_engine, admin, draft({"kind": "all"})).bulk_job_id)
     with system_connection(pg_engine) as conn:
         assert conn.scalar(text(reltuples)) == 60

@@ -11,8 +11,8 @@ from app.config import Settings
 from app.delivery.ratelimit import LocalRateLimiter
 from app.delivery.runtime import Runtime, install_runtime
 from app.providers.registry import build_providers
-from app.services import bulk_wizard
-from app.services.bulk_wizard import Draft
+from app.services.bulk import wizard
+from app.services.bulk.wizard import Draft
 from db.enums import BulkJobStatus, Channel, MessageStatus, Role
 from db.models import BulkJob, Message
 from db.session import tenant_session
@@ -35,7 +35,7 @@ def test_confirmed_job_is_expanded_by_the_worker_and_delivered_once(engine: Engi
     admin = make_user(engine, tenant_id, "amira", Role.ADMIN)
     add_patients(engine, tenant_id, 7)
     with tenant_session(engine, tenant_id) as s:
-        created = bulk_wizard.confirm(s, admin, Draft(idempotency_key="k", audience={"kind": "all"},
+        created = wizard.confirm(s, admin, Draft(idempotency_key="k", audience={"kind": "all"},
                                                       channel=Channel.SMS, body_en="Closed on Friday"))
     func, args = runtime.queue.calls[-1]  # confirm asked the worker for the expansion once it committed
     assert func == "worker.jobs.expand_bulk_job"

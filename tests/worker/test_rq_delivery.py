@@ -23,7 +23,7 @@ import redis
 from sqlalchemy import Engine, func, select
 
 from app.delivery.runtime import Runtime
-from app.services import bulk_wizard
+from app.services.bulk import wizard
 from app.services.messaging import MessagingService
 from db.enums import BulkJobStatus, Channel, Language, MessageStatus, Role
 from db.models import BulkJob, Message, Patient
@@ -201,8 +201,8 @@ def test_a_lost_bulk_expansion_is_asked_for_again_and_each_patient_gets_one_mess
                         for i, number in enumerate(numbers))
     with tenant_session(pg_engine, tenant) as session:  # confirmed; the ask for its expansion never arrives
         session.info["queue"] = RecordingQueue()
-        created = bulk_wizard.confirm(session, admin, bulk_wizard.Draft(
-            idempotency_key=bulk_wizard.new_draft_key(), audience={"kind": "all"}, channel=Channel.SMS,
+        created = wizard.confirm(session, admin, wizard.Draft(
+            idempotency_key=wizard.new_draft_key(), audience={"kind": "all"}, channel=Channel.SMS,
             body_en="The clinic is closed on Friday."), typed_count=len(numbers))
     with FakeTwilio(latency_ms=5) as fake:
         env = {**_worker_env(pg_url, isolated_redis, queue, fake), "SWEEP_EXPANDING_AFTER_SECONDS": "1"}

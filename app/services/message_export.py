@@ -3,7 +3,7 @@
 Format: UTF-8 with a byte-order mark (so Excel shows Arabic correctly), comma-separated, a header
 row, ``\\n`` line ends, fields quoted only when needed. Times are in the clinic's time zone.
 
-CSV injection and the phone policy: every cell goes through ``app.csv_export`` (its docstring has the
+CSV injection and the phone policy: every cell goes through ``app.csv_safe`` (its docstring has the
 rule), in Python through its writer and on PostgreSQL through its SQL twin ``neutralise_sql``. Numbers
 we produce (segments, price) are written as numbers and never prefixed, nor are status and channel
 (our own fixed words). A masked number (``+9665******67``) is not a phone number: it is neutralised
@@ -14,7 +14,7 @@ Analysts without full contact access get phone numbers and e-mail addresses mask
 
 On PostgreSQL the rows are formatted by the database and streamed with ``COPY (...) TO STDOUT``
 (no row passes through Python objects), the two halves of the time span side by side on two
-connections that share a snapshot; elsewhere they are streamed through ``app.csv_export``'s
+connections that share a snapshot; elsewhere they are streamed through ``app.csv_safe``'s
 writer in batches. Both apply the same rules, and a test holds them to the same bytes. Small exports are
 downloaded straight away (``export_csv``); large ones run as a background job (``request_export``
 -> ``run_export``) that writes a gzip file into ``EXPORT_DIR`` for download.
@@ -49,7 +49,7 @@ from sqlalchemy import (
 )
 
 from app.config import get_settings
-from app.csv_export import CsvWriter, neutralise_sql, starts_risky_sql
+from app.csv_safe import CsvWriter, neutralise_sql, starts_risky_sql
 from app.errors import NotFoundError, ValidationError
 from app.services import audit
 from app.services.contacts import mask_contact, sees_full_contacts

@@ -1,10 +1,10 @@
-"""A chart's data as CSV: the frame's rows through the one CSV writer (``app.csv_export``)."""
+"""A chart's data as CSV: the frame's rows through the one CSV writer (``app.csv_safe``)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from app.csv_export import to_csv as write_csv
+from app.csv_safe import to_csv as write_csv
 
 
 def to_csv(frame: pd.DataFrame) -> bytes:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import lazyload
 
 from app.config import get_settings
 from app.delivery.policy import decide
-from app.services import audience as audiences
+from app.services.bulk import audience as audiences
 from app.services.message_content import OPEN_APPOINTMENTS, choose_language, recipient_variables
 from app.templating import template_variables
 from db.enums import Channel, Language, MessageClass

@@ -9,7 +9,7 @@ Set-based where it can be: when the text is the same for everyone in a language 
 clinic's name and phone as variables) and the audience is a patient query, the rows are one
 ``INSERT ... SELECT`` (language, opt-outs and consent decided by SQL ``CASE``s, delivery job ids
 numbered per 500 by ``row_number()``). Otherwise rows are rendered in Python a chunk at a time
-(``app.services.bulk_plan``) and inserted in groups.
+(``app.services.bulk.plan``) and inserted in groups.
 
 Jobs are enqueued after the commit, streamed from the rows in groups (at most 500 messages a
 job). If the worker dies before enqueueing, the sweeper finds the queued rows whose job is not
@@ -33,8 +33,8 @@ from app.delivery.queue import BATCH_SIZE, Batch, JobQueue
 from app.delivery.runtime import Runtime
 from app.errors import AppError
 from app.segments import count_segments
-from app.services import audience as audiences
-from app.services.bulk_plan import Content, plan
+from app.services.bulk import audience as audiences
+from app.services.bulk.plan import Content, plan
 from app.services.message_content import recipient_variables, render_body
 from db.enums import BulkJobStatus, Channel, Language, MessageClass, MessageStatus
 from db.models import (

@@ -7,7 +7,7 @@ import io
 import pytest
 
 from app.errors import ValidationError
-from app.services import recipient_import as ri
+from app.services.bulk import recipients as ri
 from db.enums import Channel
 
 

@@ -3,7 +3,7 @@
 Who may send to whom (checked here, not only on the page): admins any audience; front desk a
 custom list of at most ``FRONT_DESK_MAX_RECIPIENTS``; analysts nothing. Confirming creates ONE
 bulk job per draft (its idempotency key), also when clicked twice or by two admins at once; the
-rows are written by the worker (``app.services.bulk_expansion``), whose job ``confirm`` enqueues
+rows are written by the worker (``app.services.bulk.expansion``), whose job ``confirm`` enqueues
 once its session commits, not by the page.
 """
 
@@ -21,17 +21,17 @@ from sqlalchemy.exc import IntegrityError
 
 from app import pricing
 from app.config import get_settings
-from app.csv_export import to_csv
+from app.csv_safe import to_csv
 from app.errors import NotFoundError, PermissionDenied, ValidationError
 from app.segments import count_segments
-from app.services import audience as audiences
 from app.services import audit, tenants
-from app.services.bulk_expansion import EXPAND_JOB
-from app.services.bulk_plan import DEFERRED, Content, plan_grouped
+from app.services.bulk import audience as audiences
+from app.services.bulk.expansion import EXPAND_JOB
+from app.services.bulk.plan import DEFERRED, Content, plan_grouped
+from app.services.bulk.recipients import Rejected
 from app.services.message_content import render_body
 from app.services.permissions import Actor, Permission, authorize
 from app.services.queueing import enqueue_after_commit
-from app.services.recipient_import import Rejected
 from app.services.whatsapp_templates import ensure_sendable_in_bulk
 from db.enums import BulkJobStatus, Channel, Language, MessageClass, Role
 from db.models import BulkJob, MessageTemplate, MessageTemplateVersion
@@ -401,6 +401,6 @@ def start_expansion(session: TenantSession, actor: Actor, bulk_job_id: uuid.UUID
 
 def looks_stuck(created_at: dt.datetime, now: dt.datetime | None = None) -> bool:
     """An expansion still not done after this long was probably lost (the sweeper's threshold for
-    asking again, ``bulk_expansion.resume_lost``)."""
+    asking again, ``expansion.resume_lost``)."""
     limit = dt.timedelta(seconds=get_settings().sweep_expanding_after_seconds)
     return (now or utcnow()) - created_at > limit

@@ -15,9 +15,9 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, Text, literal, select
 
-from app.csv_export import neutralise, neutralise_sql
+from app.csv_safe import neutralise, neutralise_sql
 from app.errors import NotFoundError, PermissionDenied, ValidationError
-from app.services import export, passwords
+from app.services import message_export, passwords
 from app.services.contacts import mask_contact
 from app.services.explorer import MessageFilter
 from app.services.permissions import Actor
@@ -51,11 +51,11 @@ def world(engine: Engine) -> World:
                  make_user(engine, tenant, "fatima", Role.FRONT_DESK), make_user(engine, tenant, "omar", Role.ANALYST))
 
 
-def exported(w: World, actor: Actor, columns: tuple[str, ...] = export.DEFAULT_COLUMNS,
+def exported(w: World, actor: Actor, columns: tuple[str, ...] = message_export.DEFAULT_COLUMNS,
              flt: MessageFilter = ALL) -> tuple[bytes, list[list[str]]]:
     out = io.BytesIO()
     with tenant_session(w.engine, w.tenant) as session:
-        count = export.export_csv(session, actor, flt, columns, out)
+        count = message_export.export_csv(session, actor, flt, columns, out)
     data = out.getvalue()
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
     assert count == len(rows) - 1
@@ -98,7 +98,7 @@ def test_the_database_masks_contacts_by_the_same_rule(pg_engine: Engine) -> None
                 "=evil@example.com", "@x@y", "a@b", "", "short", "+٩٦٦٥٠١٢٣٤٥٦٧", "\t+966501234567",
                 "\uff1devil@example.com", "\uff0b966501234567", "+99999*99999"]
     with system_connection(pg_engine) as conn:
-        in_sql = conn.execute(select(*[export._masked_contact_sql(literal(c, Text)) for c in contacts])).one()
+        in_sql = conn.execute(select(*[message_export._masked_contact_sql(literal(c, Text)) for c in contacts])).one()
     assert [v or "" for v in in_sql] == [neutralise(mask_contact(c) or "") for c in contacts]
 
 
@@ -108,7 +108,7 @@ def test_export_has_a_bom_a_header_and_neutralised_cells(world: World) -> None:
                  created_at=dt.datetime(2026, 3, 1, 21, 30, tzinfo=dt.UTC), price=Decimal("-0.0079"),
                  price_unit="USD", segments=2, status="failed", error_code="21211")
 
-    data, rows = exported(world, world.admin, (*export.DEFAULT_COLUMNS, "body", "is_test"))
+    data, rows = exported(world, world.admin, (*message_export.DEFAULT_COLUMNS, "body", "is_test"))
 
     assert data.startswith(b"\xef\xbb\xbf")
     assert rows[0][:3] == ["Created (clinic time)", "Status", "Channel"]
@@ -156,11 +156,11 @@ def test_export_is_audited_with_filter_columns_and_count(world: World) -> None:
 
 def test_front_desk_cannot_export_and_bad_columns_are_refused(world: World) -> None:
     with tenant_session(world.engine, world.tenant) as session, pytest.raises(PermissionDenied):
-        export.export_csv(session, world.front, ALL, ["status"], io.BytesIO())
+        message_export.export_csv(session, world.front, ALL, ["status"], io.BytesIO())
     with tenant_session(world.engine, world.tenant) as session, pytest.raises(ValidationError, match="password"):
-        export.export_csv(session, world.admin, ALL, ["status", "password"], io.BytesIO())
+        message_export.export_csv(session, world.admin, ALL, ["status", "password"], io.BytesIO())
     with tenant_session(world.engine, world.tenant) as session, pytest.raises(ValidationError):
-        export.export_csv(session, world.admin, ALL, [], io.BytesIO())
+        message_export.export_csv(session, world.admin, ALL, [], io.BytesIO())
 
 
 def test_another_clinics_messages_are_never_exported(world: World) -> None:
@@ -181,13 +181,13 @@ def test_copy_and_python_paths_write_the_same_bytes(pg_engine: Engine) -> None:
         make_message(pg_engine, tenant, recipient=recipient, body=body, patient_id=patient if i % 2 else None,
                      price=Decimal("0.0395") if i else None, is_test=bool(i % 2), error_code="-1" if i == 3 else None,
                      created_at=dt.datetime(2026, 1, 1, 12, i, 59, 999_999, tzinfo=dt.UTC))  # cut, not rounded
-    columns = list(export.EXPORT_COLUMNS)
+    columns = list(message_export.EXPORT_COLUMNS)
     for masked in (False, True):
         outputs = []
         for use_copy in (True, False):
             out = io.BytesIO()
             with tenant_session(pg_engine, tenant) as session:
-                rows = export.write_csv(session, replace(ALL, include_test=True), columns, out, masked=masked,
+                rows = message_export.write_csv(session, replace(ALL, include_test=True), columns, out, masked=masked,
                                         use_copy=use_copy)
             assert rows == 4
             outputs.append(out.getvalue())
@@ -197,16 +197,18 @@ def test_copy_and_python_paths_write_the_same_bytes(pg_engine: Engine) -> None:
 def test_a_large_export_runs_in_the_background_to_a_gzip_file(world: World, tmp_path: Path) -> None:
     make_message(world.engine, world.tenant, status="failed")
     queue = RecordingQueue()
-    info = call(world.engine, world.analyst, export.request_export, ALL, ["status", "recipient"], queue=queue)
+    info = call(world.engine, world.analyst, message_export.request_export, ALL, ["status", "recipient"], queue=queue)
 
-    assert info.status == "queued" and queue.calls == [(export.EXPORT_JOB, (str(world.tenant), str(info.id)), 0.0)]
-    assert export.run_export(world.engine, world.tenant, info.id, directory=tmp_path) == 1
-    assert export.run_export(world.engine, world.tenant, info.id, directory=tmp_path) == 0  # a repeat does nothing
+    assert info.status == "queued"
+    assert queue.calls == [(message_export.EXPORT_JOB, (str(world.tenant), str(info.id)), 0.0)]
+    assert message_export.run_export(world.engine, world.tenant, info.id, directory=tmp_path) == 1
+    # a repeat does nothing
+    assert message_export.run_export(world.engine, world.tenant, info.id, directory=tmp_path) == 0
 
     with tenant_session(world.engine, world.tenant) as session:
-        [done] = export.list_exports(session, world.analyst)
-        path = export.export_file(session, world.analyst, info.id, directory=tmp_path)
-        assert export.list_exports(session, world.admin)[0].id == info.id  # admins see the clinic's exports
+        [done] = message_export.list_exports(session, world.analyst)
+        path = message_export.export_file(session, world.analyst, info.id, directory=tmp_path)
+        assert message_export.list_exports(session, world.admin)[0].id == info.id  # admins see the clinic's exports
         completed = session.scalar(select(AuditEvent).where(AuditEvent.action == "messages.export"))
     assert done.ready and done.row_count == 1
     text = gzip.decompress(path.read_bytes()).decode("utf-8-sig")
@@ -215,9 +217,9 @@ def test_a_large_export_runs_in_the_background_to_a_gzip_file(world: World, tmp_
 
 
 def test_an_unfinished_or_foreign_export_cannot_be_downloaded(world: World, tmp_path: Path) -> None:
-    info = call(world.engine, world.analyst, export.request_export, ALL, ["status"], queue=RecordingQueue())
+    info = call(world.engine, world.analyst, message_export.request_export, ALL, ["status"], queue=RecordingQueue())
     with tenant_session(world.engine, world.tenant) as session, pytest.raises(NotFoundError):
-        export.export_file(session, world.analyst, info.id, directory=tmp_path)
+        message_export.export_file(session, world.analyst, info.id, directory=tmp_path)
     with tenant_session(world.engine, world.tenant) as session:
         assert session.scalar(select(DataExport.status)) == "queued"
 
@@ -233,10 +235,10 @@ def test_a_failing_copy_raises_and_leaves_the_connection_usable(pg_engine: Engin
     with pg_engine.connect() as conn:  # no table rows read: no clinic needed
         dbapi = conn.connection.dbapi_connection
         with pytest.raises(psycopg.DatabaseError, match=message):
-            export._copy_out(dbapi, sql, {}, written.append)
+            message_export._copy_out(dbapi, sql, {}, written.append)
         conn.rollback()
         assert conn.execute(select(literal(1))).scalar() == 1
-        assert export._copy_out(dbapi, "COPY (SELECT n FROM generate_series(1, 3) AS n) TO STDOUT", {},
+        assert message_export._copy_out(dbapi, "COPY (SELECT n FROM generate_series(1, 3) AS n) TO STDOUT", {},
                                 written.append) == 3
     assert written[-3:] == [b"1\n", b"2\n", b"3\n"]
 
@@ -254,7 +256,7 @@ def test_the_two_halves_of_a_copy_export_keep_the_order_across_the_middle(pg_eng
     for use_copy in (True, False):
         out = io.BytesIO()
         with tenant_session(pg_engine, tenant) as session:
-            assert export.write_csv(session, flt, ["created_at", "recipient", "body", "message_id"], out,
+            assert message_export.write_csv(session, flt, ["created_at", "recipient", "body", "message_id"], out,
                                     masked=False, use_copy=use_copy) == len(stamps)
         outputs.append(out.getvalue())
     assert outputs[0] == outputs[1]
@@ -268,16 +270,16 @@ def test_a_failing_half_raises_and_leaves_no_connection_behind(pg_engine: Engine
     tenant = make_tenant(pg_engine)
     for minute in range(4):
         make_message(pg_engine, tenant, created_at=dt.datetime(2026, 1, 1, 12, minute, tzinfo=dt.UTC))
-    real = export._copy_side_by_side
+    real = message_export._copy_side_by_side
 
     def second_half_fails(pgconns, queries, writes):  # type: ignore[no-untyped-def]
         failing = "COPY (SELECT 1 / (3 - n) FROM generate_series(1, 5) AS n) TO STDOUT"
         return real(pgconns, [queries[0], failing], writes)
 
-    monkeypatch.setattr(export, "_copy_side_by_side", second_half_fails)
+    monkeypatch.setattr(message_export, "_copy_side_by_side", second_half_fails)
     with tenant_session(pg_engine, tenant) as session, pytest.raises(psycopg.DatabaseError, match="division by zero"):
-        export.write_csv(session, ALL, ["status"], io.BytesIO(), masked=False)
+        message_export.write_csv(session, ALL, ["status"], io.BytesIO(), masked=False)
     monkeypatch.undo()
     assert pg_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     with tenant_session(pg_engine, tenant) as session:
-        assert export.write_csv(session, ALL, ["status"], io.BytesIO(), masked=False) == 4
+        assert message_export.write_csv(session, ALL, ["status"], io.BytesIO(), masked=False) == 4

@@ -12,9 +12,9 @@ from app.config import get_settings
 from app.delivery.dispatch import assign_jobs
 from app.delivery.lifecycle import log_events
 from app.errors import NotFoundError, ValidationError
-from app.services import audience as audiences
 from app.services import audit
-from app.services.bulk_wizard import authorize_use
+from app.services.bulk import audience as audiences
+from app.services.bulk.wizard import authorize_use
 from app.services.permissions import Actor, Permission, authorize
 from app.services.queueing import deliver_after_commit
 from db.enums import (
