@@ -401,7 +401,9 @@ def test_concurrent_throughput_with_200ms_latency(fake_twilio: FakeTwilio) -> No
     assert result.rate > 100, f"{result.rate:.0f} requests/s"
     assert len(fake_twilio.messages) == 600
     assert fake_twilio.max_rate(1.0) >= 100
-    assert all(0.19 < r.responded_monotonic - r.received_monotonic < 2 for r in fake_twilio.sends)  # type: ignore[operator]
+    # each waited its latency; the upper bound only catches a request stuck behind the others (under a
+    # parallel suite on 2 cores a response can be a few seconds late without the fake serialising)
+    assert all(0.19 < r.responded_monotonic - r.received_monotonic < 10 for r in fake_twilio.sends)  # type: ignore[operator]
 
 
 # -- separate process -------------------------------------------------------------------------
