@@ -278,6 +278,33 @@ class BulkJobStatus(StrEnum):
     FAILED = "failed"
 
 
+# A bulk job's lifecycle, as a table like the messages' own. A job ends (completed, cancelled or
+# failed) and an ended job never moves again. "completed" means every recipient's last attempt is
+# final; whether some failed is read from its counts.
+BULK_JOB_TRANSITIONS: dict[BulkJobStatus, frozenset[BulkJobStatus]] = {
+    BulkJobStatus.DRAFT: frozenset({BulkJobStatus.EXPANDING}),
+    BulkJobStatus.EXPANDING: frozenset({BulkJobStatus.SCHEDULED, BulkJobStatus.SENDING, BulkJobStatus.COMPLETED,
+                                        BulkJobStatus.FAILED, BulkJobStatus.CANCELLED}),
+    BulkJobStatus.SCHEDULED: frozenset({BulkJobStatus.SENDING, BulkJobStatus.PAUSED, BulkJobStatus.COMPLETED,
+                                        BulkJobStatus.CANCELLED}),
+    BulkJobStatus.SENDING: frozenset({BulkJobStatus.PAUSED, BulkJobStatus.COMPLETED, BulkJobStatus.CANCELLED}),
+    BulkJobStatus.PAUSED: frozenset({BulkJobStatus.SENDING, BulkJobStatus.SCHEDULED, BulkJobStatus.CANCELLED}),
+    BulkJobStatus.COMPLETED: frozenset(),
+    BulkJobStatus.CANCELLED: frozenset(),
+    BulkJobStatus.FAILED: frozenset(),
+}
+BULK_JOB_ENDED = frozenset(status for status, moves in BULK_JOB_TRANSITIONS.items() if not moves)
+BULK_JOB_MOVING = frozenset(BULK_JOB_TRANSITIONS) - BULK_JOB_ENDED - {BulkJobStatus.DRAFT}
+
+
+def move_bulk_job(job: Any, new: BulkJobStatus) -> None:
+    """Set ``job.status`` to ``new`` if the bulk-job table allows it (``TransitionNotAllowed`` if not)."""
+    current = BulkJobStatus(job.status)
+    if new not in BULK_JOB_TRANSITIONS[current]:
+        raise TransitionNotAllowed(f"a bulk job may not move from {current.value} to {new.value}")
+    job.status = new
+
+
 class AppointmentStatus(StrEnum):
     BOOKED = "booked"
     CONFIRMED = "confirmed"

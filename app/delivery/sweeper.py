@@ -56,6 +56,7 @@ class SweepReport:
     requeued: int = 0
     approvals_changed: int = 0
     resumed_expansions: int = 0
+    completed_jobs: int = 0
     lookup_failed: int = 0  # messages left for the next pass (their provider could not be asked, or an error)
     notes: list[str] = field(default_factory=list)
 

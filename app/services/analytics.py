@@ -23,14 +23,13 @@ from app.analytics.store import NO_FILTERS, Filters, Period, grouped
 from app.providers.error_codes import explain
 from app.services import audit
 from app.services.permissions import Actor, Permission, authorize
-from db.enums import BulkJobStatus, Channel, MessageStatus, outcome_clause
+from db.enums import BULK_JOB_MOVING, BulkJobStatus, Channel, MessageStatus, outcome_clause
 from db.models import BulkJob, Message, MessageRollup, MessageTemplate, PreferenceChange
 from db.tenancy import TenantSession
 
 RECENT_MESSAGES = 20
 COUNTS = ("messages",)
 OUTCOMES_AND_COST = ("messages", "cost", "read", *LATENCY_COLUMNS)  # tiles, channels, daily series
-_LIVE_JOBS = (BulkJobStatus.SCHEDULED, BulkJobStatus.EXPANDING, BulkJobStatus.SENDING, BulkJobStatus.PAUSED)
 
 
 def _summed(rows: list[dict[str, Any]], by: tuple[str, ...], measures: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -184,7 +183,7 @@ def _jobs_table(jobs: list[BulkJob], outcomes: dict[uuid.UUID, Totals]) -> pd.Da
 
 def bulk_jobs_in_progress(session: TenantSession, actor: Actor, *, now: dt.datetime) -> pd.DataFrame:
     authorize(session, actor, Permission.VIEW_DASHBOARD)
-    jobs = list(session.scalars(select(BulkJob).where(BulkJob.status.in_(_LIVE_JOBS))
+    jobs = list(session.scalars(select(BulkJob).where(BulkJob.status.in_(BULK_JOB_MOVING))
                                 .order_by(BulkJob.created_at.desc()).limit(20)))
     return _jobs_table(jobs, _job_outcomes(session, jobs, now))
 

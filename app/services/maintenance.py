@@ -2,7 +2,8 @@
 
 The delivery sweep (``app.delivery.sweeper``: scheduled messages due, lost jobs, stuck sends,
 unknown outcomes) and the services' own periodic work: WhatsApp approvals of linked Content
-templates, bulk expansions no worker is on, and the reporting rollups. Each step runs whatever
+templates, bulk expansions no worker is on, bulk jobs whose messages have all ended (completed), and
+the reporting rollups. Each step runs whatever
 happened to the one before (a Content API outage never holds up delivery).
 """
 
@@ -13,7 +14,7 @@ import datetime as dt
 from app.analytics import rollups
 from app.delivery import sweeper
 from app.delivery.runtime import Runtime
-from app.services.bulk import expansion
+from app.services.bulk import expansion, jobs
 from app.services.whatsapp_templates import refresh_due_approvals
 
 
@@ -25,5 +26,7 @@ def run_pass(runtime: Runtime, now: dt.datetime | None = None) -> sweeper.SweepR
                                                 runtime.engine, runtime.settings, now) or 0
     report.resumed_expansions = sweeper.run_step(report, "resume lost expansions", expansion.resume_lost,
                                                  runtime, now) or 0
+    report.completed_jobs = sweeper.run_step(report, "complete finished bulk jobs", jobs.complete_finished,
+                                             runtime, now) or 0
     rollups.refresh_quietly(runtime.engine, runtime.settings.rollup_refresh_overlap_seconds)
     return report

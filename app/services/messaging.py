@@ -35,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app import pricing
@@ -48,11 +48,11 @@ from app.services import audit, tenants
 from app.services.message_content import choose_language, patient_variables, render_body
 from app.services.permissions import Actor, Permission, authorize
 from app.services.queueing import deliver_after_commit, use_queue
+from db.enums import BULK_JOB_MOVING, BulkJobStatus, Channel, Language, MessageClass, MessageStatus, move_bulk_job
 from db.enums import (  # what staff may retry or cancel: next to the lifecycle table
     CANCELLABLE as CANCELLABLE,
 )
 from db.enums import RETRYABLE as RETRYABLE
-from db.enums import BulkJobStatus, Channel, Language, MessageClass, MessageStatus
 from db.models import (
     BulkJob,
     Message,
@@ -328,9 +328,9 @@ def cancel(session: TenantSession, actor: Actor, *, message_ids: Sequence[uuid.U
                       detail=f"cancelled by {actor.username}",
                       only_from=set(CANCELLABLE), values={"status_reason": "Cancelled by staff."}):
             cancelled += 1
-    if bulk_job_id is not None:
-        session.execute(update(BulkJob).where(BulkJob.id == bulk_job_id).values(
-            status=BulkJobStatus.CANCELLED, completed_at=utcnow()).execution_options(synchronize_session=False))
+    if bulk_job_id is not None and BulkJobStatus(job.status) in BULK_JOB_MOVING:
+        move_bulk_job(job, BulkJobStatus.CANCELLED)
+        job.completed_at = utcnow()
     audit.record(session, actor, "message.cancel", object_type="bulk_job" if bulk_job_id else "message",
                  object_id=bulk_job_id or (message_ids[0] if message_ids and len(message_ids) == 1 else None),
                  details={"cancelled": cancelled, "requested": len(message_ids or [])})

@@ -36,7 +36,7 @@ from app.segments import count_segments
 from app.services.bulk import audience as audiences
 from app.services.bulk.plan import Content, plan
 from app.services.message_content import recipient_variables, render_body
-from db.enums import BulkJobStatus, Channel, Language, MessageClass, MessageStatus
+from db.enums import BulkJobStatus, Channel, Language, MessageClass, MessageStatus, move_bulk_job
 from db.models import (
     BulkJob,
     Message,
@@ -251,8 +251,8 @@ def write_rows(runtime: Runtime, bulk_job_id: uuid.UUID, *, now: dt.datetime | N
         job.accepted_count = written
         job.rejected_count = (job.rejected_count or 0) + len(rejections)  # plus the file's refused rows
         job.rejections = [*(job.rejections or []), *rejections][:MAX_KEPT_REJECTIONS]
-        job.status = BulkJobStatus.SCHEDULED if job.scheduled_at else (
-            BulkJobStatus.SENDING if queued else BulkJobStatus.COMPLETED)
+        move_bulk_job(job, BulkJobStatus.SCHEDULED if job.scheduled_at else (
+            BulkJobStatus.SENDING if queued else BulkJobStatus.COMPLETED))
         job.started_at = None if job.scheduled_at else now
         if job.status == BulkJobStatus.COMPLETED:
             job.completed_at = now
@@ -267,7 +267,7 @@ def _fail(runtime: Runtime, bulk_job_id: uuid.UUID, reason: str) -> None:
     with tenant_session(runtime.engine, clinic) as session:
         job = _lock(session, bulk_job_id)
         if job is not None and BulkJobStatus(job.status) == BulkJobStatus.EXPANDING:
-            job.status = BulkJobStatus.FAILED
+            move_bulk_job(job, BulkJobStatus.FAILED)
             job.completed_at = runtime.clock()
             job.rejections = [*(job.rejections or []), {"row": None, "recipient": "", "reason": reason}]
 

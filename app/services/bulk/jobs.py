@@ -5,12 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.orm import aliased
 
 from app.config import get_settings
 from app.delivery.dispatch import assign_jobs
 from app.delivery.lifecycle import log_events
+from app.delivery.runtime import Runtime
 from app.errors import NotFoundError, ValidationError
 from app.services import audit
 from app.services.bulk import audience as audiences
@@ -18,16 +21,20 @@ from app.services.bulk.wizard import authorize_use
 from app.services.permissions import Actor, Permission, authorize
 from app.services.queueing import deliver_after_commit
 from db.enums import (
+    BULK_JOB_MOVING,
     WAITING_STATUSES,
     BulkJobStatus,
     Channel,
     MessageStatus,
     Outcome,
     may_move_to,
+    move_bulk_job,
     outcome,
+    outcome_clause,
     sources_of,
 )
 from db.models import BulkJob, Message, MessageTemplate, User
+from db.session import SYSTEM, scoped_connection, tenant_session
 from db.tenancy import TenantSession
 from db.types import utcnow
 
@@ -44,7 +51,6 @@ def _group(channel: Channel, status: MessageStatus) -> str:
     return _GROUP_OF_OUTCOME[kind]
 
 LOG_CHUNK = 5000  # lifecycle events written at a time
-_ACTIVE = (BulkJobStatus.EXPANDING, BulkJobStatus.SCHEDULED, BulkJobStatus.SENDING, BulkJobStatus.PAUSED)
 
 
 @dataclass(frozen=True)
@@ -106,12 +112,20 @@ def list_jobs(session: TenantSession, actor: Actor, *, limit: int = 200) -> list
     return _rows(session, list(session.scalars(query)))
 
 
+def latest_attempts() -> Any:
+    """Messages no later attempt replaced (a retry or a fallback is another attempt for the same
+    recipient, not a new recipient): a job's counts are of these."""
+    later = aliased(Message)
+    return ~exists().where(later.retry_of_id == Message.id)
+
+
 def progress(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> Progress:
-    """Live counts per group, and when the rest should be sent at the channel's rate."""
+    """Live counts per group (each recipient's last attempt), and when the rest should be sent at the
+    channel's rate."""
     _check(session, actor)
     job = _job(session, job_id, actor)
     by_status = dict(session.execute(select(Message.status, func.count()).where(
-        Message.bulk_job_id == job.id).group_by(Message.status)).all())
+        Message.bulk_job_id == job.id, latest_attempts()).group_by(Message.status)).all())
     counts = dict.fromkeys(GROUPS, 0)
     for status, count in by_status.items():
         counts[_group(Channel(job.channel), MessageStatus(status))] += count
@@ -154,7 +168,7 @@ def pause(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> int:
             Message.bulk_job_id == job.id, Message.status == MessageStatus.SCHEDULED,
             Message.scheduled_at == job.scheduled_at).values(scheduled_at=None)
             .execution_options(synchronize_session=False))
-    job.status = BulkJobStatus.PAUSED
+    move_bulk_job(job, BulkJobStatus.PAUSED)
     audit.record(session, actor, "bulk_job.pause", object_type="bulk_job", object_id=job.id,
                  details={"held": len(held)})
     return len(held)
@@ -171,14 +185,14 @@ def resume(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> int:
         session.execute(update(Message).where(Message.bulk_job_id == job.id, Message.status ==
                                               MessageStatus.SCHEDULED, Message.scheduled_at.is_(None))
                         .values(scheduled_at=job.scheduled_at).execution_options(synchronize_session=False))
-        job.status = BulkJobStatus.SCHEDULED
+        move_bulk_job(job, BulkJobStatus.SCHEDULED)
         batches: list[tuple[str, list[str]]] = []
     else:
         released = _move(session, job, MessageStatus.SCHEDULED, MessageStatus.QUEUED, "resumed",
                          f"bulk job resumed by {actor.username}", {"queued_at": now}, held_only=True)
         batches = assign_jobs(session, released, now)
         deliver_after_commit(session, batches)
-        job.status = BulkJobStatus.SENDING
+        move_bulk_job(job, BulkJobStatus.SENDING)
     audit.record(session, actor, "bulk_job.resume", object_type="bulk_job", object_id=job.id,
                  details={"released": sum(len(ids) for _, ids in batches)})
     return sum(len(ids) for _, ids in batches)
@@ -188,15 +202,63 @@ def cancel(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> int:
     """Cancel every message of the job that has not started sending; returns how many."""
     authorize(session, actor, Permission.BULK_SEND)
     job = _job(session, job_id, actor)
-    if BulkJobStatus(job.status) not in _ACTIVE:
+    if BulkJobStatus(job.status) not in BULK_JOB_MOVING:
         raise ValidationError("This job is finished; there is nothing left to cancel.")
     cancelled = sum(len(_move(session, job, source, MessageStatus.CANCELLED, "cancelled",
                               f"bulk job cancelled by {actor.username}",
                               {"status_reason": "Cancelled by staff.", "finished_at": utcnow()}))
                     for source in sources_of(MessageStatus.CANCELLED))
-    job.status = BulkJobStatus.CANCELLED
+    move_bulk_job(job, BulkJobStatus.CANCELLED)
     job.completed_at = utcnow()
     audit.record(session, actor, "bulk_job.cancel", object_type="bulk_job", object_id=job.id,
                  details={"cancelled": cancelled})
     return cancelled
 
+
+
+def complete_finished(runtime: Runtime, now: dt.datetime) -> int:
+    """Move on the jobs whose state the messages decided; how many ended. Run by each maintenance pass.
+
+    A scheduled job whose time has come is ``sending``; a sending or scheduled job none of whose
+    messages is still in progress is ``completed`` (every recipient's last attempt has its outcome;
+    the counts say whether some failed). Finding them reads job ids and clinics only; each job is moved inside
+    its clinic, after checking again under its row lock.
+    """
+    moving = exists().where(Message.bulk_job_id == BulkJob.id, _in_progress())
+    with scoped_connection(runtime.engine, SYSTEM) as connection:
+        due = connection.execute(select(BulkJob.id, BulkJob.tenant_id).where(
+            BulkJob.status == BulkJobStatus.SCHEDULED, BulkJob.scheduled_at <= now).limit(500)).all()
+        finished = connection.execute(select(BulkJob.id, BulkJob.tenant_id).where(
+            BulkJob.status.in_((BulkJobStatus.SENDING, BulkJobStatus.SCHEDULED)), ~moving).limit(500)).all()
+    for job_id, clinic in due:
+        with tenant_session(runtime.engine, clinic) as session:
+            job = _locked(session, job_id)
+            if job is not None and BulkJobStatus(job.status) == BulkJobStatus.SCHEDULED:
+                move_bulk_job(job, BulkJobStatus.SENDING)
+                job.started_at = job.started_at or now
+    ended = 0
+    for job_id, clinic in finished:
+        with tenant_session(runtime.engine, clinic) as session:
+            job = _locked(session, job_id)
+            if job is None or BulkJobStatus(job.status) not in (BulkJobStatus.SENDING, BulkJobStatus.SCHEDULED):
+                continue
+            if session.scalar(select(exists().where(Message.bulk_job_id == job.id, _in_progress()))):
+                continue
+            move_bulk_job(job, BulkJobStatus.COMPLETED)
+            job.completed_at = now
+            ended += 1
+    return ended
+
+
+def _in_progress() -> Any:
+    """A message whose outcome is not decided yet (``db.enums.Outcome.IN_PROGRESS``: waiting, with the
+    provider, or unknown); delivered, failed and not-sent ones are decided even if a later report
+    (``read``) may still come."""
+    return outcome_clause(Message.channel, Message.status, Outcome.IN_PROGRESS)
+
+
+def _locked(session: TenantSession, job_id: uuid.UUID) -> BulkJob | None:
+    query = select(BulkJob).where(BulkJob.id == job_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return session.scalar(query)
