@@ -295,6 +295,8 @@ BULK_JOB_TRANSITIONS: dict[BulkJobStatus, frozenset[BulkJobStatus]] = {
 }
 BULK_JOB_ENDED = frozenset(status for status, moves in BULK_JOB_TRANSITIONS.items() if not moves)
 BULK_JOB_MOVING = frozenset(BULK_JOB_TRANSITIONS) - BULK_JOB_ENDED - {BulkJobStatus.DRAFT}
+# The job-level switch: no message of a job in one of these states is claimed for sending.
+BULK_JOB_HOLDS = frozenset({BulkJobStatus.PAUSED, BulkJobStatus.CANCELLED})
 
 
 def move_bulk_job(job: Any, new: BulkJobStatus) -> None:

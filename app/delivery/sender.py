@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, insert, literal, select, update
 
+from app.delivery.dispatch import lock_jobs_of, not_held
 from app.delivery.fallback import fall_back_to_sms, may_fall_back
 from app.delivery.lifecycle import log_event, transition
 from app.delivery.optouts import set_channel_opt_in
@@ -233,10 +234,11 @@ def _claim(runtime: Runtime, group: list[tuple[Loaded, Route]]) -> list[tuple[Lo
     by_id = {item.message.id: (item, route) for item, route in group}
     clinic = _one_clinic(item.message for item, _ in group)
     with scoped_connection(runtime.engine, clinic) as connection:
+        lock_jobs_of(connection, list(by_id))
         won = set(connection.scalars(
             update(Message)
             .where(Message.tenant_id == clinic, Message.id.in_(list(by_id)),
-                   may_move_to(Message.status, MessageStatus.SENDING, (_CLAIMED_FROM,)))
+                   may_move_to(Message.status, MessageStatus.SENDING, (_CLAIMED_FROM,)), not_held())
             .values(status=MessageStatus.SENDING, claimed_at=now, attempts=Message.attempts + 1, updated_at=now)
             .returning(Message.id)
         ))

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from sqlalchemy import or_, select
 
 from app.delivery.callbacks import apply_provider_status
-from app.delivery.dispatch import assign_jobs, enqueue
+from app.delivery.dispatch import assign_jobs, enqueue, not_held
 from app.delivery.lifecycle import transition
 from app.delivery.routes import lookup_providers
 from app.delivery.runtime import Runtime
@@ -57,6 +57,7 @@ class SweepReport:
     approvals_changed: int = 0
     resumed_expansions: int = 0
     completed_jobs: int = 0
+    cancelled_settled: int = 0
     lookup_failed: int = 0  # messages left for the next pass (their provider could not be asked, or an error)
     notes: list[str] = field(default_factory=list)
 
@@ -88,7 +89,7 @@ def enqueue_waiting(runtime: Runtime, now: dt.datetime) -> int:
     """Queued messages that are due but on no live job: new jobs for them."""
     stale = now - dt.timedelta(seconds=runtime.settings.sweep_queued_after_seconds)
     due = or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now)
-    waiting = (Message.status == MessageStatus.QUEUED, Message.tenant_id.in_(_active_tenants()), due)
+    waiting = (Message.status == MessageStatus.QUEUED, Message.tenant_id.in_(_active_tenants()), due, not_held())
     with system_session(runtime.engine) as session:
         unassigned = list(session.scalars(
             select(Message.id).where(*waiting, Message.delivery_job_id.is_(None))

@@ -26,6 +26,8 @@ def run_pass(runtime: Runtime, now: dt.datetime | None = None) -> sweeper.SweepR
                                                 runtime.engine, runtime.settings, now) or 0
     report.resumed_expansions = sweeper.run_step(report, "resume lost expansions", expansion.resume_lost,
                                                  runtime, now) or 0
+    report.cancelled_settled = sweeper.run_step(report, "settle cancelled bulk jobs", jobs.settle_cancelled,
+                                                runtime, now) or 0
     report.completed_jobs = sweeper.run_step(report, "complete finished bulk jobs", jobs.complete_finished,
                                              runtime, now) or 0
     rollups.refresh_quietly(runtime.engine, runtime.settings.rollup_refresh_overlap_seconds)

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, cast, func, insert, literal, or_, select, text
+from sqlalchemy import Connection, Engine, and_, case, cast, func, insert, literal, or_, select, text
 from sqlalchemy import String as SAString
 
 from app.delivery.queue import BATCH_SIZE, Batch, JobQueue
@@ -294,13 +294,18 @@ def queued_batches(connection: Connection, clinic: uuid.UUID, bulk_job_id: uuid.
 
 def enqueue_job(runtime: Runtime, bulk_job_id: uuid.UUID, queue: JobQueue | None = None) -> int:
     """Hand the job's queued messages to the queue, a group of delivery jobs at a time."""
-    queue = queue or runtime.queue
-    jobs = 0
-    group: list[Batch] = []
     clinic = clinic_of(runtime.engine, BulkJob, bulk_job_id)
     if clinic is None:
         return 0
-    with scoped_connection(runtime.engine, clinic) as connection:
+    return enqueue_queued(runtime.engine, clinic, bulk_job_id, queue or runtime.queue)
+
+
+def enqueue_queued(engine: Engine, clinic: uuid.UUID, bulk_job_id: uuid.UUID, queue: JobQueue) -> int:
+    """Hand the queued messages of one of ``clinic``'s jobs to ``queue`` under their delivery jobs,
+    streamed a group at a time (also what resuming a paused job does); how many delivery jobs."""
+    jobs = 0
+    group: list[Batch] = []
+    with scoped_connection(engine, clinic) as connection:
         for batch in queued_batches(connection, clinic, bulk_job_id):
             group.append(batch)
             if len(group) >= ENQUEUE_GROUP:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -11,15 +12,15 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import aliased
 
 from app.config import get_settings
-from app.delivery.dispatch import assign_jobs
 from app.delivery.lifecycle import log_events
 from app.delivery.runtime import Runtime
 from app.errors import NotFoundError, ValidationError
 from app.services import audit
 from app.services.bulk import audience as audiences
+from app.services.bulk.expansion import enqueue_queued
 from app.services.bulk.wizard import authorize_use
 from app.services.permissions import Actor, Permission, authorize
-from app.services.queueing import deliver_after_commit
+from app.services.queueing import queue_of
 from db.enums import (
     BULK_JOB_MOVING,
     WAITING_STATUSES,
@@ -34,7 +35,7 @@ from db.enums import (
     sources_of,
 )
 from db.models import BulkJob, Message, MessageTemplate, User
-from db.session import SYSTEM, scoped_connection, tenant_session
+from db.session import SYSTEM, after_commit, scoped_connection, tenant_session
 from db.tenancy import TenantSession
 from db.types import utcnow
 
@@ -82,9 +83,9 @@ def _check(session: TenantSession, actor: Actor) -> None:
     authorize_use(session, actor)
 
 
-def _job(session: TenantSession, job_id: uuid.UUID, actor: Actor) -> BulkJob:
-    """The job; front desk only sees the jobs they created."""
-    job = session.get(BulkJob, job_id)
+def _job(session: TenantSession, job_id: uuid.UUID, actor: Actor, *, lock: bool = False) -> BulkJob:
+    """The job (locked for this transaction with ``lock``); front desk only sees the jobs they created."""
+    job = _locked(session, job_id) if lock else session.get(BulkJob, job_id)
     if job is None or (not actor.can(Permission.BULK_SEND) and job.created_by_id != actor.user_id):
         raise NotFoundError("That bulk job does not exist in your clinic.")
     return job
@@ -137,15 +138,18 @@ def progress(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> Progres
 
 
 def _move(session: TenantSession, job: BulkJob, source: MessageStatus, target: MessageStatus, event: str,
-          detail: str, values: dict[str, object], *, held_only: bool = False) -> list[uuid.UUID]:
-    """Move the job's messages in ``source`` to ``target`` (each logged); ``held_only``: paused ones.
+          detail: str, values: dict[str, object], *, limit: int | None = None) -> list[uuid.UUID]:
+    """Move (at most ``limit`` of) the job's messages in ``source`` to ``target``, each logged.
 
     The lifecycle table must list ``source -> target`` (``TransitionNotAllowed`` otherwise).
     """
+    if limit == 0:
+        return []
     now = utcnow()
-    statement = update(Message).where(Message.bulk_job_id == job.id, may_move_to(Message.status, target, (source,)))
-    if held_only:
-        statement = statement.where(Message.scheduled_at.is_(None))
+    chosen = select(Message.id).where(Message.bulk_job_id == job.id, Message.status == source)
+    if limit is not None:
+        chosen = chosen.limit(limit)
+    statement = update(Message).where(Message.id.in_(chosen), may_move_to(Message.status, target, (source,)))
     moved = list(session.scalars(statement.values(status=target, updated_at=now, **values).returning(Message.id)
                                  .execution_options(synchronize_session=False)))
     for start in range(0, len(moved), LOG_CHUNK):
@@ -154,66 +158,106 @@ def _move(session: TenantSession, job: BulkJob, source: MessageStatus, target: M
     return moved
 
 
+IN_FLIGHT_WAIT_SECONDS = 2.0  # how long pause and cancel wait for sends claimed just before them
+
+
+def _waiting(session: TenantSession, job: BulkJob) -> int:
+    return int(session.scalar(select(func.count()).where(
+        Message.bulk_job_id == job.id, Message.status.in_(WAITING_STATUSES))) or 0)
+
+
+def _after_in_flight(session: TenantSession, job: BulkJob) -> None:
+    """Once the switch is committed, wait (briefly) for the sends claimed before it to reach the
+    provider and be recorded: when pause or cancel returns, nothing more of the job is sent."""
+    engine, clinic, job_id = session.get_bind(), job.tenant_id, job.id
+
+    def wait() -> None:
+        deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            with scoped_connection(engine, clinic) as connection:  # type: ignore[arg-type]
+                sending = connection.scalar(select(func.count()).where(
+                    Message.bulk_job_id == job_id, Message.status == MessageStatus.SENDING))
+            if not sending:
+                return
+            time.sleep(0.05)
+
+    after_commit(session, wait)
+
+
 def pause(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> int:
-    """Hold the job's waiting messages (queued -> scheduled with no time); returns how many."""
+    """Pause the job: one row changes, and no message of it is claimed for sending until it is
+    resumed (messages already with the provider are not recalled); returns how many wait."""
     authorize(session, actor, Permission.BULK_SEND)
-    job = _job(session, job_id, actor)
+    job = _job(session, job_id, actor, lock=True)
     if BulkJobStatus(job.status) not in (BulkJobStatus.SENDING, BulkJobStatus.SCHEDULED):
         raise ValidationError("Only a sending or scheduled job can be paused.")
-    held = _move(session, job, MessageStatus.QUEUED, MessageStatus.SCHEDULED, "paused",
-                 f"bulk job paused by {actor.username}", {"scheduled_at": None, "delivery_job_id": None,
-                                                          "enqueued_at": None})
-    if job.scheduled_at:  # not yet due: hold them too (resume puts the time back)
-        session.execute(update(Message).where(
-            Message.bulk_job_id == job.id, Message.status == MessageStatus.SCHEDULED,
-            Message.scheduled_at == job.scheduled_at).values(scheduled_at=None)
-            .execution_options(synchronize_session=False))
     move_bulk_job(job, BulkJobStatus.PAUSED)
+    waiting = _waiting(session, job)
     audit.record(session, actor, "bulk_job.pause", object_type="bulk_job", object_id=job.id,
-                 details={"held": len(held)})
-    return len(held)
+                 details={"held": waiting})
+    _after_in_flight(session, job)
+    return waiting
 
 
 def resume(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> int:
-    """Release held messages (enqueued after the commit); returns how many go out now."""
+    """Let the job send again; its waiting messages are handed to the queue after the commit.
+    Returns how many wait to be sent (a scheduled job's wait for its time)."""
     authorize(session, actor, Permission.BULK_SEND)
-    job = _job(session, job_id, actor)
+    job = _job(session, job_id, actor, lock=True)
     if BulkJobStatus(job.status) != BulkJobStatus.PAUSED:
         raise ValidationError("Only a paused job can be resumed.")
-    now = utcnow()
-    if job.scheduled_at and job.scheduled_at > now:
-        session.execute(update(Message).where(Message.bulk_job_id == job.id, Message.status ==
-                                              MessageStatus.SCHEDULED, Message.scheduled_at.is_(None))
-                        .values(scheduled_at=job.scheduled_at).execution_options(synchronize_session=False))
-        move_bulk_job(job, BulkJobStatus.SCHEDULED)
-        batches: list[tuple[str, list[str]]] = []
-    else:
-        released = _move(session, job, MessageStatus.SCHEDULED, MessageStatus.QUEUED, "resumed",
-                         f"bulk job resumed by {actor.username}", {"queued_at": now}, held_only=True)
-        batches = assign_jobs(session, released, now)
-        deliver_after_commit(session, batches)
-        move_bulk_job(job, BulkJobStatus.SENDING)
+    later = job.scheduled_at is not None and job.scheduled_at > utcnow()
+    move_bulk_job(job, BulkJobStatus.SCHEDULED if later else BulkJobStatus.SENDING)
+    waiting = _waiting(session, job)
+    if not later:
+        engine, clinic, queue = session.get_bind(), job.tenant_id, queue_of(session)
+        after_commit(session, lambda: enqueue_queued(engine, clinic, job_id, queue))  # type: ignore[arg-type]
     audit.record(session, actor, "bulk_job.resume", object_type="bulk_job", object_id=job.id,
-                 details={"released": sum(len(ids) for _, ids in batches)})
-    return sum(len(ids) for _, ids in batches)
+                 details={"released": waiting})
+    return waiting
 
 
 def cancel(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> int:
-    """Cancel every message of the job that has not started sending; returns how many."""
+    """Cancel the job: one row changes and nothing more of it is sent; its waiting messages settle
+    to ``cancelled`` in the background (each maintenance pass). Returns how many will not be sent."""
     authorize(session, actor, Permission.BULK_SEND)
-    job = _job(session, job_id, actor)
+    job = _job(session, job_id, actor, lock=True)
     if BulkJobStatus(job.status) not in BULK_JOB_MOVING:
         raise ValidationError("This job is finished; there is nothing left to cancel.")
-    cancelled = sum(len(_move(session, job, source, MessageStatus.CANCELLED, "cancelled",
-                              f"bulk job cancelled by {actor.username}",
-                              {"status_reason": "Cancelled by staff.", "finished_at": utcnow()}))
-                    for source in sources_of(MessageStatus.CANCELLED))
     move_bulk_job(job, BulkJobStatus.CANCELLED)
     job.completed_at = utcnow()
+    waiting = _waiting(session, job)
     audit.record(session, actor, "bulk_job.cancel", object_type="bulk_job", object_id=job.id,
-                 details={"cancelled": cancelled})
-    return cancelled
+                 details={"cancelled": waiting})
+    _after_in_flight(session, job)
+    return waiting
 
+
+SETTLE_PER_PASS = 50_000  # cancelled messages written per maintenance pass
+
+
+def settle_cancelled(runtime: Runtime, now: dt.datetime) -> int:
+    """Move the waiting messages of cancelled jobs to ``cancelled`` (logged), a bounded number per
+    pass; how many. Finding the jobs reads ids and clinics only; each is settled inside its clinic."""
+    waiting = exists().where(Message.bulk_job_id == BulkJob.id, Message.status.in_(sources_of(
+        MessageStatus.CANCELLED)))
+    with scoped_connection(runtime.engine, SYSTEM) as connection:
+        found = connection.execute(select(BulkJob.id, BulkJob.tenant_id).where(
+            BulkJob.status == BulkJobStatus.CANCELLED, waiting).limit(100)).all()
+    settled = 0
+    for job_id, clinic in found:
+        with tenant_session(runtime.engine, clinic) as session:
+            job = session.get(BulkJob, job_id)
+            if job is None:
+                continue
+            for source in sources_of(MessageStatus.CANCELLED):
+                settled += len(_move(session, job, source, MessageStatus.CANCELLED, "cancelled",
+                                     "the bulk job was cancelled", {"status_reason": "Cancelled by staff.",
+                                                                    "finished_at": now},
+                                     limit=max(SETTLE_PER_PASS - settled, 0)))
+        if settled >= SETTLE_PER_PASS:
+            break
+    return settled
 
 
 def complete_finished(runtime: Runtime, now: dt.datetime) -> int:
