@@ -62,7 +62,8 @@ def live_numbers() -> None:
     tiles[1].metric("Delivered", f"{totals.delivered:,}", border=True)
     tiles[2].metric("Failed", f"{totals.failed:,}", border=True)
     tiles[3].metric("In progress", f"{totals.in_progress:,}", border=True,
-                    help="Scheduled, queued, being sent, or sent and waiting for the delivery report.")
+                    help="Scheduled, queued, being sent, sent and waiting for the delivery report, or unknown "
+                         "(being checked with the provider).")
     tiles[4].metric("Success rate", reports.percent(totals.success_rate), border=True,
                     help="Delivered out of the messages that were delivered or failed. Test messages are not "
                          "counted.")

@@ -23,7 +23,16 @@ from app.services import audit
 from app.services.contacts import shown_contact
 from app.services.explorer import clinic_of
 from app.services.permissions import Actor, Permission, authorize
-from db.enums import DELIVERED_STATUSES, WAITING_STATUSES, Channel, Language, MessageStatus, OptOutSource
+from db.enums import (
+    DELIVERED_STATUSES,
+    WAITING_STATUSES,
+    Channel,
+    Language,
+    MessageStatus,
+    OptOutSource,
+    Outcome,
+    outcome,
+)
 from db.models import Message, NotificationPreference, Patient, PreferenceChange, User
 from db.tenancy import TenantSession
 from db.types import utcnow
@@ -155,6 +164,9 @@ def why_not_received(last: Message | None, patient: Patient, prefs: Preferences,
             seen = " and read" if status == MessageStatus.READ else ""
             reasons.append(f"{said} was delivered{seen} at {_when(last.delivered_at or last.read_at, zone)}. "
                            "Ask the patient to check that device; it may be in a spam or promotions folder.")
+        elif outcome(channel, status) == Outcome.DELIVERED:  # an e-mail the mail server accepted
+            reasons.append(f"{said} was accepted by the patient's mail server at {_when(last.sent_at, zone)}; "
+                           "e-mail gives no delivery receipt. Ask the patient to check the spam folder.")
         elif status == MessageStatus.SENT:
             reasons.append(f"{said} was handed to the carrier; the carrier has not confirmed delivery yet.")
         elif status in WAITING_STATUSES:

@@ -138,6 +138,17 @@ def test_why_didnt_they_get_it(world: World, status: str, error: str | None, exp
     assert expected in detail(world).why_not[0]
 
 
+@pytest.mark.parametrize("channel, expected", [
+    ("email", "accepted by the patient's mail server"),  # e-mail has no receipt: accepted is delivered
+    ("sms", "the carrier has not confirmed delivery yet"),
+])
+def test_a_sent_message_is_explained_by_its_channels_rule(world: World, channel: str, expected: str) -> None:
+    make_message(world.engine, world.tenant, patient_id=world.sara, status="sent", channel=channel,
+                 recipient="sara@example.com" if channel == "email" else "+966501234567")
+
+    assert expected in detail(world).why_not[0]
+
+
 def test_a_message_to_an_old_number_is_pointed_out(world: World) -> None:
     make_message(world.engine, world.tenant, patient_id=world.sara, recipient="+966509999999")
 
