@@ -7,7 +7,9 @@
    times: the sustained rate (first to last request) and the most requests in any one-second
    window, which must never exceed the cap.
 2. Unpaced: one worker, no latency, no cap: messages per second per worker process, next to
-   the floor of the same RQ worker running no-op jobs (``worker.jobs.noop``) in the same run.
+   its floor from the same run: the same number of message creates sent straight to the fake at
+   the same concurrency (16), with no database and no queue (a rate the worker cannot beat). The
+   same RQ worker running no-op jobs (``worker.jobs.noop``) is printed too: the cost of a job.
 """
 
 from __future__ import annotations
@@ -120,15 +122,22 @@ def unpaced(database_url: str, redis_url: str, fake_process, messages: int) -> N
     subprocess.run([sys.executable, "-m", "worker", "--burst", "--no-sweeper"], cwd=ROOT, env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     noop_rate = jobs / (time.perf_counter() - started)
+    from tests.peers.loadgen import blast
+
+    raw = blast(fake_process.base_url, messages, 16, fake.account_sid, fake.auth_token)  # the floor, in messages
+    fake.reset()
     _bulk(database_url, redis_url, messages, 2_000_000)
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "worker", "--burst", "--no-sweeper"], cwd=ROOT, env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     elapsed = time.perf_counter() - started
     sent = len(fake.sends())
-    print(f"unpaced: one worker process, no latency, no cap ({sent:,} messages)")
-    print(f"  messages per second {sent / elapsed:8.1f}  (including worker start-up)")
-    print(f"  no-op RQ jobs/s     {noop_rate:8.1f}  (same worker, same Redis: the floor per job)")
+    rate = sent / elapsed
+    print(f"unpaced: one worker process, no latency, no cap ({sent:,} messages), load {os.getloadavg()[0]:.2f}")
+    print(f"  messages per second {rate:8.1f}  (including worker start-up)")
+    print(f"  floor               {raw.rate:8.1f}  (the same creates straight to the fake, concurrency 16: "
+          f"{rate / raw.rate:.2f} x)")
+    print(f"  no-op RQ jobs/s     {noop_rate:8.1f}  (same worker, same Redis: what one job costs)")
 
 
 def main() -> None:
