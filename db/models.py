@@ -319,6 +319,11 @@ class BulkJob(TenantScoped, Timestamps, Base):
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("users.id", ondelete="SET NULL")
     )
+    # --- issue 18: prepared in chunks; the cursor after the last committed chunk (a patient id or a
+    # list position), how many chunks (they name the chunk's delivery jobs), when the last was written
+    prepared_through: Mapped[str | None] = mapped_column(String(64))
+    prepared_chunks: Mapped[int] = mapped_column(Integer, default=0)
+    prepared_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class Message(TenantScoped, Timestamps, Base):

@@ -260,7 +260,10 @@ def live_progress(job_id: str) -> None:
         st.caption("Preparing the messages in the background…")
         if bulk_wizard.looks_stuck(job.created_at) and st.button("Start preparing again", key="bulk_restart"):
             feedback.service(bulk_wizard.start_expansion, job.id)  # harmless if it is already running
-    total = max(progress.total, 1)
+    if progress.preparing and job.status != BulkJobStatus.EXPANDING:
+        st.caption(f"{progress.total:,} of about {progress.expected:,} recipients prepared so far; "
+                   "the first ones are already being sent.")
+    total = max(progress.expected if progress.preparing else progress.total, 1)
     for group, count in progress.counts.items():
         st.progress(count / total, text=f"{group.title()}: {count:,}")
     if progress.eta_seconds is not None:

@@ -1,9 +1,11 @@
 """Turning a confirmed bulk job into message rows, in the worker (``worker.jobs.expand_bulk_job``).
 
-Atomic: every row is written in ONE transaction with the job's move out of ``expanding``, under
-a lock on the job row. A crash before the commit leaves nothing (the job is still ``expanding``
-and a re-run writes everything); a re-run after the commit finds the job no longer
-``expanding`` and writes nothing. So recipients are neither lost nor duplicated.
+Streamed: the recipients are prepared ``PREPARE_CHUNK`` at a time in a resumable order (patient id,
+or position in a list). Each chunk is written in one transaction, under a lock on the job row,
+together with the job's cursor (``prepared_through``), and queued as soon as it commits, so the
+first messages leave while the rest is prepared. A crash loses only the chunk in flight; a re-run
+goes on after the cursor, and a re-run after the last chunk (``prepared_at`` set) writes nothing.
+So recipients are neither lost nor duplicated.
 
 Set-based where it can be: when the text is the same for everyone in a language (only the
 clinic's name and phone as variables) and the audience is a patient query, the rows are one
@@ -11,8 +13,8 @@ clinic's name and phone as variables) and the audience is a patient query, the r
 numbered per 500 by ``row_number()``). Otherwise rows are rendered in Python a chunk at a time
 (``app.services.bulk.plan``) and inserted in groups.
 
-Jobs are enqueued after the commit, streamed from the rows in groups (at most 500 messages a
-job). If the worker dies before enqueueing, the sweeper finds the queued rows whose job is not
+Each chunk's delivery jobs (at most 500 messages each, named by the chunk) are enqueued after its
+commit. If the worker dies before enqueueing, the sweeper finds the queued rows whose job is not
 alive and enqueues them again. If the expansion job itself is lost (its worker killed, Redis
 flushed), the sweeper asks for it again (``resume_lost``).
 """
@@ -23,7 +25,7 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, case, cast, func, insert, literal, or_, select, text
@@ -56,15 +58,7 @@ INSERT_CHUNK = 2000
 ENQUEUE_GROUP = 200  # delivery jobs handed to the queue at a time
 MAX_KEPT_REJECTIONS = 1000
 ANALYZE_AFTER_ROWS = 10_000  # an expansion this big refreshes the planner's statistics
-
-
-@dataclass(frozen=True)
-class Expansion:
-    written: int
-    queued: int
-    suppressed: int
-    skipped: int
-    jobs: int
+PREPARE_CHUNK = 5_000  # recipients written and committed (then queued) at a time
 
 
 def content_of(session: Any, job: BulkJob) -> Content:
@@ -94,8 +88,10 @@ def _new_id(dialect: str) -> Any:
     return func.lower(func.hex(func.randomblob(16)))  # SQLite stores Uuid as 32 hex digits
 
 
-def _insert_select(session: Any, tenant: Tenant, job: BulkJob, content: Content, now: dt.datetime) -> None:
-    """All rows in one ``INSERT ... SELECT`` (text identical per language)."""
+def _insert_select(session: Any, tenant: Tenant, job: BulkJob, content: Content, now: dt.datetime,
+                   window: Any, prefix: str) -> list[MessageStatus]:
+    """The rows of the patients in ``window`` in one ``INSERT ... SELECT`` (text identical per
+    language); their statuses."""
     dialect = session.get_bind().dialect.name
     bodies = {lang: render_body(content.source(lang), recipient_variables(tenant, None, lang, None),
                                 content.channel) for lang in (Language.EN, Language.AR) if
@@ -126,9 +122,9 @@ def _insert_select(session: Any, tenant: Tenant, job: BulkJob, content: Content,
     is_suppressed = case((refused, 1), else_=0)
     number = (func.row_number().over(partition_by=is_suppressed, order_by=Patient.id) - 1) // BATCH_SIZE
     job_id = None if job.scheduled_at else case(
-        (refused, None), else_=literal(job_prefix(job.id)) + cast(number, SAString))
+        (refused, None), else_=literal(prefix) + cast(number, SAString))
     column = audiences.contact_column(content.channel)
-    query = audiences.with_preferences(audiences.patients_query(job.audience, content.channel, tenant))
+    query = audiences.with_preferences(audiences.patients_query(job.audience, content.channel, tenant)).where(window)
     columns: dict[str, Any] = {
         "id": _new_id(dialect), "tenant_id": literal(tenant.id, Message.tenant_id.type),
         "patient_id": Patient.id, "bulk_job_id": literal(job.id, Message.bulk_job_id.type),
@@ -150,19 +146,22 @@ def _insert_select(session: Any, tenant: Tenant, job: BulkJob, content: Content,
                             else_=literal(None, Message.finished_at.type)),
         "created_at": literal(now, Message.created_at.type), "updated_at": literal(now, Message.updated_at.type),
     }
-    session.execute(insert(Message).from_select(list(columns), query.with_only_columns(*columns.values())))
+    return [MessageStatus(status) for status in session.scalars(
+        insert(Message).from_select(list(columns), query.with_only_columns(*columns.values()))
+        .returning(Message.status))]
 
 
 def _rendered_rows(session: Any, tenant: Tenant, job: BulkJob, content: Content, now: dt.datetime,
-                   rejections: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """Rows rendered one recipient at a time, in chunks; refused recipients go to ``rejections``."""
+                   rejections: list[dict[str, Any]], part: Part) -> Iterator[list[dict[str, Any]]]:
+    """The rows of ``part``, rendered one recipient at a time, in groups; refused recipients go to
+    ``rejections``, and each written row's status to ``part.statuses``."""
     waiting = MessageStatus.SCHEDULED if job.scheduled_at else MessageStatus.QUEUED
     rows: list[dict[str, Any]] = []
     queued = 0
     template = session.get(MessageTemplate, content.template_id) if content.template_id else None
     # A WhatsApp Content template's numbered variables are filled from the row's variables at send time.
     content_names = set((template.whatsapp_variable_map or {}).values()) if template is not None else set()
-    for item in plan(session, tenant, job.audience, content, job.scheduled_at or now):
+    for item in plan(session, tenant, part.audience, content, job.scheduled_at or now, where=part.window):
         body = ""
         if item.skip is not None and not item.suppressed:
             rejections.append({"row": item.row, "recipient": item.recipient, "reason": f"{item.skip}: {item.detail}"})
@@ -175,9 +174,10 @@ def _rendered_rows(session: Any, tenant: Tenant, job: BulkJob, content: Content,
         status = MessageStatus.SUPPRESSED if item.suppressed else waiting
         delivery_job = None
         if status == MessageStatus.QUEUED:
-            delivery_job = f"{job_prefix(job.id)}{queued // BATCH_SIZE}"
+            delivery_job = f"{part.prefix}{queued // BATCH_SIZE}"
             queued += 1
         subject = (content.subject_ar if item.language == Language.AR and content.subject_ar else content.subject_en)
+        part.statuses.append(status)
         rows.append({
             "id": uuid.uuid4(), "tenant_id": tenant.id, "patient_id": item.patient_id, "bulk_job_id": job.id,
             "template_id": content.template_id, "template_version_id": content.template_version_id,
@@ -210,54 +210,99 @@ def _lock(session: Any, bulk_job_id: uuid.UUID) -> BulkJob | None:
 
 
 def _write_rendered(runtime: Runtime, session: Any, tenant: Tenant, job: BulkJob, content: Content,
-                    now: dt.datetime, rejections: list[dict[str, Any]]) -> None:
+                    now: dt.datetime, rejections: list[dict[str, Any]], part: Part) -> None:
     """Render and write the rows in the expansion's transaction (``session``).
 
     On PostgreSQL the audience is read on a second connection (in the same clinic) so that ONE
     COPY streams every row: the database inserts one chunk while the next is rendered.
     """
     if session.get_bind().dialect.name != "postgresql":
-        for rows in _rendered_rows(session, tenant, job, content, now, rejections):
+        for rows in _rendered_rows(session, tenant, job, content, now, rejections, part):
             session.execute(insert(Message), rows)
         return
     with tenant_session(runtime.engine, tenant.id) as reader:
         copy_chunks(session.connection(), Message.__table__,
-                    _rendered_rows(reader, tenant, job, content, now, rejections))
+                    _rendered_rows(reader, tenant, job, content, now, rejections, part))
 
 
-def write_rows(runtime: Runtime, bulk_job_id: uuid.UUID, *, now: dt.datetime | None = None) -> Expansion | None:
-    """Write the job's message rows and move it on, in one transaction; None if it is not ``expanding``."""
+@dataclass
+class Part:
+    """One chunk of a job's recipients: who (``audience`` and ``window``), the cursor after it, the
+    prefix of its delivery jobs, and the statuses of the rows written."""
+
+    audience: dict[str, Any]
+    window: Any
+    cursor: str
+    prefix: str
+    statuses: list[MessageStatus] = field(default_factory=list)
+    rejected: int = 0
+
+
+PREPARING = (BulkJobStatus.EXPANDING, BulkJobStatus.SCHEDULED, BulkJobStatus.SENDING, BulkJobStatus.PAUSED)
+
+
+def _next_part(session: Any, tenant: Tenant, job: BulkJob, content: Content) -> Part | None:
+    """The next ``PREPARE_CHUNK`` recipients after the job's cursor (None when none is left)."""
+    prefix = f"{job_prefix(job.id)}{job.prepared_chunks}-"
+    if job.audience.get("kind") == "list":
+        start = int(job.prepared_through or 0)
+        recipients = list(job.audience.get("recipients") or [])[start:start + PREPARE_CHUNK]
+        if not recipients:
+            return None
+        return Part({"kind": "list", "recipients": recipients}, None, str(start + len(recipients)), prefix)
+    after = uuid.UUID(job.prepared_through) if job.prepared_through else None
+    ids = audiences.patients_query(job.audience, content.channel, tenant).with_only_columns(Patient.id)
+    if after is not None:
+        ids = ids.where(Patient.id > after)
+    chunk = ids.order_by(Patient.id).limit(PREPARE_CHUNK).subquery()
+    upper = session.scalar(select(chunk.c.id).order_by(chunk.c.id.desc()).limit(1))  # PostgreSQL has no max(uuid)
+    if upper is None:
+        return None
+    window = and_(Patient.id > after, Patient.id <= upper) if after is not None else Patient.id <= upper
+    return Part(job.audience, window, str(upper), prefix)
+
+
+def write_chunk(runtime: Runtime, bulk_job_id: uuid.UUID, *, now: dt.datetime | None = None) -> Part | None:
+    """Write the job's next chunk of rows and advance its cursor, in one transaction (in the job's
+    clinic, under its row lock); the chunk written, or None when nothing is left to prepare (the job
+    is then marked prepared) or the job is no longer being prepared (cancelled, failed).
+
+    The first chunk moves the job on (sending, or scheduled), so its messages go out while the rest
+    is prepared. A crash loses only the chunk in flight: the cursor moves with the rows.
+    """
     now = now or runtime.clock()
     clinic = clinic_of(runtime.engine, BulkJob, bulk_job_id)
     if clinic is None:
         return None
     with tenant_session(runtime.engine, clinic) as session:  # the job runs in the clinic it serves
         job = _lock(session, bulk_job_id)
-        if job is None or BulkJobStatus(job.status) != BulkJobStatus.EXPANDING:
+        if job is None or job.prepared_at is not None or BulkJobStatus(job.status) not in PREPARING:
             return None
         tenant = session.get(Tenant, job.tenant_id)
         assert tenant is not None
         content = content_of(session, job)
+        part = _next_part(session, tenant, job, content)
+        if part is None:
+            job.prepared_at = now
+            if BulkJobStatus(job.status) == BulkJobStatus.EXPANDING:  # nobody to send to
+                move_bulk_job(job, BulkJobStatus.COMPLETED)
+                job.completed_at = now
+            return None
         rejections: list[dict[str, Any]] = []
         if job.audience.get("kind") != "list" and not content.per_recipient:
-            _insert_select(session, tenant, job, content, now)
+            part.statuses = _insert_select(session, tenant, job, content, now, part.window, part.prefix)
         else:
-            _write_rendered(runtime, session, tenant, job, content, now, rejections)
-        counts = dict(session.execute(select(Message.status, func.count()).where(
-            Message.bulk_job_id == job.id).group_by(Message.status)).all())
-        written = sum(counts.values())
-        suppressed = counts.get(MessageStatus.SUPPRESSED, 0)
-        queued = counts.get(MessageStatus.QUEUED, 0)
-        job.accepted_count = written
+            _write_rendered(runtime, session, tenant, job, content, now, rejections, part)
+        job.prepared_through, job.prepared_chunks = part.cursor, job.prepared_chunks + 1
+        job.accepted_count = (job.accepted_count or 0) + len(part.statuses)
         job.rejected_count = (job.rejected_count or 0) + len(rejections)  # plus the file's refused rows
-        job.rejections = [*(job.rejections or []), *rejections][:MAX_KEPT_REJECTIONS]
-        move_bulk_job(job, BulkJobStatus.SCHEDULED if job.scheduled_at else (
-            BulkJobStatus.SENDING if queued else BulkJobStatus.COMPLETED))
-        job.started_at = None if job.scheduled_at else now
-        if job.status == BulkJobStatus.COMPLETED:
-            job.completed_at = now
-    return Expansion(written=written, queued=queued, suppressed=suppressed, skipped=len(rejections),
-                     jobs=-(-queued // BATCH_SIZE))
+        if rejections:
+            job.rejections = [*(job.rejections or []), *rejections][:MAX_KEPT_REJECTIONS]
+        if BulkJobStatus(job.status) == BulkJobStatus.EXPANDING:
+            move_bulk_job(job, BulkJobStatus.SCHEDULED if job.scheduled_at else BulkJobStatus.SENDING)
+            job.started_at = None if job.scheduled_at else now
+        part.rejected = len(rejections)
+        return part
 
 
 def _fail(runtime: Runtime, bulk_job_id: uuid.UUID, reason: str) -> None:
@@ -266,20 +311,25 @@ def _fail(runtime: Runtime, bulk_job_id: uuid.UUID, reason: str) -> None:
         return
     with tenant_session(runtime.engine, clinic) as session:
         job = _lock(session, bulk_job_id)
-        if job is not None and BulkJobStatus(job.status) == BulkJobStatus.EXPANDING:
+        if job is None or job.prepared_at is not None:
+            return
+        job.rejections = [*(job.rejections or []), {"row": None, "recipient": "", "reason": reason}]
+        job.prepared_at = runtime.clock()  # what was prepared is sent; nothing more is prepared
+        if BulkJobStatus(job.status) == BulkJobStatus.EXPANDING:
             move_bulk_job(job, BulkJobStatus.FAILED)
             job.completed_at = runtime.clock()
-            job.rejections = [*(job.rejections or []), {"row": None, "recipient": "", "reason": reason}]
 
 
-def queued_batches(connection: Connection, clinic: uuid.UUID, bulk_job_id: uuid.UUID) -> Iterator[Batch]:
+def queued_batches(connection: Connection, clinic: uuid.UUID, bulk_job_id: uuid.UUID,
+                   prefix: str | None = None) -> Iterator[Batch]:
     """The job's queued messages grouped by their delivery job, streamed (bounded memory)."""
     # On PostgreSQL the id's text comes as is, without a UUID object per row.
     message_id = cast(Message.id, SAString) if connection.dialect.name == "postgresql" else Message.id
     stream = connection.execution_options(yield_per=5000).execute(
         select(Message.delivery_job_id, message_id).where(
             Message.tenant_id == clinic, Message.bulk_job_id == bulk_job_id, Message.status == MessageStatus.QUEUED,
-            Message.delivery_job_id.is_not(None)).order_by(Message.delivery_job_id))
+            Message.delivery_job_id.is_not(None) if prefix is None else Message.delivery_job_id.startswith(prefix))
+        .order_by(Message.delivery_job_id))
     current: str | None = None
     ids: list[str] = []
     for delivery_job, text_id in stream:
@@ -300,13 +350,15 @@ def enqueue_job(runtime: Runtime, bulk_job_id: uuid.UUID, queue: JobQueue | None
     return enqueue_queued(runtime.engine, clinic, bulk_job_id, queue or runtime.queue)
 
 
-def enqueue_queued(engine: Engine, clinic: uuid.UUID, bulk_job_id: uuid.UUID, queue: JobQueue) -> int:
-    """Hand the queued messages of one of ``clinic``'s jobs to ``queue`` under their delivery jobs,
-    streamed a group at a time (also what resuming a paused job does); how many delivery jobs."""
+def enqueue_queued(engine: Engine, clinic: uuid.UUID, bulk_job_id: uuid.UUID, queue: JobQueue,
+                   prefix: str | None = None) -> int:
+    """Hand the queued messages of one of ``clinic``'s jobs (of one chunk, with ``prefix``) to
+    ``queue`` under their delivery jobs, streamed a group at a time (also what resuming a paused job
+    does); how many delivery jobs."""
     jobs = 0
     group: list[Batch] = []
     with scoped_connection(engine, clinic) as connection:
-        for batch in queued_batches(connection, clinic, bulk_job_id):
+        for batch in queued_batches(connection, clinic, bulk_job_id, prefix):
             group.append(batch)
             if len(group) >= ENQUEUE_GROUP:
                 queue.enqueue_batches(group)
@@ -335,33 +387,41 @@ def _refresh_statistics(runtime: Runtime) -> None:
 
 
 def expand(runtime: Runtime, bulk_job_id: uuid.UUID) -> dict[str, int]:
-    """The worker job: write the rows (atomically) and enqueue them. Safe to run twice.
+    """The worker job: prepare the job a chunk at a time, each chunk committed and then queued, so
+    the first messages leave while the rest is prepared. Safe to run twice or after a crash: it goes
+    on after the last committed chunk, and never writes a recipient twice.
 
-    Text that cannot be rendered (e.g. over the channel's length limit) fails the job with the
-    reason; any other error leaves it ``expanding`` so running the job again finishes it.
+    Text that cannot be rendered (e.g. over the channel's length limit) fails a job not yet sending
+    with the reason; any other error leaves the cursor where it was, and the sweeper asks again.
     """
-    try:
-        result = write_rows(runtime, bulk_job_id)
-    except AppError as exc:
-        _fail(runtime, bulk_job_id, str(exc))
-        return {"written": 0, "enqueued_jobs": 0}
-    if result is None:
-        return {"written": 0, "enqueued_jobs": 0}
-    if result.written >= ANALYZE_AFTER_ROWS:
+    totals = {"written": 0, "queued": 0, "suppressed": 0, "skipped": 0, "enqueued_jobs": 0}
+    clinic = clinic_of(runtime.engine, BulkJob, bulk_job_id)
+    while clinic is not None:
+        try:
+            part = write_chunk(runtime, bulk_job_id)
+        except AppError as exc:
+            _fail(runtime, bulk_job_id, str(exc))
+            break
+        if part is None:
+            break
+        totals["written"] += len(part.statuses)
+        totals["queued"] += part.statuses.count(MessageStatus.QUEUED)
+        totals["suppressed"] += part.statuses.count(MessageStatus.SUPPRESSED)
+        totals["skipped"] += part.rejected
+        try:
+            totals["enqueued_jobs"] += enqueue_queued(runtime.engine, clinic, bulk_job_id, runtime.queue,
+                                                      part.prefix)
+        except Exception as exc:  # noqa: BLE001 - the rows are safe; the sweeper enqueues them later
+            log.warning("bulk job %s: enqueue failed (%s); the sweeper will retry", bulk_job_id, type(exc).__name__)
+    if totals["written"] >= ANALYZE_AFTER_ROWS:
         _refresh_statistics(runtime)
-    try:
-        jobs = enqueue_job(runtime, bulk_job_id)
-    except Exception as exc:  # noqa: BLE001 - the rows are safe; the sweeper enqueues them later
-        log.warning("bulk job %s: enqueue failed (%s); the sweeper will retry", bulk_job_id, type(exc).__name__)
-        jobs = 0
-    log.info("bulk job %s expanded: %d rows, %d queued, %d delivery jobs", bulk_job_id, result.written,
-             result.queued, jobs)
-    return {"written": result.written, "queued": result.queued, "suppressed": result.suppressed,
-            "skipped": result.skipped, "enqueued_jobs": jobs}
+    log.info("bulk job %s prepared: %d rows, %d queued, %d delivery jobs", bulk_job_id, totals["written"],
+             totals["queued"], totals["enqueued_jobs"])
+    return totals
 
 
 def resume_lost(runtime: Runtime, now: dt.datetime) -> int:
-    """Ask again for the expansion of jobs still ``expanding`` long after their last change.
+    """Ask again for the preparation of jobs not fully prepared long after their last change.
 
     On PostgreSQL a running expansion holds its job row's lock, so ``SKIP LOCKED`` leaves those
     alone; a job whose expansion is merely waiting in the queue may be asked for twice, and the
@@ -369,7 +429,8 @@ def resume_lost(runtime: Runtime, now: dt.datetime) -> int:
     """
     cutoff = now - dt.timedelta(seconds=runtime.settings.sweep_expanding_after_seconds)
     with system_session(runtime.engine) as session:
-        query = (select(BulkJob.id).where(BulkJob.status == BulkJobStatus.EXPANDING, BulkJob.updated_at < cutoff)
+        query = (select(BulkJob.id).where(BulkJob.status.in_(PREPARING), BulkJob.prepared_at.is_(None),
+                                          BulkJob.updated_at < cutoff)
                  .order_by(BulkJob.updated_at).limit(100))
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)

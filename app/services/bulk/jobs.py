@@ -77,6 +77,8 @@ class Progress:
     total: int
     eta_seconds: float | None
     explorer_url: str
+    preparing: bool = False  # recipients are still being prepared: ``total`` so far of ``expected``
+    expected: int = 0
 
 
 def _check(session: TenantSession, actor: Actor) -> None:
@@ -133,8 +135,10 @@ def progress(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> Progres
     waiting = counts["queued"]
     rate = get_settings().rate_for(Channel(job.channel).value)
     eta = waiting / rate if waiting and BulkJobStatus(job.status) == BulkJobStatus.SENDING else None
+    preparing = job.prepared_at is None and BulkJobStatus(job.status) in BULK_JOB_MOVING
     return Progress(job=_rows(session, [job])[0], counts=counts, total=sum(counts.values()), eta_seconds=eta,
-                    explorer_url=f"messages?bulk_job={job.id}")
+                    explorer_url=f"messages?bulk_job={job.id}", preparing=preparing,
+                    expected=max(job.total_recipients or 0, sum(counts.values())))
 
 
 def _move(session: TenantSession, job: BulkJob, source: MessageStatus, target: MessageStatus, event: str,
@@ -273,7 +277,8 @@ def complete_finished(runtime: Runtime, now: dt.datetime) -> int:
         due = connection.execute(select(BulkJob.id, BulkJob.tenant_id).where(
             BulkJob.status == BulkJobStatus.SCHEDULED, BulkJob.scheduled_at <= now).limit(500)).all()
         finished = connection.execute(select(BulkJob.id, BulkJob.tenant_id).where(
-            BulkJob.status.in_((BulkJobStatus.SENDING, BulkJobStatus.SCHEDULED)), ~moving).limit(500)).all()
+            BulkJob.status.in_((BulkJobStatus.SENDING, BulkJobStatus.SCHEDULED)), BulkJob.prepared_at.is_not(None),
+            ~moving).limit(500)).all()
     for job_id, clinic in due:
         with tenant_session(runtime.engine, clinic) as session:
             job = _locked(session, job_id)
@@ -284,7 +289,8 @@ def complete_finished(runtime: Runtime, now: dt.datetime) -> int:
     for job_id, clinic in finished:
         with tenant_session(runtime.engine, clinic) as session:
             job = _locked(session, job_id)
-            if job is None or BulkJobStatus(job.status) not in (BulkJobStatus.SENDING, BulkJobStatus.SCHEDULED):
+            if job is None or job.prepared_at is None or BulkJobStatus(job.status) not in (
+                    BulkJobStatus.SENDING, BulkJobStatus.SCHEDULED):
                 continue
             if session.scalar(select(exists().where(Message.bulk_job_id == job.id, _in_progress()))):
                 continue
