@@ -15,7 +15,8 @@ In a fresh PostgreSQL database (dropped at the end) it COPYs N patients in, then
 Prints seconds, the ratio to the floor, peak memory, delivery jobs enqueued and the largest job,
 then the time of the wizard's review (dry run) of the same audience; ``--controls`` then times
 pause, resume and cancel of the expanded job.
-Targets (issue 7): under 10 s, within 1.6x of the floor, under 300 MB, <= 1 job per 500 messages.
+Targets (issue 18): the first delivery job queued within 2 s, at least 20,000 rows/s sustained and
+within 1.6x of the floor, under 300 MB, <= 1 job per 500 messages.
 ``--breakdown`` then shows the floor's foreign-key checks one by one (``EXPLAIN ANALYZE``) and times it
 without the foreign keys, the secondary indexes and the key.
 """
@@ -26,6 +27,7 @@ import argparse
 import functools
 import io
 import multiprocessing
+import os
 import resource
 import time
 import uuid
@@ -198,11 +200,14 @@ def _expand(url: str, redis_url: str, queue_name: str, job_id: uuid.UUID, out: m
     connection = redis.Redis.from_url(redis_url)
     queue = RQJobQueue(connection, queue_name)
     sizes: list[int] = []
+    first_queued: list[float] = []
     real_enqueue = queue.enqueue_batches
 
     def counting(batches):  # type: ignore[no-untyped-def]
         sizes.extend(len(ids) for _, ids in batches)
         real_enqueue(batches)
+        if not first_queued:
+            first_queued.append(time.perf_counter())
 
     queue.enqueue_batches = counting  # type: ignore[method-assign]
     runtime = Runtime(engine, Settings(database_url=url), ProviderSet(), LocalRateLimiter(), queue)
@@ -214,19 +219,20 @@ def _expand(url: str, redis_url: str, queue_name: str, job_id: uuid.UUID, out: m
             return real(*args)
         return marked
 
-    for step in ("_refresh_statistics", "enqueue_job"):
-        setattr(expansion, step, marking(step, getattr(expansion, step)))
+    expansion._refresh_statistics = marking("_refresh_statistics", expansion._refresh_statistics)
     started = time.perf_counter()
     outcome = expansion.expand(runtime, job_id)
-    total = time.perf_counter() - started
-    written = min(marks.values()) - started
-    analyzed = marks["enqueue_job"] - marks.get("_refresh_statistics", marks["enqueue_job"])
+    ended = time.perf_counter()
+    total = ended - started
+    written = marks.get("_refresh_statistics", ended) - started  # every chunk written and queued
+    analyzed = ended - marks.get("_refresh_statistics", ended)
     jobs = outcome["enqueued_jobs"]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.queue.empty()
     connection.delete(queue.queue.key)
     out.put({"written_s": written, "total_s": total, "analyze_s": analyzed, "rows": outcome["written"], "jobs": jobs,
-             "largest_job": max(sizes) if sizes else 0, "peak_mb": peak_mb})
+             "largest_job": max(sizes) if sizes else 0, "peak_mb": peak_mb,
+             "first_queued_s": first_queued[0] - started if first_queued else float("nan")})
 
 
 def main() -> None:
@@ -252,16 +258,17 @@ def main() -> None:
         child.start()
         result = out.get()
         child.join()
-        print(f"expansion: {result['rows']:,} rows written in {result['written_s']:.2f} s; "
-              f"with ANALYZE ({result['analyze_s']:.2f} s) and enqueueing {result['jobs']:,} delivery jobs: "
-              f"{result['total_s']:.2f} s")
+        print(f"expansion: first delivery job queued after {result['first_queued_s']:.2f} s; "
+              f"{result['rows']:,} rows written and {result['jobs']:,} delivery jobs queued in chunks in "
+              f"{result['written_s']:.2f} s ({result['rows'] / result['written_s']:,.0f} rows/s); with ANALYZE "
+              f"({result['analyze_s']:.2f} s): {result['total_s']:.2f} s; load {os.getloadavg()[0]:.2f}")
         print(f"ratio to floor (rows): {result['written_s'] / floor:.2f}x; (with enqueue): "
               f"{result['total_s'] / floor:.2f}x")
         print(f"peak memory of the expanding process: {result['peak_mb']:.0f} MB; largest job "
               f"{result['largest_job']} messages; jobs per 500 messages: "
               f"{result['jobs'] / max(1, result['rows'] / 500):.3f}")
-        ok = (result["total_s"] < 10 and result["total_s"] / floor <= 1.6 and result["peak_mb"] < 300
-              and result["largest_job"] <= 500)
+        ok = (result["first_queued_s"] <= 2 and result["rows"] / result["written_s"] >= 20_000
+              and result["written_s"] / floor <= 1.6 and result["peak_mb"] < 300 and result["largest_job"] <= 500)
         print("targets met" if ok else "TARGETS NOT MET")
         # after the expanding child: Linux keeps a parent's peak memory in a child it spawns
         print(f"review (dry run) of the {args.recipients:,} recipients: {_review(url, tenant_id, body):.2f} s")
