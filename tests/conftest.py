@@ -60,9 +60,12 @@ def pg_owner_url() -> Iterator[str]:
     except Exception as exc:  # noqa: BLE001 - any connection failure means "unreachable"
         admin.dispose()
         _service_missing("postgresql", f"{admin_url.render_as_string(hide_password=True)}: {type(exc).__name__}")
-    with admin.connect() as conn, conn.begin():  # roles are cluster-wide: one xdist worker at a time
-        conn.execute(text("SELECT pg_advisory_xact_lock(16016)"))
-        create_roles(conn, APP_ROLE, SYSTEM_ROLE)
+    with admin.connect() as conn:  # roles are cluster-wide: one xdist worker at a time (autocommit: a session lock)
+        conn.execute(text("SELECT pg_advisory_lock(16016)"))
+        try:
+            create_roles(conn, APP_ROLE, SYSTEM_ROLE)
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(16016)"))
     yield admin_url.set(database=name).render_as_string(hide_password=False)
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -58,7 +58,8 @@ INSERT_CHUNK = 2000
 ENQUEUE_GROUP = 200  # delivery jobs handed to the queue at a time
 MAX_KEPT_REJECTIONS = 1000
 ANALYZE_AFTER_ROWS = 10_000  # an expansion this big refreshes the planner's statistics
-PREPARE_CHUNK = 5_000  # recipients written and committed (then queued) at a time
+PREPARE_CHUNK = 20_000  # recipients written and committed (then queued) at a time
+FIRST_CHUNK = 2_000  # the first chunk is small, so the first messages leave at once
 
 
 def content_of(session: Any, job: BulkJob) -> Content:
@@ -89,9 +90,9 @@ def _new_id(dialect: str) -> Any:
 
 
 def _insert_select(session: Any, tenant: Tenant, job: BulkJob, content: Content, now: dt.datetime,
-                   window: Any, prefix: str) -> list[MessageStatus]:
-    """The rows of the patients in ``window`` in one ``INSERT ... SELECT`` (text identical per
-    language); their statuses."""
+                   part: Part) -> None:
+    """The rows of the patients in ``part`` in one ``INSERT ... SELECT`` (text identical per
+    language), noted in ``part`` as written."""
     dialect = session.get_bind().dialect.name
     bodies = {lang: render_body(content.source(lang), recipient_variables(tenant, None, lang, None),
                                 content.channel) for lang in (Language.EN, Language.AR) if
@@ -122,9 +123,10 @@ def _insert_select(session: Any, tenant: Tenant, job: BulkJob, content: Content,
     is_suppressed = case((refused, 1), else_=0)
     number = (func.row_number().over(partition_by=is_suppressed, order_by=Patient.id) - 1) // BATCH_SIZE
     job_id = None if job.scheduled_at else case(
-        (refused, None), else_=literal(prefix) + cast(number, SAString))
+        (refused, None), else_=literal(part.prefix) + cast(number, SAString))
     column = audiences.contact_column(content.channel)
-    query = audiences.with_preferences(audiences.patients_query(job.audience, content.channel, tenant)).where(window)
+    query = audiences.with_preferences(audiences.patients_query(job.audience, content.channel, tenant))
+    query = query.where(part.window)
     columns: dict[str, Any] = {
         "id": _new_id(dialect), "tenant_id": literal(tenant.id, Message.tenant_id.type),
         "patient_id": Patient.id, "bulk_job_id": literal(job.id, Message.bulk_job_id.type),
@@ -146,9 +148,10 @@ def _insert_select(session: Any, tenant: Tenant, job: BulkJob, content: Content,
                             else_=literal(None, Message.finished_at.type)),
         "created_at": literal(now, Message.created_at.type), "updated_at": literal(now, Message.updated_at.type),
     }
-    return [MessageStatus(status) for status in session.scalars(
-        insert(Message).from_select(list(columns), query.with_only_columns(*columns.values()))
-        .returning(Message.status))]
+    for message_id, status, delivery_job in session.execute(
+            insert(Message).from_select(list(columns), query.with_only_columns(*columns.values()))
+            .returning(Message.id, Message.status, Message.delivery_job_id)):
+        part.written(message_id, MessageStatus(status), delivery_job)
 
 
 def _rendered_rows(session: Any, tenant: Tenant, job: BulkJob, content: Content, now: dt.datetime,
@@ -177,9 +180,10 @@ def _rendered_rows(session: Any, tenant: Tenant, job: BulkJob, content: Content,
             delivery_job = f"{part.prefix}{queued // BATCH_SIZE}"
             queued += 1
         subject = (content.subject_ar if item.language == Language.AR and content.subject_ar else content.subject_en)
-        part.statuses.append(status)
+        row_id = uuid.uuid4()
+        part.written(row_id, status, delivery_job)
         rows.append({
-            "id": uuid.uuid4(), "tenant_id": tenant.id, "patient_id": item.patient_id, "bulk_job_id": job.id,
+            "id": row_id, "tenant_id": tenant.id, "patient_id": item.patient_id, "bulk_job_id": job.id,
             "template_id": content.template_id, "template_version_id": content.template_version_id,
             "created_by_id": job.created_by_id, "channel": content.channel, "message_class": content.message_class,
             "recipient": item.recipient, "language": item.language,
@@ -236,17 +240,25 @@ class Part:
     prefix: str
     statuses: list[MessageStatus] = field(default_factory=list)
     rejected: int = 0
+    batches: dict[str, list[str]] = field(default_factory=dict)  # delivery job -> its queued message ids
+
+    def written(self, message_id: Any, status: MessageStatus, delivery_job: str | None) -> None:
+        self.statuses.append(status)
+        if status == MessageStatus.QUEUED and delivery_job:
+            self.batches.setdefault(delivery_job, []).append(str(message_id))
 
 
 PREPARING = (BulkJobStatus.EXPANDING, BulkJobStatus.SCHEDULED, BulkJobStatus.SENDING, BulkJobStatus.PAUSED)
 
 
 def _next_part(session: Any, tenant: Tenant, job: BulkJob, content: Content) -> Part | None:
-    """The next ``PREPARE_CHUNK`` recipients after the job's cursor (None when none is left)."""
+    """The next recipients after the job's cursor (``FIRST_CHUNK``, then ``PREPARE_CHUNK`` at a time;
+    None when none is left)."""
     prefix = f"{job_prefix(job.id)}{job.prepared_chunks}-"
+    size = min(FIRST_CHUNK, PREPARE_CHUNK) if job.prepared_chunks == 0 else PREPARE_CHUNK
     if job.audience.get("kind") == "list":
         start = int(job.prepared_through or 0)
-        recipients = list(job.audience.get("recipients") or [])[start:start + PREPARE_CHUNK]
+        recipients = list(job.audience.get("recipients") or [])[start:start + size]
         if not recipients:
             return None
         return Part({"kind": "list", "recipients": recipients}, None, str(start + len(recipients)), prefix)
@@ -254,7 +266,7 @@ def _next_part(session: Any, tenant: Tenant, job: BulkJob, content: Content) -> 
     ids = audiences.patients_query(job.audience, content.channel, tenant).with_only_columns(Patient.id)
     if after is not None:
         ids = ids.where(Patient.id > after)
-    chunk = ids.order_by(Patient.id).limit(PREPARE_CHUNK).subquery()
+    chunk = ids.order_by(Patient.id).limit(size).subquery()
     upper = session.scalar(select(chunk.c.id).order_by(chunk.c.id.desc()).limit(1))  # PostgreSQL has no max(uuid)
     if upper is None:
         return None
@@ -290,7 +302,7 @@ def write_chunk(runtime: Runtime, bulk_job_id: uuid.UUID, *, now: dt.datetime | 
             return None
         rejections: list[dict[str, Any]] = []
         if job.audience.get("kind") != "list" and not content.per_recipient:
-            part.statuses = _insert_select(session, tenant, job, content, now, part.window, part.prefix)
+            _insert_select(session, tenant, job, content, now, part)
         else:
             _write_rendered(runtime, session, tenant, job, content, now, rejections, part)
         job.prepared_through, job.prepared_chunks = part.cursor, job.prepared_chunks + 1
@@ -320,16 +332,14 @@ def _fail(runtime: Runtime, bulk_job_id: uuid.UUID, reason: str) -> None:
             job.completed_at = runtime.clock()
 
 
-def queued_batches(connection: Connection, clinic: uuid.UUID, bulk_job_id: uuid.UUID,
-                   prefix: str | None = None) -> Iterator[Batch]:
+def queued_batches(connection: Connection, clinic: uuid.UUID, bulk_job_id: uuid.UUID) -> Iterator[Batch]:
     """The job's queued messages grouped by their delivery job, streamed (bounded memory)."""
     # On PostgreSQL the id's text comes as is, without a UUID object per row.
     message_id = cast(Message.id, SAString) if connection.dialect.name == "postgresql" else Message.id
     stream = connection.execution_options(yield_per=5000).execute(
         select(Message.delivery_job_id, message_id).where(
             Message.tenant_id == clinic, Message.bulk_job_id == bulk_job_id, Message.status == MessageStatus.QUEUED,
-            Message.delivery_job_id.is_not(None) if prefix is None else Message.delivery_job_id.startswith(prefix))
-        .order_by(Message.delivery_job_id))
+            Message.delivery_job_id.is_not(None)).order_by(Message.delivery_job_id))
     current: str | None = None
     ids: list[str] = []
     for delivery_job, text_id in stream:
@@ -350,15 +360,13 @@ def enqueue_job(runtime: Runtime, bulk_job_id: uuid.UUID, queue: JobQueue | None
     return enqueue_queued(runtime.engine, clinic, bulk_job_id, queue or runtime.queue)
 
 
-def enqueue_queued(engine: Engine, clinic: uuid.UUID, bulk_job_id: uuid.UUID, queue: JobQueue,
-                   prefix: str | None = None) -> int:
-    """Hand the queued messages of one of ``clinic``'s jobs (of one chunk, with ``prefix``) to
-    ``queue`` under their delivery jobs, streamed a group at a time (also what resuming a paused job
-    does); how many delivery jobs."""
+def enqueue_queued(engine: Engine, clinic: uuid.UUID, bulk_job_id: uuid.UUID, queue: JobQueue) -> int:
+    """Hand the queued messages of one of ``clinic``'s jobs to ``queue`` under their delivery jobs,
+    streamed a group at a time (what resuming a paused job does); how many delivery jobs."""
     jobs = 0
     group: list[Batch] = []
     with scoped_connection(engine, clinic) as connection:
-        for batch in queued_batches(connection, clinic, bulk_job_id, prefix):
+        for batch in queued_batches(connection, clinic, bulk_job_id):
             group.append(batch)
             if len(group) >= ENQUEUE_GROUP:
                 queue.enqueue_batches(group)
@@ -409,8 +417,10 @@ def expand(runtime: Runtime, bulk_job_id: uuid.UUID) -> dict[str, int]:
         totals["suppressed"] += part.statuses.count(MessageStatus.SUPPRESSED)
         totals["skipped"] += part.rejected
         try:
-            totals["enqueued_jobs"] += enqueue_queued(runtime.engine, clinic, bulk_job_id, runtime.queue,
-                                                      part.prefix)
+            batches = sorted(part.batches.items())
+            for start in range(0, len(batches), ENQUEUE_GROUP):
+                runtime.queue.enqueue_batches(batches[start:start + ENQUEUE_GROUP])
+            totals["enqueued_jobs"] += len(batches)
         except Exception as exc:  # noqa: BLE001 - the rows are safe; the sweeper enqueues them later
             log.warning("bulk job %s: enqueue failed (%s); the sweeper will retry", bulk_job_id, type(exc).__name__)
     if totals["written"] >= ANALYZE_AFTER_ROWS:
