@@ -480,7 +480,7 @@ def _bulk_jobs(writer: _RowWriter, plan: history.ClinicPlan, clock: history.Cloc
             "audience": {"kind": "tags" if job.tags else "all", "tags": list(job.tags), "size": job.count},
             "template_id": tmpl.id, "template_version_id": tmpl.version_id, "message_class": tmpl.message_class,
             "total_recipients": job.count, "accepted_count": job.count, "rejected_count": 0, "rejections": [],
-            "started_at": started, "completed_at": finished, "created_by_id": plan.admin_id,
+            "started_at": started, "completed_at": finished, "prepared_at": started, "created_by_id": plan.admin_id,
             "created_at": started - dt.timedelta(minutes=rng.randrange(10, 90)), "updated_at": finished,
         })
     writer.write(BulkJob.__table__, rows)
