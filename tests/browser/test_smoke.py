@@ -371,10 +371,17 @@ def test_analyst_downloads_the_messages_of_a_filter_as_csv(page: sync_api.Page, 
     open_page(page, "Messages")
 
     page.get_by_text("Export this filter as CSV").click()
-    page.get_by_role("button", name="Prepare CSV").click()
-    settle(page)
+    download_button = page.get_by_role("button", name="Download CSV")
+    for _ in range(3):  # a click that lands while a late rerun redraws the page is lost: click again
+        page.get_by_role("button", name="Prepare CSV").click()
+        settle(page)
+        try:
+            download_button.wait_for(state="visible", timeout=10_000)
+            break
+        except sync_api.TimeoutError:
+            continue
     with page.expect_download() as download:
-        page.get_by_role("button", name="Download CSV").click()
+        download_button.click()
     assert download.value.suggested_filename.startswith("messages-")
     data = Path(download.value.path()).read_bytes()
     assert data.startswith(message_export.BOM)
