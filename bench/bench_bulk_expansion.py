@@ -7,7 +7,7 @@ In a fresh PostgreSQL database (dropped at the end) it COPYs N patients in, then
 1. the floor: one plain ``INSERT INTO messages ... SELECT ... FROM patients`` of the same N rows
    (constant body, no preferences join, no CASEs), indexes in place, committed;
 2. the expansion as the worker runs it (``bulk.expansion.expand``: the rows, ``ANALYZE`` when
-   many, then ``enqueue_job`` onto RQ in Redis; each step's start is noted), in a
+   many; each chunk queued onto RQ in Redis as it commits), in a
    separate process so its peak memory (max RSS) is its own. The text names only the clinic, so
    the rows are one ``INSERT ... SELECT``; with ``--personal`` it names the patient, so each row
    is rendered in Python and the rows are written by COPY.

@@ -43,10 +43,11 @@ def calls_for_fallback(status: MessageStatus, error_code: str | None) -> bool:
     return status in FALLBACK_STATUSES and (error_code or "").startswith("63")
 
 
-def fall_back_to_sms(runtime: Runtime, message_id: uuid.UUID, error_code: str | None) -> uuid.UUID | None:
+def fall_back_to_sms(runtime: Runtime, message_id: uuid.UUID, error_code: str | None, *,
+                     clinic: uuid.UUID | None = None) -> uuid.UUID | None:
     """Create and queue the SMS for a failed WhatsApp message; its id, or None when none applies."""
     now = runtime.clock()
-    clinic = clinic_of(runtime.engine, Message, message_id)
+    clinic = clinic or clinic_of(runtime.engine, Message, message_id)  # the sender knows it; a callback asks
     if clinic is None:
         return None
     with tenant_session(runtime.engine, clinic) as session:

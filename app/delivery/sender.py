@@ -169,7 +169,8 @@ def _deliver_in_clinic(runtime: Runtime, clinic: uuid.UUID, message_ids: list[uu
                     outcome = record_failure(runtime, item.message, result, attempt=item.message.attempts + 1)
                     outcomes[outcome] += 1
                     if outcome == "failed" and may_fall_back(item.message.channel, item.template, result.code):
-                        outcomes["fallback"] += fall_back_to_sms(runtime, item.message.id, result.code) is not None
+                        outcomes["fallback"] += fall_back_to_sms(runtime, item.message.id, result.code,
+                                                                 clinic=clinic) is not None
                 else:
                     outcomes["error"] += 1
             if accepted and (len(accepted) >= concurrency or not in_flight

@@ -206,7 +206,8 @@ _STANDARD = frozenset({"clinic_name", "clinic_phone", "patient_name", "patient_f
                        "appointment_time", "doctor_name", "department"})
 
 
-def _lock(session: Any, bulk_job_id: uuid.UUID) -> BulkJob | None:
+def lock_job(session: Any, bulk_job_id: uuid.UUID) -> BulkJob | None:
+    """The job, locked for the rest of the transaction on PostgreSQL (SQLite has one writer)."""
     query = select(BulkJob).where(BulkJob.id == bulk_job_id)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
@@ -287,7 +288,7 @@ def write_chunk(runtime: Runtime, bulk_job_id: uuid.UUID, *, now: dt.datetime | 
     if clinic is None:
         return None
     with tenant_session(runtime.engine, clinic) as session:  # the job runs in the clinic it serves
-        job = _lock(session, bulk_job_id)
+        job = lock_job(session, bulk_job_id)
         if job is None or job.prepared_at is not None or BulkJobStatus(job.status) not in PREPARING:
             return None
         tenant = session.get(Tenant, job.tenant_id)
@@ -322,7 +323,7 @@ def _fail(runtime: Runtime, bulk_job_id: uuid.UUID, reason: str) -> None:
     if clinic is None:
         return
     with tenant_session(runtime.engine, clinic) as session:
-        job = _lock(session, bulk_job_id)
+        job = lock_job(session, bulk_job_id)
         if job is None or job.prepared_at is not None:
             return
         job.rejections = [*(job.rejections or []), {"row": None, "recipient": "", "reason": reason}]
@@ -350,14 +351,6 @@ def queued_batches(connection: Connection, clinic: uuid.UUID, bulk_job_id: uuid.
         ids.append(str(text_id))
     if ids and current is not None:
         yield current, ids
-
-
-def enqueue_job(runtime: Runtime, bulk_job_id: uuid.UUID, queue: JobQueue | None = None) -> int:
-    """Hand the job's queued messages to the queue, a group of delivery jobs at a time."""
-    clinic = clinic_of(runtime.engine, BulkJob, bulk_job_id)
-    if clinic is None:
-        return 0
-    return enqueue_queued(runtime.engine, clinic, bulk_job_id, queue or runtime.queue)
 
 
 def enqueue_queued(engine: Engine, clinic: uuid.UUID, bulk_job_id: uuid.UUID, queue: JobQueue) -> int:

@@ -17,7 +17,7 @@ from app.delivery.runtime import Runtime
 from app.errors import NotFoundError, ValidationError
 from app.services import audit
 from app.services.bulk import audience as audiences
-from app.services.bulk.expansion import enqueue_queued
+from app.services.bulk.expansion import enqueue_queued, lock_job
 from app.services.bulk.wizard import authorize_use
 from app.services.permissions import Actor, Permission, authorize
 from app.services.queueing import queue_of
@@ -87,7 +87,7 @@ def _check(session: TenantSession, actor: Actor) -> None:
 
 def _job(session: TenantSession, job_id: uuid.UUID, actor: Actor, *, lock: bool = False) -> BulkJob:
     """The job (locked for this transaction with ``lock``); front desk only sees the jobs they created."""
-    job = _locked(session, job_id) if lock else session.get(BulkJob, job_id)
+    job = lock_job(session, job_id) if lock else session.get(BulkJob, job_id)
     if job is None or (not actor.can(Permission.BULK_SEND) and job.created_by_id != actor.user_id):
         raise NotFoundError("That bulk job does not exist in your clinic.")
     return job
@@ -281,14 +281,14 @@ def complete_finished(runtime: Runtime, now: dt.datetime) -> int:
             ~moving).limit(500)).all()
     for job_id, clinic in due:
         with tenant_session(runtime.engine, clinic) as session:
-            job = _locked(session, job_id)
+            job = lock_job(session, job_id)
             if job is not None and BulkJobStatus(job.status) == BulkJobStatus.SCHEDULED:
                 move_bulk_job(job, BulkJobStatus.SENDING)
                 job.started_at = job.started_at or now
     ended = 0
     for job_id, clinic in finished:
         with tenant_session(runtime.engine, clinic) as session:
-            job = _locked(session, job_id)
+            job = lock_job(session, job_id)
             if job is None or job.prepared_at is None or BulkJobStatus(job.status) not in (
                     BulkJobStatus.SENDING, BulkJobStatus.SCHEDULED):
                 continue
@@ -305,10 +305,3 @@ def _in_progress() -> Any:
     provider, or unknown); delivered, failed and not-sent ones are decided even if a later report
     (``read``) may still come."""
     return outcome_clause(Message.channel, Message.status, Outcome.IN_PROGRESS)
-
-
-def _locked(session: TenantSession, job_id: uuid.UUID) -> BulkJob | None:
-    query = select(BulkJob).where(BulkJob.id == job_id)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    return session.scalar(query)
