@@ -12,176 +12,35 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from app.services import message_export
-from app.services.permissions import Actor
-from app.ui import navigation
 from db.enums import Role
-from db.migrate import upgrade
-from db.session import make_engine
-from tests.factories import DEFAULT_PASSWORD, make_message, make_patient, make_tenant, make_user
+from tests.browser.support import (
+    BROWSER_MARKS,
+    FAILED_PATIENT,
+    LANDING,
+    PAGE_IS_DRAWN,
+    USERS,
+    assert_no_errors,
+    choose,
+    click_in_tab,
+    menu,
+    menu_of,
+    open_page,
+    open_tab,
+    pick,
+    settle,
+    shot,
+    sign_in,
+    sync_api,
+    type_into,
+)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
-TIMEOUT_MS = 30_000
-
-if not Path(CHROMIUM).exists() and os.environ.get("REQUIRE_BROWSER") == "1":
-    raise RuntimeError(f"REQUIRE_BROWSER=1 but there is no Chromium at {CHROMIUM} (apt-get install chromium)")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
-]
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-sync_api.expect.set_options(timeout=TIMEOUT_MS)
-
-USERS = {Role.ADMIN: "amira", Role.FRONT_DESK: "fatima", Role.ANALYST: "omar"}
-FAILED_PATIENT = "Sara Ali"  # the fixture gives her one delivered and one failed message
-LANDING = {Role.ADMIN: "Dashboard", Role.FRONT_DESK: "Dashboard", Role.ANALYST: "Analytics"}
-
-
-def menu_of(role: Role) -> list[str]:
-    """The titles ``role`` should see, straight from the menu table (new pages are visited too)."""
-    stand_in = Actor(user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), username="x", display_name="X", role=role)
-    return navigation.menu_titles(stand_in)
-
-
-# Optional: something a page draws last, so its screenshot shows the whole page. A page not listed
-# here is still visited; the test then waits for its title and for the script run to finish.
-PAGE_IS_DRAWN = {
-    "Dashboard": "Bulk jobs in progress",
-    "Analytics": "Bulk jobs",
-    "Messages": "Select messages on this page",
-    "Patients": "Find a patient",
-    "Templates": "Search by code or name",
-    "Staff": "Change an account",
-    "Bulk send": "Step 1 of 4: Audience",
-    "Audit log": "Prepare CSV",
-    "Settings": "Default country for local numbers",
-}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"streamlit exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:  # noqa: S310 - local
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    pytest.fail(f"streamlit did not become healthy within {timeout}s:\n{log.read_text()}")
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The running app, against its own migrated database holding one clinic and one user per role."""
-    folder = tmp_path_factory.mktemp("browser")
-    database_url = f"sqlite:///{folder / 'clinic.db'}"
-    engine = make_engine(database_url)
-    upgrade(engine)
-    tenant_id = make_tenant(engine, "al-noor", "Al Noor Clinic")
-    for role, username in USERS.items():
-        make_user(engine, tenant_id, username, role)
-    patient_id = make_patient(engine, tenant_id, name_en=FAILED_PATIENT, phone="+966501234567")
-    make_message(engine, tenant_id, recipient="+966501234567", patient_id=patient_id, body="See you tomorrow.")
-    make_message(engine, tenant_id, recipient="+966501234567", patient_id=patient_id, status="failed",
-                 error_code="30003", body="Your results are ready.")
-    engine.dispose()
-
-    port = _free_port()
-    log = folder / "streamlit.log"
-    env = {**os.environ, "DATABASE_URL": database_url}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_healthy(url, process, log)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[sync_api.Browser]:
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: sync_api.Browser) -> Iterator[sync_api.Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    tab = context.new_page()
-    yield tab
-    context.close()
-
-
-def settle(page: sync_api.Page) -> None:
-    """Wait until the script run has finished (the 'running' indicator is gone)."""
-    page.wait_for_timeout(300)
-    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden")
-    page.wait_for_load_state("networkidle")
-
-
-def assert_no_errors(page: sync_api.Page, where: str) -> None:
-    exceptions = page.locator('[data-testid="stException"]')
-    errors = page.locator('[data-testid="stAlertContentError"]')
-    assert exceptions.count() == 0, f"{where}: exception shown: {exceptions.all_inner_texts()}"
-    assert errors.count() == 0, f"{where}: error shown: {errors.all_inner_texts()}"
-
-
-def shot(page: sync_api.Page, name: str) -> None:
-    SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
-
-
-def menu(page: sync_api.Page) -> list[str]:
-    """The page titles in the sidebar menu (Streamlit hides the menu when there is only one page)."""
-    links = page.locator('[data-testid="stSidebarNav"] [data-testid="stSidebarNavLink"]')
-    return [text.strip() for text in links.locator('[data-testid="stMarkdownContainer"]').all_inner_texts()]
-
-
-def sign_in(page: sync_api.Page, url: str, username: str, password: str = DEFAULT_PASSWORD) -> None:
-    page.goto(url)
-    page.get_by_label("Username", exact=True).fill(username)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in").click()
+pytestmark = BROWSER_MARKS
 
 
 def test_the_sign_in_screen(page: sync_api.Page, app_url: str) -> None:
@@ -239,52 +98,6 @@ def test_each_role_can_use_every_page_in_its_menu(page: sync_api.Page, app_url: 
     sync_api.expect(page.locator('[data-testid="stSidebarNav"]')).to_have_count(0)
 
 
-def open_page(page: sync_api.Page, title: str) -> None:
-    page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=title).click()
-    sync_api.expect(page.get_by_role("heading", name=title, level=1)).to_be_visible()
-    settle(page)
-
-
-def open_tab(page: sync_api.Page, name: str) -> None:
-    """Select a tab (after a rerun the previous run's tabs may linger in the page for a moment)."""
-    settle(page)
-    page.locator('[data-stale="false"] [role="tab"], [role="tab"]').filter(has_text=name).last.click()
-
-
-def click_in_tab(page: sync_api.Page, tab: str, button: str, attempts: int = 4) -> None:
-    """Click ``button`` on ``tab``; a slow rerun that lands meanwhile shows the first tab again (the
-    button is then hidden), so select the tab again and retry."""
-    for attempt in range(attempts):
-        open_tab(page, tab)
-        try:
-            page.get_by_role("button", name=button).click(timeout=7_500)
-            return
-        except sync_api.TimeoutError:
-            if attempt == attempts - 1:
-                raise
-
-
-def type_into(page: sync_api.Page, label: str, text: str, *, tab: str | None = None) -> None:
-    """Fill a text box (on ``tab``) and leave it, so Streamlit applies the value before the next click."""
-    if tab:  # a rerun may show the first tab again
-        open_tab(page, tab)
-    box = page.get_by_label(label, exact=True)
-    box.fill(text)
-    box.blur()
-    settle(page)
-
-
-def choose(page: sync_api.Page, label: str, option: str) -> None:
-    """Pick ``option`` in the select box labelled ``label`` (type to filter, then Enter)."""
-    settle(page)
-    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.locator("input")
-    box.click()
-    box.fill(option)
-    page.get_by_role("option", name=option).first.wait_for()
-    box.press("Enter")
-    settle(page)
-
-
 def test_admin_creates_a_template_saves_a_new_version_and_sends_a_test(page: sync_api.Page, app_url: str) -> None:
     sign_in(page, app_url, USERS[Role.ADMIN])
     sync_api.expect(page.get_by_role("button", name="Log out")).to_be_visible()
@@ -327,17 +140,6 @@ def test_admin_creates_a_template_saves_a_new_version_and_sends_a_test(page: syn
     assert download.value.suggested_filename.startswith("audit-")
     assert_no_errors(page, "audit log")
     shot(page, "admin-audit-log")
-
-
-def pick(page: sync_api.Page, label: str, option: str) -> None:
-    """Add the first option containing ``option`` to the multiselect labelled ``label``."""
-    settle(page)
-    box = page.locator('[data-testid="stMultiSelect"]').filter(has_text=label).first.locator("input")
-    box.click()
-    box.fill(option)
-    page.get_by_role("option").filter(has_text=option).first.click()
-    box.press("Escape")
-    settle(page)
 
 
 def test_front_desk_finds_a_failed_message_and_retries_it(page: sync_api.Page, app_url: str) -> None:
