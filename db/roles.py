@@ -33,8 +33,10 @@ def create_roles(connection: Connection, app_role: str, system_role: str, app_pa
     connection.execute(text(f"ALTER ROLE {app} LOGIN NOBYPASSRLS NOSUPERUSER"))
     connection.execute(text(f"ALTER ROLE {system} NOLOGIN BYPASSRLS NOSUPERUSER"))
     if app_password:
-        statement = connection.scalar(text("SELECT format('ALTER ROLE %I PASSWORD %L', :role, :password)"),
-                                      {"role": app, "password": app_password})
+        # typed parameters: format() takes "any", so PostgreSQL cannot infer them from the call
+        statement = connection.scalar(
+            text("SELECT format('ALTER ROLE %I PASSWORD %L', CAST(:role AS text), CAST(:password AS text))"),
+            {"role": app, "password": app_password})
         connection.exec_driver_sql(statement)
     connection.execute(text(f"GRANT {system} TO {app}"))
 
