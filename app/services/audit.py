@@ -102,6 +102,7 @@ ACTION_LABELS: dict[str, str] = {
     "bulk_job.cancel": "Bulk job cancelled",
     "bulk.skipped_export": "Bulk send skipped list downloaded",
     "patient.preferences": "Patient preferences changed",
+    "patient.contacts": "Patient contacts changed",
     "template.whatsapp_link": "WhatsApp Content template linked",
     "template.whatsapp_approval": "WhatsApp approval status changed",
     "settings.route_changed": "Sending route changed",

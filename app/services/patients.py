@@ -3,27 +3,37 @@
 "Why didn't they get it?" (``why_not_received``) is answered in plain words from the last
 message's status and error and from the patient's preferences. Preference changes need a
 reason, are kept in the patient's history (``preference_changes``) and audited.
+
+Contacts (mobile, e-mail) and the record's language are corrected with ``change_contacts``: the
+values are checked by the same rule a send uses (``messaging.normalise_recipient``), a stale form
+(someone else saved first) is refused, the old and new values are audited, and the patient's
+messages still waiting (scheduled or queued: not yet handed to a provider) are readdressed to
+the new contact in the same transaction, or cancelled when the contact was removed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 
+from app.delivery.lifecycle import log_events, transition
 from app.delivery.optouts import set_channel_opt_in
-from app.errors import NotFoundError, ValidationError
+from app.errors import ConflictError, NotFoundError, ValidationError
 from app.phones import phone_search_key
 from app.providers.error_codes import explain
 from app.search_text import clean_search, contains
 from app.services import audit
 from app.services.contacts import shown_contact
 from app.services.explorer import clinic_of
+from app.services.messaging import normalise_recipient
 from app.services.permissions import Actor, Permission, authorize
 from db.enums import (
+    CANCELLABLE,
     DELIVERED_STATUSES,
     WAITING_STATUSES,
     Channel,
@@ -52,6 +62,7 @@ class PatientSummary:
     phone: str | None
     email: str | None
     language: Language
+    version: str = ""  # the contacts as read; ``change_contacts`` refuses a form read before another change
 
 
 @dataclass(frozen=True)
@@ -90,7 +101,14 @@ class PatientDetail:
 
 def _summary(actor: Actor, p: Patient) -> PatientSummary:
     return PatientSummary(p.id, p.mrn, p.name_en, p.name_ar, shown_contact(actor, p.phone_e164),
-                          shown_contact(actor, p.email), Language(p.language))
+                          shown_contact(actor, p.email), Language(p.language), _version(p))
+
+
+def _version(p: Patient) -> str:
+    """A short fingerprint of the fields ``change_contacts`` edits (not of ``updated_at``, which an
+    inbound WhatsApp message also moves)."""
+    seen = "\x1f".join([p.phone_e164 or "", p.email or "", Language(p.language).value])
+    return hashlib.sha256(seen.encode()).hexdigest()[:16]
 
 
 def search_patients(session: TenantSession, actor: Actor, text: str, *, limit: int = SEARCH_LIMIT
@@ -255,3 +273,114 @@ def change_preferences(session: TenantSession, actor: Actor, patient_id: uuid.UU
     audit.record(session, actor, "patient.preferences", object_type="patient", object_id=patient.id,
                  details={"changed": changed, "reason": reason[:500]})
     return patient_detail(session, actor, patient.id)
+
+
+# Messages not yet handed to a provider: waiting, and still cancellable (``sending`` is not: a
+# worker has claimed it and its request may already be out).
+UNCLAIMED: tuple[MessageStatus, ...] = tuple(s for s in WAITING_STATUSES if s in CANCELLABLE)
+PHONE_CHANNELS: tuple[Channel, ...] = (Channel.SMS, Channel.WHATSAPP)
+
+
+@dataclass(frozen=True)
+class ContactUpdate:
+    """What the contact form sends: the mobile and e-mail as typed (empty: none) and the language."""
+
+    phone: str
+    email: str
+    language: Language
+
+
+@dataclass(frozen=True)
+class ContactChange:
+    patient: PatientDetail
+    changed: tuple[str, ...]  # "phone", "email", "language"
+    readdressed: int  # waiting messages now going to the new contact
+    cancelled: int  # waiting messages cancelled because their contact was removed
+
+
+def _new_contact(raw: str, channel: Channel, region: str, field: str, what: str) -> str | None:
+    text = (raw or "").strip()
+    if not text:
+        return None
+    try:
+        return normalise_recipient(text, channel, region)
+    except ValidationError as exc:
+        raise ValidationError(f"The {what} '{text[:60]}' cannot be used: {exc}.", field=field) from None
+
+
+def change_contacts(session: TenantSession, actor: Actor, patient_id: uuid.UUID, update: ContactUpdate, *,
+                    version: str) -> ContactChange:
+    """Correct a patient's mobile number, e-mail address and language (front desk and admins).
+
+    ``version`` is the ``PatientSummary.version`` the form was filled from: when someone else
+    changed these fields since, nothing is saved (``ConflictError``). The numbers are normalised
+    with the clinic's country. The patient's messages still waiting (``UNCLAIMED``) that were
+    addressed to the old contact go to the new one, or are cancelled when it was removed; each
+    gets a timeline event. The audit event keeps the old and new values.
+    """
+    authorize(session, actor, Permission.EDIT_PREFERENCES)
+    patient = _patient(session, patient_id)
+    stale = ConflictError("Someone else changed this patient's contacts while you were editing. "
+                          "Nothing was saved: look at the contacts now shown and make your change again.")
+    if _version(patient) != version:
+        raise stale
+    region = clinic_of(session).region
+    new = {"phone": _new_contact(update.phone, Channel.SMS, region, "phone", "mobile number"),
+           "email": _new_contact(update.email, Channel.EMAIL, region, "email", "e-mail address"),
+           "language": Language(update.language)}
+    old = {"phone": patient.phone_e164, "email": patient.email, "language": Language(patient.language)}
+    changed = tuple(name for name in new if new[name] != old[name])
+    if not changed:
+        raise ValidationError("Nothing was changed.")
+    moved = session.execute(
+        update_patient(patient.id, old).values(phone_e164=new["phone"], email=new["email"],
+                                               language=new["language"], updated_at=utcnow())
+    ).rowcount
+    if moved != 1:
+        raise stale
+    readdressed = cancelled = 0
+    for name, channels in (("phone", PHONE_CHANNELS), ("email", (Channel.EMAIL,))):
+        if name in changed and old[name]:
+            done = _readdress(session, patient, channels, old[name], new[name])
+            readdressed, cancelled = (readdressed + done, cancelled) if new[name] else (readdressed,
+                                                                                        cancelled + done)
+    audit.record(session, actor, "patient.contacts", object_type="patient", object_id=patient.id, details={
+        "changed": list(changed),
+        **{name: {"from": _shown(old[name]), "to": _shown(new[name])} for name in changed},
+        "messages_readdressed": readdressed, "messages_cancelled": cancelled,
+    })
+    session.flush()
+    session.expire(patient)
+    return ContactChange(patient_detail(session, actor, patient.id), changed, readdressed, cancelled)
+
+
+def update_patient(patient_id: uuid.UUID, seen: dict[str, object]):  # type: ignore[no-untyped-def]
+    """``UPDATE patients`` of one patient whose contacts are still ``seen`` (the optimistic check)."""
+    return (update(Patient)
+            .where(Patient.id == patient_id, Patient.deleted_at.is_(None),
+                   Patient.phone_e164.is_not_distinct_from(seen["phone"]),
+                   Patient.email.is_not_distinct_from(seen["email"]), Patient.language == seen["language"])
+            .execution_options(synchronize_session=False))
+
+
+def _shown(value: object) -> str | None:
+    return value.value if isinstance(value, Language) else (str(value) if value is not None else None)
+
+
+def _readdress(session: TenantSession, patient: Patient, channels: tuple[Channel, ...], old: str,
+               new: str | None) -> int:
+    """Point the patient's unclaimed messages to ``old`` at ``new`` (None: cancel them); how many."""
+    now = utcnow()
+    which = (Message.patient_id == patient.id, Message.channel.in_(channels), Message.recipient == old,
+             Message.status.in_(UNCLAIMED))
+    if new is not None:
+        ids = list(session.scalars(update(Message).where(*which).values(recipient=new, updated_at=now)
+                                   .returning(Message.id).execution_options(synchronize_session=False)))
+        log_events(session, patient.tenant_id, ids, "readdressed", at=now,
+                   detail="The patient's contact was corrected by staff; sent to the new one.")
+        return len(ids)
+    removed = "The patient's contact was removed by staff."
+    ids = session.scalars(select(Message.id).where(*which))
+    return sum(transition(session, message_id, MessageStatus.CANCELLED, event="cancelled", detail=removed,
+                          only_from=set(UNCLAIMED), values={"status_reason": removed}, now=now) is not None
+               for message_id in list(ids))

@@ -140,6 +140,12 @@ def _change_preferences(world: World) -> None:
         reason="patient asked by phone")
 
 
+def _change_contacts(world: World) -> None:
+    seen = world.call(patients.patient_detail, world.a.front_desk, world.a.patient_id).patient
+    _as(world, Role.FRONT_DESK, patients.change_contacts, world.a.patient_id,
+        patients.ContactUpdate("+966509876543", seen.email or "", seen.language), version=seen.version)
+
+
 def _link_whatsapp(world: World) -> None:
     _in(world, whatsapp_templates.set_whatsapp_link, world.whatsapp_template(), content_sid=CONTENT_SID,
         variable_map={"1": "patient_name"}, fallback_channel=Channel.SMS)
@@ -211,6 +217,7 @@ ACTIONS: list[Action] = [
     Action("download the skipped list", "bulk.skipped_export", _skipped_export, by=Role.FRONT_DESK),
     # patients
     Action("change a patient's preferences", "patient.preferences", _change_preferences, by=Role.FRONT_DESK),
+    Action("correct a patient's contacts", "patient.contacts", _change_contacts, by=Role.FRONT_DESK),
     # WhatsApp templates
     Action("link a Content template", "template.whatsapp_link", _link_whatsapp),
     Action("refresh a WhatsApp approval", "template.whatsapp_approval", lambda w: w.refresh_approval(

@@ -152,6 +152,7 @@ CALLS: dict[str, Call] = {
     "patients.search_patients": lambda w, a: w.call(patients.search_patients, a, "Sara"),
     "patients.patient_detail": lambda w, a: w.call(patients.patient_detail, a, w.a.patient_id),
     "patients.change_preferences": lambda w, a: _flip_sms_preference(w, a),
+    "patients.change_contacts": lambda w, a: _change_phone(w, a),
     # Bulk send: the wizard (front desk: a custom list of at most 20) and the jobs
     "bulk.wizard.authorize_use": lambda w, a: w.call(wizard.authorize_use, a),
     "bulk.wizard.options": lambda w, a: w.call(wizard.options, a, Channel.SMS),
@@ -212,6 +213,14 @@ def _flip_sms_preference(world: World, actor: Actor) -> Any:
     update = patients.PreferenceUpdate(not now.sms_opt_in, now.whatsapp_opt_in, now.email_opt_in, now.language,
                                        now.quiet_hours_start, now.quiet_hours_end)
     return world.call(patients.change_preferences, actor, world.a.patient_id, update, reason="patient asked")
+
+
+def _change_phone(world: World, actor: Actor) -> Any:
+    """A real change each time, from what an admin sees now (so the form is never stale)."""
+    seen = world.call(patients.patient_detail, world.a.admin, world.a.patient_id).patient
+    phone = "+966509876543" if seen.phone != "+966509876543" else "+966501234567"
+    return world.call(patients.change_contacts, actor, world.a.patient_id,
+                      patients.ContactUpdate(phone, seen.email or "", seen.language), version=seen.version)
 
 
 def _paused_job(world: World) -> Any:

@@ -32,7 +32,7 @@ from app.services import (
 from app.services.bulk import jobs, wizard
 from app.services.bulk.wizard import Draft
 from app.services.explorer import MessageFilter
-from db.enums import Channel, Role
+from db.enums import Channel, Language, Role
 from db.types import utcnow
 from tests.factories import make_patient
 from tests.security.conftest import CONTENT_SID, SETTINGS, World, this_week
@@ -150,6 +150,9 @@ READS: list[Read] = [
     Read("patients.change_preferences (A's patient)", lambda w: _b(
         w, patients.change_preferences, w.a.patient_id, patients.PreferenceUpdate(False, False, False, None, None,
                                                                                   None), reason="hijack")),
+    Read("patients.change_contacts (A's patient)", lambda w: _b(
+        w, patients.change_contacts, w.a.patient_id, patients.ContactUpdate("+966509876543", "", Language.EN),
+        version="")),
     # Bulk send
     Read("bulk.wizard.options", lambda w: _b(w, wizard.options, Channel.SMS),
          lambda w, r: w.a.template_id not in {i for i, _ in r.templates}),

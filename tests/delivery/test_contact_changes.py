@@ -1,0 +1,89 @@
+"""Messages not yet sent go to a patient's corrected contact, through the worker and the loopback
+Twilio; a removed contact cancels what waited for it; a claimed message and the neighbouring
+clinic's patient with the same number are untouched."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+
+from app.delivery import sweeper
+from app.services import messaging
+from db.enums import Channel, MessageStatus
+from db.models import Message, MessageLog, Patient
+from db.session import system_session, tenant_session
+from db.types import utcnow
+from tests.factories import call
+from tests.neighbours import neighbour_id
+from tests.services.test_patient_contacts import NEW_PHONE, OLD_PHONE, _edit, _neighbour_sara, _row
+from tests.services.test_patient_contacts import clinic as clinic  # the fixture
+
+
+def _waiting_messages(engine, tenant, front, sara, queue):  # type: ignore[no-untyped-def]
+    at = utcnow() + dt.timedelta(hours=2)
+    return {
+        "scheduled_sms": call(engine, front, messaging.schedule, "sms", at, patient_id=sara, text="See you at 10",
+                              queue=queue).message_id,
+        "queued_whatsapp": call(engine, front, messaging.send, "whatsapp", patient_id=sara, text="Hello",
+                                queue=queue).message_id,
+        "queued_email": call(engine, front, messaging.send, "email", patient_id=sara, text="Hello",
+                             subject="Hi", queue=queue).message_id,
+    }, at
+
+
+def test_messages_not_yet_sent_go_to_the_new_number_through_the_worker(engine, make_runtime, fake_twilio,
+                                                                        clinic) -> None:
+    tenant, front, sara = clinic
+    runtime, queue = make_runtime(fake_twilio)
+    neighbour = neighbour_id(engine)
+    neighbour_sara = _neighbour_sara(engine)
+    theirs = call(engine, neighbour, messaging.send, "sms", patient_id=neighbour_sara.id, text="Neighbour",
+                  queue=queue).message_id
+    sent_before = call(engine, front, messaging.send, "sms", patient_id=sara, text="Already out", queue=queue)
+    queue.drain(runtime)
+    ids, at = _waiting_messages(engine, tenant, front, sara, queue)
+    fake_twilio.reset()
+
+    change = _edit(engine, front, sara, phone=NEW_PHONE, email="sara.new@example.com")
+
+    assert change.readdressed == 3 and change.cancelled == 0
+    runtime.clock = lambda: at + dt.timedelta(seconds=1)
+    queue.drain(runtime)
+    sweeper.run_sweep(runtime)
+    queue.drain(runtime)
+    assert fake_twilio.count_by_to() == {NEW_PHONE: 1, f"whatsapp:{NEW_PHONE}": 1}
+    assert _row(engine, Message, ids["queued_email"]).recipient == "sara.new@example.com"
+    assert _row(engine, Message, sent_before.message_id).recipient == OLD_PHONE  # history is not rewritten
+    assert _row(engine, Message, theirs).recipient == OLD_PHONE  # the neighbour's message is untouched
+    with system_session(engine) as session:
+        events = session.scalars(select(MessageLog.message_id).where(MessageLog.event == "readdressed")).all()
+    assert sorted(map(str, events)) == sorted(str(i) for i in ids.values())
+
+
+def test_removing_a_contact_cancels_the_messages_waiting_for_it(engine, make_runtime, fake_twilio, clinic) -> None:
+    tenant, front, sara = clinic
+    runtime, queue = make_runtime(fake_twilio)
+    ids, _at = _waiting_messages(engine, tenant, front, sara, queue)
+
+    change = _edit(engine, front, sara, email="")
+
+    assert (change.readdressed, change.cancelled) == (0, 1)
+    email = _row(engine, Message, ids["queued_email"])
+    assert email.status == MessageStatus.CANCELLED and "removed by staff" in email.status_reason
+    assert _row(engine, Message, ids["queued_whatsapp"]).status == MessageStatus.QUEUED
+    assert _row(engine, Patient, sara).email is None
+    queue.drain(runtime)
+    assert {r.params["To"] for r in fake_twilio.sends} == {f"whatsapp:{OLD_PHONE}"}
+
+
+def test_a_message_already_claimed_by_a_worker_keeps_its_number(engine, clinic) -> None:
+    tenant, front, sara = clinic
+    with tenant_session(engine, tenant) as session:
+        sending = Message(patient_id=sara, recipient=OLD_PHONE, channel=Channel.SMS, status=MessageStatus.SENDING,
+                          body="in flight")
+        session.add(sending)
+        session.flush()
+        sending_id = sending.id
+    assert _edit(engine, front, sara, phone=NEW_PHONE).readdressed == 0
+    assert _row(engine, Message, sending_id).recipient == OLD_PHONE
