@@ -29,6 +29,7 @@ from app.services import (
     message_export,
     messaging,
     patients,
+    single_send,
     staff,
     templates,
     whatsapp_templates,
@@ -115,6 +116,9 @@ CALLS: dict[str, Call] = {
     "messaging.pause_sending": lambda w, a: w.call(messaging.pause_sending, a, reason="x"),
     "messaging.resume_sending": lambda w, a: w.call(messaging.resume_sending, a),
     "messaging.is_paused": lambda w, a: w.call(messaging.is_paused, a),
+    "single_send.options": lambda w, a: w.call(single_send.options, a, w.a.patient_id),
+    "single_send.preview": lambda w, a: w.call(single_send.preview, a, _one_message(w)),
+    "single_send.send": lambda w, a: w.call(single_send.send, a, _one_message(w), idempotency_key=w.unique("one")),
     "staff.list_staff": lambda w, a: w.call(staff.list_staff, a),
     "staff.create_user": lambda w, a: w.call(staff.create_user, a, username=w.unique("nora"),
                                              password=DEFAULT_PASSWORD, role=Role.ANALYST),
@@ -221,6 +225,11 @@ def _change_phone(world: World, actor: Actor) -> Any:
     phone = "+966509876543" if seen.phone != "+966509876543" else "+966501234567"
     return world.call(patients.change_contacts, actor, world.a.patient_id,
                       patients.ContactUpdate(phone, seen.email or "", seen.language), version=seen.version)
+
+
+def _one_message(world: World) -> single_send.OneMessage:
+    """An e-mail to clinic A's patient (the SMS opt-in is the one another row flips)."""
+    return single_send.OneMessage(patient_id=world.a.patient_id, channel=Channel.EMAIL, text="See you soon.")
 
 
 def _paused_job(world: World) -> Any:
