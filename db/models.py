@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    SmallInteger,
     String,
     Text,
     Time,
@@ -324,6 +325,28 @@ class BulkJob(TenantScoped, Timestamps, Base):
     prepared_through: Mapped[str | None] = mapped_column(String(64))
     prepared_chunks: Mapped[int] = mapped_column(Integer, default=0)
     prepared_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # --- issue 19: when the job's creator was told it ended (a notice on their next page view)
+    end_noticed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class BulkJobCount(TenantScoped, Base):
+    """How many of a bulk job's messages are in each status: the job's progress, kept by the
+    database as messages are written and move (triggers of migration 0011), never by scanning the job.
+
+    A message a retry or fallback replaced no longer counts (a later attempt is the same recipient).
+    Counts are split over a few ``shard`` rows so concurrent writers rarely wait for one another;
+    the job's count of a status is the sum of its shards.
+    """
+
+    __tablename__ = "bulk_job_counts"
+
+    bulk_job_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("bulk_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    channel: Mapped[Channel] = mapped_column(_enum(Channel), primary_key=True)
+    status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, default=0)
+    message_count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Message(TenantScoped, Timestamps, Base):
@@ -346,6 +369,9 @@ class Message(TenantScoped, Timestamps, Base):
         ),
         Index("ix_messages_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_messages_status_enqueued_at", "status", "enqueued_at"),
+        # the attempts a retry or fallback replaced (few): the bulk-job counters look them up
+        Index("ix_messages_retry_of_id", "retry_of_id", postgresql_where=text("retry_of_id IS NOT NULL"),
+              sqlite_where=text("retry_of_id IS NOT NULL")),
         CheckConstraint("segments >= 0", name="segments_not_negative"),
     )
 
@@ -476,6 +502,7 @@ TENANT_SCOPED_MODELS: tuple[type[Base], ...] = (
     MessageTemplate,
     MessageTemplateVersion,
     BulkJob,
+    BulkJobCount,
     Message,
     MessageLog,
     ProviderCredential,

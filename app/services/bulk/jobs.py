@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import exists, func, select, update
-from sqlalchemy.orm import aliased
 
 from app.config import get_settings
 from app.delivery.lifecycle import log_events
@@ -34,7 +33,7 @@ from db.enums import (
     outcome_clause,
     sources_of,
 )
-from db.models import BulkJob, Message, MessageTemplate, User
+from db.models import BulkJob, BulkJobCount, Message, MessageTemplate, User
 from db.session import SYSTEM, after_commit, scoped_connection, tenant_session
 from db.tenancy import TenantSession
 from db.types import utcnow
@@ -115,11 +114,15 @@ def list_jobs(session: TenantSession, actor: Actor, *, limit: int = 200) -> list
     return _rows(session, list(session.scalars(query)))
 
 
-def latest_attempts() -> Any:
-    """Messages no later attempt replaced (a retry or a fallback is another attempt for the same
-    recipient, not a new recipient): a job's counts are of these."""
-    later = aliased(Message)
-    return ~exists().where(later.retry_of_id == Message.id)
+
+
+def status_counts(session: TenantSession, job_id: uuid.UUID) -> dict[tuple[Channel, MessageStatus], int]:
+    """How many of the job's recipients are in each (channel, status), by their last attempt: the
+    counters the database keeps as messages move (``BulkJobCount``), a few rows whatever the job's size."""
+    rows = session.execute(select(BulkJobCount.channel, BulkJobCount.status, func.sum(BulkJobCount.message_count))
+                           .where(BulkJobCount.bulk_job_id == job_id)
+                           .group_by(BulkJobCount.channel, BulkJobCount.status)).all()
+    return {(Channel(channel), MessageStatus(status)): int(count) for channel, status, count in rows if count}
 
 
 def progress(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> Progress:
@@ -127,11 +130,9 @@ def progress(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> Progres
     channel's rate."""
     _check(session, actor)
     job = _job(session, job_id, actor)
-    by_status = dict(session.execute(select(Message.status, func.count()).where(
-        Message.bulk_job_id == job.id, latest_attempts()).group_by(Message.status)).all())
     counts = dict.fromkeys(GROUPS, 0)
-    for status, count in by_status.items():
-        counts[_group(Channel(job.channel), MessageStatus(status))] += count
+    for (channel, status), count in status_counts(session, job.id).items():
+        counts[_group(channel, status)] += count
     waiting = counts["queued"]
     rate = get_settings().rate_for(Channel(job.channel).value)
     eta = waiting / rate if waiting and BulkJobStatus(job.status) == BulkJobStatus.SENDING else None
@@ -166,8 +167,7 @@ IN_FLIGHT_WAIT_SECONDS = 2.0  # how long pause and cancel wait for sends claimed
 
 
 def _waiting(session: TenantSession, job: BulkJob) -> int:
-    return int(session.scalar(select(func.count()).where(
-        Message.bulk_job_id == job.id, Message.status.in_(WAITING_STATUSES))) or 0)
+    return sum(count for (_, status), count in status_counts(session, job.id).items() if status in WAITING_STATUSES)
 
 
 def _after_in_flight(session: TenantSession, job: BulkJob) -> None:
