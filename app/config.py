@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     sweep_sending_after_seconds: float = Field(default=120.0, gt=0)
     sweep_expanding_after_seconds: float = Field(default=120.0, gt=0)
     unknown_resend_after_seconds: float = Field(default=900.0, gt=0)
+    # A bulk job completes once every recipient's last attempt is final, or has been with the provider
+    # this long without a delivery report (some carriers never send one; the message stays "sent")
+    delivery_report_wait_hours: float = Field(default=24.0, gt=0)
     dev_playback_delay_seconds: float = Field(default=2.0, ge=0)
 
     # Promotional messages go out only inside this daily window, in each clinic's time zone

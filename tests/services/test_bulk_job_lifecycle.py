@@ -93,6 +93,35 @@ def test_a_job_completes_when_every_message_is_final_and_not_before(two_clinics)
     assert jobs.complete_finished(runtime, runtime.clock()) == 0  # type: ignore[arg-type]
 
 
+def test_a_job_whose_last_reports_never_come_completes_after_the_wait(two_clinics) -> None:  # type: ignore[no-untyped-def]
+    """Some carriers never report on an SMS: a job must not stay "sending" for ever because of them."""
+    engine, (a, admin_a), (b, admin_b) = two_clinics
+    job_a = confirm(engine, admin_a, draft({"kind": "all"})).bulk_job_id
+    job_b = confirm(engine, admin_b, draft({"kind": "all"})).bulk_job_id
+    expand(engine, job_a)
+    expand(engine, job_b)
+    a_ids, b_ids = _messages(engine, a, job_a), _messages(engine, b, job_b)
+    _set_status(engine, a_ids[:1], MessageStatus.DELIVERED)
+    _set_status(engine, a_ids[1:] + b_ids, MessageStatus.SENT)
+    handed_over = dt.datetime.now(dt.UTC)
+    with system_connection(engine) as connection:
+        connection.execute(update(Message).where(Message.id.in_(a_ids + b_ids)).values(sent_at=handed_over))
+    runtime = FakeRuntime(engine)
+    wait = dt.timedelta(hours=runtime.settings.delivery_report_wait_hours)
+
+    assert jobs.complete_finished(runtime, handed_over + wait - dt.timedelta(minutes=1)) == 0  # type: ignore[arg-type]
+    with system_connection(engine) as connection:  # clinic B's reports are late, A's never come
+        connection.execute(update(Message).where(Message.id.in_(b_ids)).values(
+            sent_at=handed_over + dt.timedelta(hours=2)))
+    assert jobs.complete_finished(runtime, handed_over + wait + dt.timedelta(minutes=1)) == 1  # type: ignore[arg-type]
+    assert _status(engine, a, job_a) == BulkJobStatus.COMPLETED
+    assert _status(engine, b, job_b) == BulkJobStatus.SENDING
+    with tenant_session(engine, a) as session:
+        progress = jobs.progress(session, admin_a, job_a)
+    assert (progress.counts["delivered"], progress.counts["sent"], progress.total) == (1, 2, 3), \
+        "the unreported stay counted as with the provider, not as delivered or failed"
+
+
 def test_a_retry_is_another_attempt_for_the_same_recipient(two_clinics) -> None:  # type: ignore[no-untyped-def]
     engine, (a, admin_a), _ = two_clinics
     job = confirm(engine, admin_a, draft({"kind": "all"})).bulk_job_id

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import and_, exists, func, select, update
 
 from app.config import get_settings
 from app.delivery.lifecycle import log_events
@@ -21,6 +21,7 @@ from app.services.bulk.wizard import authorize_use
 from app.services.permissions import Actor, Permission, authorize
 from app.services.queueing import queue_of
 from db.enums import (
+    AT_PROVIDER_STATUSES,
     BULK_JOB_MOVING,
     WAITING_STATUSES,
     BulkJobStatus,
@@ -268,11 +269,13 @@ def complete_finished(runtime: Runtime, now: dt.datetime) -> int:
     """Move on the jobs whose state the messages decided; how many ended. Run by each maintenance pass.
 
     A scheduled job whose time has come is ``sending``; a sending or scheduled job none of whose
-    messages is still in progress is ``completed`` (every recipient's last attempt has its outcome;
-    the counts say whether some failed). Finding them reads job ids and clinics only; each job is moved inside
-    its clinic, after checking again under its row lock.
+    messages still holds it open (``_holds_open``) is ``completed``: every recipient's last attempt
+    has its outcome, or has waited for the provider's report longer than anyone should (the counts
+    say whether some failed and how many were never reported). Finding them reads job ids and
+    clinics only; each job is moved inside its clinic, after checking again under its row lock.
     """
-    moving = exists().where(Message.bulk_job_id == BulkJob.id, _in_progress())
+    report_due = now - dt.timedelta(hours=runtime.settings.delivery_report_wait_hours)
+    moving = exists().where(Message.bulk_job_id == BulkJob.id, _holds_open(report_due))
     with scoped_connection(runtime.engine, SYSTEM) as connection:
         due = connection.execute(select(BulkJob.id, BulkJob.tenant_id).where(
             BulkJob.status == BulkJobStatus.SCHEDULED, BulkJob.scheduled_at <= now).limit(500)).all()
@@ -292,7 +295,7 @@ def complete_finished(runtime: Runtime, now: dt.datetime) -> int:
             if job is None or job.prepared_at is None or BulkJobStatus(job.status) not in (
                     BulkJobStatus.SENDING, BulkJobStatus.SCHEDULED):
                 continue
-            if session.scalar(select(exists().where(Message.bulk_job_id == job.id, _in_progress()))):
+            if session.scalar(select(exists().where(Message.bulk_job_id == job.id, _holds_open(report_due)))):
                 continue
             move_bulk_job(job, BulkJobStatus.COMPLETED)
             job.completed_at = now
@@ -300,8 +303,10 @@ def complete_finished(runtime: Runtime, now: dt.datetime) -> int:
     return ended
 
 
-def _in_progress() -> Any:
+def _holds_open(report_due: dt.datetime) -> Any:
     """A message whose outcome is not decided yet (``db.enums.Outcome.IN_PROGRESS``: waiting, with the
-    provider, or unknown); delivered, failed and not-sent ones are decided even if a later report
-    (``read``) may still come."""
-    return outcome_clause(Message.channel, Message.status, Outcome.IN_PROGRESS)
+    provider, or unknown), except one handed to the provider before ``report_due`` whose report never
+    came. Delivered, failed and not-sent ones are decided even if a later report (``read``) may come."""
+    unreported = and_(Message.status.in_(AT_PROVIDER_STATUSES),
+                      func.coalesce(Message.sent_at, Message.updated_at) < report_due)
+    return and_(outcome_clause(Message.channel, Message.status, Outcome.IN_PROGRESS), ~unreported)
