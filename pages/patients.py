@@ -12,8 +12,9 @@ from app.services import explorer, patients
 from app.services.explorer import MessageFilter
 from app.services.patients import SOURCE_LABELS, PreferenceUpdate
 from app.services.permissions import Permission
-from app.ui import cached, feedback, rtl, session
+from app.ui import cached, feedback, patient_contacts, rtl, session
 from app.ui import explorer as ui
+from app.ui import send_one
 from app.ui.text import plain
 from db.enums import Channel, Language
 
@@ -57,10 +58,13 @@ with st.container(border=True):
     st.markdown("  \n".join([
         f"**Mobile:** {plain(p.phone or '-')}", f"**E-mail:** {plain(p.email or '-')}",
         f"**MRN:** {plain(p.mrn or '-')}", f"**Language:** {p.language.value.upper()}"]))
+    patient_contacts.edit_form(actor, p)
 
 st.subheader("Why didn't they get it?", anchor=False)
 for line in detail.why_not:
     st.markdown(f"- {plain(line)}")
+if actor.can(Permission.SEND_MESSAGES):
+    send_one.section(p.id)
 
 left, right = st.columns(2, gap="large")
 with left:

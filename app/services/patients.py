@@ -333,7 +333,7 @@ def change_contacts(session: TenantSession, actor: Actor, patient_id: uuid.UUID,
     if not changed:
         raise ValidationError("Nothing was changed.")
     moved = session.execute(
-        update_patient(patient.id, old).values(phone_e164=new["phone"], email=new["email"],
+        _still_as_seen(patient.id, old).values(phone_e164=new["phone"], email=new["email"],
                                                language=new["language"], updated_at=utcnow())
     ).rowcount
     if moved != 1:
@@ -354,7 +354,7 @@ def change_contacts(session: TenantSession, actor: Actor, patient_id: uuid.UUID,
     return ContactChange(patient_detail(session, actor, patient.id), changed, readdressed, cancelled)
 
 
-def update_patient(patient_id: uuid.UUID, seen: dict[str, object]):  # type: ignore[no-untyped-def]
+def _still_as_seen(patient_id: uuid.UUID, seen: dict[str, object]):  # type: ignore[no-untyped-def]
     """``UPDATE patients`` of one patient whose contacts are still ``seen`` (the optimistic check)."""
     return (update(Patient)
             .where(Patient.id == patient_id, Patient.deleted_at.is_(None),

@@ -1,0 +1,85 @@
+"""The Patients page's "Correct contacts" form: front desk corrects a number, a bad one is refused
+in words, a stale form is refused, and an analyst never gets the page."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from app.services import patients
+from app.services.patients import ContactUpdate
+from db.enums import Language, Role
+from db.models import AuditEvent, Patient
+from db.session import system_session
+from tests.factories import call, make_patient
+from tests.pages.conftest import Clinic, button, signed_in, texts
+
+
+def _open(clinic: Clinic, role: Role, patient: uuid.UUID) -> AppTest:
+    at = signed_in(clinic.by_role(role))
+    at.switch_page("../pages/patients.py")
+    at.query_params["q"] = "Sara"
+    at.query_params["patient"] = str(patient)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _phone(clinic: Clinic, patient: uuid.UUID) -> str | None:
+    with system_session(clinic.engine) as session:
+        return session.scalar(select(Patient.phone_e164).where(Patient.id == patient))
+
+
+@pytest.fixture
+def sara(clinic: Clinic) -> uuid.UUID:
+    return make_patient(clinic.engine, clinic.admin.tenant_id)
+
+
+def test_front_desk_corrects_a_mobile_number(clinic: Clinic, sara: uuid.UUID) -> None:
+    at = _open(clinic, Role.FRONT_DESK, sara)
+    at.text_input(key=f"contacts_phone_{sara}").input("050 987 6543")
+    button(at, "Save contacts").click().run()
+
+    assert not at.exception and not at.error, texts(at.error)
+    assert "Saved the mobile number." in texts(at.success)
+    assert _phone(clinic, sara) == "+966509876543"
+    assert any("+966509876543" in m for m in texts(at.markdown))
+    with system_session(clinic.engine) as session:
+        assert session.scalar(select(AuditEvent.actor_name).where(AuditEvent.action == "patient.contacts")) == "fatima"
+
+
+def test_a_number_that_is_not_a_mobile_is_refused_in_words(clinic: Clinic, sara: uuid.UUID) -> None:
+    at = _open(clinic, Role.FRONT_DESK, sara)
+    at.text_input(key=f"contacts_phone_{sara}").input("011 234 5678")
+    button(at, "Save contacts").click().run()
+
+    assert any("is not a mobile number" in e for e in texts(at.error)), texts(at.error)
+    assert _phone(clinic, sara) == "+966501234567"
+
+
+def test_a_form_read_before_someone_elses_change_is_refused(clinic: Clinic, sara: uuid.UUID) -> None:
+    at = _open(clinic, Role.FRONT_DESK, sara)
+    seen = call(clinic.engine, clinic.admin, patients.patient_detail, sara).patient
+    call(clinic.engine, clinic.admin, patients.change_contacts, sara,
+         ContactUpdate("+966505555555", "sara@example.com", Language.EN), version=seen.version)
+
+    at.text_input(key=f"contacts_phone_{sara}").input("+966509876543")
+    button(at, "Save contacts").click().run()
+
+    assert any("Someone else changed this patient's contacts" in e for e in texts(at.error)), texts(at.error)
+    assert _phone(clinic, sara) == "+966505555555"
+    assert at.text_input(key=f"contacts_phone_{sara}").value == "+966505555555"  # the form shows them now
+
+
+def test_the_admin_also_sees_the_form(clinic: Clinic, sara: uuid.UUID) -> None:
+    at = _open(clinic, Role.ADMIN, sara)
+    assert [b.label for b in at.button if b.label == "Save contacts"] == ["Save contacts"]
+
+
+def test_the_analyst_has_no_patients_page(clinic: Clinic) -> None:
+    at = signed_in(clinic.analyst)
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("../pages/patients.py")
