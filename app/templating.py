@@ -39,6 +39,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import _PassArg
 from jinja2.visitor import NodeTransformer
 
+from app.bidi import keep_ltr_order
 from app.errors import ValidationError
 
 MAX_OUTPUT_CHARS = 20_000  # longest text (or list) one value, one step or the whole message may be
@@ -670,9 +671,13 @@ def _render_compiled(compiled: CompiledTemplate, values: Mapping[str, Any]) -> s
         raise TemplateRenderError(_explain(exc)) from None
     finally:
         _BUDGET.reset(token)
-    return "".join(parts).strip()
+    return keep_ltr_order("".join(parts).strip())
 
 
 def render_template(source: str, values: Mapping[str, Any]) -> str:
-    """Render staff-authored ``source`` with ``values``; raise TemplateRenderError on any problem."""
+    """Render staff-authored ``source`` with ``values``; raise TemplateRenderError on any problem.
+
+    Numbers inside Arabic text keep their order (``app.bidi.keep_ltr_order``: a direction mark
+    before each), in previews and in sent bodies alike.
+    """
     return compile_template(source).render(values)

@@ -53,6 +53,10 @@ class Language(StrEnum):
     EN = "en"
     AR = "ar"
 
+    @property
+    def label(self) -> str:
+        return {"en": "English", "ar": "Arabic"}[self.value]
+
 
 class MessageClass(StrEnum):
     SERVICE = "service"
@@ -276,6 +280,12 @@ class BulkJobStatus(StrEnum):
     COMPLETED = "completed"
     CANCELLED = "cancelled"
     FAILED = "failed"
+
+    @property
+    def label(self) -> str:
+        return {"draft": "Draft", "scheduled": "Scheduled", "expanding": "Preparing", "sending": "Sending",
+                "paused": "Paused", "completed": "Completed", "cancelled": "Cancelled",
+                "failed": "Failed"}[self.value]
 
 
 # A bulk job's lifecycle, as a table like the messages' own. A job ends (completed, cancelled or

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import streamlit as st
 
+from app.bidi import direction_marks
 from app.errors import AppError
 from app.services.bulk import audience as audiences
 from app.services.bulk import jobs as bulk_jobs
@@ -21,7 +22,7 @@ from app.services.bulk.wizard import Draft, DryRun
 from app.services.permissions import Permission
 from app.ui import feedback, rtl, session
 from app.ui.text import as_text, counted, plain
-from db.enums import BulkJobStatus, Channel, Language, MessageClass
+from db.enums import BULK_JOB_MOVING, BulkJobStatus, Channel, Language, MessageClass
 
 actor = session.require_actor(Permission.SEND_MESSAGES)
 if not bulk_wizard.may_use(actor):
@@ -89,6 +90,7 @@ def audience_step(options: bulk_wizard.WizardOptions) -> None:
 
 
 def list_inputs(options: bulk_wizard.WizardOptions) -> None:
+    state["list_refusal"] = None
     if not actor.can(Permission.BULK_SEND):
         st.info(f"Front desk can send to a list of at most {bulk_wizard.FRONT_DESK_MAX_RECIPIENTS} recipients.")
     pasted = st.text_area("Paste numbers or addresses (one per line)", key=W + "pasted")
@@ -127,8 +129,12 @@ def list_inputs(options: bulk_wizard.WizardOptions) -> None:
         state["recipients"], state["rejected"] = [], []
         return
     state["recipients"], state["rejected"] = result.recipients, result.rejected
-    st.success(f"{counted(len(result.recipients), 'recipient')} ready; "
-               f"{counted(len(result.rejected), 'row')} refused.")
+    state["list_refusal"] = bulk_wizard.list_too_long(actor, len(result.recipients))
+    if state["list_refusal"]:  # refused before anything says the list is ready
+        st.error(state["list_refusal"], icon=":material/block:")
+    else:
+        st.success(f"{counted(len(result.recipients), 'recipient')} ready; "
+                   f"{counted(len(result.rejected), 'row')} refused.")
     if variables:
         st.caption("Variables from the file: " + ", ".join("{{ " + v + " }}" for v in ri.variable_names(mapping)))
     if result.rejected:
@@ -155,24 +161,34 @@ def content_step(options: bulk_wizard.WizardOptions) -> None:
 
 def show_review(review: DryRun) -> None:
     st.info(review.class_effect, icon=":material/info:")
-    st.metric("Recipients in the audience", f"{review.audience_size:,}")
+    st.metric("Recipients in the audience", f"{review.audience_size:,}",
+              help="Everyone this send considered, rows refused in the file included: will be sent + skipped.")
     cols = st.columns(4)
-    cols[0].metric("Will be sent", f"{review.sendable:,}")
-    cols[1].metric("Skipped", f"{review.skipped_count:,}")
+    cols[0].metric("Will be sent", f"{review.sendable:,}", help="Deferred ones included: they go out later.")
+    cols[1].metric("Skipped", f"{review.skipped_count:,}", help="Not sent; the reasons are below.")
     cols[2].metric("Estimated cost", f"{review.estimated_cost:,.2f} {review.currency}")
     cols[3].metric("Takes about", _duration(review.duration_seconds))
-    st.caption(f"Deferred for quiet hours (sent later): {review.deferred:,}. SMS parts: {review.segments_total:,}.")
-    st.dataframe([{"Channel / language": k, "Recipients": v} for k, v in review.will_send.items()], hide_index=True)
+    st.caption(f"Of those sent, {review.deferred:,} wait for the end of the patient's quiet hours. "
+               f"SMS parts: {review.segments_total:,}.")
+    st.dataframe([{"Channel and language": k, "Will be sent": v} for k, v in review.will_send.items()],
+                 hide_index=True)
     for note in review.notes:
         st.warning(plain(note))
     for sample in review.samples:
-        st.markdown(f"**Sample ({sample.language.value})** — {sample.segments} part(s), {sample.encoding}")
+        marks = f", {counted(direction_marks(sample.body), 'direction mark')} keep numbers in order" if \
+            direction_marks(sample.body) else ""
+        st.markdown(f"**Sample in {sample.language.label}** — {counted(sample.segments, 'part')}, "
+                    f"{sample.encoding}{marks}")
         if sample.language == Language.AR:
             rtl.show(sample.body)
         else:
             st.text(sample.body)
-    if review.skipped:
-        st.subheader("Skipped, and why", anchor=False)
+    if review.later:
+        with st.expander(f"Sent later, after quiet hours: {review.deferred:,}"):
+            st.dataframe([{"Row": s.row, "Recipient": s.recipient, "Detail": s.detail} for s in review.later[:2000]],
+                         hide_index=True)
+    if review.skipped_count:
+        st.subheader(f"Skipped: {review.skipped_count:,}, and why", anchor=False)
         st.caption(" · ".join(f"{plain(reason)}: {n:,}" for reason, n in review.skipped_by_reason.items()))
         st.dataframe([{"Row": s.row, "Recipient": s.recipient, "Reason": s.reason, "Detail": s.detail}
                       for s in review.skipped[:2000]], hide_index=True)
@@ -201,10 +217,13 @@ def send_step(options: bulk_wizard.WizardOptions, review: DryRun) -> None:
             second=0, microsecond=0), key=W + "time")
         send_at = dt.datetime.combine(day, at)
     typed = None
-    if review.audience_size > options.confirm_threshold:
-        text = st.text_input(f"This goes to more than {options.confirm_threshold:,} recipients. Type the number "
-                             "of recipients in the audience (see Review) to confirm", key=W + "typed")
-        typed = int(text) if text.strip().isdigit() else None
+    skipped = f" ({review.skipped_count:,} of the {review.audience_size:,} in the audience are skipped)" if \
+        review.skipped_count else ""
+    st.markdown(f"**This sends {counted(review.sendable, 'message')}**{skipped}.")
+    if review.needs_typed_count:
+        text = st.text_input(f"Type {review.sendable} (the number of messages that will be sent) to confirm",
+                             key=W + "typed")
+        typed = int(text.replace(",", "")) if text.replace(",", "").strip().isdigit() else None
     if st.button("Send" if send_at is None else "Schedule send", type="primary", key="bulk_send"):
         created = feedback.service(bulk_wizard.confirm, current_draft(), typed_count=typed, send_at_local=send_at)
         if created is not None:  # the service asked the worker to prepare the messages
@@ -241,21 +260,35 @@ def wizard() -> None:
     back, forward = st.columns(2)
     if step > 0 and back.button("Back", key="bulk_back"):
         go(step - 1)
-    if step < 3 and forward.button("Next", type="primary", key="bulk_next",
-                                   disabled=step == 2 and not state.get("review")):
+    blocked = (step == 2 and not state.get("review")) or (
+        step == 0 and st.session_state.get(W + "kind") == "list" and bool(state.get("list_refusal")))
+    if step < 3 and forward.button("Next", type="primary", key="bulk_next", disabled=blocked):
         go(step + 1)
 
 
 # --- progress ---------------------------------------------------------------------------------
 
 
+def progress_panel(job_id: str, status: BulkJobStatus) -> None:
+    """A job still moving refreshes itself every few seconds (only this panel); an ended one is drawn once."""
+    if status in BULK_JOB_MOVING:
+        live_progress(job_id)
+    else:
+        draw_progress(job_id)
+
+
 @st.fragment(run_every=dt.timedelta(seconds=3))
 def live_progress(job_id: str) -> None:
+    if draw_progress(job_id) not in BULK_JOB_MOVING:
+        st.rerun()  # it has just ended: the whole tab shows it once, without a timer
+
+
+def draw_progress(job_id: str) -> BulkJobStatus | None:
     progress = feedback.service(bulk_jobs.progress, uuid.UUID(job_id))
     if progress is None:
-        return
+        return None
     job = progress.job
-    st.markdown(f"**{plain(job.name)}** · {job.channel.label} · {plain(job.audience)} · status **{job.status.value}**")
+    st.markdown(f"**{plain(job.name)}** · {job.channel.label} · {plain(job.audience)} · **{job.status.label}**")
     if job.status == BulkJobStatus.EXPANDING:
         st.caption("Preparing the messages in the background…")
         if bulk_wizard.looks_stuck(job.created_at) and st.button("Start preparing again", key="bulk_restart"):
@@ -269,7 +302,7 @@ def live_progress(job_id: str) -> None:
     if progress.eta_seconds is not None:
         st.caption(f"About {_duration(progress.eta_seconds)} left at the configured rate.")
     st.markdown(f"[Open these messages in the explorer]({progress.explorer_url})")
-    if actor.can(Permission.BULK_SEND):
+    if actor.can(Permission.BULK_SEND) and job.status in BULK_JOB_MOVING:  # the buttons only while they can act
         cols = st.columns(3)
         if job.status in (BulkJobStatus.SENDING, BulkJobStatus.SCHEDULED) and cols[0].button(
                 "Pause", key="bulk_pause"):
@@ -277,10 +310,10 @@ def live_progress(job_id: str) -> None:
             st.rerun(scope="fragment")
         if job.status == BulkJobStatus.PAUSED and cols[1].button("Resume", key="bulk_resume"):
             resume(job.id)
-        if job.status not in (BulkJobStatus.COMPLETED, BulkJobStatus.CANCELLED, BulkJobStatus.FAILED) and \
-                cols[2].button("Cancel what is not sent", key="bulk_cancel"):
+        if cols[2].button("Cancel what is not sent", key="bulk_cancel"):
             feedback.service(bulk_jobs.cancel, job.id)
-            st.rerun(scope="fragment")
+            st.rerun()
+    return job.status
 
 
 def resume(job_id: uuid.UUID) -> None:
@@ -295,14 +328,14 @@ def jobs_list() -> None:
         return
     st.dataframe([{"Created": j.created_at, "Name": j.name, "By": j.created_by, "Channel": j.channel.label,
                    "Audience": j.audience, "Content": j.content, "Recipients": j.recipients,
-                   "Messages": j.written, "Refused": j.refused, "Status": j.status.value} for j in jobs],
+                   "Messages": j.written, "Refused": j.refused, "Status": j.status.label} for j in jobs],
                  hide_index=True)
     ids = [str(j.id) for j in jobs]
     if st.session_state.get(OPEN_JOB) not in ids:
         st.session_state[OPEN_JOB] = ids[0]
     labels = {str(j.id): f"{j.created_at:%Y-%m-%d %H:%M} · {as_text(j.name)}" for j in jobs}
     chosen = st.selectbox("Progress of", ids, format_func=lambda i: labels[i], key=OPEN_JOB)
-    live_progress(chosen)
+    progress_panel(chosen, next(j.status for j in jobs if str(j.id) == chosen))
 
 
 st.title("Bulk send", anchor=False)

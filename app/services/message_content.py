@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from app.bidi import keep_ltr_order
 from app.errors import ValidationError
 from app.segments import MAX_BODY_CHARS
 from app.templating import render_template
@@ -21,7 +22,7 @@ from db.types import utcnow
 STANDARD_VARIABLES: dict[str, tuple[str, str]] = {
     "patient_name": ("The patient's name in the message language", "Sara Al-Qahtani / سارة القحطاني"),
     "patient_first_name": ("The patient's first name in the message language", "Sara / سارة"),
-    "clinic_name": ("Your clinic's name", "Al Noor Clinic"),
+    "clinic_name": ("Your clinic's name in the message language", "Al Noor Clinic / عيادة النور"),
     "clinic_phone": ("Your clinic's phone number", "+966112345678"),
     "appointment_date": ("Date of the patient's next appointment (clinic time)", "2026-12-01"),
     "appointment_time": ("Time of the patient's next appointment (clinic time)", "09:30"),
@@ -96,7 +97,7 @@ def recipient_variables(tenant: Tenant, patient: Patient | None, language: Langu
 
 def render_body(source: str, values: dict[str, Any], channel: Channel) -> str:
     """Render and check the channel's length limit; errors are ValidationErrors naming the problem."""
-    body = render_template(source, values) if ("{" in source or "%" in source) else source.strip()
+    body = render_template(source, values) if ("{" in source or "%" in source) else keep_ltr_order(source.strip())
     if not body:
         raise ValidationError("The message is empty.", field="body")
     limit = CHANNEL_BODY_LIMITS[channel]

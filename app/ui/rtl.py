@@ -10,13 +10,14 @@ line from reordering the text around it.
 
 Directional control characters already in the text (embeddings, overrides, isolates:
 U+202A..U+202E, U+2066..U+2069) are removed from what is shown, so stored text cannot close our
-isolate early or reverse the screen to hide what it says. The line is still shown on the left
-edge of the page (the container is left-to-right); only its reading order is right to left.
+isolate early or reverse the screen to hide what it says. ``show`` also right-aligns what it draws
+(a fixed stylesheet on its own containers), on every page that shows Arabic.
 """
 
 from __future__ import annotations
 
 import itertools
+import unicodedata
 
 import streamlit as st
 
@@ -52,9 +53,31 @@ def style_arabic_inputs() -> None:
 
 
 def show(text: str, *, empty: str = "(empty)") -> None:
-    """Draw ``text`` right to left (or ``empty`` as a caption when there is nothing to show)."""
+    """Draw ``text`` right to left and right-aligned (or ``empty`` as a caption when there is nothing)."""
     if str(text).strip():
+        st.html(_RTL_STYLE)  # style only: takes no room on the page, harmless when repeated
         with st.container(key=f"rtl-{next(_containers)}"):
             st.markdown(rtl_markdown(text))
+    else:
+        st.caption(empty)
+
+
+def is_arabic(text: str) -> bool:
+    """Whether ``text`` reads right to left (its first letter with a direction is Arabic, Hebrew ...)."""
+    for char in str(text):
+        kind = unicodedata.bidirectional(char)
+        if kind in ("R", "AL"):
+            return True
+        if kind == "L":
+            return False
+    return False
+
+
+def show_text(text: str, *, empty: str = "(empty)") -> None:
+    """Stored text in its own direction: Arabic right to left and right-aligned, anything else as is."""
+    if is_arabic(text):
+        show(text, empty=empty)
+    elif str(text).strip():
+        st.markdown("  \n".join(plain(line) if line.strip() else "" for line in str(text).splitlines()))
     else:
         st.caption(empty)

@@ -97,9 +97,28 @@ def assert_no_errors(page: sync_api.Page, where: str) -> None:
     assert errors.count() == 0, f"{where}: error shown: {errors.all_inner_texts()}"
 
 
+# Streamlit scrolls inside its own containers, not the document, so a "full page" screenshot would
+# stop at the viewport: ``shot`` measures the tallest scrolling area and grows the viewport to it.
+_CONTENT_HEIGHT_JS = """() => Math.max(document.documentElement.scrollHeight,
+    ...Array.from(document.querySelectorAll('[data-testid="stMain"], [data-testid="stAppViewContainer"], '
+        + '[data-testid="stAppScrollToBottomContainer"], [data-testid="stSidebarContent"], section'))
+        .map(el => el.scrollHeight))"""
+MAX_SHOT_HEIGHT = 12_000
+
+
 def shot(page: sync_api.Page, name: str) -> None:
+    """A screenshot of the whole page, below the fold included (the viewport is restored after)."""
     SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+    viewport = page.viewport_size or {"width": 1400, "height": 900}
+    height = min(int(page.evaluate(_CONTENT_HEIGHT_JS)), MAX_SHOT_HEIGHT)
+    if height > viewport["height"]:
+        page.set_viewport_size({"width": viewport["width"], "height": height})
+        page.wait_for_timeout(300)  # let the app lay itself out at the new size
+    try:
+        page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+    finally:
+        if height > viewport["height"]:
+            page.set_viewport_size(viewport)
 
 
 def menu(page: sync_api.Page) -> list[str]:

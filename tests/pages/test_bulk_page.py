@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from streamlit.testing.v1 import AppTest
 
 from app.ui import navigation
-from db.enums import Language, Role
-from db.models import AuditEvent, BulkJob, Message, Patient, PatientTag
+from db.enums import BulkJobStatus, Language, MessageStatus, Role
+from db.models import AuditEvent, BulkJob, Message, NotificationPreference, Patient, PatientTag
 from db.session import tenant_session
 from tests.pages.conftest import Clinic, button, signed_in, texts
 
@@ -136,13 +136,46 @@ def test_front_desk_sends_to_a_short_pasted_list_only(clinic: Clinic) -> None:
     assert not [b for b in at.button if b.label == "Pause"]  # front desk cannot pause or cancel
 
 
-def test_front_desk_is_refused_more_than_20(clinic: Clinic) -> None:
+def test_front_desk_is_refused_more_than_20_before_anything_says_ready(clinic: Clinic) -> None:
     at = bulk_page(clinic, Role.FRONT_DESK)
     at.text_area(key="bulk_w_pasted").input("\n".join(f"05000000{i:02d}" for i in range(10, 31))).run()
+
+    assert not [s for s in texts(at.success) if "ready" in s]  # no green "21 recipients ready"
+    assert any("at most 20" in e and "21" in e for e in texts(at.error))
+    assert button(at, "Next").disabled
+    at.text_area(key="bulk_w_pasted").input("\n".join(f"05000000{i:02d}" for i in range(10, 30))).run()
+    assert "20 recipients ready; 0 rows refused." in texts(at.success) and not at.error
+    assert not button(at, "Next").disabled
+
+
+def test_the_review_adds_up_and_the_confirm_step_asks_for_what_is_sent(clinic: Clinic,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BULK_CONFIRM_THRESHOLD", "2")
+    add_patients(clinic, 4)
+    with tenant_session(clinic.engine, clinic.admin.tenant_id) as s:
+        s.add(NotificationPreference(patient_id=s.scalars(select(Patient.id).order_by(Patient.phone_e164)).first(),
+                                     sms_opt_in=False))
+    at = bulk_page(clinic)
+    at.radio(key="bulk_w_kind").set_value("all").run()
     step(at, "Next")
-    custom_text(at, "Hello")
+    custom_text(at, "Closed on Friday.", "مغلق يوم الجمعة 2026-12-04، اتصل على +966112345678")
     step(at, "Next")
-    assert any("at most 20" in e for e in texts(at.error))
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Recipients in the audience"], metrics["Will be sent"], metrics["Skipped"]) == ("4", "3", "1")
+    assert any("channel disabled: 1" in c for c in texts(at.caption))
+    by_language = at.dataframe[0].value.to_dict("records")
+    assert {r["Channel and language"] for r in by_language} <= {"SMS, English", "SMS, Arabic"}
+    assert sum(r["Will be sent"] for r in by_language) == 3
+    assert any("Sample in Arabic" in m and "2 direction marks" in m for m in texts(at.markdown))
+    step(at, "Next")
+    assert any("This sends 3 messages" in m and "1 of the 4" in m for m in texts(at.markdown))
+    assert at.text_input(key="bulk_w_typed").label.startswith("Type 3 ")
+    at.text_input(key="bulk_w_typed").input("4").run()
+    step(at, "Send")
+    assert any("Type 3 to confirm" in e for e in texts(at.error))
+    at.text_input(key="bulk_w_typed").input("3").run()
+    step(at, "Send")
+    assert "Sending has started." in texts(at.success)
 
 
 def test_analysts_have_no_bulk_page(clinic: Clinic) -> None:
@@ -178,3 +211,30 @@ def test_a_list_is_read_and_checked_once_not_on_every_click(clinic: Clinic, monk
     at.text_area(key="bulk_w_pasted").input("0500000002\n0500000003\n").run()
     assert calls == {"read": 2, "check": 3}
     assert "2 recipients ready; 0 rows refused." in texts(at.success)
+
+
+def test_pause_and_cancel_show_only_while_the_job_moves(clinic: Clinic) -> None:
+    add_patients(clinic, 3)
+    at = bulk_page(clinic)
+    at.radio(key="bulk_w_kind").set_value("tags").run()
+    at.multiselect(key="bulk_w_any_of").set_value(["diabetes"]).run()
+    step(at, "Next")
+    custom_text(at, "Closed on Friday.", "مغلق يوم الجمعة")
+    step(at, "Next")
+    step(at, "Next")
+    step(at, "Send")
+    wait_for_expansion(clinic, 3)
+    at.run()
+    labels = {b.label for b in at.button}
+    assert {"Pause", "Cancel what is not sent"} <= labels
+    assert any("Sending" in m or "Scheduled" in m for m in texts(at.markdown))
+
+    with tenant_session(clinic.engine, clinic.admin.tenant_id) as s:  # every message reported, the job ends
+        s.execute(update(Message).values(status=MessageStatus.DELIVERED))
+        job = s.scalars(select(BulkJob)).one()
+        job.status, job.completed_at = BulkJobStatus.COMPLETED, job.created_at
+    at.run()
+    labels = {b.label for b in at.button}
+    assert not labels & {"Pause", "Resume", "Cancel what is not sent"}, labels
+    assert any("Completed" in m for m in texts(at.markdown))
+    assert at.dataframe[-1].value.to_dict("records")[0]["Status"] == "Completed"

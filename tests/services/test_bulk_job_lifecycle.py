@@ -158,3 +158,39 @@ def test_a_scheduled_job_is_sending_once_its_time_has_come(two_clinics) -> None:
     assert _status(engine, a, job_a) == BulkJobStatus.SCHEDULED
     jobs.complete_finished(runtime, later + dt.timedelta(days=1))  # type: ignore[arg-type]
     assert _status(engine, a, job_a) == BulkJobStatus.SENDING
+
+
+def test_the_creator_is_told_once_that_a_job_ended(two_clinics) -> None:  # type: ignore[no-untyped-def]
+    engine, (a, admin_a), (b, admin_b) = two_clinics
+    colleague = make_user(engine, a, "colleague", Role.ADMIN)
+    job_a = confirm(engine, admin_a, draft({"kind": "all"})).bulk_job_id
+    job_b = confirm(engine, admin_b, draft({"kind": "all"})).bulk_job_id
+    expand(engine, job_a)
+    expand(engine, job_b)
+    _set_status(engine, _messages(engine, a, job_a)[:2], MessageStatus.DELIVERED)
+    _set_status(engine, _messages(engine, a, job_a)[2:], MessageStatus.FAILED)
+    _set_status(engine, _messages(engine, b, job_b), MessageStatus.DELIVERED)
+
+    def endings(actor):  # type: ignore[no-untyped-def]
+        with tenant_session(engine, actor.tenant_id) as session:
+            return jobs.take_endings(session, actor)
+
+    assert endings(admin_a) == [], "nothing has ended yet"
+    runtime = FakeRuntime(engine)
+    assert jobs.complete_finished(runtime, runtime.clock()) == 2  # type: ignore[arg-type]
+    told = endings(admin_a)
+    assert [(e.id, e.status) for e in told] == [(job_a, BulkJobStatus.COMPLETED)]
+    assert (told[0].counts["delivered"], told[0].counts["failed"]) == (2, 1)
+    assert told[0].summary == "2 delivered, 1 failed"
+    assert endings(admin_a) == [], "told once"
+    assert endings(colleague) == [], "only the creator is told"
+    assert [e.id for e in endings(admin_b)] == [job_b], "each clinic's creator hears of their own job"
+
+    # cancelled by a colleague: the creator is told; cancelled by the creator: they know already
+    mine = confirm(engine, admin_a, draft({"kind": "all"})).bulk_job_id
+    theirs = confirm(engine, admin_a, draft({"kind": "all"})).bulk_job_id
+    with tenant_session(engine, a) as session:
+        jobs.cancel(session, admin_a, mine)
+    with tenant_session(engine, a) as session:
+        jobs.cancel(session, colleague, theirs)
+    assert [(e.id, e.status) for e in endings(admin_a)] == [(theirs, BulkJobStatus.CANCELLED)]

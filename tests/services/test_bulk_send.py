@@ -175,9 +175,9 @@ def test_review_lists_every_skip_reason(clinic) -> None:  # type: ignore[no-unty
     more = ri.to_recipients(table2, ri.ColumnMapping(contact="phone", variables=("code",)), Channel.SMS, "SA")
     result2 = review(engine, admin, draft({"kind": "list", "recipients": more.recipients},
                                           body="Code {{ code }}"))
-    reasons2 = {s.reason for s in result2.skipped}
-    assert reasons2 == {"channel disabled", "quiet hours (deferred)"}
-    assert result2.sendable == 1 and result2.deferred == 1
+    assert {s.reason for s in result2.skipped} == {"channel disabled"}
+    assert {s.reason for s in result2.later} == {"quiet hours (deferred)"}  # sent, later: not skipped
+    assert result2.sendable == 1 and result2.deferred == 1 and result2.skipped_count == 1
 
 
 def test_review_counts_languages_samples_cost_and_duration(clinic) -> None:  # type: ignore[no-untyped-def]
@@ -185,7 +185,7 @@ def test_review_counts_languages_samples_cost_and_duration(clinic) -> None:  # t
     add_patients(engine, tenant_id, 3)
     add_patients(engine, tenant_id, 2, language=Language.AR, start=50)
     result = review(engine, admin, draft({"kind": "all"}, body="Closed Friday", body_ar="مغلق يوم الجمعة"))
-    assert result.will_send == {"SMS / en": 3, "SMS / ar": 2}
+    assert result.will_send == {"SMS, English": 3, "SMS, Arabic": 2}
     assert {s.language for s in result.samples} == {Language.EN, Language.AR}
     settings = get_settings()
     assert result.segments_total == 5
@@ -314,6 +314,62 @@ def test_skipped_list_downloads_as_safe_csv_and_is_audited(clinic) -> None:  # t
             AuditEvent.action == "bulk.skipped_export")) == 1
 
 
+def test_the_review_counts_add_up_with_one_meaning_each(clinic) -> None:  # type: ignore[no-untyped-def]
+    """Recipients = will be sent + skipped; skipped = the sum of its reasons; deferred ones are sent (later),
+    never skipped. The neighbouring clinic's patients share these numbers and are not counted."""
+    engine, tenant_id, admin, *_ = clinic
+    ids = add_patients(engine, tenant_id, 4)
+    with tenant_session(engine, tenant_id) as s:
+        s.add(NotificationPreference(patient_id=ids[0], sms_opt_in=False))
+        now_local = dt.datetime.now(dt.UTC) + dt.timedelta(hours=3)
+        s.add(NotificationPreference(patient_id=ids[1], quiet_hours_start=(now_local - dt.timedelta(hours=1)).time(),
+                                     quiet_hours_end=(now_local + dt.timedelta(hours=1)).time()))
+    # +966501234567 and +966501112233 are the neighbour's patients too; "oops" and the repeat are refused.
+    table = ri.read_csv(b"phone\n+966500000000\n+966500000001\n+966500000002\n+966501234567\n+966501112233\n"
+                        b"oops\n+966500000002\n")
+    imported = ri.to_recipients(table, ri.ColumnMapping(contact="phone"), Channel.SMS, "SA")
+    result = review(engine, admin, draft({"kind": "list", "recipients": imported.recipients},
+                                         body="Closed Friday.", import_rejections=tuple(imported.rejected)))
+
+    assert result.audience_size == 7
+    assert result.sendable == 4 and result.deferred == 1  # 01 (later), 02, and the two shared numbers
+    assert result.skipped_by_reason == {"invalid number": 1, "duplicate": 1, "channel disabled": 1}
+    assert result.skipped_count == 3 == len(result.skipped)
+    assert result.audience_size == result.sendable + result.skipped_count
+    assert sum(result.will_send.values()) == result.sendable
+    assert [s.recipient for s in result.later] == ["+966500000001"]
+
+    everyone = review(engine, admin, draft({"kind": "all"}))
+    assert everyone.audience_size == 4 == everyone.sendable + everyone.skipped_count  # not the neighbour's six
+
+
+def test_confirming_a_large_send_asks_for_the_number_that_will_be_sent(clinic, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    engine, tenant_id, admin, *_ = clinic
+    monkeypatch.setenv("BULK_CONFIRM_THRESHOLD", "2")
+    get_settings.cache_clear()
+    try:
+        ids = add_patients(engine, tenant_id, 5)
+        with tenant_session(engine, tenant_id) as s:
+            s.add(NotificationPreference(patient_id=ids[0], sms_opt_in=False))
+        d = draft({"kind": "all"})
+        result = review(engine, admin, d)
+        assert (result.audience_size, result.sendable, result.skipped_count) == (5, 4, 1)
+        assert result.needs_typed_count
+        with pytest.raises(ValidationError, match=r"goes to 4 recipients \(1 of the 5 are skipped\)\. Type 4"):
+            confirm(engine, admin, d, typed_count=5)  # the audience's size is not what is sent
+        assert confirm(engine, admin, d, typed_count=4).duplicate is False
+    finally:
+        get_settings.cache_clear()
+
+
+def test_a_front_desk_list_over_the_limit_is_refused_before_it_is_called_ready(clinic) -> None:  # type: ignore[no-untyped-def]
+    _engine, _tenant_id, admin, front_desk, _analyst = clinic
+    assert wizard.list_too_long(front_desk, 20) is None
+    refusal = wizard.list_too_long(front_desk, 21)
+    assert refusal is not None and "at most 20" in refusal and "21" in refusal
+    assert wizard.list_too_long(admin, 5_000) is None
+
+
 # --- permissions --------------------------------------------------------------------------------
 
 
@@ -400,7 +456,7 @@ def test_expansion_writes_exact_rows_and_batches_of_500(clinic, body) -> None:  
     ids = add_patients(engine, tenant_id, 1203)
     with tenant_session(engine, tenant_id) as s:
         s.add(NotificationPreference(patient_id=ids[0], sms_opt_in=False, opted_out_at=dt.datetime.now(dt.UTC)))
-    created = confirm(engine, admin, draft({"kind": "all"}, body=body), typed_count=1203)
+    created = confirm(engine, admin, draft({"kind": "all"}, body=body), typed_count=1202)  # what is sent
     runtime, result = expand(engine, created.bulk_job_id)
     assert result["written"] == 1203 and result["queued"] == 1202 and result["suppressed"] == 1
     assert len(runtime.queue.batches) == 3 and all(len(ids) <= BATCH_SIZE for _, ids in runtime.queue.batches)

@@ -17,11 +17,12 @@ from app.errors import NotFoundError, ValidationError
 from app.services import audit
 from app.services.bulk import audience as audiences
 from app.services.bulk.expansion import enqueue_queued, lock_job
-from app.services.bulk.wizard import authorize_use
+from app.services.bulk.wizard import authorize_use, may_use
 from app.services.permissions import Actor, Permission, authorize
 from app.services.queueing import queue_of
 from db.enums import (
     AT_PROVIDER_STATUSES,
+    BULK_JOB_ENDED,
     BULK_JOB_MOVING,
     WAITING_STATUSES,
     BulkJobStatus,
@@ -164,6 +165,45 @@ def _move(session: TenantSession, job: BulkJob, source: MessageStatus, target: M
     return moved
 
 
+@dataclass(frozen=True)
+class JobEnding:
+    """A bulk job that ended, as its creator is told once (a notice on their next page view)."""
+
+    id: uuid.UUID
+    name: str
+    status: BulkJobStatus
+    counts: dict[str, int]  # GROUPS -> count, each recipient's last attempt
+    explorer_url: str
+
+    @property
+    def summary(self) -> str:
+        parts = [f"{self.counts[group]:,} {label}" for group, label in (
+            ("delivered", "delivered"), ("sent", "with the provider, no report"), ("failed", "failed"),
+            ("suppressed", "not sent"), ("queued", "not sent yet")) if self.counts.get(group)]
+        return ", ".join(parts) or "no messages"
+
+
+def take_endings(session: TenantSession, actor: Actor) -> list[JobEnding]:
+    """The jobs ``actor`` created that ended since they were last told, oldest first; each is returned
+    once (marked noticed in the same transaction)."""
+    if not may_use(actor):
+        return []  # an analyst creates no jobs
+    authorize_use(session, actor)
+    ended = list(session.scalars(select(BulkJob).where(
+        BulkJob.created_by_id == actor.user_id, BulkJob.status.in_(BULK_JOB_ENDED),
+        BulkJob.end_noticed_at.is_(None)).order_by(BulkJob.completed_at).limit(20).with_for_update(skip_locked=True)))
+    now = utcnow()
+    endings = []
+    for job in ended:
+        job.end_noticed_at = now
+        counts = dict.fromkeys(GROUPS, 0)
+        for (channel, status), count in status_counts(session, job.id).items():
+            counts[_group(channel, status)] += count
+        endings.append(JobEnding(id=job.id, name=job.name, status=BulkJobStatus(job.status), counts=counts,
+                                 explorer_url=f"messages?bulk_job={job.id}"))
+    return endings
+
+
 IN_FLIGHT_WAIT_SECONDS = 2.0  # how long pause and cancel wait for sends claimed just before them
 
 
@@ -231,6 +271,8 @@ def cancel(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> int:
         raise ValidationError("This job is finished; there is nothing left to cancel.")
     move_bulk_job(job, BulkJobStatus.CANCELLED)
     job.completed_at = utcnow()
+    if job.created_by_id == actor.user_id:
+        job.end_noticed_at = job.completed_at  # they cancelled it themselves: nothing to tell them
     waiting = _waiting(session, job)
     audit.record(session, actor, "bulk_job.cancel", object_type="bulk_job", object_id=job.id,
                  details={"cancelled": waiting})

@@ -75,11 +75,15 @@ class Sample:
 
 @dataclass
 class DryRun:
-    audience_size: int  # the number an admin types to confirm a large send (file rows refused not included)
-    will_send: dict[str, int]  # "SMS / en" -> count
-    deferred: int
-    skipped: list[SkippedRecipient]  # the first MAX_SKIPPED_KEPT, deferred ones included
-    skipped_by_reason: dict[str, int]  # every one, not only those kept
+    """The review's numbers, one meaning each: ``audience_size`` (every recipient considered, rows the
+    file refused included) = ``sendable`` (will be sent, deferred ones included) + ``skipped_count``
+    (will not be sent) = the sum of ``skipped_by_reason``."""
+
+    audience_size: int  # every recipient considered: the audience, and a list's refused rows
+    will_send: dict[str, int]  # "SMS, English" -> count; adds up to ``sendable``
+    deferred: int  # of ``sendable``: sent later, at the end of the patient's quiet hours
+    skipped: list[SkippedRecipient]  # the first MAX_SKIPPED_KEPT of those not sent, with why
+    skipped_by_reason: dict[str, int]  # every one not sent, not only those kept; adds up to skipped_count
     samples: list[Sample]
     segments_total: int
     estimated_cost: float
@@ -88,13 +92,24 @@ class DryRun:
     message_class: MessageClass
     class_effect: str
     confirm_threshold: int
-    sendable: int = 0
+    sendable: int = 0  # the number that will be sent, and the number an admin types to confirm a large send
     notes: list[str] = field(default_factory=list)
+    later: list[SkippedRecipient] = field(default_factory=list)  # the first deferred ones (quiet hours)
 
     @property
     def skipped_count(self) -> int:
         """Recipients who will not get the message (deferred ones will, later)."""
-        return sum(n for reason, n in self.skipped_by_reason.items() if reason != DEFERRED)
+        return sum(self.skipped_by_reason.values())
+
+    @property
+    def needs_typed_count(self) -> bool:
+        """Whether confirming asks for ``sendable`` to be typed (more than ``BULK_CONFIRM_THRESHOLD``)."""
+        return self.sendable > self.confirm_threshold
+
+
+def will_send_label(channel: Channel, language: Language) -> str:
+    """How the review names a channel and language: ``SMS, Arabic``."""
+    return f"{channel.label}, {language.label}"
 
 
 @dataclass(frozen=True)
@@ -122,9 +137,18 @@ def authorize_audience(session: TenantSession, actor: Actor, audience: dict[str,
     authorize(session, actor, Permission.SEND_MESSAGES)
     if audience.get("kind") != "list":
         raise PermissionDenied("Front desk can send to a custom list only (e.g. today's clinic list).")
-    if len(audience.get("recipients") or []) > FRONT_DESK_MAX_RECIPIENTS:
-        raise PermissionDenied(f"Front desk can send to at most {FRONT_DESK_MAX_RECIPIENTS} recipients at once; "
-                               "ask an admin for a bigger send.")
+    refusal = list_too_long(actor, len(audience.get("recipients") or []))
+    if refusal:
+        raise PermissionDenied(refusal)
+
+
+def list_too_long(actor: Actor, recipients: int) -> str | None:
+    """Why ``actor`` may not send to a list of ``recipients`` (front desk: at most
+    ``FRONT_DESK_MAX_RECIPIENTS``), or None when they may. The page asks before it calls a list ready."""
+    if actor.can(Permission.BULK_SEND) or recipients <= FRONT_DESK_MAX_RECIPIENTS:
+        return None
+    return (f"Front desk can send to at most {FRONT_DESK_MAX_RECIPIENTS} recipients at once; this list has "
+            f"{recipients:,}. Shorten it, or ask an admin for a bigger send.")
 
 
 def may_use(actor: Actor) -> bool:
@@ -237,16 +261,19 @@ def dry_run(session: TenantSession, actor: Actor, draft: Draft, *, send_at: dt.d
     skipped = [SkippedRecipient(r.row, r.recipient, "invalid number" if r.reason.startswith("invalid") else
                                 "duplicate", r.reason) for r in draft.import_rejections]
     reasons = Counter(s.reason for s in skipped)
+    later: list[SkippedRecipient] = []
     will_send: Counter[str] = Counter()
     samples: dict[Language, Sample] = {}
     deferred = size = segments = 0
 
     def listed(item: Any, reason: str, detail: str, count: int, contacts: Any) -> None:
-        reasons[reason] += count
-        room = MAX_SKIPPED_KEPT - len(skipped)
+        into = later if reason == DEFERRED else skipped
+        if reason != DEFERRED:
+            reasons[reason] += count
+        room = MAX_SKIPPED_KEPT - len(into)
         if room > 0:
             who = [item.recipient] if contacts is None else contacts(min(room, count))
-            skipped.extend(SkippedRecipient(item.row, recipient, reason, detail) for recipient in who)
+            into.extend(SkippedRecipient(item.row, recipient, reason, detail) for recipient in who)
 
     def tally(item: Any, count: int = 1, contacts: Any = None) -> None:
         """``count`` recipients planned as ``item`` (a group's stand-in lists its members' contacts)."""
@@ -268,7 +295,7 @@ def dry_run(session: TenantSession, actor: Actor, draft: Draft, *, send_at: dt.d
         else:
             parts = samples[item.language].segments
         segments += parts * count
-        will_send[f"{body.channel.label} / {item.language.value}"] += count
+        will_send[will_send_label(body.channel, item.language)] += count
         if item.deferred:
             deferred += count
             listed(item, DEFERRED, item.detail, count, contacts)
@@ -288,7 +315,8 @@ def dry_run(session: TenantSession, actor: Actor, draft: Draft, *, send_at: dt.d
             notes.append("The text uses " + ", ".join(sorted(columns_missing)) +
                          ", which the list does not have for every recipient.")
     return DryRun(
-        audience_size=size, will_send=dict(will_send), deferred=deferred, skipped=skipped,
+        audience_size=size + len(draft.import_rejections), will_send=dict(will_send), deferred=deferred,
+        skipped=skipped, later=later,
         skipped_by_reason=dict(reasons), samples=[samples[lang] for lang in Language if lang in samples],
         segments_total=segments, estimated_cost=round(cost, 4), currency=settings.price_currency,
         duration_seconds=sendable / rate if rate else 0.0, message_class=body.message_class,
@@ -329,7 +357,8 @@ def confirm(session: TenantSession, actor: Actor, draft: Draft, *, typed_count: 
             send_at_local: dt.datetime | None = None, now: dt.datetime | None = None) -> JobCreated:
     """Create the draft's bulk job (once per idempotency key); the worker expands it after commit.
 
-    Above ``BULK_CONFIRM_THRESHOLD`` recipients ``typed_count`` must equal the audience size.
+    When more than ``BULK_CONFIRM_THRESHOLD`` messages will be sent, ``typed_count`` must equal that
+    number (the review's ``sendable``, worked out again here), not the size of the audience.
     ``send_at_local`` is clinic time and must be in the future.
     """
     audience = audiences.validate(draft.audience)
@@ -347,8 +376,12 @@ def confirm(session: TenantSession, actor: Actor, draft: Draft, *, typed_count: 
     if size == 0:
         raise ValidationError("Nobody in this audience can be sent to.", field="audience")
     threshold = get_settings().bulk_confirm_threshold
-    if size > threshold and typed_count != size:
-        raise ValidationError(f"This send goes to {size:,} recipients. Type {size} to confirm.", field="typed_count")
+    if size > threshold:  # only then can more than the threshold be sent: count them as the review does
+        review = dry_run(session, actor, draft, send_at=send_at)
+        if review.needs_typed_count and typed_count != review.sendable:
+            raise ValidationError(
+                f"This send goes to {review.sendable:,} recipients ({review.skipped_count:,} of the "
+                f"{review.audience_size:,} are skipped). Type {review.sendable} to confirm.", field="typed_count")
     job = BulkJob(
         tenant_id=tenant.id, name=draft.name or f"{draft.channel.label} to {size:,} recipients",
         channel=draft.channel, status=BulkJobStatus.EXPANDING, audience=audience, template_id=body.template_id,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app import pricing
+from app.bidi import direction_marks
 from app.config import Settings, get_settings
 from app.errors import ValidationError
 from app.reply_lint import reply_warnings
@@ -108,6 +109,8 @@ class BodyCheck:
     error: str | None  # the syntax or render problem, in plain words
     # How the text asks patients to reply, when that fails (app.reply_lint): warnings, not refusals.
     reply_warnings: tuple[str, ...] = ()
+    # Marks added so numbers keep their order inside Arabic text (app.bidi): counted in the length.
+    direction_marks: int = 0
 
     @property
     def ok(self) -> bool:
@@ -216,6 +219,7 @@ def check_body(
         currency=settings.price_currency,
         variables=tuple(sorted(used)), unknown_variables=unknown, preview=preview, error=error,
         reply_warnings=tuple(reply_warnings(body, channel, language=language)),
+        direction_marks=direction_marks(preview) if error is None else 0,
     )
 
 

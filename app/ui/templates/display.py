@@ -21,7 +21,7 @@ def class_label(value: MessageClass) -> str:
 
 def language_label(value: Language | None) -> str:
     """A test send's language choice, in words."""
-    return {None: "The clinic's default", Language.EN: "English", Language.AR: "Arabic"}[value]
+    return "The clinic's default" if value is None else value.label
 
 
 def show_ltr(text: str, *, empty: str = "(empty)") -> None:
@@ -38,7 +38,11 @@ def show_check(check: BodyCheck) -> None:
     if check.channel == Channel.SMS:
         parts.append(f"{check.segments} segment{'s' if check.segments != 1 else ''} "
                      f"of up to {check.per_segment} characters")
-    parts.append(f"{check.characters:,} of {check.limit:,} characters")
+    marks = ""
+    if check.direction_marks:  # app.bidi: each keeps a number in order inside Arabic text, and counts
+        marks = (f" (including {check.direction_marks} direction mark{'s' if check.direction_marks != 1 else ''}"
+                 " that keep numbers in order)")
+    parts.append(f"{check.characters:,} of {check.limit:,} characters{marks}")
     parts.append(f"about {check.estimated_cost:.4f} {plain(check.currency)} per message")
     st.caption(" · ".join(parts))
     if check.error:

@@ -1,0 +1,75 @@
+"""Numbers inside Arabic text keep their order (app.bidi), in previews and in sent bodies, and the
+segment counter counts the marks that keep them so."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.bidi import LRM, RLM, direction_marks, keep_ltr_order
+from app.segments import count_segments
+from app.services.message_content import render_body
+from app.services.templates import check_body
+from app.templating import render_template
+from db.enums import Channel, Language
+
+ARABIC = "موعدك في {{ appointment_date }} الساعة {{ appointment_time }}. للاستفسار: {{ clinic_phone }}"
+VALUES = {"appointment_date": "2026-12-01", "appointment_time": "09:30", "clinic_phone": "+966114567890"}
+
+
+def test_a_phone_a_date_and_a_time_after_arabic_words_each_get_one_left_to_right_mark() -> None:
+    body = render_template(ARABIC, VALUES)
+
+    assert body == (f"موعدك في {LRM}2026-12-01 الساعة {LRM}09:30. للاستفسار: {LRM}+966114567890")
+    assert direction_marks(body) == 3
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("اتصل على +966114567890", f"اتصل على {LRM}+966114567890"),  # the + stays in front
+    ("موعدك 06/12/2026", f"موعدك {LRM}06/12/2026"),  # a date with slashes
+    ("الخصم 50% حتى 31-12", f"الخصم {LRM}50% حتى {LRM}31-12"),  # mixed numbers: one mark each
+    ("رمز الدخول AB-1234", "رمز الدخول AB-1234"),  # a code in Latin letters is left to right already
+    ("الرابط https://clinic.sa/r/123 الآن", "الرابط https://clinic.sa/r/123 الآن"),  # a URL too
+    ("+966114567890 رقم العيادة", f"{RLM}{LRM}+966114567890 رقم العيادة"),  # still a right-to-left line
+    ("Room 12, floor 3", "Room 12, floor 3"),  # English: untouched, stays GSM-7
+    ("Hello سارة 2026-12-01", f"Hello سارة {LRM}2026-12-01"),  # an Arabic name before a date
+    ("السطر الأول\n2026-12-01 السطر الثاني", f"السطر الأول\n{RLM}{LRM}2026-12-01 السطر الثاني"),
+])
+def test_only_numbers_that_right_to_left_text_would_reorder_get_a_mark(text: str, expected: str) -> None:
+    assert keep_ltr_order(text) == expected
+    assert keep_ltr_order(expected) == expected  # applying it twice adds nothing
+
+
+def test_english_text_is_never_changed_so_it_stays_gsm7() -> None:
+    body = render_body("Your visit on {{ appointment_date }}, call {{ clinic_phone }}", VALUES, Channel.SMS)
+
+    assert direction_marks(body) == 0 and count_segments(body).encoding == "GSM-7"
+
+
+def test_a_sent_body_without_variables_gets_the_marks_too() -> None:
+    assert render_body("اتصل على +966114567890", {}, Channel.SMS) == f"اتصل على {LRM}+966114567890"
+
+
+def test_the_segment_count_counts_each_mark_as_one_ucs2_character() -> None:
+    # 67 Arabic characters and a number: 70 with the number alone, 71 with its mark: two parts.
+    text = "ا" * 66 + " " + "123"
+    body = render_body(text, {}, Channel.SMS)
+
+    assert len(text) == 70 and count_segments(text).segments == 1
+    assert len(body) == 71 and count_segments(body).units == 71 and count_segments(body).segments == 2
+
+
+def test_the_editor_preview_shows_and_counts_what_is_sent() -> None:
+    check = check_body(Channel.SMS, ARABIC, language=Language.AR)
+
+    sent = render_body(ARABIC, {"appointment_date": "2026-12-01", "appointment_time": "09:30",
+                                "clinic_phone": "+966112345678"}, Channel.SMS)
+    assert check.preview == sent
+    assert check.direction_marks == 3
+    assert check.characters == len(sent) and check.encoding == "UCS-2"
+    assert check.segments == count_segments(sent).segments
+
+
+def test_the_arabic_preview_uses_arabic_sample_values() -> None:
+    check = check_body(Channel.SMS, "مرحبا {{ patient_name }} من {{ clinic_name }}", language=Language.AR)
+
+    assert check.preview == "مرحبا سارة القحطاني من عيادة النور"
