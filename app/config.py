@@ -33,6 +33,8 @@ class Settings(BaseSettings):
 
     # Staff sessions
     session_idle_minutes: int = Field(default=30, ge=1)
+    session_absolute_hours: int = Field(default=12, ge=1)  # a sign-in ends this long after it, whatever happens
+    session_cookie_secure: bool = False  # the sign-in cookie only over https (set it behind TLS)
     login_max_failures: int = Field(default=5, ge=1)
     login_lockout_minutes: int = Field(default=15, ge=1)
 

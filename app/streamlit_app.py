@@ -1,8 +1,11 @@
 """The staff app: ``python -m streamlit run app/streamlit_app.py``.
 
-A router and a frame. Every rerun: page config, who is signed in (idle timeout, deactivation),
-the menu for that user's role, the sidebar, then the chosen page. Signed out, the only page is
-the sign-in screen.
+Two roles, one file. Imported by the web server (``streamlit run`` finds the ASGI app ``app``
+below), it is Streamlit's app with the HTTP routes that set and clear the sign-in cookie
+(``app.ui.session_routes``). Run as the script (``__main__``, every rerun), it is a router and a
+frame: page config, who is signed in (the sign-in cookie, idle timeout, account changes), the menu
+for that user's role, the sidebar, then the chosen page. Signed out, every address shows the
+sign-in screen, and after signing in the address opened is the page shown.
 """
 
 from __future__ import annotations
@@ -17,27 +20,34 @@ if sys.path[:1] != [_ROOT]:
 
 import streamlit as st  # noqa: E402
 
-from app.ui import feedback, login, navigation, session  # noqa: E402
-from app.ui.text import plain  # noqa: E402
+if __name__ != "__main__":
+    # Imported by the web server: this same file is the script it serves, next to the cookie routes.
+    from app.ui import session_routes
 
-st.set_page_config(page_title="Clinic Notifications", page_icon=":material/sms:", layout="wide")
-
-with feedback.guard():
-    engine = session.engine()
-    session.start_delivery()
-    actor = session.current_actor(engine)
-
-if actor is None:
-    current_page = st.navigation([login.page()])
+    app = st.App(__file__, routes=session_routes.routes())
 else:
-    current_page = navigation.build(actor)
-    with st.sidebar:
-        st.markdown(f"**{plain(actor.display_name)}**")
-        st.caption(f"{plain(actor.username)} · {actor.role.label}")
-        st.caption(f"Clinic: {plain(actor.tenant_name)}")
-        if st.button("Log out", icon=":material/logout:", key="logout"):
-            with feedback.guard():
-                session.sign_out(engine)
-            st.rerun()
+    from app.ui import feedback, login, navigation, session
+    from app.ui.text import plain
 
-current_page.run()
+    st.set_page_config(page_title="Clinic Notifications", page_icon=":material/sms:", layout="wide")
+
+    with feedback.guard():
+        engine = session.engine()
+        session.start_delivery()
+        actor = session.current_actor(engine)
+
+    if actor is None:
+        current_page = navigation.build_signed_out(login.sign_in_screen)
+    else:
+        current_page = navigation.build(actor)
+        with st.sidebar:
+            st.markdown(f"**{plain(actor.display_name)}**")
+            st.caption(f"{plain(actor.username)} · {actor.role.label}")
+            st.caption(f"Clinic: {plain(actor.tenant_name)}")
+            if st.button("Log out", icon=":material/logout:", key="logout"):
+                with feedback.guard():
+                    session.sign_out(engine)
+                st.rerun()
+
+    session.carry_to_browser()  # a sign-in's cookie is set, a sign-out's cleared, by the browser
+    current_page.run()

@@ -635,3 +635,42 @@ def _refuse_audit_statement(state: ORMExecuteState) -> None:
 event.listen(AuditEvent, "before_update", _refuse_audit_change)
 event.listen(AuditEvent, "before_delete", _refuse_audit_change)
 event.listen(Session, "do_orm_execute", _refuse_audit_statement)
+
+
+# --- issue 19: sign-in that lasts ---
+
+
+class StaffSession(TenantScoped, Base):
+    """One sign-in: carried by an HttpOnly cookie, so reloads, new tabs and links stay signed in.
+
+    Only SHA-256 hashes of the secrets are stored: ``secret_hash`` of the cookie's value (set when
+    the browser redeems the one-time ``handoff_hash`` token, which lives a minute and is cleared on
+    use). The session ends at ``idle_expires_at`` (moved on as the user works), at ``expires_at``
+    whatever happens, when ``revoked_at`` is set (sign-out, timeout, an admin's change), or when
+    the account's ``session_epoch`` or role no longer match the ones it started with.
+    """
+
+    __tablename__ = "staff_sessions"
+    __table_args__ = (
+        UniqueConstraint("secret_hash"),
+        UniqueConstraint("handoff_hash"),
+        Index("ix_staff_sessions_tenant_id_user_id", "tenant_id", "user_id"),
+    )
+
+    id: Mapped[uuid_pk]
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    handoff_hash: Mapped[str | None] = mapped_column(String(64))
+    handoff_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    method: Mapped[str] = mapped_column(String(16), default="password")
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    idle_expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+TENANT_SCOPED_MODELS = (*TENANT_SCOPED_MODELS, StaffSession)

@@ -68,7 +68,8 @@ def normalise_username(username: str) -> str:
     return username.strip().lower()
 
 
-def _actor(user: User, tenant: Tenant) -> Actor:
+def actor_of(user: User, tenant: Tenant) -> Actor:
+    """The signed-in staff member an account row stands for (plain data, no live row)."""
     return Actor(
         user_id=user.id,
         tenant_id=user.tenant_id,
@@ -171,7 +172,7 @@ def _check_user(
     user.last_login_at = now
     if user.password_hash and needs_rehash(user.password_hash):
         user.password_hash = passwords._hasher.hash(password)
-    actor = _actor(user, tenant)
+    actor = actor_of(user, tenant)
     audit.record(session, actor, "auth.login", object_type="user", object_id=user.id,
                  tenant_id=user.tenant_id)
     return actor, None
@@ -203,7 +204,7 @@ def complete_password_change(
         if row is None:
             raise AuthenticationError(ACCOUNT_CHANGED)
         user, tenant = row
-        if _revoked(user, tenant, pending.session_epoch, None) or not user.must_change_password:
+        if revocation(user, tenant, pending.session_epoch, None) or not user.must_change_password:
             raise AuthenticationError(ACCOUNT_CHANGED)
         if verify_password(user.password_hash, new_password):
             raise ValidationError(SAME_PASSWORD, field="password")
@@ -212,7 +213,7 @@ def complete_password_change(
         user.must_change_password = False
         user.session_epoch = (user.session_epoch or 0) + 1
         user.last_login_at = now
-        actor = _actor(user, tenant)
+        actor = actor_of(user, tenant)
         audit.record(session, actor, "auth.password_changed", object_type="user", object_id=user.id,
                      details={"username": user.username, "after": "reset"})
         audit.record(session, actor, "auth.login", object_type="user", object_id=user.id)
@@ -222,9 +223,21 @@ def complete_password_change(
 def record_logout(engine: Engine, actor: Actor, *, reason: str = "logout") -> None:
     """Audit the end of a session: ``logout`` (the user clicked) or ``timeout`` (idle). A session
     ended by an admin's change is audited by ``check_session`` (``auth.session_revoked``)."""
-    action = "auth.logout" if reason == "logout" else "auth.timeout"
     with tenant_session(engine, actor.tenant_id) as session:
-        audit.record(session, actor, action, object_type="user", object_id=actor.user_id)
+        audit_logout(session, actor, reason=reason)
+
+
+def audit_logout(session: TenantSession, actor: Actor, *, reason: str = "logout",
+                 details: dict | None = None) -> None:
+    """The audit event of a session's end: ``auth.logout`` or ``auth.timeout``."""
+    action = "auth.logout" if reason == "logout" else "auth.timeout"
+    audit.record(session, actor, action, object_type="user", object_id=actor.user_id, details=details)
+
+
+def audit_revoked(session: TenantSession, actor: Actor, reason: str) -> None:
+    """The audit event of a session an admin's change ended (``reason`` from ``revocation``)."""
+    audit.record(session, actor, "auth.session_revoked", object_type="user", object_id=actor.user_id,
+                 details={"username": actor.username, "reason": reason})
 
 
 def is_idle_expired(last_activity: dt.datetime, *, policy: LoginPolicy | None = None,
@@ -233,7 +246,7 @@ def is_idle_expired(last_activity: dt.datetime, *, policy: LoginPolicy | None = 
     return (now or utcnow()) - last_activity > dt.timedelta(minutes=policy.idle_minutes)
 
 
-def _revoked(user: User, tenant: Tenant, epoch: int, role: Role | None) -> str | None:
+def revocation(user: User, tenant: Tenant, epoch: int, role: Role | None) -> str | None:
     """Why a session that started at ``epoch`` (with ``role``) must end now, or None."""
     if user.deleted_at is not None:
         return "deleted"
@@ -259,12 +272,11 @@ def check_session(engine: Engine, actor: Actor) -> Actor | None:
                          details={"username": actor.username, "reason": "deleted"}, actor_name=actor.username)
             return None
         user, tenant = row
-        reason = _revoked(user, tenant, actor.session_epoch, actor.role)
+        reason = revocation(user, tenant, actor.session_epoch, actor.role)
         if reason is not None:
-            audit.record(session, actor, "auth.session_revoked", object_type="user", object_id=user.id,
-                         details={"username": user.username, "reason": reason})
+            audit_revoked(session, actor, reason)
             return None
-        return _actor(user, tenant)
+        return actor_of(user, tenant)
 
 
 # --- single sign-on (st.login / OIDC), off unless configured -----------------------------------
@@ -317,7 +329,7 @@ def actor_from_sso(engine: Engine, claims: dict, config: SSOConfig) -> Actor:
             raise AuthenticationError("This account is deactivated. Ask your clinic admin.")
         user.role = Role(role_name)
         user.last_login_at = utcnow()
-        actor = _actor(user, tenant)
+        actor = actor_of(user, tenant)
         audit.record(session, actor, "auth.login", object_type="user", object_id=user.id,
                      details={"method": "sso"})
         return actor

@@ -7,7 +7,6 @@ until a new password is set (or the user goes back to the sign-in form).
 from __future__ import annotations
 
 import streamlit as st
-from streamlit.navigation.page import StreamlitPage
 
 from app.services import auth
 from app.services.passwords import MIN_PASSWORD_LENGTH
@@ -15,12 +14,8 @@ from app.ui import feedback, session
 from app.ui.text import plain
 
 
-def page() -> StreamlitPage:
-    """The only page a signed-out visitor can reach."""
-    return st.Page(sign_in_screen, title="Sign in", icon=":material/login:", url_path="sign-in", default=True)
-
-
 def sign_in_screen() -> None:
+    """What a signed-out visitor sees at any address (``navigation.build_signed_out``)."""
     engine = session.engine()
     _, middle, _ = st.columns([1, 2, 1])
     with middle:

@@ -1,13 +1,15 @@
 """The menu: one table of pages, each with the permission a role needs to see it.
 
 Adding a screen is one line in ``MENU`` (plus its file in ``pages/``). A role sees exactly the
-pages whose permission it holds (``Actor.can``); a page that is not in a user's menu is not
-registered with ``st.navigation`` for them, so its URL falls back to their landing page
-(the Dashboard; Analytics for analysts).
+pages whose permission it holds (``Actor.can``). Every page's address answers for everyone: the
+address of a page a role may not open says so (a hidden page, not in the menu), and signed out
+every address shows the sign-in screen, so a link opened before signing in shows what it names
+(query string included) once the user has signed in.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,19 +74,48 @@ def menu_titles(actor: Actor) -> list[str]:
 
 
 def build(actor: Actor) -> StreamlitPage:
-    """Register ``actor``'s menu with ``st.navigation``; returns the page to run."""
+    """Register ``actor``'s menu with ``st.navigation``; returns the page to run.
+
+    The pages the role may not open keep their addresses as hidden pages that say so.
+    """
     sections = menu_for(actor)
     allowed = [entry for entries in sections.values() for entry in entries]
     first = next((entry for entry in allowed if entry.file == LANDING.get(actor.role)), allowed[0])
-    return st.navigation(
-        {
-            section: [
-                st.Page(
-                    entry.path, title=entry.title, icon=entry.icon, url_path=entry.url_path,
-                    default=entry is first,
-                )
-                for entry in entries
-            ]
-            for section, entries in sections.items()
-        }
-    )
+    pages = {
+        section: [
+            st.Page(
+                entry.path, title=entry.title, icon=entry.icon, url_path=entry.url_path,
+                default=entry is first,
+            )
+            for entry in entries
+        ]
+        for section, entries in sections.items()
+    }
+    refused = [
+        st.Page(_refusal(actor, entry), title=entry.title, icon=entry.icon, url_path=entry.url_path,
+                visibility="hidden")
+        for entry in MENU if entry not in allowed
+    ]
+    if refused:
+        first_section = next(iter(pages))
+        pages[first_section] = [*pages[first_section], *refused]
+    return st.navigation(pages)
+
+
+def build_signed_out(sign_in_screen: Callable[[], None]) -> StreamlitPage:
+    """Signed out, the sign-in screen answers at its own address and at every page's address
+    (hidden pages), so the address stays as opened; once signed in, it is the page that runs."""
+    pages = [st.Page(sign_in_screen, title="Sign in", icon=":material/login:", url_path="sign-in", default=True)]
+    pages += [st.Page(sign_in_screen, title="Sign in", icon=":material/login:", url_path=entry.url_path,
+                      visibility="hidden") for entry in MENU]
+    return st.navigation(pages)
+
+
+def _refusal(actor: Actor, entry: MenuEntry) -> Callable[[], None]:
+    def refuse() -> None:
+        st.title(entry.title, anchor=False)
+        st.error(f"Your role ({actor.role.label}) cannot open {entry.title}. Choose a page from the menu.",
+                 icon=":material/block:")
+
+    refuse.__name__ = f"refuse_{entry.url_path}"
+    return refuse

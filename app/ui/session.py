@@ -1,9 +1,14 @@
-"""Who is signed in to this browser session: sign-in, sign-out, idle timeout, account changes.
+"""Who is signed in to this browser tab: sign-in, sign-out, the sign-in cookie, account changes.
 
-The signed-in ``Actor`` (with the account's ``session_epoch`` at sign-in) and the time of the last
-activity live in ``st.session_state``. On every rerun the entry script calls ``current_actor``,
-which re-reads the user from the database: a password reset, a deactivation or a role change
-signs the session out at the next click, with a notice.
+A sign-in is a server-side session (``app.services.staff_sessions``). This tab keeps which one in
+``st.session_state`` (with the signed-in ``Actor``); a reload, a new tab or a link finds it by the
+HttpOnly cookie the browser carries (``st.context.cookies``). The cookie is set and cleared by the
+app's own HTTP routes (``app.ui.session_routes``): after a sign-in this tab hands the browser a
+one-time token to redeem for it, after a sign-out asks it to drop it (``carry_to_browser``).
+
+On every rerun the entry script calls ``current_actor``, which checks the session and re-reads the
+user: idle or absolute expiry, a sign-out in another tab, a password reset, a deactivation or a
+role change sign this tab out at the next click, with a notice.
 
 After an admin's password reset, a correct sign-in leaves no actor but a pending password change
 (``pending_password_change``): the sign-in screen then asks for a new password and nothing else.
@@ -21,17 +26,20 @@ from sqlalchemy import Engine
 from app.config import get_settings
 from app.database import engine_for
 from app.errors import AuthenticationError, ConfigurationError
-from app.services import auth
+from app.services import auth, staff_sessions
 from app.services.permissions import Actor, Permission
+from app.ui import session_cookie
 from db.session import tenant_session
 from db.tenancy import TenantSession
-from db.types import utcnow
 
 ACTOR_KEY = "auth.actor"
-LAST_ACTIVITY_KEY = "auth.last_activity"
+SESSION_KEY = "auth.session"  # staff_sessions.SessionRef
 METHOD_KEY = "auth.method"
 NOTICE_KEY = "auth.notice"
 PENDING_KEY = "auth.pending_password_change"
+HANDOFF_KEY = "auth.handoff"  # a fresh sign-in's one-time token, for the browser to redeem
+DROP_COOKIE_KEY = "auth.drop_cookie"  # after a sign-out: ask the browser to drop the cookie
+DEAD_COOKIE_KEY = "auth.dead_cookie"  # the hash of a cookie whose session is over (not looked up again)
 
 ACCOUNT_CHANGED_NOTICE = auth.ACCOUNT_CHANGED
 
@@ -71,30 +79,63 @@ def engine() -> Engine:
 def current_actor(engine: Engine, *, now: dt.datetime | None = None) -> Actor | None:
     """The signed-in staff member, freshly read from the database, or None when signed out.
 
-    Signs the session out (and says why on the sign-in screen) when it was idle longer than
-    ``SESSION_IDLE_MINUTES``, or an admin reset the password, deactivated or deleted the account
-    or changed its role meanwhile (``auth.check_session``, which audits it). Otherwise this rerun
-    counts as activity.
+    This tab's session, or else the one the browser's cookie names (a reload, a new tab, a link).
+    Signs the tab out, saying why on the sign-in screen, when the session was idle longer than
+    ``SESSION_IDLE_MINUTES``, is older than ``SESSION_ABSOLUTE_HOURS``, was signed out elsewhere,
+    or an admin reset the password, deactivated or deleted the account or changed its role
+    (``staff_sessions.check``, which audits the end). Otherwise this rerun counts as activity.
     """
-    actor: Actor | None = st.session_state.get(ACTOR_KEY)
-    if actor is None:
+    ref: staff_sessions.SessionRef | None = st.session_state.get(SESSION_KEY)
+    from_cookie = ref is None
+    if ref is None:
+        ref = _session_of_cookie(engine)
+        if ref is None:
+            st.session_state.pop(ACTOR_KEY, None)
+            return None
+    result = staff_sessions.check(engine, ref, now=now)
+    if isinstance(result, staff_sessions.Ended):
+        notice = _ended_notice(result.reason)
+        _forget(notice=None if from_cookie and result.reason == staff_sessions.SIGNED_OUT else notice)
+        _bury_cookie()
         return None
-    policy = auth.LoginPolicy.from_settings()
-    last_activity: dt.datetime | None = st.session_state.get(LAST_ACTIVITY_KEY)
-    if last_activity is None or auth.is_idle_expired(last_activity, policy=policy, now=now):
-        sign_out(
-            engine,
-            reason="timeout",
-            notice=f"You were signed out after {policy.idle_minutes} minutes without activity.",
-        )
+    if from_cookie:
+        st.session_state[METHOD_KEY] = "cookie"
+    st.session_state[SESSION_KEY] = ref
+    st.session_state[ACTOR_KEY] = result
+    return result
+
+
+def _cookie() -> str | None:
+    try:
+        value = st.context.cookies.get(staff_sessions.COOKIE_NAME)
+    except Exception:  # noqa: BLE001 - no browser request behind this run (a test harness)
         return None
-    fresh = auth.check_session(engine, actor)
-    if fresh is None:
-        _forget(notice=ACCOUNT_CHANGED_NOTICE)
+    return value if isinstance(value, str) and value else None
+
+
+def _session_of_cookie(engine: Engine) -> staff_sessions.SessionRef | None:
+    cookie = _cookie()
+    if not cookie or st.session_state.get(DEAD_COOKIE_KEY) == staff_sessions.digest(cookie):
         return None
-    st.session_state[ACTOR_KEY] = fresh
-    st.session_state[LAST_ACTIVITY_KEY] = now or utcnow()
-    return fresh
+    return staff_sessions.find(engine, cookie)
+
+
+def _bury_cookie() -> None:
+    """This tab's request carries a cookie whose session is over: never look it up again here, and
+    ask the browser to drop it."""
+    cookie = _cookie()
+    if cookie:
+        st.session_state[DEAD_COOKIE_KEY] = staff_sessions.digest(cookie)
+        st.session_state[DROP_COOKIE_KEY] = True
+
+
+def _ended_notice(reason: str) -> str:
+    policy = staff_sessions.SessionPolicy.from_settings()
+    return {
+        staff_sessions.TIMED_OUT: f"You were signed out after {policy.idle_minutes} minutes without activity.",
+        staff_sessions.EXPIRED: f"You were signed out: a sign-in lasts at most {policy.absolute_hours} hours.",
+        staff_sessions.ACCOUNT_CHANGED: ACCOUNT_CHANGED_NOTICE,
+    }.get(reason, "You were signed out (in another tab or window).")
 
 
 def require_actor(permission: Permission | None = None) -> Actor:
@@ -135,7 +176,7 @@ def sign_in(engine: Engine, username: str, password: str) -> Actor | auth.Pendin
         _clear_state()
         st.session_state[PENDING_KEY] = required.pending
         return required.pending
-    _remember(actor, method="password")
+    _remember(engine, actor, method="password")
     return actor
 
 
@@ -163,7 +204,7 @@ def complete_password_change(engine: Engine, new_password: str) -> bool:
     except AuthenticationError as err:
         _forget(notice=str(err))
         return True
-    _remember(actor, method="password")
+    _remember(engine, actor, method="password")
     return True
 
 
@@ -175,23 +216,39 @@ def cancel_password_change() -> None:
 def sign_in_with_sso(engine: Engine, claims: Mapping[str, Any], config: auth.SSOConfig) -> Actor:
     """Start a session for the user the identity provider vouched for (``st.login``)."""
     actor = auth.actor_from_sso(engine, dict(claims), config)
-    _remember(actor, method="sso")
+    _remember(engine, actor, method="sso")
     return actor
 
 
 def sign_out(engine: Engine, *, reason: str = "logout", notice: str | None = None) -> None:
-    """Audit the end of the session and forget everything this browser session held.
+    """End the session everywhere (every tab and browser that carries it), audit it, forget
+    everything this tab held and ask the browser to drop the cookie.
 
     A single sign-on session also ends the identity cookie, so the next visit asks the
     identity provider again instead of signing straight back in.
     """
     actor: Actor | None = st.session_state.get(ACTOR_KEY)
+    ref: staff_sessions.SessionRef | None = st.session_state.get(SESSION_KEY)
     method = st.session_state.get(METHOD_KEY)
-    if actor is not None:
+    if ref is not None:
+        staff_sessions.end(engine, ref, actor, reason=reason)
+    elif actor is not None:
         auth.record_logout(engine, actor, reason=reason)
     _forget(notice=notice)
+    _bury_cookie()
+    st.session_state[DROP_COOKIE_KEY] = True
     if method == "sso":
         st.logout()
+
+
+def carry_to_browser() -> None:
+    """Once per sign-in and sign-out (the entry calls it on every run): the browser redeems a fresh
+    sign-in's one-time token for the cookie, or drops the cookie after a sign-out."""
+    token = st.session_state.pop(HANDOFF_KEY, None)
+    if token:
+        session_cookie.redeem(token)
+    elif st.session_state.pop(DROP_COOKIE_KEY, False):
+        session_cookie.drop()
 
 
 def pop_notice() -> str | None:
@@ -199,15 +256,24 @@ def pop_notice() -> str | None:
     return st.session_state.pop(NOTICE_KEY, None)
 
 
-def _remember(actor: Actor, *, method: str) -> None:
+def _remember(engine: Engine, actor: Actor, *, method: str) -> None:
+    """A new session for this sign-in; the browser gets its one-time token on the next run."""
+    dead = st.session_state.get(DEAD_COOKIE_KEY)
     _clear_state()
+    started = staff_sessions.start(engine, actor, method=method)
     st.session_state[ACTOR_KEY] = actor
+    st.session_state[SESSION_KEY] = started.ref
     st.session_state[METHOD_KEY] = method
-    st.session_state[LAST_ACTIVITY_KEY] = utcnow()
+    st.session_state[HANDOFF_KEY] = started.handoff_token
+    if dead:
+        st.session_state[DEAD_COOKIE_KEY] = dead
 
 
 def _forget(*, notice: str | None = None) -> None:
+    dead = st.session_state.get(DEAD_COOKIE_KEY)
     _clear_state()
+    if dead:
+        st.session_state[DEAD_COOKIE_KEY] = dead
     if notice:
         st.session_state[NOTICE_KEY] = notice
 

@@ -33,6 +33,7 @@ from db.models import (
     PatientTag,
     PreferenceChange,
     ProviderCredential,
+    StaffSession,
     Tenant,
     User,
 )
@@ -82,6 +83,8 @@ def _graph(session: Session, tenant_id: uuid.UUID, tag: str) -> dict[type, uuid.
                       status=MessageStatus.SENT),
         MessageStatusRollup(tenant_id=tenant_id, hour=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), channel=Channel.SMS,
                             status=MessageStatus.SENT),
+        StaffSession(tenant_id=tenant_id, user_id=user.id, role=Role.ADMIN, secret_hash=f"hash-{tag}",
+                     idle_expires_at=now, expires_at=now),
     ]
     session.add_all(rows)
     session.flush()

@@ -7,14 +7,14 @@ import dataclasses
 import datetime as dt
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from streamlit.testing.v1 import AppTest
 
 from app.services import auth, staff
 from app.services.permissions import Actor
 from app.ui.text import plain
 from db.enums import Role
-from db.models import AuditEvent
+from db.models import AuditEvent, StaffSession
 from db.session import system_session, tenant_session
 from db.types import utcnow
 from tests.factories import make_tenant, make_user
@@ -94,10 +94,19 @@ def test_logging_out_returns_to_the_sign_in_form_and_is_audited(clinic: Clinic) 
         at.switch_page("../pages/home.py")
 
 
+def idle_for(clinic: Clinic, at: AppTest, minutes: int) -> None:
+    """As if the session's last activity (in any tab) was ``minutes`` ago."""
+    ref = at.session_state["auth.session"]
+    seen = utcnow() - dt.timedelta(minutes=minutes)
+    with tenant_session(clinic.engine, ref.tenant_id) as session:
+        session.execute(update(StaffSession).where(StaffSession.id == ref.session_id).values(
+            last_seen_at=seen, idle_expires_at=seen + dt.timedelta(minutes=30)))
+
+
 def test_an_idle_session_is_signed_out_with_a_notice(clinic: Clinic) -> None:
     at = signed_in(clinic.analyst)
 
-    at.session_state["auth.last_activity"] = utcnow() - dt.timedelta(minutes=31)
+    idle_for(clinic, at, 31)
     at.run()
 
     assert [t.label for t in at.text_input] == ["Username", "Password"]
@@ -108,10 +117,12 @@ def test_an_idle_session_is_signed_out_with_a_notice(clinic: Clinic) -> None:
 def test_activity_within_the_idle_limit_keeps_the_session(clinic: Clinic) -> None:
     at = signed_in(clinic.analyst)
 
-    at.session_state["auth.last_activity"] = utcnow() - dt.timedelta(minutes=29)
+    idle_for(clinic, at, 29)
     at.run()
 
     assert at.title[0].value == "Analytics"  # an analyst's landing page
+    with tenant_session(clinic.engine, clinic.analyst.tenant_id) as session:  # the click counted
+        assert session.scalar(select(StaffSession.last_seen_at)) > utcnow() - dt.timedelta(minutes=1)
 
 
 # --- an admin's change ends the user's sessions at their next click ----------------------------
