@@ -1,6 +1,11 @@
 """Pause, resume and cancel of a bulk job that is sending at the cap, as a user waits for them.
 
     python bench/bench_job_switch.py [--messages 3000] [--cap 100] [--latency-ms 200]
+    python bench/bench_job_switch.py --patients 1000000   # a job to every one of 1,000,000 patients
+
+With ``--patients N`` the clinic has N patients (written by COPY) and the job goes to all of them:
+the workers prepare it in chunks (the expansion) while they send it, so pause and cancel act on a
+job of N messages that is still being prepared and sending at the cap.
 
 Two real worker processes (RQ on Redis, PostgreSQL) send a bulk job to the loopback Twilio (a
 separate process answering after ``--latency-ms``) at ``--cap`` messages/second. While it sends:
@@ -43,6 +48,26 @@ def _bulk(database_url: str, redis_url: str, count: int):  # type: ignore[no-unt
     return engine, tenant, result.bulk_job_id, runtime.queue
 
 
+def _bulk_to_patients(database_url: str, redis_url: str, count: int):  # type: ignore[no-untyped-def]
+    """A job to all of ``count`` patients, prepared by the workers (the worker's expansion job)."""
+    import redis
+    from bench_bulk_expansion import _admin, _seed
+
+    from app.delivery.queue import RQJobQueue
+    from app.services.bulk import wizard
+    from app.services.queueing import use_queue
+    from db.session import make_engine, tenant_session
+
+    tenant, job_id, seeded = _seed(database_url, count, "Your appointment is tomorrow at 10:00")
+    print(f"seeded {count:,} patients by COPY in {seeded:.1f} s")
+    engine = make_engine(database_url)
+    queue = RQJobQueue(redis.Redis.from_url(redis_url), "bench")
+    with tenant_session(engine, tenant) as session:
+        use_queue(session, queue)
+        wizard.start_expansion(session, _admin(engine, tenant), job_id)
+    return engine, tenant, job_id, queue
+
+
 def _call(engine, tenant, queue, function, job_id):  # type: ignore[no-untyped-def]
     from app.services.permissions import Actor
     from app.services.queueing import use_queue
@@ -78,7 +103,7 @@ def _wait_until(fake, count: int, timeout: float) -> None:  # type: ignore[no-un
         time.sleep(0.2)
 
 
-def run(database_url: str, redis_url: str, fake_process, messages: int, cap: int) -> None:  # type: ignore[no-untyped-def]
+def run(database_url: str, redis_url: str, fake_process, messages: int, cap: int, patients: int = 0) -> None:  # type: ignore[no-untyped-def]
     from app.services.bulk import jobs
 
     fake = fake_process.remote
@@ -86,7 +111,11 @@ def run(database_url: str, redis_url: str, fake_process, messages: int, cap: int
     concurrency = {"DELIVERY_CONCURRENCY": os.environ["BENCH_CONCURRENCY"]} if "BENCH_CONCURRENCY" in os.environ else {}
     env = _env(database_url, redis_url, fake_process.base_url, fake_process, SMS_RATE_PER_SECOND=str(cap),
                **concurrency)  # the default DELIVERY_CONCURRENCY (16) unless BENCH_CONCURRENCY says otherwise
-    engine, tenant, job_id, queue = _bulk(database_url, redis_url, messages)
+    if patients:
+        engine, tenant, job_id, queue = _bulk_to_patients(database_url, redis_url, patients)
+        messages = patients
+    else:
+        engine, tenant, job_id, queue = _bulk(database_url, redis_url, messages)
     workers = [_worker(env, f"switch-{i}") for i in range(2)]
     try:
         _wait_until(fake, cap * 3, 60)  # sending at the cap
@@ -122,12 +151,14 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--cap", type=int, default=100)
     parser.add_argument("--latency-ms", type=float, default=200)
+    parser.add_argument("--patients", type=int, default=0,
+                        help="send to all of this many patients (prepared while sending) instead of a list")
     args = parser.parse_args()
     from tests.peers.fake_twilio import FakeTwilioProcess
 
     with temporary_database(prefix="bench_switch") as database_url, isolated_redis() as redis_url:
         with FakeTwilioProcess(latency_ms=args.latency_ms) as fake:
-            run(database_url, redis_url, fake, args.messages, args.cap)
+            run(database_url, redis_url, fake, args.messages, args.cap, args.patients)
 
 
 if __name__ == "__main__":
