@@ -26,7 +26,7 @@ if __name__ != "__main__":
 
     app = st.App(__file__, routes=session_routes.routes())
 else:
-    from app.ui import feedback, login, navigation, session
+    from app.ui import feedback, job_notices, login, navigation, session
     from app.ui.text import plain
 
     st.set_page_config(page_title="Clinic Notifications", page_icon=":material/sms:", layout="wide")
@@ -40,6 +40,7 @@ else:
         current_page = navigation.build_signed_out(login.sign_in_screen)
     else:
         current_page = navigation.build(actor)
+        job_notices.show()  # a bulk job this user created has ended since they were last told
         with st.sidebar:
             st.markdown(f"**{plain(actor.display_name)}**")
             st.caption(f"{plain(actor.username)} · {actor.role.label}")
