@@ -5,6 +5,10 @@
   row-level security holds it to the clinic of each transaction;
 - the system role: NOLOGIN, BYPASSRLS; the app role is a member and enters it, for one
   transaction, only through ``db.session.system_session`` (cross-clinic work).
+
+The app role's sessions also notice a client that vanished (a worker machine lost with its power
+or its network, no FIN ever sent): without it, a transaction the lost worker left open keeps its
+row locks for the kernel's default two hours, and every other worker's sweeper waits behind them.
 """
 
 from __future__ import annotations
@@ -14,6 +18,11 @@ import re
 from sqlalchemy import Connection, text
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Per-login settings of the app role: its server session ends (rolling back, freeing its locks)
+# about a minute after its client stopped answering: keepalive probes after 30 s of silence, every
+# 10 s, 3 unanswered; data left unacknowledged for 60 s (the peer vanished mid-answer).
+DEAD_CLIENT_SETTINGS = {"tcp_keepalives_idle": "30", "tcp_keepalives_interval": "10",
+                        "tcp_keepalives_count": "3", "tcp_user_timeout": "60000"}
 
 
 def _checked(name: str) -> str:
@@ -38,6 +47,8 @@ def create_roles(connection: Connection, app_role: str, system_role: str, app_pa
             text("SELECT format('ALTER ROLE %I PASSWORD %L', CAST(:role AS text), CAST(:password AS text))"),
             {"role": app, "password": app_password})
         connection.exec_driver_sql(statement)
+    for setting, value in DEAD_CLIENT_SETTINGS.items():
+        connection.execute(text(f"ALTER ROLE {app} SET {setting} = {value}"))
     connection.execute(text(f"GRANT {system} TO {app}"))
 
 

@@ -1,7 +1,9 @@
-"""``python -m app db-roles`` with ``CLINIC_APP_PASSWORD``: the app role gets that password.
+"""``python -m app db-roles``: the app role's password, and its sessions noticing a vanished client.
 
-(The test suite's own roles are made without a password, so this path ran nowhere else; it failed
-with "could not determine data type of parameter" until the parameters were typed.)
+(The test suite's own roles are made without a password, so that path ran nowhere else; it failed
+with "could not determine data type of parameter" until the parameters were typed. A worker machine
+lost mid-transaction held its row locks, and stalled every sweeper, for hours: found by
+bench/bench_multihost.py, which cuts a worker host's network.)
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import uuid
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from db.roles import create_roles
+from db.roles import DEAD_CLIENT_SETTINGS, create_roles
 
 
 def test_create_roles_sets_the_app_roles_password(pg_owner_url: str) -> None:
@@ -30,6 +32,29 @@ def test_create_roles_sets_the_app_roles_password(pg_owner_url: str) -> None:
         assert can_login and member
     finally:
         with owner.connect() as connection:
+            connection.execute(text(f"DROP ROLE IF EXISTS {app}"))
+            connection.execute(text(f"DROP ROLE IF EXISTS {system}"))
+        owner.dispose()
+
+
+def test_a_session_of_the_app_role_gives_up_on_a_silent_client_within_a_minute(pg_owner_url: str) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    app, system = f"bench_app_{suffix}", f"bench_system_{suffix}"
+    owner = create_engine(make_url(pg_owner_url), isolation_level="AUTOCOMMIT")
+    try:
+        with owner.connect() as connection:
+            create_roles(connection, app, system)
+        as_app = create_engine(make_url(pg_owner_url).set(username=app, password=None))  # over TCP
+        try:
+            with as_app.connect() as connection:
+                shown = {name: connection.scalar(text(f"SHOW {name}")) for name in DEAD_CLIENT_SETTINGS}
+        finally:
+            as_app.dispose()
+        assert shown == {"tcp_keepalives_idle": "30", "tcp_keepalives_interval": "10",  # seconds
+                         "tcp_keepalives_count": "3", "tcp_user_timeout": "60000"}  # milliseconds
+    finally:
+        with owner.connect() as connection:
+            connection.execute(text(f"DROP OWNED BY {app}"))
             connection.execute(text(f"DROP ROLE IF EXISTS {app}"))
             connection.execute(text(f"DROP ROLE IF EXISTS {system}"))
         owner.dispose()
