@@ -10,11 +10,14 @@ number, a RIGHT-TO-LEFT MARK (U+200F) goes first, so the paragraph still reads r
 take a paragraph's direction from its first strong character).
 
 Words in Latin letters (codes such as ``AB12``, URLs, names) are left-to-right by themselves and need
-nothing; only a number (European digits, optionally after ``+``) whose nearest strong character before
-it, in its paragraph, is right-to-left gets a mark. The result is what is sent and what the preview
-shows (``app.templating.render_template`` applies it), so the segment counter counts the marks: each
-is one UCS-2 code unit, and text holding them is already UCS-2 (it holds Arabic letters).
-Applying it twice adds nothing.
+nothing, and neither does a plain run of digits (``0501234567`` reads the same either way); only a
+number that a right-to-left context would take apart, one starting with ``+`` or with separators
+between its digits (``2026-12-01``, ``09:30``, ``06/12/2026``, ``1,500``), gets a mark, and only
+when the nearest strong character before it, in its paragraph, is right-to-left.
+
+The result is what is sent and what the preview shows (``app.templating.render_template`` applies
+it), so the segment counter counts the marks: each is one UCS-2 code unit, and text holding them is
+already UCS-2 (it holds Arabic letters). Applying it twice adds nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ LRM = "\u200e"  # LEFT-TO-RIGHT MARK
 RLM = "\u200f"  # RIGHT-TO-LEFT MARK
 DIRECTION_MARKS = frozenset((LRM, RLM))
 
-_NUMBER_START = re.compile(r"\+?[0-9]")
+_NUMBER = re.compile(r"\+?[0-9]+(?:[-/.:,][0-9]+)*")
 _RTL = ("R", "AL")
 _MAYBE_RTL = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc\u200f\U00010800-\U00010fff\U0001e800-\U0001efff]")
 
@@ -48,14 +51,15 @@ def _paragraph(text: str) -> str:
     i = 0
     while i < len(text):
         char = text[i]
-        match = _NUMBER_START.match(text, i) if char in "+0123456789" else None
+        match = _NUMBER.match(text, i) if char in "+0123456789" else None
         if match is not None and (i == 0 or not text[i - 1].isdigit()):
-            if last == "R":
-                out.append(LRM)
-                last = "L"
-            elif last is None and first_strong == "R":
-                out.append(RLM + LRM)
-                last = "L"
+            if char == "+" or not match.group().isdigit():  # plain digits read the same either way
+                if last == "R":
+                    out.append(LRM)
+                    last = "L"
+                elif last is None and first_strong == "R":
+                    out.append(RLM + LRM)
+                    last = "L"
             end = match.end()
             out.append(text[i:end])
             i = end

@@ -26,7 +26,8 @@ def test_a_phone_a_date_and_a_time_after_arabic_words_each_get_one_left_to_right
 @pytest.mark.parametrize(("text", "expected"), [
     ("اتصل على +966114567890", f"اتصل على {LRM}+966114567890"),  # the + stays in front
     ("موعدك 06/12/2026", f"موعدك {LRM}06/12/2026"),  # a date with slashes
-    ("الخصم 50% حتى 31-12", f"الخصم {LRM}50% حتى {LRM}31-12"),  # mixed numbers: one mark each
+    ("الخصم 50% حتى 31-12 و 1,500", f"الخصم 50% حتى {LRM}31-12 و {LRM}1,500"),  # mixed numbers
+    ("رقم الملف 0501234567 و 7", "رقم الملف 0501234567 و 7"),  # plain digits read the same either way
     ("رمز الدخول AB-1234", "رمز الدخول AB-1234"),  # a code in Latin letters is left to right already
     ("الرابط https://clinic.sa/r/123 الآن", "الرابط https://clinic.sa/r/123 الآن"),  # a URL too
     ("+966114567890 رقم العيادة", f"{RLM}{LRM}+966114567890 رقم العيادة"),  # still a right-to-left line
@@ -50,8 +51,8 @@ def test_a_sent_body_without_variables_gets_the_marks_too() -> None:
 
 
 def test_the_segment_count_counts_each_mark_as_one_ucs2_character() -> None:
-    # 67 Arabic characters and a number: 70 with the number alone, 71 with its mark: two parts.
-    text = "ا" * 66 + " " + "123"
+    # Arabic and a time: 70 characters without the mark (one part), 71 with it (two parts).
+    text = "ا" * 64 + " " + "12:30"
     body = render_body(text, {}, Channel.SMS)
 
     assert len(text) == 70 and count_segments(text).segments == 1
