@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import uuid
 from dataclasses import replace
 from zoneinfo import ZoneInfo
 
@@ -17,7 +18,7 @@ from app.services import explorer, message_export, messaging
 from app.services.contacts import sees_full_contacts
 from app.services.explorer import PERIODS, FilterOptions, MessageFilter
 from app.services.permissions import Permission
-from app.ui import cached, feedback, rtl, session
+from app.ui import cached, feedback, rtl, send_one, session
 from app.ui import explorer as ui
 from app.ui.text import plain
 from db.enums import Channel, Language, MessageStatus, Outcome
@@ -101,8 +102,15 @@ total = feedback.attempt(lambda: ui.count(actor, flt))
 where = " · later page" if after else ""
 st.caption(f"{total.label if total else 'Count unavailable'}{where} · times in {clinic.timezone}")
 if result.rows:
-    st.dataframe(ui.table_rows(result.rows, zone), hide_index=True, width="stretch",
-                 column_config={"Time": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm:ss")})
+    st.caption("Click a row to open the message.")
+    table_key = ui.table_key(after, flt.to_params())
+    clicked = st.dataframe(
+        ui.table_rows(result.rows, zone), hide_index=True, width="stretch", key=table_key,
+        on_select="rerun", selection_mode=["single-row", "single-cell"],
+        column_config={"Time": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm:ss")})
+    opened = ui.clicked_message(clicked, result.rows, table_key)
+    if opened is not None:
+        st.query_params["message"] = str(opened)
 else:
     st.info("No messages match this filter.", icon=":material/search_off:")
 
@@ -124,9 +132,7 @@ if next_col.button("Next page", icon=":material/chevron_right:", disabled=result
 by_id = {row.id: row for row in result.rows}
 picked = st.multiselect("Select messages on this page", list(by_id),
                         format_func=lambda i: ui.row_label(by_id[i], zone), key=f"pick-{after}-{flt.to_params()}")
-open_col, retry_col, cancel_col = st.columns(3)
-if open_col.button("Open", icon=":material/open_in_new:", disabled=len(picked) != 1):
-    ui.show_filter(flt, keep={**({"after": after.encode()} if after else {}), "message": str(picked[0])})
+retry_col, cancel_col = st.columns(2)
 if can_act:
     retryable = [i for i in picked if by_id[i].can_retry]
     if retry_col.button(f"Retry selected ({len(retryable)})", icon=":material/replay:", disabled=not retryable):
@@ -166,68 +172,93 @@ if can_act:
                     st.rerun()
         feedback.show_flash("retry_all")
 
-# --- one message --------------------------------------------------------------------------------
+# --- one message: a dialog where the eye is; while it moves it reads itself again -----------------
+
+
+def message_live(message_id: uuid.UUID, was_moving: bool) -> None:
+    """Status, facts, text and timeline; read again every few seconds while the message is moving."""
+    detail = feedback.service(explorer.message_detail, message_id)
+    if detail is None:
+        return
+    if was_moving and not detail.is_moving:
+        st.rerun()  # it has arrived: redraw the dialog once, with its actions and without the timer
+    st.subheader(f"{detail.channel.label} message · {ui.STATUS_BADGES[detail.status]}", anchor=False)
+    if detail.is_moving:
+        st.caption(f"On its way: this view updates itself every {ui.LIVE_SECONDS} seconds.")
+    facts = {
+        "Created": f"{detail.created_at.astimezone(zone):%d %b %Y, %H:%M:%S}",
+        "Recipient": detail.recipient, "Patient": detail.patient_name or "-",
+        "Template": (f"{detail.template_name} ({detail.template_code}), version {detail.template_version}"
+                     if detail.template_code else "none (free text)"),
+        "Sent by": detail.sent_by, "Bulk send": detail.bulk_job_name or "-",
+        "Provider": f"{detail.provider or '-'} · id {detail.provider_message_id or '-'}",
+        "Sender": detail.sender or "-", "Segments": str(detail.segments),
+        "Price": f"{detail.price} {detail.price_unit or ''}" if detail.price is not None else "-",
+        "Attempts": str(detail.attempts), "Test message": "yes" if detail.is_test else "no",
+        "Sent": f"{detail.sent_at.astimezone(zone):%d %b %Y, %H:%M:%S}" if detail.sent_at else "-",
+        "Delivered": (f"{detail.delivered_at.astimezone(zone):%d %b %Y, %H:%M:%S}"
+                      if detail.delivered_at else "-"),
+    }
+    st.markdown("  \n".join(f"**{name}:** {plain(value)}" for name, value in facts.items()))
+    if detail.status_reason:
+        st.caption(plain(detail.status_reason))
+    if detail.error:
+        st.error(f"Error {detail.error.code}: {detail.error.title}", icon=":material/error:")
+        st.info(f"What to do: {detail.error.action}", icon=":material/lightbulb:")
+    if detail.subject:
+        st.markdown(f"**Subject:** {plain(detail.subject)}")
+    st.markdown("**Text**")
+    if detail.language == Language.AR:
+        rtl.show(detail.body)
+    else:
+        st.text(detail.body)
+    st.markdown("**Timeline**")
+    st.dataframe([{"Time": e.at.astimezone(zone).replace(tzinfo=None), "Event": e.event,
+                   "From": e.from_status.value if e.from_status else "",
+                   "To": e.to_status.value if e.to_status else "", "Provider": e.provider or "",
+                   "Error": e.error_code or "", "Detail": e.detail} for e in detail.timeline],
+                 hide_index=True, width="stretch",
+                 column_config={"Time": st.column_config.DatetimeColumn(format="D MMM, HH:mm:ss")})
+
+
+@st.dialog("Message", width="large", on_dismiss=ui.close_message)
+def message_dialog(message_id: uuid.UUID) -> None:
+    detail = feedback.service(explorer.message_detail, message_id)
+    if detail is None:
+        if st.button("Close", icon=":material/close:"):
+            ui.close_message()
+            st.rerun()
+        return
+    st.fragment(message_live, run_every=ui.LIVE_SECONDS if detail.is_moving else None)(message_id, detail.is_moving)
+    links = {"Open the original": detail.retry_of_id, "Open the retry": detail.retried_as_id}
+    buttons = st.columns(4)
+    for column, (label, linked) in zip(buttons, links.items(), strict=False):
+        if linked and column.button(label, key=f"link-{label}"):
+            ui.show_filter(flt, keep={"message": str(linked)})
+    if can_act and detail.can_retry and buttons[2].button("Retry this message", type="primary",
+                                                          icon=":material/replay:"):
+        done = feedback.service(messaging.retry, [detail.id])
+        if done:
+            ui.forget_counts()
+            feedback.flash("detail", "A new attempt is queued, linked to this message.")
+            ui.show_filter(flt, keep={"message": str(done[0].message_id)})
+    if can_act and detail.can_cancel and buttons[2].button("Cancel this message", icon=":material/cancel:"):
+        if feedback.service(messaging.cancel, message_ids=[detail.id]):
+            ui.forget_counts()
+            feedback.flash("detail", "The message is cancelled.")
+            st.rerun()
+    if buttons[3].button("Close", icon=":material/close:"):
+        ui.close_message()
+        st.rerun()
+    feedback.show_flash("detail")
+    if detail.patient_id and actor.can(Permission.SEND_MESSAGES) and st.toggle(
+            "Send another message to this patient", key=f"message-{detail.id}-another-toggle"):
+        send_one.form(detail.patient_id, place="dialog", in_dialog=True)
+
 
 message_id = ui.message_from_url()
 if message_id is not None:
-    detail = feedback.service(explorer.message_detail, message_id)
-    if detail is not None:
-        with st.container(border=True):
-            st.subheader(f"{detail.channel.label} message · {ui.STATUS_BADGES[detail.status]}", anchor=False)
-            facts = {
-                "Created": f"{detail.created_at.astimezone(zone):%d %b %Y, %H:%M:%S}",
-                "Recipient": detail.recipient, "Patient": detail.patient_name or "-",
-                "Template": (f"{detail.template_name} ({detail.template_code}), version {detail.template_version}"
-                             if detail.template_code else "none (free text)"),
-                "Sent by": detail.sent_by, "Bulk send": detail.bulk_job_name or "-",
-                "Provider": f"{detail.provider or '-'} · id {detail.provider_message_id or '-'}",
-                "Sender": detail.sender or "-", "Segments": str(detail.segments),
-                "Price": f"{detail.price} {detail.price_unit or ''}" if detail.price is not None else "-",
-                "Attempts": str(detail.attempts), "Test message": "yes" if detail.is_test else "no",
-                "Sent": f"{detail.sent_at.astimezone(zone):%d %b %Y, %H:%M:%S}" if detail.sent_at else "-",
-                "Delivered": (f"{detail.delivered_at.astimezone(zone):%d %b %Y, %H:%M:%S}"
-                              if detail.delivered_at else "-"),
-            }
-            st.markdown("  \n".join(f"**{name}:** {plain(value)}" for name, value in facts.items()))
-            if detail.status_reason:
-                st.caption(plain(detail.status_reason))
-            if detail.error:
-                st.error(f"Error {detail.error.code}: {detail.error.title}", icon=":material/error:")
-                st.info(f"What to do: {detail.error.action}", icon=":material/lightbulb:")
-            if detail.subject:
-                st.markdown(f"**Subject:** {plain(detail.subject)}")
-            st.markdown("**Text**")
-            if detail.language == Language.AR:
-                rtl.show(detail.body)
-            else:
-                st.text(detail.body)
-            st.markdown("**Timeline**")
-            st.dataframe([{"Time": e.at.astimezone(zone).replace(tzinfo=None), "Event": e.event,
-                           "From": e.from_status.value if e.from_status else "",
-                           "To": e.to_status.value if e.to_status else "", "Provider": e.provider or "",
-                           "Error": e.error_code or "", "Detail": e.detail} for e in detail.timeline],
-                         hide_index=True, width="stretch",
-                         column_config={"Time": st.column_config.DatetimeColumn(format="D MMM, HH:mm:ss")})
-            links = {"Open the original": detail.retry_of_id, "Open the retry": detail.retried_as_id}
-            buttons = st.columns(4)
-            for column, (label, linked) in zip(buttons, links.items(), strict=False):
-                if linked and column.button(label, key=f"link-{label}"):
-                    ui.show_filter(flt, keep={"message": str(linked)})
-            if can_act and detail.can_retry and buttons[2].button("Retry this message", type="primary",
-                                                                  icon=":material/replay:"):
-                done = feedback.service(messaging.retry, [detail.id])
-                if done:
-                    ui.forget_counts()
-                    feedback.flash("detail", "A new attempt is queued, linked to this message.")
-                    ui.show_filter(flt, keep={"message": str(done[0].message_id)})
-            if can_act and detail.can_cancel and buttons[2].button("Cancel this message", icon=":material/cancel:"):
-                if feedback.service(messaging.cancel, message_ids=[detail.id]):
-                    ui.forget_counts()
-                    feedback.flash("detail", "The message is cancelled.")
-                    st.rerun()
-            if buttons[3].button("Close", icon=":material/close:"):
-                ui.show_filter(flt, keep={"after": after.encode()} if after else None)
-            feedback.show_flash("detail")
+    message_dialog(message_id)
 
 # --- export -------------------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from db.enums import (
     MessageClass,
     MessageStatus,
     Outcome,
+    outcome,
     outcome_conditions,
 )
 from db.models import BulkJob, Message, MessageLog, MessageTemplate, MessageTemplateVersion, Patient, User
@@ -551,6 +552,13 @@ class MessageDetail:
     @property
     def can_cancel(self) -> bool:
         return self.status in CANCELLABLE
+
+    @property
+    def is_moving(self) -> bool:
+        """Still on its way (waiting, or with the provider awaiting its report): its status may change
+        soon. The Outcome rule of every screen (``db.enums.outcome``): in progress until delivered,
+        failed or not sent."""
+        return outcome(self.channel, self.status) == Outcome.IN_PROGRESS
 
 
 def message_detail(session: TenantSession, actor: Actor, message_id: uuid.UUID) -> MessageDetail:

@@ -24,6 +24,9 @@ STATUS_BADGES: dict[MessageStatus, str] = {
     MessageStatus.UNKNOWN: "❓ Unknown",
 }
 PAGE_KEYS = ("after", "message")  # URL parameters that are not part of the filter
+TABLE_KEY = "messages.table"  # a number in the table's widget key: a new number clears its selection
+CLICKED_KEY = "messages.clicked"  # (table key, row) last clicked, so a click opens its message once
+LIVE_SECONDS = 2  # how often an open message that is still moving is read again
 
 
 def filter_from_url() -> tuple[MessageFilter, str | None]:
@@ -49,6 +52,30 @@ def cursor_from_url() -> Cursor | None:
         return Cursor.decode(value)
     except AppError:
         return None
+
+
+def table_key(*parts: object) -> str:
+    """The results table's widget key: the page it shows, and a number ``close_message`` moves on."""
+    return f"table-{st.session_state.get(TABLE_KEY, 0)}-" + "-".join(map(str, parts))
+
+
+def clicked_message(event: Any, rows: list[MessageRow], key: str) -> uuid.UUID | None:
+    """The message of the row just clicked in the table ``key`` (a row or any of its cells), once per
+    click: a selection already acted on opens nothing, even when new rows moved it onto another message."""
+    selection = getattr(event, "selection", None)
+    picked = [*(selection.rows if selection else []), *(cell[0] for cell in (selection.cells if selection else []))]
+    click = (key, picked[0] if picked else None)
+    if click == st.session_state.get(CLICKED_KEY):
+        return None
+    st.session_state[CLICKED_KEY] = click
+    return rows[click[1]].id if click[1] is not None and 0 <= click[1] < len(rows) else None
+
+
+def close_message() -> None:
+    """Take the open message out of the URL and clear the table's selection (the dialog is closed)."""
+    st.query_params.pop("message", None)
+    st.session_state[TABLE_KEY] = st.session_state.get(TABLE_KEY, 0) + 1
+    st.session_state.pop(CLICKED_KEY, None)
 
 
 def message_from_url() -> uuid.UUID | None:

@@ -79,13 +79,22 @@ def test_a_bad_link_shows_the_default_view_with_a_warning(clinic: Clinic, messag
     assert len(table(at)) == 3
 
 
+def click_row(at: AppTest, row: int, column: str = "Status") -> AppTest:
+    """What a click on a cell of the results table sends back to the script."""
+    key = at.dataframe[0].key
+    assert key and key.startswith("table-")
+    at.session_state[key] = {"selection": {"rows": [], "columns": [], "cells": [[row, column]]}}
+    return at.run()
+
+
 def test_open_a_message_and_retry_it_as_front_desk(clinic: Clinic, messages: dict[str, uuid.UUID]) -> None:
     at = open_page(clinic.front_desk)
     failed = messages["failed"]
-    by_label(at.multiselect, "Select messages on this page").set_value([failed]).run()
-    button(at, "Open").click().run()
+    assert table(at)[2]["Status"] == "❌ Failed"
+    click_row(at, 2)
 
     assert at.query_params["message"] == str(failed)
+    assert "SMS message · ❌ Failed" in [h.value for h in at.subheader]
     assert "Error 21211: The number is not a valid mobile number." in texts(at.error)
     assert any("Correct the phone number on the patient record" in t for t in texts(at.info))
 
@@ -96,6 +105,27 @@ def test_open_a_message_and_retry_it_as_front_desk(clinic: Clinic, messages: dic
         retry = session.scalar(select(Message).where(Message.retry_of_id == failed))
     assert retry is not None and at.query_params["message"] == str(retry.id)
     assert "Open the original" in [b.label for b in at.button]
+    assert "A new attempt is queued, linked to this message." in texts(at.success)
+    assert any("updates itself every 2 seconds" in c for c in texts(at.caption))  # the retry is on its way
+
+
+def test_a_final_message_does_not_refresh_and_close_clears_the_link(clinic: Clinic,
+                                                                    messages: dict[str, uuid.UUID]) -> None:
+    at = open_page(clinic.front_desk, message=str(messages["delivered"]))  # a shared link opens it too
+
+    assert "SMS message · ✅ Delivered" in [h.value for h in at.subheader]
+    assert not any("updates itself" in c for c in texts(at.caption))
+    button(at, "Close").click().run()
+    assert "message" not in at.query_params and not [h for h in at.subheader if "message ·" in h.value]
+    assert len(table(at)) == 3  # the list, its filter and page are as they were
+
+
+def test_bulk_selection_still_retries_the_selected(clinic: Clinic, messages: dict[str, uuid.UUID]) -> None:
+    at = open_page(clinic.front_desk)
+    by_label(at.multiselect, "Select messages on this page").set_value([messages["failed"]]).run()
+    button(at, "Retry selected (1)").click().run()
+
+    assert "1 new attempt(s) queued; each is linked to its original." in texts(at.success)
 
 
 def test_retry_all_failed_in_the_filter_with_the_count_confirmed(clinic: Clinic,
