@@ -1,8 +1,9 @@
 """Turning a confirmed bulk job into message rows, in the worker (``worker.jobs.expand_bulk_job``).
 
 Streamed: the recipients are prepared ``PREPARE_CHUNK`` at a time in a resumable order (patient id,
-or position in a list). Each chunk is written in one transaction, under a lock on the job row,
-together with the job's cursor (``prepared_through``), and queued as soon as it commits, so the
+or position in a list). Each chunk is written in one transaction (one preparation of a job at a
+time; the job's row locked only for the moment before the commit, so its sends never wait for a
+chunk), together with the job's cursor (``prepared_through``), and queued as soon as it commits, so the
 first messages leave while the rest is prepared. A crash loses only the chunk in flight; a re-run
 goes on after the cursor, and a re-run after the last chunk (``prepared_at`` set) writes nothing.
 So recipients are neither lost nor duplicated.
@@ -207,10 +208,12 @@ _STANDARD = frozenset({"clinic_name", "clinic_phone", "patient_name", "patient_f
 
 
 def lock_job(session: Any, bulk_job_id: uuid.UUID) -> BulkJob | None:
-    """The job, locked for the rest of the transaction on PostgreSQL (SQLite has one writer)."""
-    query = select(BulkJob).where(BulkJob.id == bulk_job_id)
+    """The job as it is now, locked for the rest of the transaction on PostgreSQL (SQLite has one
+    writer). ``FOR NO KEY UPDATE``, as an update of the row takes: it waits for the claims holding
+    the job ``FOR SHARE``, not for a chunk whose new rows merely reference the job (``FOR KEY SHARE``)."""
+    query = select(BulkJob).where(BulkJob.id == bulk_job_id).execution_options(populate_existing=True)
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)
     return session.scalar(query)
 
 
@@ -275,20 +278,45 @@ def _next_part(session: Any, tenant: Tenant, job: BulkJob, content: Content) -> 
     return Part(job.audience, window, str(upper), prefix)
 
 
+class _NoLongerPreparing(Exception):
+    """The job was cancelled (or failed) while a chunk was being written: the chunk is rolled back."""
+
+
+def _one_preparation_at_a_time(session: Any, bulk_job_id: uuid.UUID) -> None:
+    """Until the transaction ends, no other preparation of this job runs (PostgreSQL: an advisory
+    lock; SQLite has one writer). Not the job row's lock: the claim that sends the job's messages
+    holds that row ``FOR SHARE`` (``app.delivery.dispatch.lock_jobs_of``), and a chunk holding it
+    while its rows were written kept the job's first sends waiting for the second chunk."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext('bulk-expansion'), hashtext(:job))"),
+                        {"job": str(bulk_job_id)})
+
+
 def write_chunk(runtime: Runtime, bulk_job_id: uuid.UUID, *, now: dt.datetime | None = None) -> Part | None:
     """Write the job's next chunk of rows and advance its cursor, in one transaction (in the job's
-    clinic, under its row lock); the chunk written, or None when nothing is left to prepare (the job
-    is then marked prepared) or the job is no longer being prepared (cancelled, failed).
+    clinic, one preparation of a job at a time); the chunk written, or None when nothing is left to
+    prepare (the job is then marked prepared) or the job is no longer being prepared (cancelled, failed).
 
-    The first chunk moves the job on (sending, or scheduled), so its messages go out while the rest
-    is prepared. A crash loses only the chunk in flight: the cursor moves with the rows.
+    The job's row is locked only once the rows are written, for the moment before the commit, so
+    sends of the chunks already committed and a pause or cancel never wait for a chunk; a chunk
+    whose job was cancelled meanwhile is rolled back. The first chunk moves the job on (sending, or
+    scheduled), so its messages go out while the rest is prepared. A crash loses only the chunk in
+    flight: the cursor moves with the rows.
     """
     now = now or runtime.clock()
     clinic = clinic_of(runtime.engine, BulkJob, bulk_job_id)
     if clinic is None:
         return None
+    try:
+        return _write_chunk(runtime, clinic, bulk_job_id, now)
+    except _NoLongerPreparing:
+        return None
+
+
+def _write_chunk(runtime: Runtime, clinic: uuid.UUID, bulk_job_id: uuid.UUID, now: dt.datetime) -> Part | None:
     with tenant_session(runtime.engine, clinic) as session:  # the job runs in the clinic it serves
-        job = lock_job(session, bulk_job_id)
+        _one_preparation_at_a_time(session, bulk_job_id)
+        job = session.get(BulkJob, bulk_job_id)
         if job is None or job.prepared_at is not None or BulkJobStatus(job.status) not in PREPARING:
             return None
         tenant = session.get(Tenant, job.tenant_id)
@@ -296,6 +324,7 @@ def write_chunk(runtime: Runtime, bulk_job_id: uuid.UUID, *, now: dt.datetime | 
         content = content_of(session, job)
         part = _next_part(session, tenant, job, content)
         if part is None:
+            job = _locked_preparing(session, bulk_job_id)
             job.prepared_at = now
             if BulkJobStatus(job.status) == BulkJobStatus.EXPANDING:  # nobody to send to
                 move_bulk_job(job, BulkJobStatus.COMPLETED)
@@ -306,6 +335,7 @@ def write_chunk(runtime: Runtime, bulk_job_id: uuid.UUID, *, now: dt.datetime | 
             _insert_select(session, tenant, job, content, now, part)
         else:
             _write_rendered(runtime, session, tenant, job, content, now, rejections, part)
+        job = _locked_preparing(session, bulk_job_id)
         job.prepared_through, job.prepared_chunks = part.cursor, job.prepared_chunks + 1
         job.accepted_count = (job.accepted_count or 0) + len(part.statuses)
         job.rejected_count = (job.rejected_count or 0) + len(rejections)  # plus the file's refused rows
@@ -316,6 +346,15 @@ def write_chunk(runtime: Runtime, bulk_job_id: uuid.UUID, *, now: dt.datetime | 
             job.started_at = None if job.scheduled_at else now
         part.rejected = len(rejections)
         return part
+
+
+def _locked_preparing(session: Any, bulk_job_id: uuid.UUID) -> BulkJob:
+    """The job row as it is now, locked until the commit; raises ``_NoLongerPreparing`` (rolling the
+    chunk back) when it was cancelled or failed meanwhile."""
+    job = lock_job(session, bulk_job_id)
+    if job is None or job.prepared_at is not None or BulkJobStatus(job.status) not in PREPARING:
+        raise _NoLongerPreparing
+    return job
 
 
 def _fail(runtime: Runtime, bulk_job_id: uuid.UUID, reason: str) -> None:
@@ -426,9 +465,11 @@ def expand(runtime: Runtime, bulk_job_id: uuid.UUID) -> dict[str, int]:
 def resume_lost(runtime: Runtime, now: dt.datetime) -> int:
     """Ask again for the preparation of jobs not fully prepared long after their last change.
 
-    On PostgreSQL a running expansion holds its job row's lock, so ``SKIP LOCKED`` leaves those
-    alone; a job whose expansion is merely waiting in the queue may be asked for twice, and the
-    second run writes nothing. Returns how many were asked for.
+    A running expansion changes its job row with every chunk (seconds apart), so it is not asked
+    for again; were a chunk slower than the wait, the second run waits for the first (one
+    preparation of a job at a time) and goes on after its cursor. A job whose expansion is merely
+    waiting in the queue may be asked for twice, and the second run writes nothing. Returns how
+    many were asked for.
     """
     cutoff = now - dt.timedelta(seconds=runtime.settings.sweep_expanding_after_seconds)
     with system_session(runtime.engine) as session:
