@@ -10,7 +10,7 @@ import streamlit as st
 from app.services import audit
 from app.services.audit import AuditCursor, AuditFilter
 from app.services.permissions import Permission
-from app.ui import cached, feedback, session
+from app.ui import cached, feedback, session, times
 from app.ui.text import as_text
 
 actor = session.require_actor(Permission.VIEW_AUDIT)
@@ -44,10 +44,10 @@ with st.container(border=True):
     type_column, object_column, days_column = st.columns([1, 1, 1])
     object_type = type_column.selectbox(
         "Object type", [ALL, *options.object_types], key="audit_object_type",
-        format_func=lambda value: "Any" if value == ALL else value,
+        format_func=lambda value: "Any" if value == ALL else audit.object_type_label(value),
     )
     object_id = object_column.text_input("Object id", key="audit_object_id", max_chars=64,
-                                         help="The id shown in the Object column, e.g. a message's id.")
+                                         help="The id shown in the Id column, e.g. a message's id.")
     days = days_column.date_input("Days (clinic time)", value=(), key="audit_days", format="YYYY-MM-DD")
 
 since, until = audit.local_days(days, clinic.timezone)
@@ -67,19 +67,21 @@ if page is None:
     st.stop()
 
 if page.entries:
+    when = times.heading("Time", clinic.timezone)
     st.dataframe(
         [
             {
-                "Time": entry.created_at.astimezone(local).replace(tzinfo=None),
+                when: times.local(entry.created_at, clinic.timezone),
                 "Who": entry.actor_name,
                 "Action": entry.action_label,
-                "Object": f"{entry.object_type} {entry.object_id or ''}".strip() if entry.object_type else "",
-                "Details": entry.details_text,
+                "Object": entry.object_label or "—",
+                "Details": entry.details_text or "—",
+                "Id": entry.object_id or "",
             }
             for entry in page.entries
         ],
         hide_index=True,
-        column_config={"Time": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm:ss")},
+        column_config={when: times.column(seconds=True), "Id": st.column_config.TextColumn(width="small")},
     )
 else:
     st.info("No audit entries match these filters.", icon=":material/info:")

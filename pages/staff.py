@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
-
 import streamlit as st
 
 from app.services import staff
 from app.services.passwords import MIN_PASSWORD_LENGTH
 from app.services.permissions import Permission
-from app.ui import cached, feedback, session
+from app.ui import cached, feedback, session, times
 from app.ui.text import as_text, plain
 from db.enums import Role
 
 actor = session.require_actor(Permission.MANAGE_STAFF)
-ROLES = list(Role)
+ROLES = list(staff.ROLES_LEAST_PRIVILEGED_FIRST)  # a new account starts with the least it may need
 
 
 def role_label(role: Role) -> str:
@@ -35,7 +33,7 @@ members = feedback.service(staff.list_staff)
 clinic = feedback.attempt(lambda: cached.clinic(actor))
 if members is None or clinic is None:
     st.stop()
-local = ZoneInfo(clinic.timezone)
+signed_in = times.heading("Last sign-in", clinic.timezone)
 
 st.dataframe(
     [
@@ -46,13 +44,13 @@ st.dataframe(
             "Active": m.is_active,
             "Locked": m.is_locked,
             "Full contacts": m.can_view_full_contacts or m.role != Role.ANALYST,
-            "Last sign-in": m.last_login_at.astimezone(local) if m.last_login_at else None,
+            signed_in: times.clinic_time(m.last_login_at, clinic.timezone, label=False) if m.last_login_at
+            else "never",
         }
         for m in members
     ],
     hide_index=True,
     column_config={
-        "Last sign-in": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm"),
         "Full contacts": st.column_config.CheckboxColumn(
             help="Sees patients' phone numbers and e-mail addresses unmasked."
         ),
@@ -70,7 +68,9 @@ with add_column:
         )
         display_name = st.text_input("Full name", key="add_display_name")
         email = st.text_input("E-mail (optional)", key="add_email")
-        role = st.selectbox("Role", ROLES, format_func=role_label, key="add_role")
+        role = st.selectbox("Role", ROLES, format_func=role_label, key="add_role",
+                            help="Analyst: reports only. Front desk: patients and their messages. Admin: everything, "
+                                 "staff and settings included.")
         password = st.text_input(
             "Password", type="password", key="add_password", autocomplete="new-password",
             help=f"At least {MIN_PASSWORD_LENGTH} characters. Tell it to the new staff member in person.",

@@ -23,11 +23,21 @@ from sqlalchemy import Select, and_, or_, select
 from app.csv_safe import to_csv
 from app.errors import ValidationError
 from app.search_text import check_text
+from app.services.contacts import mask_contact
 from app.services.permissions import Actor, Permission, authorize
-from db.models import AuditEvent, User
+from db.models import AuditEvent, BulkJob, Message, MessageTemplate, Patient, Tenant, User
 from db.tenancy import TenantSession
 
 PAGE_SIZE = 50
+# object type -> (model, the column that names it, how it is shown); every read is in the session's clinic.
+_NAMERS: dict[str, tuple[Any, Any, Any]] = {
+    "template": (MessageTemplate, MessageTemplate.code, str),
+    "bulk_job": (BulkJob, BulkJob.name, lambda name: f"'{name}'"),
+    "user": (User, User.username, str),
+    "patient": (Patient, Patient.name_en, lambda name: _masked_name(name)),
+    "message": (Message, Message.recipient, lambda recipient: f"to {mask_contact(recipient)}"),
+    "tenant": (Tenant, Tenant.name, str),
+}
 MAX_PAGE_SIZE = 500
 EXPORT_CHUNK = 1000
 MAX_EXPORT_ROWS = 200_000
@@ -158,6 +168,7 @@ class AuditEntry:
     object_id: str | None
     details: dict[str, Any]
     details_text: str
+    object_label: str = ""  # the object in words: "Template appointment_reminder", "Patient Sara A."
 
 
 @dataclass(frozen=True)
@@ -189,6 +200,63 @@ def local_days(days: Sequence[dt.date] | dt.date | None, timezone: str) -> tuple
     return since, until
 
 
+# What each kind of object is called on screen.
+OBJECT_TYPE_LABELS: dict[str, str] = {
+    "template": "Template", "bulk_job": "Bulk send", "bulk_draft": "Bulk send (draft)", "user": "Staff member",
+    "patient": "Patient", "message": "Message", "messages": "Messages", "tenant": "Clinic",
+    "provider": "Provider", "data_export": "Message export", "chart": "Chart", "audit_log": "Audit log",
+}
+
+
+def object_type_label(object_type: str | None) -> str:
+    """``bulk_job`` -> ``Bulk send``; an unknown type by its own name."""
+    if not object_type:
+        return "—"
+    return OBJECT_TYPE_LABELS.get(object_type, object_type.replace("_", " ").capitalize())
+
+
+def _masked_name(name: str) -> str:
+    """``Sara Al-Qahtani`` -> ``Sara A.``: enough to recognise a patient in the log, not the whole name."""
+    parts = name.split()
+    if not parts:
+        return "(no name)"
+    return parts[0] if len(parts) == 1 else f"{parts[0]} {parts[-1][:1]}."
+
+
+def _object_names(session: TenantSession, events: Sequence[AuditEvent]) -> dict[tuple[str, str], str]:
+    """What each event's object is called (template code, job name, username, masked patient name ...),
+    read with one query per kind of object, in the session's clinic."""
+    wanted: dict[str, set[uuid.UUID]] = {}
+    for event in events:
+        if event.object_type in _NAMERS and event.object_id:
+            try:
+                wanted.setdefault(event.object_type, set()).add(uuid.UUID(event.object_id))
+            except ValueError:
+                continue
+    names: dict[tuple[str, str], str] = {}
+    for object_type, ids in wanted.items():
+        model, column, shown = _NAMERS[object_type]
+        for row_id, value in session.execute(select(model.id, column).where(model.id.in_(ids))):
+            names[(object_type, str(row_id))] = shown(value or "")
+    return names
+
+
+def _object_label(event: AuditEvent, names: Mapping[tuple[str, str], str]) -> str:
+    if not event.object_type:
+        return ""
+    kind = object_type_label(event.object_type)
+    if not event.object_id:
+        return kind
+    name = names.get((event.object_type, event.object_id))
+    if name is None:  # not a row we can name (a provider, a chart) or gone: the id, shortened if it is one
+        try:
+            uuid.UUID(event.object_id)
+        except ValueError:
+            return f"{kind} {event.object_id}"
+        return f"{kind} {event.object_id[:8]}"
+    return f"{kind} {name}"
+
+
 def action_label(action: str) -> str:
     return ACTION_LABELS.get(action, action.replace("_", " ").replace(".", ": "))
 
@@ -212,12 +280,13 @@ def describe(details: Mapping[str, Any] | None) -> str:
     return " · ".join(f"{str(key).replace('_', ' ')}: {_value_text(value)}" for key, value in details.items())
 
 
-def _entry(event: AuditEvent) -> AuditEntry:
+def _entry(event: AuditEvent, names: Mapping[tuple[str, str], str] | None = None) -> AuditEntry:
     details = dict(event.details or {})
     return AuditEntry(
         id=event.id, created_at=event.created_at, actor_id=event.actor_id, actor_name=event.actor_name or "",
         action=event.action, action_label=action_label(event.action), object_type=event.object_type,
         object_id=event.object_id, details=details, details_text=describe(details),
+        object_label=_object_label(event, names or {}),
     )
 
 
@@ -267,7 +336,8 @@ def _page(session: TenantSession, filters: AuditFilter, cursor: AuditCursor | No
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1] if rows and more else None
-    return AuditPage([_entry(r) for r in rows], AuditCursor(last.created_at, last.id) if last else None)
+    names = _object_names(session, rows)
+    return AuditPage([_entry(r, names) for r in rows], AuditCursor(last.created_at, last.id) if last else None)
 
 
 def search(

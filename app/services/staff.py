@@ -26,6 +26,9 @@ from db.tenancy import TenantSession
 from db.types import utcnow
 
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._@-]{2,63}$")
+# The roles in the order a form offers them: the least privileged first, so a new account gets no more
+# than its holder needs unless an admin chooses more (docs/roles.md).
+ROLES_LEAST_PRIVILEGED_FIRST = (Role.ANALYST, Role.FRONT_DESK, Role.ADMIN)
 
 
 @dataclass(frozen=True)

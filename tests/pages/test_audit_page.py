@@ -33,7 +33,9 @@ def test_admin_sees_events_newest_first_with_readable_details(clinic: Clinic) ->
     assert rows[0]["Action"] == "Signed in" and rows[0]["Who"] == "amira"
     role_change = next(r for r in rows if r["Action"] == "Role changed")
     assert role_change["Details"] == "username: omar · from: analyst · to: front_desk"
-    assert role_change["Object"].startswith("user ")
+    assert role_change["Object"] == "Staff member omar"  # a name, not a UUID
+    assert role_change["Id"] == str(clinic.analyst.user_id)  # the id stays at hand for the filter
+    assert "Time (Asia/Riyadh)" in role_change  # clinic time, and the zone is named
 
 
 def test_filtering_by_action_and_user(clinic: Clinic) -> None:

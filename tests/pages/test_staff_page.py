@@ -54,8 +54,15 @@ def test_the_table_lists_every_account(at: AppTest) -> None:
     assert rows["fatima"]["Active"] is True
     assert rows["fatima"]["Locked"] is False
     assert rows["omar"]["Full contacts"] is False
-    assert rows["amira"]["Last sign-in"] is not None  # she just signed in
+    signed_in = "Last sign-in (Asia/Riyadh)"  # clinic time, and the zone is named
+    assert rows["amira"][signed_in] != "never"  # she just signed in
+    assert rows["fatima"][signed_in] == "never"  # not "None"
     assert not at.exception
+
+
+def test_a_new_account_starts_with_the_least_privileged_role(at: AppTest) -> None:
+    assert at.selectbox(key="add_role").value == Role.ANALYST
+    assert at.selectbox(key="add_role").options == ["Analyst", "Front desk", "Admin"]
 
 
 def test_add_a_user_and_see_it_listed(at: AppTest, clinic: Clinic) -> None:

@@ -16,9 +16,10 @@ from app.services import audit, passwords
 from app.services.audit import AuditFilter
 from app.services.permissions import Actor
 from db.enums import Role
-from db.models import AuditEvent, AuditRowImmutable
+from db.models import AuditEvent, AuditRowImmutable, Patient
 from db.session import system_session, tenant_session
-from tests.factories import make_tenant, make_user, owner_connection, system_connection
+from tests.factories import make_message, make_patient, make_tenant, make_user, owner_connection, system_connection
+from tests.neighbours import neighbour_id
 
 T0 = dt.datetime(2026, 3, 1, 8, 0, tzinfo=dt.UTC)
 
@@ -203,3 +204,31 @@ def test_postgresql_refuses_changes_from_any_client(pg_engine: Engine) -> None:
             conn.execute(text(statement))
     with system_connection(pg_engine) as conn:
         assert conn.execute(text("SELECT count(*) FROM audit_events")).scalar_one() >= 1
+
+
+def test_each_entry_names_its_object_in_words_and_only_from_its_own_clinic(clinic) -> None:
+    """The Object column reads "Template reminder", "Patient Sara A.", not a UUID; an id of the
+    neighbouring clinic's patient (same name, same number) is never looked up there."""
+    engine, tenant, admin, _ = clinic
+    patient = make_patient(engine, tenant, name_en="Sara Al-Qahtani", phone="+966501234567")
+    message = make_message(engine, tenant, recipient="+966501234567", patient_id=patient)
+    with tenant_session(engine, neighbour_id(engine)) as session:
+        neighbours_patient = session.scalars(select(Patient.id)).first()
+    _add(engine, admin, tenant, "patient.preferences", 40, object_type="patient", object_id=patient)
+    _add(engine, admin, tenant, "message.retry", 41, object_type="message", object_id=message)
+    _add(engine, admin, tenant, "staff.unlock", 42, object_type="user", object_id=admin.user_id)
+    _add(engine, admin, tenant, "test.neighbour", 43, object_type="patient", object_id=neighbours_patient)
+    _add(engine, admin, tenant, "settings.credentials_cleared", 44, object_type="provider", object_id="twilio")
+
+    with tenant_session(engine, tenant) as session:
+        labels: dict[str, str] = {}
+        for entry in audit.search(session, admin).entries:  # newest first: the events added here
+            labels.setdefault(entry.action, entry.object_label)
+
+    assert labels["patient.preferences"] == "Patient Sara A."
+    assert labels["message.retry"].startswith("Message to +966") and "1234567" not in labels["message.retry"]
+    assert labels["staff.unlock"] == "Staff member amira"
+    assert labels["test.neighbour"] == f"Patient {str(neighbours_patient)[:8]}"  # not the neighbour's name
+    assert labels["settings.credentials_cleared"] == "Provider twilio"
+    assert labels["auth.login_failed"] == ""
+    assert audit.object_type_label("bulk_job") == "Bulk send"
