@@ -12,7 +12,7 @@ import streamlit as st
 from app.services import templates
 from app.services.permissions import Actor, Permission
 from app.services.templates import BodyCheck, TemplateDetail
-from app.ui import feedback, rtl
+from app.ui import feedback, rtl, times
 from app.ui.templates.display import ARABIC_EMPTY, class_label, show_check, show_ltr, show_preview
 from app.ui.templates.state import cached_detail, cached_usage, open_next
 from app.ui.templates.template_actions import manage_tab, test_tab
@@ -91,11 +91,12 @@ def text_tab(detail: TemplateDetail) -> None:
 
 def versions_tab(detail: TemplateDetail, local: ZoneInfo, can_edit: bool) -> None:
     """Every saved version; compare two, read one, and (admins) restore it as a new version."""
+    saved = times.heading("Saved", local)
     st.dataframe(
-        [{"Version": v.version, "Note": v.note, "Saved": v.created_at.astimezone(local), "By": v.created_by}
+        [{"Version": v.version, "Note": v.note or "—", saved: times.local(v.created_at, local), "By": v.created_by}
          for v in reversed(detail.versions)],
         hide_index=True,
-        column_config={"Saved": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm")},
+        column_config={saved: times.column()},
     )
     numbers = [v.version for v in detail.versions]
     if len(numbers) > 1:
@@ -113,8 +114,8 @@ def versions_tab(detail: TemplateDetail, local: ZoneInfo, can_edit: bool) -> Non
     if old is None:
         return
     by = f" by {plain(old.created_by)}" if old.created_by else ""
-    st.caption(f"Version {old.version}, saved {old.created_at.astimezone(local):%d %b %Y %H:%M}{by}: "
-               f"{plain(old.note)}")
+    note = f": {plain(old.note)}" if old.note else "."
+    st.caption(f"Version {old.version}, saved {times.clinic_time(old.created_at, local)}{by}{note}")
     english_column, arabic_column = st.columns(2)
     with english_column:
         if old.subject_en:
@@ -143,7 +144,7 @@ def usage_tab(actor: Actor, detail: TemplateDetail, local: ZoneInfo) -> None:
     failed.metric("Failed", f"{usage.failed:,}", border=True)
     rate.metric("Delivery rate", "—" if usage.delivery_rate is None else f"{usage.delivery_rate:.1%}", border=True)
     last.metric("Last used", "—" if usage.last_used_at is None else
-                f"{usage.last_used_at.astimezone(local):%d %b %Y}", border=True)
+                times.clinic_time(usage.last_used_at, local, date_only=True, label=False), border=True)
     st.caption("Test sends, cancelled and suppressed messages are left out.")
     if usage.per_version:
         st.markdown("##### Messages per version")

@@ -8,7 +8,7 @@ import streamlit as st
 
 from app.services.permissions import Actor
 from app.services.templates import TemplateSummary
-from app.ui import feedback
+from app.ui import feedback, times
 from app.ui.templates.display import class_label
 from app.ui.templates.state import NEW, NEXT_KEY, OPEN_KEY, summaries
 from app.ui.text import as_text
@@ -29,13 +29,14 @@ def template_table(actor: Actor, everything: list[TemplateSummary], local: ZoneI
         actor, channel_choice.value if channel_choice else None, ACTIVE_FILTER[active_choice], search))
     if shown is None:
         return None
+    last_used = times.heading("Last used", local)
     st.dataframe(
         [
             {
                 "Code": t.code, "Name": t.name, "Channel": t.channel.label, "Class": class_label(t.message_class),
                 "Active": t.is_active, "Version": t.current_version, "Sent": t.messages_sent,
                 "Delivery rate": t.delivery_rate,
-                "Last used": t.last_used_at.astimezone(local) if t.last_used_at else None,
+                last_used: times.local(t.last_used_at, local),
             }
             for t in shown
         ],
@@ -43,7 +44,7 @@ def template_table(actor: Actor, everything: list[TemplateSummary], local: ZoneI
         column_config={
             "Delivery rate": st.column_config.NumberColumn(format="percent",
                                                            help="Delivered out of delivered or failed."),
-            "Last used": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm"),
+            last_used: times.column(help="Never used when empty."),
             "Sent": st.column_config.NumberColumn(help="Messages sent with it (test sends left out)."),
         },
     )

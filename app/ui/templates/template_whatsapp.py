@@ -9,7 +9,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from app.services import whatsapp_templates
 from app.services.templates import TemplateDetail
-from app.ui import feedback, session
+from app.ui import feedback, session, times
 from app.ui.templates.display import show_ltr
 from app.ui.templates.state import open_next, submit
 from db.enums import Channel
@@ -24,7 +24,7 @@ def whatsapp_tab(detail: TemplateDetail, local: ZoneInfo, can_edit: bool) -> Non
                "approved. Link the Twilio Content template (HX...) that carries this text, and map its numbered "
                "variables to ours. Bulk sends refuse a WhatsApp template that is not approved.")
     feedback.show_flash("whatsapp")
-    checked = f" · checked {link.checked_at.astimezone(local).strftime('%d %b %Y, %H:%M')}" if link.checked_at else ""
+    checked = f" · checked {times.clinic_time(link.checked_at, local)}" if link.checked_at else ""
     status = f"**Approval:** {link.status_label}{checked}"
     (st.success if link.approved else st.warning)(status, icon=":material/verified:" if link.approved else
                                                   ":material/pending:")
