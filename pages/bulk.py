@@ -20,7 +20,7 @@ from app.services.bulk import recipients as ri
 from app.services.bulk import wizard as bulk_wizard
 from app.services.bulk.wizard import Draft, DryRun
 from app.services.permissions import Permission
-from app.ui import feedback, rtl, session
+from app.ui import cached, feedback, rtl, session, times
 from app.ui.text import as_text, counted, plain
 from db.enums import BULK_JOB_MOVING, BulkJobStatus, Channel, Language, MessageClass
 
@@ -185,18 +185,23 @@ def show_review(review: DryRun) -> None:
             st.text(sample.body)
     if review.later:
         with st.expander(f"Sent later, after quiet hours: {review.deferred:,}"):
-            st.dataframe([{"Row": s.row, "Recipient": s.recipient, "Detail": s.detail} for s in review.later[:2000]],
-                         hide_index=True)
+            st.dataframe([{"Row": _row(s.row), "Recipient": s.recipient, "Detail": s.detail}
+                          for s in review.later[:2000]], hide_index=True)
     if review.skipped_count:
         st.subheader(f"Skipped: {review.skipped_count:,}, and why", anchor=False)
         st.caption(" · ".join(f"{plain(reason)}: {n:,}" for reason, n in review.skipped_by_reason.items()))
-        st.dataframe([{"Row": s.row, "Recipient": s.recipient, "Reason": s.reason, "Detail": s.detail}
+        st.dataframe([{"Row": _row(s.row), "Recipient": s.recipient, "Reason": s.reason, "Detail": s.detail}
                       for s in review.skipped[:2000]], hide_index=True)
         if st.button("Prepare the skipped list for download", key="bulk_prepare_csv"):
             state["skipped_csv"] = feedback.service(bulk_wizard.skipped_csv, review)
         if state.get("skipped_csv"):
             st.download_button("Download skipped list (CSV)", state["skipped_csv"], file_name="skipped.csv",
                                mime="text/csv", key="bulk_download_csv")
+
+
+def _row(row: int | None) -> str:
+    """A list's row number; a dash for a patient (no row)."""
+    return "—" if row is None else str(row)
 
 
 def _duration(seconds: float) -> str:
@@ -326,14 +331,18 @@ def jobs_list() -> None:
     if not jobs:
         st.caption("No bulk sends yet.")
         return
-    st.dataframe([{"Created": j.created_at, "Name": j.name, "By": j.created_by, "Channel": j.channel.label,
-                   "Audience": j.audience, "Content": j.content, "Recipients": j.recipients,
-                   "Messages": j.written, "Refused": j.refused, "Status": j.status.label} for j in jobs],
-                 hide_index=True)
+    clinic = feedback.attempt(lambda: cached.clinic(actor))
+    zone = clinic.timezone if clinic is not None else "UTC"
+    created = times.heading("Created", zone)
+    st.dataframe([{created: times.local(j.created_at, zone), "Name": j.name, "By": j.created_by,
+                   "Channel": j.channel.label, "Audience": j.audience, "Content": j.content,
+                   "Recipients": j.recipients, "Messages": j.written, "Refused": j.refused,
+                   "Status": j.status.label} for j in jobs],
+                 hide_index=True, column_config={created: times.column()})
     ids = [str(j.id) for j in jobs]
     if st.session_state.get(OPEN_JOB) not in ids:
         st.session_state[OPEN_JOB] = ids[0]
-    labels = {str(j.id): f"{j.created_at:%Y-%m-%d %H:%M} · {as_text(j.name)}" for j in jobs}
+    labels = {str(j.id): f"{times.clinic_time(j.created_at, zone)} · {as_text(j.name)}" for j in jobs}
     chosen = st.selectbox("Progress of", ids, format_func=lambda i: labels[i], key=OPEN_JOB)
     progress_panel(chosen, next(j.status for j in jobs if str(j.id) == chosen))
 
