@@ -349,7 +349,7 @@ def jobs_list() -> None:
 
 st.title("Bulk send", anchor=False)
 feedback.show_flash("bulk")
-new_tab, jobs_tab = st.tabs(["New send", "Bulk jobs"])
+new_tab, jobs_tab = st.tabs(["New send", "Bulk jobs"], key="bulk_tab", on_change="rerun")  # kept across reruns
 with new_tab:
     try:
         wizard()
