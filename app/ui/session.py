@@ -17,6 +17,8 @@ After an admin's password reset, a correct sign-in leaves no actor but a pending
 from __future__ import annotations
 
 import datetime as dt
+import secrets
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -37,6 +39,7 @@ SESSION_KEY = "auth.session"  # staff_sessions.SessionRef
 METHOD_KEY = "auth.method"
 NOTICE_KEY = "auth.notice"
 PENDING_KEY = "auth.pending_password_change"
+# (value, until): what the browser is asked for on every run until it is done or too late
 HANDOFF_KEY = "auth.handoff"  # a fresh sign-in's one-time token, for the browser to redeem
 DROP_COOKIE_KEY = "auth.drop_cookie"  # after a sign-out: ask the browser to drop the cookie
 DEAD_COOKIE_KEY = "auth.dead_cookie"  # the hash of a cookie whose session is over (not looked up again)
@@ -126,7 +129,7 @@ def _bury_cookie() -> None:
     cookie = _cookie()
     if cookie:
         st.session_state[DEAD_COOKIE_KEY] = staff_sessions.digest(cookie)
-        st.session_state[DROP_COOKIE_KEY] = True
+        _ask_browser(DROP_COOKIE_KEY, secrets.token_urlsafe(8))
 
 
 def _ended_notice(reason: str) -> str:
@@ -236,19 +239,30 @@ def sign_out(engine: Engine, *, reason: str = "logout", notice: str | None = Non
         auth.record_logout(engine, actor, reason=reason)
     _forget(notice=notice)
     _bury_cookie()
-    st.session_state[DROP_COOKIE_KEY] = True
+    _ask_browser(DROP_COOKIE_KEY, secrets.token_urlsafe(8))
     if method == "sso":
         st.logout()
 
 
-def carry_to_browser() -> None:
-    """Once per sign-in and sign-out (the entry calls it on every run): the browser redeems a fresh
-    sign-in's one-time token for the cookie, or drops the cookie after a sign-out."""
-    token = st.session_state.pop(HANDOFF_KEY, None)
-    if token:
-        session_cookie.redeem(token)
-    elif st.session_state.pop(DROP_COOKIE_KEY, False):
-        session_cookie.drop()
+def carry_to_browser(*, now: float | None = None) -> None:
+    """After a sign-in the browser redeems its one-time token for the cookie; after a sign-out it
+    drops the cookie. The entry calls this on every run: the request is drawn on each run of the
+    next ``HANDOFF_SECONDS`` (a page that reruns at once could remove it before the browser ran it),
+    and the browser sends it once."""
+    now = time.monotonic() if now is None else now
+    for key, ask in ((HANDOFF_KEY, session_cookie.redeem), (DROP_COOKIE_KEY, session_cookie.drop)):
+        pending: tuple[str, float] | None = st.session_state.get(key)
+        if pending is None:
+            continue
+        value, until = pending
+        if now > until:
+            del st.session_state[key]
+        else:
+            ask(value)
+
+
+def _ask_browser(key: str, value: str) -> None:
+    st.session_state[key] = (value, time.monotonic() + staff_sessions.HANDOFF_SECONDS)
 
 
 def pop_notice() -> str | None:
@@ -264,7 +278,7 @@ def _remember(engine: Engine, actor: Actor, *, method: str) -> None:
     st.session_state[ACTOR_KEY] = actor
     st.session_state[SESSION_KEY] = started.ref
     st.session_state[METHOD_KEY] = method
-    st.session_state[HANDOFF_KEY] = started.handoff_token
+    _ask_browser(HANDOFF_KEY, started.handoff_token)
     if dead:
         st.session_state[DEAD_COOKIE_KEY] = dead
 

@@ -4,7 +4,7 @@ A Streamlit run cannot set a cookie; the app's HTTP routes can (``app.ui.session
 sign-in this asks the browser to POST the one-time token to ``_app/session`` (answered with the
 HttpOnly cookie), after a sign-out to POST ``_app/session/end`` (which clears it). Both requests
 carry Streamlit's XSRF token, as its own uploads do. The script is a constant; the only data it is
-given is the action and the token.
+given is the action and the token (or a nonce).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import streamlit as st
 START_PATH = "_app/session"
 END_PATH = "_app/session/end"
 
-# Relative addresses resolve against the page (so a server.baseUrlPath is kept). Each action is
-# sent once per page load, even if Streamlit draws the element again.
+# Relative addresses resolve against the page (so a server.baseUrlPath is kept). Each request (its
+# token, or a sign-out's nonce) is sent once per page load, however often Streamlit draws it.
 _SCRIPT = """
 export default function ({ data }) {
   const sent = (window.__clinicSessionSent = window.__clinicSessionSent || new Set());
-  const key = data.action + ":" + (data.token || "");
+  const key = data.action + ":" + (data.token || data.nonce);
   if (sent.has(key)) return;
   sent.add(key);
   const xsrf = document.cookie.match(/(?:^|;\\s*)_streamlit_xsrf=([^;]*)/);
@@ -45,6 +45,6 @@ def redeem(token: str) -> None:
     _component()(data={"action": "start", "path": START_PATH, "token": token}, key="session_cookie_start")
 
 
-def drop() -> None:
-    """Have the browser end the cookie's session and drop the cookie."""
-    _component()(data={"action": "end", "path": END_PATH, "token": ""}, key="session_cookie_end")
+def drop(nonce: str) -> None:
+    """Have the browser end the cookie's session and drop the cookie (once per ``nonce``)."""
+    _component()(data={"action": "end", "path": END_PATH, "nonce": nonce}, key="session_cookie_end")
