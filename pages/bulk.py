@@ -168,8 +168,12 @@ def show_review(review: DryRun) -> None:
     cols[1].metric("Skipped", f"{review.skipped_count:,}", help="Not sent; the reasons are below.")
     cols[2].metric("Estimated cost", f"{review.estimated_cost:,.2f} {review.currency}")
     cols[3].metric("Takes about", _duration(review.duration_seconds))
-    st.caption(f"Of those sent, {review.deferred:,} wait for the end of the patient's quiet hours. "
-               f"SMS parts: {review.segments_total:,}.")
+    notes = [f"Of those sent, {review.deferred:,} wait for the end of the patient's quiet hours."] if \
+        review.deferred else []
+    if review.segments_total:
+        notes.append(f"SMS parts: {review.segments_total:,}.")
+    if notes:
+        st.caption(" ".join(notes))
     st.dataframe([{"Channel and language": k, "Will be sent": v} for k, v in review.will_send.items()],
                  hide_index=True)
     for note in review.notes:
