@@ -189,3 +189,24 @@ def pick(page: sync_api.Page, label: str, option: str) -> None:
     page.get_by_role("option").filter(has_text=option).first.click()
     box.press("Escape")
     settle(page)
+
+
+ROW_HEIGHT = 35  # Streamlit's default table row (and header) height, in pixels
+
+
+def click_first_row(page: sync_api.Page, attempts: int = 3) -> None:
+    """Click a cell of the first row of the results table (drawn on a canvas); a late rerun that redraws
+    the table meanwhile swallows the click, so click again until the dialog opens."""
+    for attempt in range(attempts):
+        settle(page)
+        table = page.locator('[data-testid="stDataFrame"]').first
+        try:
+            table.scroll_into_view_if_needed(timeout=5_000)
+            box = table.bounding_box(timeout=5_000)
+            assert box is not None
+            page.mouse.click(box["x"] + 120, box["y"] + ROW_HEIGHT + ROW_HEIGHT / 2)
+            page.get_by_role("dialog").wait_for(timeout=10_000)
+            return
+        except sync_api.Error:
+            if attempt == attempts - 1:
+                raise
