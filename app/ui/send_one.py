@@ -15,6 +15,7 @@ from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from app.services import single_send
 from app.services.single_send import OneMessage, Preview, SendOptions
@@ -70,7 +71,7 @@ def form(patient_id: uuid.UUID, *, place: str, in_dialog: bool = False) -> None:
         result = feedback.service(single_send.send, draft, idempotency_key=idempotency_key)
         if result is not None:
             st.session_state[key("sent")] = (result.message_id, result.status.value, options.patient_name)
-            st.rerun(scope="fragment" if in_dialog else "app")
+            _redraw(in_dialog)
 
 
 def _draft(options: SendOptions, key: Callable[[str], str]) -> OneMessage:
@@ -146,5 +147,14 @@ def _sent(sent: tuple[uuid.UUID, str, str], key: Callable[[str], str], prefix: s
     st.markdown(f"[Open it in Messages](/messages?message={message_id})")
     if st.button("Write another message", icon=":material/edit:", key=key("another")):
         feedback.reset_widgets(*[k for k in st.session_state if str(k).startswith(prefix)])
-        st.rerun(scope="fragment" if in_dialog else "app")
+        _redraw(in_dialog)
 
+
+def _redraw(in_dialog: bool) -> None:
+    """Draw the form again: only the dialog when it is in one and this run is the dialog's own, else all."""
+    if in_dialog:
+        try:
+            st.rerun(scope="fragment")
+        except StreamlitAPIException:  # a full run of the page (e.g. the dialog was opened by a link)
+            pass
+    st.rerun()
