@@ -18,7 +18,7 @@ from app.services import explorer, message_export, messaging
 from app.services.contacts import sees_full_contacts
 from app.services.explorer import PERIODS, FilterOptions, MessageFilter
 from app.services.permissions import Permission
-from app.ui import cached, feedback, rtl, send_one, session
+from app.ui import cached, feedback, rtl, send_one, session, times
 from app.ui import explorer as ui
 from app.ui.text import plain
 from db.enums import Channel, Language, MessageStatus, Outcome
@@ -107,7 +107,7 @@ if result.rows:
     clicked = st.dataframe(
         ui.table_rows(result.rows, zone), hide_index=True, width="stretch", key=table_key,
         on_select="rerun", selection_mode=["single-row", "single-cell"],
-        column_config={"Time": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm:ss")})
+        column_config={times.heading("Time", zone): times.column(seconds=True)})
     opened = ui.clicked_message(clicked, result.rows, table_key)
     if opened is not None:
         st.query_params["message"] = str(opened)
@@ -186,7 +186,7 @@ def message_live(message_id: uuid.UUID, was_moving: bool) -> None:
     if detail.is_moving:
         st.caption(f"On its way: this view updates itself every {ui.LIVE_SECONDS} seconds.")
     facts = {
-        "Created": f"{detail.created_at.astimezone(zone):%d %b %Y, %H:%M:%S}",
+        "Created": times.clinic_time(detail.created_at, zone, seconds=True),
         "Recipient": detail.recipient, "Patient": detail.patient_name or "-",
         "Template": (f"{detail.template_name} ({detail.template_code}), version {detail.template_version}"
                      if detail.template_code else "none (free text)"),
@@ -195,9 +195,8 @@ def message_live(message_id: uuid.UUID, was_moving: bool) -> None:
         "Sender": detail.sender or "-", "Segments": str(detail.segments),
         "Price": f"{detail.price} {detail.price_unit or ''}" if detail.price is not None else "-",
         "Attempts": str(detail.attempts), "Test message": "yes" if detail.is_test else "no",
-        "Sent": f"{detail.sent_at.astimezone(zone):%d %b %Y, %H:%M:%S}" if detail.sent_at else "-",
-        "Delivered": (f"{detail.delivered_at.astimezone(zone):%d %b %Y, %H:%M:%S}"
-                      if detail.delivered_at else "-"),
+        "Sent": times.clinic_time(detail.sent_at, zone, seconds=True),
+        "Delivered": times.clinic_time(detail.delivered_at, zone, seconds=True),
     }
     st.markdown("  \n".join(f"**{name}:** {plain(value)}" for name, value in facts.items()))
     if detail.status_reason:
@@ -208,17 +207,17 @@ def message_live(message_id: uuid.UUID, was_moving: bool) -> None:
     if detail.subject:
         st.markdown(f"**Subject:** {plain(detail.subject)}")
     st.markdown("**Text**")
-    if detail.language == Language.AR:
-        rtl.show(detail.body)
+    if detail.language == Language.AR or rtl.is_arabic(detail.body):
+        rtl.show(detail.body)  # right to left, right-aligned
     else:
         st.text(detail.body)
     st.markdown("**Timeline**")
-    st.dataframe([{"Time": e.at.astimezone(zone).replace(tzinfo=None), "Event": e.event,
+    st.dataframe([{times.heading("Time", zone): times.local(e.at, zone), "Event": e.event,
                    "From": e.from_status.value if e.from_status else "",
                    "To": e.to_status.value if e.to_status else "", "Provider": e.provider or "",
                    "Error": e.error_code or "", "Detail": e.detail} for e in detail.timeline],
                  hide_index=True, width="stretch",
-                 column_config={"Time": st.column_config.DatetimeColumn(format="D MMM, HH:mm:ss")})
+                 column_config={times.heading("Time", zone): times.column(seconds=True)})
 
 
 @st.dialog("Message", width="large", on_dismiss=ui.close_message)

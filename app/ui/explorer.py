@@ -12,6 +12,7 @@ from app.errors import AppError
 from app.services import explorer
 from app.services.explorer import Cursor, FilterOptions, MessageFilter, MessageRow, Total
 from app.services.permissions import Actor
+from app.ui import times
 from app.ui.cached import clinic_cached
 from app.ui.text import as_text
 from db.enums import MessageStatus
@@ -108,7 +109,7 @@ def forget_counts() -> None:
 
 def table_rows(rows: list[MessageRow], zone: ZoneInfo) -> list[dict[str, Any]]:
     return [{
-        "Time": row.created_at.astimezone(zone).replace(tzinfo=None),
+        times.heading("Time", zone): times.local(row.created_at, zone),
         "Status": STATUS_BADGES[row.status],
         "Channel": row.channel.label,
         "Recipient": row.recipient,
