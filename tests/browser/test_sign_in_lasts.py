@@ -76,6 +76,12 @@ def test_a_reload_a_new_tab_and_a_link_stay_signed_in_until_signing_out(
     assert "status=failed" in second.url
     second.goto(app_url + PATIENT_LINK)
     sees_the_patient_link(second, role)
+    if role != Role.ANALYST:  # the patient's page links to their messages: a new tab, still signed in
+        with second.context.expect_page() as opened:
+            second.get_by_role("link", name="Open all of them in Messages").click()
+        landed_on(opened.value, "Messages")
+        assert "patient=" in opened.value.url
+        opened.value.close()
 
     page.get_by_role("button", name="Log out").click()
     sign_in_form(page)

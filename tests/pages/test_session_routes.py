@@ -117,3 +117,28 @@ def test_an_expired_token_buys_nothing(engine: Engine, http: TestClient, desk: A
     answer = redeem(http, started.handoff_token)
 
     assert answer.status_code == 410 and "set-cookie" not in answer.headers
+
+
+def test_the_browser_script_is_fixed_and_given_only_the_token() -> None:
+    """The one component with script (app/ui/session_cookie.py) gets a module constant and its data
+    holds only the action, the route and the token or a nonce: never stored or typed text."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    sites = []
+    for path in [*root.glob("app/**/*.py"), *root.glob("pages/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in ("v1", "v2") \
+                    and isinstance(node.value, ast.Attribute) and node.value.attr == "components":
+                sites.append(str(path.relative_to(root)))
+    assert sites == ["app/ui/session_cookie.py"]
+    from app.ui import session_cookie
+
+    module = ast.parse(Path(session_cookie.__file__).read_text(encoding="utf-8"))
+    call = next(n for n in ast.walk(module) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "component")
+    assert [(k.arg, type(k.value).__name__, getattr(k.value, "id", None)) for k in call.keywords] == \
+        [("js", "Name", "_SCRIPT")]
+    datas = [k.value for n in ast.walk(module) if isinstance(n, ast.Call) for k in n.keywords if k.arg == "data"]
+    assert {tuple(key.value for key in d.keys) for d in datas} == {
+        ("action", "path", "token"), ("action", "path", "nonce")}
