@@ -12,9 +12,8 @@ from app.services import explorer, patients
 from app.services.explorer import MessageFilter
 from app.services.patients import SOURCE_LABELS, PreferenceUpdate
 from app.services.permissions import Permission
-from app.ui import cached, feedback, patient_contacts, rtl, session
+from app.ui import cached, feedback, patient_contacts, rtl, send_one, session, times
 from app.ui import explorer as ui
-from app.ui import send_one
 from app.ui.text import plain
 from db.enums import Channel, Language
 
@@ -95,11 +94,12 @@ with left:
 with right:
     st.subheader("Opt-out and preference history", anchor=False)
     if detail.history:
-        st.dataframe([{"When": h.at.astimezone(zone).replace(tzinfo=None), "What": h.field.replace("_", " "),
+        when = times.heading("When", zone)
+        st.dataframe([{when: times.local(h.at, zone), "What": h.field.replace("_", " "),
                        "From": h.old_value or "", "To": h.new_value or "", "Source": SOURCE_LABELS[h.source],
                        "By": h.changed_by, "Reason": h.reason} for h in detail.history],
                      hide_index=True, width="stretch",
-                     column_config={"When": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm")})
+                     column_config={when: times.column()})
     else:
         st.caption("No changes recorded.")
 
@@ -108,7 +108,7 @@ theirs = MessageFilter(period="all", patient_id=p.id)
 result = feedback.service(explorer.list_messages, theirs, limit=50)
 if result and result.rows:
     st.dataframe(ui.table_rows(result.rows, zone), hide_index=True, width="stretch",
-                 column_config={"Time": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm")})
+                 column_config={times.heading("Time", zone): times.column()})
     if actor.can(Permission.VIEW_MESSAGES):
         st.markdown(f"[Open all of them in Messages](/messages?{urlencode(theirs.to_params())})")
 else:
