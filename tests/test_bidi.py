@@ -4,6 +4,8 @@ segment counter counts the marks that keep them so."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.bidi import LRM, RLM, direction_marks, keep_ltr_order
 from app.segments import count_segments
@@ -74,3 +76,19 @@ def test_the_arabic_preview_uses_arabic_sample_values() -> None:
     check = check_body(Channel.SMS, "مرحبا {{ patient_name }} من {{ clinic_name }}", language=Language.AR)
 
     assert check.preview == "مرحبا سارة القحطاني من عيادة النور"
+
+
+_PIECES = st.sampled_from(["موعدك", "في", "Sara", " ", "\n", "+966114567890", "2026-12-01", "09:30", "50%", "7",
+                           "AB-12", "https://x.sa/1", "،", ".", "-", "+", "١٢"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PIECES, max_size=12).map("".join))
+def test_marks_are_only_added_never_change_the_text_and_a_second_pass_adds_none(text: str) -> None:
+    marked = keep_ltr_order(text)
+
+    assert marked.replace(LRM, "").replace(RLM, "") == text
+    assert keep_ltr_order(marked) == marked
+    assert len(marked) - len(text) == direction_marks(marked) - direction_marks(text)
+    if not any("\u0600" <= c <= "\u06ff" for c in text):
+        assert marked == text
