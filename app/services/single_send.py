@@ -38,6 +38,7 @@ from app.services.bulk.wizard import active_templates
 from app.services.contacts import shown_contact
 from app.services.message_content import STANDARD_VARIABLES, choose_language, patient_variables
 from app.services.messaging import SendResult
+from app.services.patients import _patient  # the one lookup of a clinic's (not deleted) patient
 from app.services.permissions import Actor, Permission, authorize
 from app.services.templates.checks import BodyCheck, check_body, class_rules, used_variables
 from app.services.whatsapp_templates import ensure_sendable_in_bulk
@@ -108,13 +109,6 @@ class Preview:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def _patient(session: TenantSession, patient_id: uuid.UUID) -> Patient:
-    patient = session.scalar(select(Patient).where(Patient.id == patient_id, Patient.deleted_at.is_(None)))
-    if patient is None:
-        raise NotFoundError("That patient does not exist in your clinic.")
-    return patient
 
 
 def _preference(session: TenantSession, patient: Patient) -> NotificationPreference | None:
