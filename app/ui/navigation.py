@@ -17,6 +17,7 @@ import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
 from app.services.permissions import Actor, Permission
+from app.ui.text import plain
 from db.enums import Role
 
 PAGES_DIR = Path(__file__).resolve().parents[2] / "pages"
@@ -113,8 +114,8 @@ def build_signed_out(sign_in_screen: Callable[[], None]) -> StreamlitPage:
 
 def _refusal(actor: Actor, entry: MenuEntry) -> Callable[[], None]:
     def refuse() -> None:
-        st.title(entry.title, anchor=False)
-        st.error(f"Your role ({actor.role.label}) cannot open {entry.title}. Choose a page from the menu.",
+        st.title(plain(entry.title), anchor=False)
+        st.error(f"Your role ({actor.role.label}) cannot open {plain(entry.title)}. Choose a page from the menu.",
                  icon=":material/block:")
 
     refuse.__name__ = f"refuse_{entry.url_path}"
