@@ -90,7 +90,8 @@ class Settings(BaseSettings):
     delivery_report_wait_hours: float = Field(default=24.0, gt=0)
     dev_playback_delay_seconds: float = Field(default=2.0, ge=0)
 
-    # Promotional messages go out only inside this daily window, in each clinic's time zone
+    # The promotional window a new clinic starts with (clinic time); each clinic then keeps its own
+    # (tenants.promotional_window_start/end, Settings -> Clinic profile), which the sender enforces
     promotional_window_start: str = "09:00"
     promotional_window_end: str = "19:00"
 

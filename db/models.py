@@ -72,6 +72,22 @@ class Tenant(Timestamps, Base):
     unifonic_dlr_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
     unifonic_dlr_token_created_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
+    # --- issue 19: the clinic profile (``name`` is the English name)
+    name_ar: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    email_sender_name: Mapped[str] = mapped_column(String(100), default="", server_default="")  # "": the name
+    # Promotional messages go out only inside this daily window, clinic time (start == end: no window)
+    promotional_window_start: Mapped[dt.time] = mapped_column(Time, default=dt.time(9, 0), server_default="09:00:00")
+    promotional_window_end: Mapped[dt.time] = mapped_column(Time, default=dt.time(19, 0), server_default="19:00:00")
+
+    @property
+    def promotional_window(self) -> tuple[dt.time, dt.time]:
+        """(start, end) of the clinic's daily window for promotional messages, in its time zone."""
+        return self.promotional_window_start, self.promotional_window_end
+
+    def name_in(self, language: Language | str) -> str:
+        """The clinic's name for a message in ``language`` (Arabic when it has one, else English)."""
+        return self.name_ar if Language(language) == Language.AR and self.name_ar else self.name
+
 
 class User(TenantScoped, Timestamps, SoftDelete, Base):
     """A staff member who signs in. Usernames are unique across the platform (lower-case)."""

@@ -1,5 +1,6 @@
-"""Settings (admins): which provider carries each channel, with which sender and failover; the
-clinic's own provider credentials (write-only); the Unifonic delivery-report address; locale."""
+"""Settings (admins): the clinic profile (names, default language, e-mail sender name, promotional
+window); which provider carries each channel, with which sender and failover; the clinic's own
+provider credentials (write-only); the Unifonic delivery-report address; time zone and country."""
 
 from __future__ import annotations
 
@@ -8,10 +9,17 @@ from zoneinfo import ZoneInfo
 import streamlit as st
 
 from app.services import clinic_settings
-from app.services.clinic_settings import DESTINATION_LABELS, MAX_STEPS, PROVIDER_LABELS, PROVIDERS_FOR
+from app.services.clinic_settings import (
+    DESTINATION_LABELS,
+    MAX_STEPS,
+    PROVIDER_LABELS,
+    PROVIDERS_FOR,
+    ClinicProfile,
+)
 from app.services.permissions import Permission
 from app.ui import cached, feedback, session
 from app.ui.text import plain
+from db.enums import Language
 
 actor = session.require_actor(Permission.MANAGE_SETTINGS)
 NEW_DLR_URL = "settings.new_dlr_url"
@@ -32,6 +40,42 @@ current = feedback.service(clinic_settings.get_clinic_settings)
 if current is None:
     st.stop()
 local = ZoneInfo(current.timezone)
+
+st.subheader("Clinic profile", anchor=False)
+feedback.show_flash("profile")
+profile = current.profile
+with st.form("profile"):
+    left, right = st.columns(2)
+    name_en = left.text_input("Name in English", value=profile.name_en, max_chars=200, key="profile_name_en",
+                              help="Shown to staff, and {{ clinic_name }} in English messages.")
+    name_ar = right.text_input("Name in Arabic", value=profile.name_ar, max_chars=200, key="profile_name_ar",
+                               help="{{ clinic_name }} in Arabic messages; empty: the name in English.")
+    languages = [Language.EN, Language.AR]
+    language = left.selectbox("Default language", languages, index=languages.index(profile.default_language),
+                              format_func=lambda x: {"en": "English", "ar": "Arabic"}[x.value],
+                              key="profile_language",
+                              help="For messages to someone with no language on record (a number that is not a "
+                                   "patient's).")
+    email_sender = right.text_input("E-mail sender name", value=profile.email_sender_name, max_chars=100,
+                                    key="profile_email_sender",
+                                    help="The name patients see as the sender of e-mails; empty: the name in "
+                                         "English. The address is the server's.")
+    opens = left.time_input("Promotional messages from", value=profile.promotional_window_start, step=1800,
+                            key="profile_window_start",
+                            help="Clinic time. Saudi operators deliver promotional SMS only in the daytime; "
+                                 "09:00-19:00 suits every operator.")
+    closes = right.time_input("Promotional messages until", value=profile.promotional_window_end, step=1800,
+                              key="profile_window_end",
+                              help="Outside the window promotional messages wait. The same time twice: no window.")
+    if current.senders:
+        st.caption("SMS and WhatsApp senders (set per route under Delivery routes): " + plain(
+            " · ".join(f"{route}: {sender}" for route, sender in current.senders)))
+    else:
+        st.caption("SMS and WhatsApp senders are set per route under Delivery routes; none is set, so the "
+                   "server's senders are used.")
+    if st.form_submit_button("Save profile") and feedback.service(clinic_settings.set_profile, ClinicProfile(
+            name_en, name_ar, language, email_sender, opens, closes)):
+        changed("profile", "Saved the clinic profile.")
 
 st.subheader("Delivery routes", anchor=False)
 st.caption("The first provider sends; the next one is tried only when the previous one certainly did not take the "
@@ -68,8 +112,8 @@ for route in current.routes:
 
 st.subheader("Provider credentials", anchor=False)
 if not current.can_store_credentials:
-    st.info("The server has no CREDENTIALS_KEY, so credentials cannot be stored here; routes use the ones in the "
-            "server's environment.", icon=":material/info:")
+    st.info("This server is not set up to keep a clinic's own provider accounts, so the server's accounts are "
+            "used for every route. Your system administrator can turn this on.", icon=":material/info:")
 feedback.show_flash("credentials")
 for status in current.credentials:
     with st.form(f"credentials_{status.provider}"):
@@ -109,7 +153,7 @@ if st.button(label, key="rotate_dlr"):
         st.session_state[NEW_DLR_URL] = token.callback_url
         st.rerun()
 
-st.subheader("Clinic", anchor=False)
+st.subheader("Time zone and country", anchor=False)
 feedback.show_flash("locale")
 with st.form("locale"):
     timezone = st.text_input("Time zone", value=current.timezone, key="locale_timezone",

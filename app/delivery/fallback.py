@@ -70,7 +70,7 @@ def fall_back_to_sms(runtime: Runtime, message_id: uuid.UUID, error_code: str | 
             return None
         decision = decide(channel=Channel.SMS, patient=patient, preference=preference, urgent=original.urgent,
                           message_class=MessageClass(original.message_class), timezone=tenant.timezone, now=now,
-                          promotional_window=runtime.settings.promotional_window())
+                          promotional_window=tenant.promotional_window)
         if patient is None or not patient.phone_e164 or not (decision.send or decision.defer_until):
             why = decision.suppress_reason or "the patient has no phone number"
             log_event(session, original.id, original.tenant_id, "fallback_skipped", at=now,

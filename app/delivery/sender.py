@@ -198,7 +198,7 @@ def _decide(runtime: Runtime, item: Loaded, resolver: RouteResolver) -> Route | 
     decision = decide(
         channel=Channel(message.channel), patient=item.patient, preference=item.preference, urgent=message.urgent,
         message_class=MessageClass(message.message_class), timezone=tenant.timezone, now=now,
-        promotional_window=runtime.settings.promotional_window(),
+        promotional_window=tenant.promotional_window,
     )
     queued = (MessageStatus.QUEUED, message.tenant_id)
     if decision.defer_until is not None:
@@ -267,7 +267,8 @@ def _send(runtime: Runtime, item: Loaded, route: Route) -> tuple[Accepted | Prov
     message = item.message
     provider = route[0]
     try:
-        outgoing = build_outgoing(runtime, message, item.template, item.tenant.name, item.patient)
+        outgoing = build_outgoing(runtime, message, item.template,
+                                  item.tenant.email_sender_name or item.tenant.name, item.patient)
         for index, provider in enumerate(route):
             if warm_up := getattr(provider, "warm_up", None):
                 warm_up()  # e.g. build this thread's HTTP client now, not after the slot opened

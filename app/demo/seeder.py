@@ -176,7 +176,8 @@ def _create_clinic(engine: Engine, conn: Connection, spec: DemoClinic) -> tuple[
                                      default_language=spec.default_language, default_region="SA")
         tenant = session.get(Tenant, info.id)
         assert tenant is not None
-        tenant.settings = {**(tenant.settings or {}), "phone": spec.phone, "name_ar": spec.name_ar}
+        tenant.settings = {**(tenant.settings or {}), "phone": spec.phone}
+        tenant.name_ar = spec.name_ar
         session.flush()
     users: dict[str, uuid.UUID] = {}
     with make_session(bind=conn) as session:

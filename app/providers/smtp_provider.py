@@ -12,7 +12,7 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
-from email.utils import formatdate, parseaddr
+from email.utils import formataddr, formatdate, parseaddr
 
 from app.providers.base import (
     Accepted,
@@ -30,7 +30,8 @@ def build_email(message: OutgoingMessage, *, sender: str) -> EmailMessage:
     email = EmailMessage()
     domain = parseaddr(sender)[1].partition("@")[2] or "localhost"
     email["Message-ID"] = f"<{message.message_id.hex}@{domain}>"
-    email["From"] = sender
+    # the clinic's sender name (Settings) on the server's address; the server's own name without one
+    email["From"] = formataddr((message.sender_name, parseaddr(sender)[1])) if message.sender_name else sender
     email["To"] = message.recipient
     email["Subject"] = message.subject or "(no subject)"
     email["Date"] = formatdate(localtime=False)

@@ -121,6 +121,7 @@ ACTION_LABELS: dict[str, str] = {
     "settings.dlr_token_created": "Delivery-report token created",
     "settings.dlr_token_rotated": "Delivery-report token replaced",
     "settings.locale_changed": "Time zone or region changed",
+    "settings.profile_changed": "Clinic profile changed",
     "messages.export": "Messages exported",
     "messages.export_requested": "Large message export requested",
     "messages.export_download": "Large message export downloaded",

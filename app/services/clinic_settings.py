@@ -1,4 +1,5 @@
-"""A clinic's delivery settings: provider routes with senders, its own provider credentials, its
+"""A clinic's settings: its profile (names in English and Arabic, default language, e-mail sender
+name, promotional window), provider routes with senders, its own provider credentials, its
 Unifonic delivery-report token, and its time zone / default region.
 
 Admins only (``MANAGE_SETTINGS``); every change is audited (never with a secret in the details).
@@ -34,8 +35,8 @@ from app.providers.routing import (
 )
 from app.services import audit, tenants
 from app.services.permissions import Actor, Permission, authorize
-from db.enums import Channel
-from db.models import ProviderCredential, User
+from db.enums import Channel, Language
+from db.models import ProviderCredential, Tenant, User
 from db.tenancy import TenantSession
 from db.types import utcnow
 
@@ -68,6 +69,27 @@ class ClinicSettings:
     dlr_token_created_at: dt.datetime | None
     timezone: str
     default_region: str
+    profile: ClinicProfile
+    senders: tuple[tuple[str, str], ...]  # (route label, sender) of every route step naming a sender
+
+
+@dataclass(frozen=True)
+class ClinicProfile:
+    """Who the clinic is to its patients: the name in each language (``clinic_name`` in messages),
+    the language of a patient with none, the e-mail sender name, the promotional window."""
+
+    name_en: str
+    name_ar: str
+    default_language: Language
+    email_sender_name: str  # "": the name in English
+    promotional_window_start: dt.time
+    promotional_window_end: dt.time  # equal to the start: no window
+
+    @property
+    def promotional_window_text(self) -> str:
+        if self.promotional_window_start == self.promotional_window_end:
+            return "any time of day (no window)"
+        return f"{self.promotional_window_start:%H:%M}-{self.promotional_window_end:%H:%M} clinic time"
 
 
 @dataclass(frozen=True)
@@ -104,8 +126,74 @@ def get_clinic_settings(session: TenantSession, actor: Actor, *, settings: Setti
         )
         for provider, fields in CREDENTIAL_FIELDS.items()
     )
+    senders = tuple(
+        (f"{route.channel.label} · {DESTINATION_LABELS[route.destination]}", name)
+        for route in routes for step in route.steps
+        for name in (step.sender, step.promotional_sender) if name
+    )
     return ClinicSettings(routes, credentials, settings.credentials_key is not None,
-                          tenant.unifonic_dlr_token_created_at, tenant.timezone, tenant.default_region)
+                          tenant.unifonic_dlr_token_created_at, tenant.timezone, tenant.default_region,
+                          _profile(tenant), senders)
+
+
+def _profile(tenant: Tenant) -> ClinicProfile:
+    return ClinicProfile(tenant.name, tenant.name_ar or "", Language(tenant.default_language),
+                         tenant.email_sender_name or "", tenant.promotional_window_start,
+                         tenant.promotional_window_end)
+
+
+def _display_name(value: str, field: str, what: str, limit: int) -> str:
+    """A name as staff typed it, trimmed; refused when too long or with characters a header cannot hold."""
+    value = " ".join(value.split())
+    if len(value) > limit:
+        raise ValidationError(f"The {what} may be at most {limit} characters.", field=field)
+    if any(ch in value for ch in '<>"@\\'):
+        raise ValidationError(f"The {what} may not contain < > \" @ or \\.", field=field)
+    return value
+
+
+def set_profile(session: TenantSession, actor: Actor, profile: ClinicProfile) -> ClinicProfile:
+    """Change the clinic's profile (admins); the fields that changed are audited with old and new values."""
+    authorize(session, actor, Permission.MANAGE_SETTINGS)
+    name_en = _display_name(profile.name_en, "name_en", "name in English", 200)
+    if not name_en:
+        raise ValidationError("The clinic needs a name in English.", field="name_en")
+    try:
+        language = Language(profile.default_language)
+    except ValueError:
+        raise ValidationError("Choose English or Arabic as the default language.", field="default_language") from None
+    for field, value in (("promotional_window_start", profile.promotional_window_start),
+                         ("promotional_window_end", profile.promotional_window_end)):
+        if not isinstance(value, dt.time) or value.second or value.microsecond:
+            raise ValidationError("Give the promotional window in hours and minutes, e.g. 09:00.", field=field)
+    wanted = ClinicProfile(name_en, _display_name(profile.name_ar, "name_ar", "name in Arabic", 200), language,
+                           _display_name(profile.email_sender_name, "email_sender_name", "e-mail sender name", 100),
+                           profile.promotional_window_start.replace(tzinfo=None),
+                           profile.promotional_window_end.replace(tzinfo=None))
+    tenant = tenants.current(session)
+    before = _profile(tenant)
+    changes = {name: {"from": _said(getattr(before, name)), "to": _said(getattr(wanted, name))}
+               for name in PROFILE_FIELDS if getattr(before, name) != getattr(wanted, name)}
+    if not changes:
+        return before
+    tenant.name, tenant.name_ar, tenant.default_language = wanted.name_en, wanted.name_ar, wanted.default_language
+    tenant.email_sender_name = wanted.email_sender_name
+    tenant.promotional_window_start = wanted.promotional_window_start
+    tenant.promotional_window_end = wanted.promotional_window_end
+    audit.record(session, actor, "settings.profile_changed", object_type="tenant", object_id=tenant.id,
+                 details=changes)
+    session.flush()
+    return wanted
+
+
+PROFILE_FIELDS = ("name_en", "name_ar", "default_language", "email_sender_name", "promotional_window_start",
+                  "promotional_window_end")
+
+
+def _said(value: object) -> str:
+    if isinstance(value, dt.time):
+        return value.strftime("%H:%M")
+    return value.value if isinstance(value, Language) else str(value)
 
 
 def set_route(session: TenantSession, actor: Actor, channel: Channel | str, destination: str,

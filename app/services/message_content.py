@@ -75,8 +75,7 @@ def recipient_variables(tenant: Tenant, patient: Patient | None, language: Langu
     """Standard variables from rows already read: the clinic, the patient (or a list ``name``), the
     patient's next appointment."""
     settings = tenant.settings or {}
-    clinic_name = settings.get("name_ar") if language == Language.AR and settings.get("name_ar") else tenant.name
-    values: dict[str, Any] = {"clinic_name": clinic_name, "clinic_phone": settings.get("phone", "")}
+    values: dict[str, Any] = {"clinic_name": tenant.name_in(language), "clinic_phone": settings.get("phone", "")}
     if patient is not None:
         name = (patient.name_ar if language == Language.AR and patient.name_ar else patient.name_en) or (
             patient.name_ar)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from app.config import Settings
 from app.errors import ConflictError, NotFoundError, ValidationError
 from db.enums import Language
 from db.models import AuditEvent, Tenant
@@ -52,8 +53,10 @@ def create_tenant(
         raise ValidationError(f"Unknown time zone '{timezone}'.", field="timezone") from None
     if session.scalar(select(Tenant.id).where(Tenant.slug == slug)):
         raise ConflictError(f"A clinic with the slug '{slug}' already exists.")
+    opens, closes = Settings().promotional_window()  # the environment's, read now: each clinic's starting value
     tenant = Tenant(name=name, slug=slug, timezone=timezone,
-                    default_language=Language(default_language), default_region=default_region.upper())
+                    default_language=Language(default_language), default_region=default_region.upper(),
+                    promotional_window_start=opens, promotional_window_end=closes)
     session.add(tenant)
     session.flush()
     session.add(AuditEvent(tenant_id=tenant.id, actor_name="command line", action="tenant.create",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 import zoneinfo
@@ -14,12 +15,13 @@ from app.config import Settings
 from app.delivery import sweeper
 from app.delivery.policy import NO_PROMOTIONAL_CONSENT, decide
 from app.providers.dev_outbox import DevOutboxProvider
-from app.services import messaging, templates
+from app.services import clinic_settings, messaging, templates
 from db.enums import Channel, MessageClass, MessageStatus, Role
 from db.models import Message, NotificationPreference, Patient
 from db.session import system_session, tenant_session
 from db.types import utcnow
 from tests.factories import call, make_patient, make_tenant, make_user
+from tests.neighbours import neighbour_id
 
 RIYADH = zoneinfo.ZoneInfo("Asia/Riyadh")
 DAY = dt.date(2026, 12, 1)
@@ -194,14 +196,25 @@ def test_promotional_outside_the_window_waits_in_scheduled_then_goes_once(
     assert _message(engine, sent.message_id).status in (MessageStatus.SENT, MessageStatus.DELIVERED)
 
 
-def test_the_sender_uses_the_window_settings(engine: Engine, make_runtime, provider_calls: list[str]) -> None:
+def test_the_sender_uses_the_clinics_own_window(engine: Engine, make_runtime, provider_calls: list[str]) -> None:
     tenant, patient = _promotional_setup(engine)
-    runtime, queue = make_runtime(promotional_window_start="21:00", promotional_window_end="23:00")
+    profile = call(engine, tenant, clinic_settings.get_clinic_settings).profile
+    call(engine, tenant, clinic_settings.set_profile, dataclasses.replace(
+        profile, promotional_window_start=dt.time(21, 0), promotional_window_end=dt.time(23, 0)))
+    neighbour = neighbour_id(engine)  # keeps the default window, 09:00-19:00
+    runtime, queue = make_runtime()
     day = utcnow().date() + dt.timedelta(days=2)
-    runtime.clock = lambda: _riyadh(12, 0, day)  # inside the default window, outside this one
+    runtime.clock = lambda: _riyadh(12, 0, day)  # inside the default window, outside this clinic's
     sent = call(engine, tenant, messaging.send, "sms", patient_id=patient, template_code="flu-day", queue=queue)
+    call(engine, neighbour, templates.create_template, code="flu-day", name="Flu day", channel="sms",
+         message_class="promotional", body_en="Free flu shots this Saturday.")
+    with tenant_session(engine, neighbour) as session:
+        their_patient = session.scalar(select(Patient.id).where(Patient.phone_e164 == "+966501234567"))
+    theirs = call(engine, neighbour, messaging.send, "sms", patient_id=their_patient, template_code="flu-day",
+                  queue=queue)
     queue.drain(runtime)
-    assert provider_calls == []
+    assert provider_calls == ["+966501234567"]
+    assert _message(engine, theirs.message_id).status != MessageStatus.SCHEDULED
     waiting = _message(engine, sent.message_id)
     assert waiting.scheduled_at == _riyadh(21, 0, day)
     assert waiting.status_reason == "Promotional messages are sent between 21:00 and 23:00 clinic time."

@@ -1,6 +1,9 @@
-"""The Settings page (admins): routes, write-only credentials, the delivery-report address, locale."""
+"""The Settings page (admins): the clinic profile, routes, write-only credentials, the delivery-report
+address, time zone and country."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 import pytest
 from cryptography.fernet import Fernet
@@ -8,7 +11,7 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from app.providers.routing import SAUDI
-from db.enums import Channel, Role
+from db.enums import Channel, Language, Role
 from db.models import AuditEvent, ProviderCredential, Tenant
 from db.session import system_session
 from tests.pages.conftest import LANDING_TITLES, Clinic, button, signed_in, texts
@@ -104,3 +107,38 @@ def test_front_desk_and_analysts_cannot_open_settings(clinic: Clinic, role: Role
     at.run()
     assert at.title[0].value == LANDING_TITLES[role]
 
+
+
+def test_admin_saves_the_clinic_profile_and_it_is_audited(at: AppTest, clinic: Clinic) -> None:
+    at.text_input(key="profile_name_ar").input("عيادة النور")
+    at.selectbox(key="profile_language").set_value(Language.AR)
+    at.text_input(key="profile_email_sender").input("Al Noor Reminders")
+    at.time_input(key="profile_window_start").set_value(dt.time(10, 0))
+    at.time_input(key="profile_window_end").set_value(dt.time(18, 0))
+    button(at, "Save profile").click().run()
+
+    assert not at.exception and not at.error, texts(at.error)
+    assert "Saved the clinic profile." in texts(at.success)
+    tenant = _tenant(clinic)
+    assert (tenant.name, tenant.name_ar, tenant.default_language, tenant.email_sender_name) == (
+        "Al Noor Clinic", "عيادة النور", Language.AR, "Al Noor Reminders")
+    assert tenant.promotional_window == (dt.time(10, 0), dt.time(18, 0))
+    [details] = _audit(clinic, "settings.profile_changed")
+    assert details["promotional_window_start"] == {"from": "09:00", "to": "10:00"}
+    assert at.text_input(key="profile_name_ar").value == "عيادة النور"
+
+
+def test_a_profile_without_an_english_name_is_refused_and_nothing_saved(at: AppTest, clinic: Clinic) -> None:
+    at.text_input(key="profile_name_en").input(" ")
+    button(at, "Save profile").click().run()
+    assert "The clinic needs a name in English." in texts(at.error)
+    assert _tenant(clinic).name == "Al Noor Clinic"
+
+
+def test_no_credentials_key_is_said_in_plain_words(clinic: Clinic, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CREDENTIALS_KEY", raising=False)
+    at = signed_in(clinic.admin)
+    at.switch_page("../pages/settings.py").run()
+    shown = " ".join(texts(at.info))
+    assert "not set up to keep a clinic's own provider accounts" in shown
+    assert "CREDENTIALS_KEY" not in " ".join(texts(at.info) + texts(at.markdown) + texts(at.caption))

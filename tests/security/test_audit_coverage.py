@@ -9,6 +9,7 @@ missing here, so a new service action is one more line in this table.
 from __future__ import annotations
 
 import ast
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from app.services import (
 )
 from app.services.auth import LoginPolicy
 from app.services.bulk import jobs, wizard
-from db.enums import Channel, Role
+from db.enums import Channel, Language, Role
 from db.models import AuditEvent
 from db.session import system_session
 from tests.factories import DEFAULT_PASSWORD
@@ -232,6 +233,9 @@ ACTIONS: list[Action] = [
     Action("replace the delivery-report token", "settings.dlr_token_rotated", _rotate_dlr_token),
     Action("change time zone and region", "settings.locale_changed", lambda w: _in(
         w, clinic_settings.set_locale, timezone="Asia/Dubai", default_region="AE")),
+    Action("change the clinic profile", "settings.profile_changed", lambda w: _in(
+        w, clinic_settings.set_profile, clinic_settings.ClinicProfile(
+            "Clinic A", "عيادة أ", Language.AR, "", dt.time(9, 0), dt.time(19, 0)))),
     # exports
     Action("export messages", "messages.export", lambda w: w.export_now(w.a.analyst), by=Role.ANALYST),
     Action("request a large export", "messages.export_requested", lambda w: w.requested_export(w.a.analyst),

@@ -38,7 +38,7 @@ from app.services.bulk import jobs, wizard
 from app.services.explorer import MessageFilter
 from app.services.permissions import ROLE_PERMISSIONS, Actor
 from app.ui.navigation import MENU
-from db.enums import Channel, MessageStatus, Role
+from db.enums import Channel, Language, MessageStatus, Role
 from db.types import utcnow
 from tests.factories import DEFAULT_PASSWORD
 from tests.security.conftest import CONTENT_SID, SETTINGS, World, this_week
@@ -200,6 +200,8 @@ CALLS: dict[str, Call] = {
     "clinic_settings.rotate_dlr_token": lambda w, a: w.call(clinic_settings.rotate_dlr_token, a, settings=SETTINGS),
     "clinic_settings.set_locale": lambda w, a: w.call(clinic_settings.set_locale, a, timezone="Asia/Dubai",
                                                       default_region="AE"),
+    "clinic_settings.set_profile": lambda w, a: w.call(clinic_settings.set_profile, a, clinic_settings.ClinicProfile(
+        w.unique("Clinic"), "عيادة", Language.AR, "", dt.time(9, 0), dt.time(19, 0))),
 }
 
 

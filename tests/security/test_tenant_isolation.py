@@ -8,6 +8,7 @@ too: they must find nothing to change.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -70,11 +71,13 @@ def _a_has_settings(world: World) -> None:
     world.call(clinic_settings.set_route, admin, Channel.SMS, SAUDI, [RouteStep("unifonic", "ClinicA")])
     world.call(clinic_settings.set_credentials, admin, "unifonic", {"app_sid": "clinic-a-sid"}, settings=SETTINGS)
     world.call(clinic_settings.set_locale, admin, timezone="Asia/Dubai", default_region="AE")
+    world.call(clinic_settings.set_profile, admin, clinic_settings.ClinicProfile(
+        "Clinic A", "عيادة أ", Language.AR, "Clinic A", dt.time(10, 0), dt.time(12, 0)))
 
 
 def _b_sees_default_settings(world: World, view: clinic_settings.ClinicSettings) -> bool:
     return (all(route.steps == () for route in view.routes) and not any(c.is_set for c in view.credentials)
-            and view.timezone != "Asia/Dubai")
+            and view.timezone != "Asia/Dubai" and view.profile.name_ar != "عيادة أ")
 
 
 def _a_credentials_kept(world: World, cleared: bool) -> bool:

@@ -15,7 +15,6 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import lazyload
 
-from app.config import get_settings
 from app.delivery.policy import decide
 from app.services.bulk import audience as audiences
 from app.services.message_content import OPEN_APPOINTMENTS, choose_language, recipient_variables
@@ -104,7 +103,7 @@ def _decide(tenant: Tenant, content: Content, patient: Patient | None,
             preference: NotificationPreference | None, now: dt.datetime) -> tuple[str | None, str, bool]:
     decision = decide(channel=content.channel, patient=patient, preference=preference, urgent=False,
                       message_class=content.message_class, timezone=tenant.timezone, now=now,
-                      promotional_window=get_settings().promotional_window())
+                      promotional_window=tenant.promotional_window)
     if decision.suppress_reason:
         return _classify(preference, content.channel, decision.suppress_reason), decision.suppress_reason, False
     return None, decision.defer_reason or "", decision.defer_until is not None
