@@ -66,6 +66,7 @@ class SessionRef:
 
     session_id: uuid.UUID
     tenant_id: uuid.UUID
+    method: str = "password"  # how it signed in: "password" or "sso"
 
 
 @dataclass(frozen=True)
@@ -101,16 +102,16 @@ def start(engine: Engine, actor: Actor, *, method: str = "password", policy: Ses
         )
         session.add(row)
         session.flush()
-        return Started(SessionRef(row.id, actor.tenant_id), token)
+        return Started(SessionRef(row.id, actor.tenant_id, method), token)
 
 
 def _by_hash(engine: Engine, column, value: str) -> SessionRef | None:  # type: ignore[no-untyped-def]
-    """The one cross-clinic read: a session row's id and clinic by a hash, nothing else."""
+    """The one cross-clinic read: a session row's id, clinic and sign-in method by a hash, nothing else."""
     with system_session(engine) as session:
         row = session.execute(
-            select(StaffSession.id, StaffSession.tenant_id).where(column == value)
+            select(StaffSession.id, StaffSession.tenant_id, StaffSession.method).where(column == value)
         ).first()
-    return SessionRef(row.id, row.tenant_id) if row else None
+    return SessionRef(row.id, row.tenant_id, row.method) if row else None
 
 
 def redeem(engine: Engine, handoff_token: str, *, now: dt.datetime | None = None) -> str | None:

@@ -101,8 +101,7 @@ def current_actor(engine: Engine, *, now: dt.datetime | None = None) -> Actor | 
         _forget(notice=None if from_cookie and result.reason == staff_sessions.SIGNED_OUT else notice)
         _bury_cookie()
         return None
-    if from_cookie:
-        st.session_state[METHOD_KEY] = "cookie"
+    st.session_state[METHOD_KEY] = ref.method
     st.session_state[SESSION_KEY] = ref
     st.session_state[ACTOR_KEY] = result
     return result
