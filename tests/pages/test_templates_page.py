@@ -11,7 +11,7 @@ from app.services import templates
 from app.services.templates import TemplateDetail
 from app.ui import rtl
 from app.ui.text import plain
-from db.enums import Channel, Role
+from db.enums import Channel, Language, Role
 from db.models import Message
 from db.session import tenant_session
 from tests.pages.conftest import Clinic, button, signed_in, texts
@@ -232,6 +232,19 @@ def test_sample_values_can_be_edited(clinic: Clinic) -> None:
 
     arabic = [text for text in markdown(at) if text.startswith(rtl.RLI) and "موعدك" in text]
     assert any("Layla Hamad" in text for text in arabic)  # a Latin name inside the Arabic line
+
+
+def test_the_arabic_preview_and_test_send_use_arabic_samples_and_keep_the_date_in_order(clinic: Clinic) -> None:
+    template = make_template(clinic)
+    at = open_template(templates_page(clinic), template)
+
+    arabic = [text for text in markdown(at) if text.startswith(rtl.RLI) and "موعدك" in text]
+    assert any("سارة القحطاني" in text and "\u200e2026" in text for text in arabic)  # the mark before the date
+    assert any("including 1 direction mark" in c for c in texts(at.caption))  # the counter says so
+    at.selectbox(key=f"test_language_{template.id}").set_value(Language.AR).run()
+    assert at.text_input(key=f"test_{template.id}_ar_patient_name").value == "سارة القحطاني"
+    at.selectbox(key=f"test_language_{template.id}").set_value(Language.EN).run()
+    assert at.text_input(key=f"test_{template.id}_en_patient_name").value == "Sara Al-Qahtani"
 
 
 def test_send_a_test(clinic: Clinic) -> None:

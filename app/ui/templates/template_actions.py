@@ -38,7 +38,7 @@ def test_tab(detail: TemplateDetail) -> None:
             st.caption("Leave a value as it is to use the sample (the clinic's own name and phone by default).")
             for name in detail.variables:
                 value = st.text_input(plain(name), value=str(defaults.get(name, "")),
-                                      key=f"test_{detail.id}_{name}")
+                                      key=f"test_{detail.id}_{language}_{name}")  # per language: its own samples
                 if value != str(defaults.get(name, "")):
                     overrides[name] = value
     if not st.button("Send test", icon=":material/send:", key=f"test_send_{detail.id}"):
