@@ -180,11 +180,13 @@ def send(
     scheduled_at: dt.datetime | None = None,
     is_test: bool = False,
     idempotency_key: str | None = None,
+    message_class: MessageClass | str = MessageClass.SERVICE,
 ) -> SendResult:
     """Send to a patient (their contact for the channel) or a raw recipient, by template or text.
 
     The row is written in ``session``; its delivery job is enqueued after the commit. The same
-    ``idempotency_key`` twice returns the first message.
+    ``idempotency_key`` twice returns the first message. ``message_class`` is a text's class (a
+    template's own class applies to a template).
     """
     channel = _channel(channel)
     if (template_code is None) == (text is None):
@@ -214,7 +216,7 @@ def send(
     preference = session.scalar(select(NotificationPreference).where(
         NotificationPreference.patient_id == patient.id)) if patient else None
     template = version = None
-    message_class = MessageClass.SERVICE
+    message_class = MessageClass(message_class)
     if template_code is not None:
         template, version = _template(session, template_code, channel)
         message_class = MessageClass(template.message_class)

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from app.config import get_settings
 from app.delivery.policy import decide
 from app.delivery.sender import inside_whatsapp_session
 from app.errors import NotFoundError, ValidationError
@@ -40,7 +39,14 @@ from app.services.message_content import STANDARD_VARIABLES, choose_language, pa
 from app.services.messaging import SendResult
 from app.services.patients import _patient  # the one lookup of a clinic's (not deleted) patient
 from app.services.permissions import Actor, Permission, authorize
-from app.services.templates.checks import BodyCheck, check_body, class_rules, used_variables
+from app.services.templates.checks import (
+    BodyCheck,
+    Content,
+    _refuse_clinical,
+    check_body,
+    class_rules,
+    used_variables,
+)
 from app.services.whatsapp_templates import ensure_sendable_in_bulk
 from db.enums import Channel, Language, MessageClass
 from db.models import MessageTemplate, MessageTemplateVersion, NotificationPreference, Patient, Tenant
@@ -88,6 +94,7 @@ class OneMessage:
     variables: Mapping[str, str] = field(default_factory=dict)  # values typed for what the record lacks
     send_at_local: dt.datetime | None = None  # a later time, on the clinic's clock; None: now
     urgent: bool = False  # goes through the patient's quiet hours
+    message_class: MessageClass = MessageClass.SERVICE  # of the own text (a template has its own)
 
 
 @dataclass(frozen=True)
@@ -165,7 +172,7 @@ class _Content:
 
 def _content(session: TenantSession, draft: OneMessage, problems: list[str]) -> _Content:
     if draft.template_id is None:
-        return _Content(None, MessageClass.SERVICE, draft.text, draft.text, draft.subject, draft.subject)
+        return _Content(None, MessageClass(draft.message_class), draft.text, draft.text, draft.subject, draft.subject)
     template = session.scalar(select(MessageTemplate).where(
         MessageTemplate.id == draft.template_id, MessageTemplate.deleted_at.is_(None)))
     if template is None:
@@ -233,6 +240,11 @@ def preview(session: TenantSession, actor: Actor, draft: OneMessage, *, now: dt.
     if check.over_limit:
         problems.append(f"Too long: {draft.channel.label} allows at most {check.limit:,} characters "
                         f"(this text has {check.characters:,}).")
+    if content.template is None and content.message_class == MessageClass.PROMOTIONAL and not check.error:
+        try:  # the editor's rule: no clinical details in a promotional text
+            _refuse_clinical(Content(body_en=source, body_ar="", subject_en=draft.subject, subject_ar=""))
+        except ValidationError as exc:
+            problems.append(str(exc))
     if missing:
         problems.append(f"No value for {', '.join(missing)} on {_name(patient)}'s record: type one below.")
 
@@ -246,7 +258,7 @@ def preview(session: TenantSession, actor: Actor, draft: OneMessage, *, now: dt.
     reach = _channel_choice(actor, patient, preference, draft.channel)
     decision = decide(channel=draft.channel, patient=patient, preference=preference, urgent=draft.urgent,
                       message_class=content.message_class, timezone=tenant.timezone, now=send_at or now,
-                      promotional_window=get_settings().promotional_window())
+                      promotional_window=tenant.promotional_window)
     if not _contact(patient, draft.channel):
         problems.append(reach.reason)
     elif decision.suppress_reason:
@@ -266,7 +278,8 @@ def preview(session: TenantSession, actor: Actor, draft: OneMessage, *, now: dt.
                 problems.append(f"{outside}. {exc}")
     return Preview(
         channel=draft.channel, language=language, message_class=content.message_class, recipient=reach.contact,
-        check=check, subject=subject, class_rules=tuple(class_rules(content.message_class, draft.channel)),
+        check=check, subject=subject,
+        class_rules=tuple(class_rules(content.message_class, draft.channel, window=tenant.promotional_window)),
         needs_values=tuple(missing), problems=tuple(dict.fromkeys(problems)), notes=tuple(notes), send_at=send_at)
 
 
@@ -296,4 +309,4 @@ def send(session: TenantSession, actor: Actor, draft: OneMessage, *, idempotency
         text=None if template is not None else ("" if arabic else draft.text),
         text_ar="" if template is not None or not arabic else draft.text,
         subject=draft.subject, language=checked.language, urgent=draft.urgent, scheduled_at=checked.send_at,
-        idempotency_key=KEY_PREFIX + idempotency_key.strip())
+        idempotency_key=KEY_PREFIX + idempotency_key.strip(), message_class=checked.message_class)

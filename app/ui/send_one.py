@@ -20,9 +20,9 @@ from streamlit.errors import StreamlitAPIException
 from app.services import single_send
 from app.services.single_send import OneMessage, Preview, SendOptions
 from app.ui import feedback, rtl
-from app.ui.templates.display import show_check, show_ltr
+from app.ui.templates.display import class_label, show_check, show_ltr
 from app.ui.text import plain
-from db.enums import Channel, Language
+from db.enums import Channel, Language, MessageClass
 
 LANGUAGE_NAMES = {Language.EN: "English", Language.AR: "Arabic"}
 TEMPLATE, OWN_TEXT = "template", "text"
@@ -89,6 +89,7 @@ def _draft(options: SendOptions, key: Callable[[str], str]) -> OneMessage:
                     format_func={TEMPLATE: "A template", OWN_TEXT: "My own text"}.__getitem__)
     template_id = None
     text = subject = ""
+    message_class = MessageClass.SERVICE
     if kind == TEMPLATE:
         choices = dict(options.templates[channel])
         if not choices:
@@ -101,6 +102,9 @@ def _draft(options: SendOptions, key: Callable[[str], str]) -> OneMessage:
             subject = st.text_input("Subject", key=key("subject"), max_chars=300)
         text = st.text_area("Text", key=key("text"), height=120,
                             help="You can use the template variables, e.g. {patient_first_name}.")
+        message_class = st.radio("Class", list(MessageClass), horizontal=True, key=key("class"),
+                                 format_func=class_label,
+                                 help="Service: appointments and results. Promotional: offers, only with consent.")
     when, urgent_column = st.columns(2)
     later = when.toggle("Send later (clinic time)", key=key("later"))
     urgent = urgent_column.toggle("Urgent", key=key("urgent"),
@@ -116,7 +120,8 @@ def _draft(options: SendOptions, key: Callable[[str], str]) -> OneMessage:
     if kind == TEMPLATE and template_id is None:
         text = ""
     return OneMessage(patient_id=options.patient_id, channel=channel, template_id=template_id, text=text,
-                      subject=subject, language=language, send_at_local=send_at, urgent=urgent)
+                      subject=subject, language=language, send_at_local=send_at, urgent=urgent,
+                      message_class=message_class)
 
 
 def _show_preview(checked: Preview, zone: ZoneInfo) -> None:

@@ -141,6 +141,24 @@ def test_quiet_hours_and_the_promotional_window_say_when_it_goes(world: World) -
     assert urgent.ok and urgent.notes == ()
 
 
+def test_an_own_promotional_text_follows_the_class_rules(world: World) -> None:
+    promo = draft(world, text="20% off check-ups this week.", message_class=MessageClass.PROMOTIONAL)
+    refused = world.call(single_send.preview, world.front, promo)
+    assert refused.problems == ("No recorded consent to promotional messages.",)
+    assert refused.class_rules == tuple(templates.class_rules(MessageClass.PROMOTIONAL, Channel.SMS))
+
+    _prefs(world, world.sara, promotional_consent=True)
+    clinical = world.call(single_send.preview, world.front,
+                          draft(world, text="Dr {doctor_name} offers 20% off.", message_class=MessageClass.PROMOTIONAL,
+                                variables={"doctor_name": "Ahmed"}))
+    assert any("may not include clinical details (doctor_name)" in p for p in clinical.problems)
+
+    world.call(single_send.send, world.front, promo, idempotency_key="promo",
+               now=dt.datetime(2026, 12, 6, 8, 0, tzinfo=dt.UTC))  # 11:00 in Riyadh: inside the window
+    [message] = world.messages()
+    assert message.message_class == MessageClass.PROMOTIONAL
+
+
 # -- bad input: a clear message, nothing sent ----------------------------------------------------
 
 
