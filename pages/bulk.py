@@ -209,6 +209,8 @@ def _row(row: int | None) -> str:
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under a second"
     if seconds < 60:
         return f"{seconds:.0f} s"
     if seconds < 3600:
