@@ -328,8 +328,9 @@ def test_the_review_counts_add_up_with_one_meaning_each(clinic) -> None:  # type
     table = ri.read_csv(b"phone\n+966500000000\n+966500000001\n+966500000002\n+966501234567\n+966501112233\n"
                         b"oops\n+966500000002\n")
     imported = ri.to_recipients(table, ri.ColumnMapping(contact="phone"), Channel.SMS, "SA")
-    result = review(engine, admin, draft({"kind": "list", "recipients": imported.recipients},
-                                         body="Closed Friday.", import_rejections=tuple(imported.rejected)))
+    d = draft({"kind": "list", "recipients": imported.recipients}, body="Closed Friday.",
+              import_rejections=tuple(imported.rejected))
+    result = review(engine, admin, d)
 
     assert result.audience_size == 7
     assert result.sendable == 4 and result.deferred == 1  # 01 (later), 02, and the two shared numbers
@@ -338,6 +339,10 @@ def test_the_review_counts_add_up_with_one_meaning_each(clinic) -> None:  # type
     assert result.audience_size == result.sendable + result.skipped_count
     assert sum(result.will_send.values()) == result.sendable
     assert [s.recipient for s in result.later] == ["+966500000001"]
+    created = confirm(engine, admin, d)  # the jobs list counts the same recipients as the review
+    with tenant_session(engine, tenant_id) as s:
+        job = s.get(BulkJob, created.bulk_job_id)
+        assert (job.name, job.total_recipients) == ("SMS to 7 recipients", result.audience_size)
 
     everyone = review(engine, admin, draft({"kind": "all"}))
     assert everyone.audience_size == 4 == everyone.sendable + everyone.skipped_count  # not the neighbour's six

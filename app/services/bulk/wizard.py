@@ -383,7 +383,8 @@ def confirm(session: TenantSession, actor: Actor, draft: Draft, *, typed_count: 
                 f"This send goes to {review.sendable:,} recipients ({review.skipped_count:,} of the "
                 f"{review.audience_size:,} are skipped). Type {review.sendable} to confirm.", field="typed_count")
     job = BulkJob(
-        tenant_id=tenant.id, name=draft.name or f"{draft.channel.label} to {size:,} recipients",
+        tenant_id=tenant.id, name=draft.name or f"{draft.channel.label} to "
+                                                f"{size + len(draft.import_rejections):,} recipients",  # as listed
         channel=draft.channel, status=BulkJobStatus.EXPANDING, audience=audience, template_id=body.template_id,
         template_version_id=body.template_version_id, custom_body_en="" if body.template_id else body.body_en,
         custom_body_ar="" if body.template_id else body.body_ar, message_class=body.message_class,
