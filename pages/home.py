@@ -8,9 +8,9 @@ import streamlit as st
 
 from app.analytics import charts
 from app.config import get_settings
-from app.services import analytics, messaging
+from app.services import messaging
 from app.services.permissions import Permission
-from app.ui import feedback, reports, session
+from app.ui import cached, feedback, reports, session
 from app.ui.text import plain
 
 actor = session.require_actor()
@@ -46,13 +46,18 @@ if actor.can(Permission.PAUSE_SENDING):
                     feedback.flash("sending", "All sending is paused.")
                     st.rerun()
 
-period = reports.period_picker(actor, "dashboard")
-if period is None:
+clinic = feedback.attempt(lambda: cached.clinic(actor))
+choice = reports.period_choice(actor, "dashboard")
+if clinic is None or choice is None:
     st.stop()
+zone = clinic.timezone
+st.caption(f"Days and times are in the clinic's time zone, {zone}.")
 
 
+# The live panels rerun on their own, alone: each run takes the period anew, so the window slides.
 @st.fragment(run_every=get_settings().dashboard_refresh_seconds)
 def live_numbers() -> None:
+    period = choice.at(dt.datetime.now(dt.UTC))
     result = reports.summary(actor, period)
     if result is None:
         return
@@ -73,33 +78,34 @@ def live_numbers() -> None:
         reports.chart(actor, charts.channel_breakdown, result.channels, "channels", period)
     with right:
         reports.chart(actor, charts.daily_trend, result.daily, "daily_trend", period)
-    st.caption(f"Updated {dt.datetime.now(dt.UTC):%H:%M:%S} UTC; refreshes on its own.")
+    st.caption(f"Updated {reports.clock(zone)}; refreshes on its own.")
 
 
 @st.fragment(run_every=get_settings().dashboard_refresh_seconds)
 def live_activity() -> None:
+    period = choice.at(dt.datetime.now(dt.UTC))
+    created = st.column_config.DatetimeColumn(f"Created ({zone})", format="YYYY-MM-DD HH:mm")
     recent, failures = st.columns([3, 2])
     with recent:
         st.subheader("Recent messages", anchor=False)
-        table = feedback.service(analytics.recent_messages)
+        table = reports.recent_messages(actor)
         if table is not None:
             st.dataframe(table, hide_index=True, key="recent_messages", column_config={
-                "Created": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD HH:mm"),
-                "Details": st.column_config.LinkColumn("Details", display_text="Open"),
+                "Created": created, "Details": st.column_config.LinkColumn("Details", display_text="Open"),
             })
     with failures:
         st.subheader("Recent failures", anchor=False)
-        reasons = feedback.service(analytics.failure_reasons, period)
+        reasons = reports.failure_reasons(actor, period)
         if reasons is not None and reasons.empty:
             st.caption("No failed messages in this period.")
         elif reasons is not None:
             st.dataframe(reasons[["Reason", "Suggested action", "Messages"]], hide_index=True, key="failures")
     st.subheader("Bulk jobs in progress", anchor=False)
-    jobs = feedback.service(analytics.bulk_jobs_in_progress, now=dt.datetime.now(dt.UTC))
+    jobs = reports.bulk_jobs_in_progress(actor)
     if jobs is not None and jobs.empty:
-        st.caption("No bulk job is sending right now.")
+        st.caption("No bulk job is being prepared, sending, paused or waiting for its time right now.")
     elif jobs is not None:
-        st.dataframe(jobs, hide_index=True, key="bulk_jobs")
+        st.dataframe(jobs, hide_index=True, key="bulk_jobs", column_config={"Created": created})
 
 
 live_numbers()

@@ -13,6 +13,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy import select
@@ -22,9 +23,10 @@ from app.analytics.stats import WEEKDAYS, Outcome, Totals, outcome
 from app.analytics.store import NO_FILTERS, Filters, Period, grouped
 from app.providers.error_codes import explain
 from app.services import audit
+from app.services.bulk import jobs as bulk_jobs
 from app.services.permissions import Actor, Permission, authorize
 from db.enums import BULK_JOB_MOVING, BulkJobStatus, Channel, MessageStatus, outcome_clause
-from db.models import BulkJob, Message, MessageRollup, MessageTemplate, PreferenceChange
+from db.models import BulkJob, Message, MessageRollup, MessageTemplate, PreferenceChange, Tenant
 from db.tenancy import TenantSession
 
 RECENT_MESSAGES = 20
@@ -121,9 +123,21 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+def _clinic_zone(session: TenantSession) -> ZoneInfo:
+    """The clinic's time zone: every time these tables show is in it."""
+    return ZoneInfo(session.scalar(select(Tenant.timezone).where(Tenant.id == session.tenant_id)) or "UTC")
+
+
+def _local(at: dt.datetime | None, zone: ZoneInfo) -> dt.datetime | None:
+    """``at`` as the clinic's wall-clock time (a table column names the zone)."""
+    return None if at is None else at.astimezone(zone).replace(tzinfo=None)
+
+
 def recent_messages(session: TenantSession, actor: Actor, *, limit: int = RECENT_MESSAGES) -> pd.DataFrame:
-    """The newest messages (an index read of ``limit`` rows), each with its detail page's link."""
+    """The newest messages (an index read of ``limit`` rows), each with its detail page's link; "Created"
+    is in the clinic's time zone."""
     authorize(session, actor, Permission.VIEW_DASHBOARD)
+    zone = _clinic_zone(session)
     rows = session.execute(
         select(Message.id, Message.created_at, Message.channel, Message.status, MessageTemplate.name,
                Message.status_reason)
@@ -132,7 +146,7 @@ def recent_messages(session: TenantSession, actor: Actor, *, limit: int = RECENT
         .order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
     ).all()
     return pd.DataFrame([{
-        "Created": created, "Channel": Channel(channel).label, "Template": name or "(custom text)",
+        "Created": _local(created, zone), "Channel": Channel(channel).label, "Template": name or "(custom text)",
         "Status": MessageStatus(status).value.replace("_", " ").capitalize(), "Reason": reason or "",
         "Details": f"messages?message={message_id}",
     } for message_id, created, channel, status, name, reason in rows],
@@ -158,21 +172,25 @@ def failure_reasons(session: TenantSession, actor: Actor, period: Period, filter
     return frame
 
 
-def _job_outcomes(session: TenantSession, jobs: list[BulkJob], now: dt.datetime) -> dict[uuid.UUID, Totals]:
-    if not jobs:
-        return {}
-    since = min(job.created_at for job in jobs)
-    ids = [job.id for job in jobs]
-    rows = grouped(session, Period(since.replace(minute=0, second=0, microsecond=0), now),
-                   ("bulk_job_id", "channel", "status"), measures=COUNTS, where=[MessageRollup.bulk_job_id.in_(ids)],
-                   raw_where=[Message.bulk_job_id.in_(ids)], now=now)
-    return _by_key(rows, "bulk_job_id")
+def _job_outcomes(session: TenantSession, jobs: list[BulkJob]) -> dict[uuid.UUID, Totals]:
+    """Each job's recipients by the outcome of their last attempt: the counters the Bulk send page's
+    progress reads (``app.services.bulk.jobs.status_counts``), so both screens show the same numbers
+    and a retry is never a second recipient."""
+    outcomes: dict[uuid.UUID, Totals] = {}
+    for job in jobs:
+        totals = outcomes[job.id] = Totals()
+        for (channel, status), count in bulk_jobs.status_counts(session, job.id).items():
+            totals.add(channel, status, {**_NO_MEASURES, "messages": count})
+    return outcomes
 
 
-def _jobs_table(jobs: list[BulkJob], outcomes: dict[uuid.UUID, Totals]) -> pd.DataFrame:
+_NO_MEASURES = dict.fromkeys(MEASURES, 0)
+
+
+def _jobs_table(jobs: list[BulkJob], outcomes: dict[uuid.UUID, Totals], zone: ZoneInfo) -> pd.DataFrame:
     return pd.DataFrame([{
         "Job": job.name or "(unnamed)", "Channel": Channel(job.channel).label,
-        "Status": BulkJobStatus(job.status).value.capitalize(), "Created": job.created_at,
+        "Status": BulkJobStatus(job.status).value.capitalize(), "Created": _local(job.created_at, zone),
         "Recipients": job.total_recipients, "Delivered": outcomes.get(job.id, Totals()).delivered,
         "Failed": outcomes.get(job.id, Totals()).failed, "In progress": outcomes.get(job.id, Totals()).in_progress,
         "Not sent": outcomes.get(job.id, Totals()).not_sent,
@@ -181,11 +199,13 @@ def _jobs_table(jobs: list[BulkJob], outcomes: dict[uuid.UUID, Totals]) -> pd.Da
                                  "In progress", "Not sent", "Success rate (%)"])
 
 
-def bulk_jobs_in_progress(session: TenantSession, actor: Actor, *, now: dt.datetime) -> pd.DataFrame:
+def bulk_jobs_in_progress(session: TenantSession, actor: Actor) -> pd.DataFrame:
+    """The jobs still moving (scheduled, being prepared, sending or paused; never an ended one), newest
+    first, with their recipients' outcomes; "Created" is in the clinic's time zone."""
     authorize(session, actor, Permission.VIEW_DASHBOARD)
     jobs = list(session.scalars(select(BulkJob).where(BulkJob.status.in_(BULK_JOB_MOVING))
                                 .order_by(BulkJob.created_at.desc()).limit(20)))
-    return _jobs_table(jobs, _job_outcomes(session, jobs, now))
+    return _jobs_table(jobs, _job_outcomes(session, jobs), _clinic_zone(session))
 
 
 # --- Analytics ------------------------------------------------------------------------------
@@ -286,7 +306,8 @@ def report(session: TenantSession, actor: Actor, period: Period, filters: Filter
         templates=_templates_table(session, period, filters),
         failures=failure_reasons(session, actor, period, filters, permission=Permission.VIEW_ANALYTICS),
         cost_daily=cost, whatsapp_reads=_whatsapp_reads(daily), heatmap=_heatmap(session, period, filters),
-        optouts=_optouts(session, period, filters), bulk_jobs=_jobs_table(jobs, _job_outcomes(session, jobs, now)),
+        optouts=_optouts(session, period, filters),
+        bulk_jobs=_jobs_table(jobs, _job_outcomes(session, jobs), period.zone),
     )
 
 

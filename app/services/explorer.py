@@ -9,7 +9,7 @@ one kind (statuses, channels, the patients a name search found), each value is r
 own ordered index scan (a small ``LIMIT`` query each) and the reads are merged by time.
 
 Counts are exact up to ``COUNT_CAP``; beyond it PostgreSQL's planner estimate is returned and
-marked as an estimate (``Total.exact`` is False).
+marked as an estimate (``Total.exact`` is False). On SQLite, which has no estimate, counts are exact.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, union_all
 
+from app.analytics.store import Period
 from app.errors import ConflictError, NotFoundError, ValidationError
 from app.phones import phone_search_key
 from app.providers.error_codes import ErrorInfo, explain
@@ -177,10 +178,11 @@ def _enum_list(enum_cls: type, value: str | None, name: str) -> list[Any]:
 
 def time_window(flt: MessageFilter, timezone: str, now: dt.datetime | None = None
                 ) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """The filter's period as UTC bounds ``[start, end)``; days are the clinic's local days."""
+    """The filter's period as UTC bounds ``[start, end)``; days are the clinic's local days. "Last N
+    days" starts where the Dashboard's does (``Period.last_days``), so both count the same messages."""
     now = now or utcnow()
     if flt.period in _PERIOD_DAYS:
-        return now - dt.timedelta(days=_PERIOD_DAYS[flt.period]), None
+        return Period.last_days(_PERIOD_DAYS[flt.period], now=now).start, None
     if flt.period == "custom":
         zone = ZoneInfo(timezone)
 
@@ -463,11 +465,14 @@ class Total:
 
 def count_messages(session: TenantSession, actor: Actor, flt: MessageFilter, *, cap: int = COUNT_CAP,
                    now: dt.datetime | None = None) -> Total:
-    """Exact up to ``cap``; above it PostgreSQL's planner estimate (or the cap itself on SQLite), marked inexact."""
+    """Exact up to ``cap``; above it PostgreSQL's planner estimate, marked inexact. SQLite has no
+    estimate to offer, so there the count is always exact (its databases are small)."""
     authorize(session, actor, Permission.VIEW_MESSAGES)
     query = build_query(session, flt, now=now)
     if query.empty:
         return Total(0, True)
+    if session.connection().dialect.name != "postgresql":
+        return Total(session.scalar(select(func.count()).select_from(Message).where(*query.where_all())) or 0, True)
     capped = select(literal(1)).select_from(Message).where(*query.where_all()).limit(cap + 1).subquery()
     counted = session.scalar(select(func.count()).select_from(capped)) or 0
     if counted <= cap:
@@ -477,8 +482,6 @@ def count_messages(session: TenantSession, actor: Actor, flt: MessageFilter, *, 
 
 def _planner_estimate(session: TenantSession, query: Query) -> int:
     connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        return 0
     statement = select(literal(1)).select_from(Message).where(*query.where_all())
     sql, params = compiled_sql(statement, connection.dialect)
     plan = connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + sql, params).scalar()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -24,24 +26,56 @@ CUSTOM = "Custom"
 CACHE_SECONDS = 5  # a rerun (a click) within this reuses the figures; the live panels refresh less often
 
 
-def period_picker(actor: Actor, key: str) -> Period | None:
+@dataclass(frozen=True)
+class PeriodChoice:
+    """What the time-range picker holds: the last ``days`` days, or the clinic dates ``first`` to ``last``.
+
+    ``at(now)`` is the period as of ``now``: a live panel asks again on each refresh, so "the last 7
+    days" slides forward and new messages appear.
+    """
+
+    timezone: str
+    days: int | None = None
+    first: dt.date | None = None
+    last: dt.date | None = None
+
+    def at(self, now: dt.datetime) -> Period:
+        if self.first is not None and self.last is not None:
+            return Period.between_dates(self.first, self.last, now=now, timezone=self.timezone)
+        return Period.last_days(self.days or PRESETS["Last 7 days"], now=now, timezone=self.timezone)
+
+
+def period_choice(actor: Actor, key: str) -> PeriodChoice | None:
     """Time range 7 / 30 / 90 days or custom dates (clinic time); None when the custom dates are refused."""
     timezone = cached.clinic(actor).timezone
     now = utcnow()
     choice = st.segmented_control("Time range", [*PRESETS, CUSTOM], default="Last 7 days", key=f"{key}_range")
-    if choice == CUSTOM:
-        today = now.astimezone(Period(now, now, timezone).zone).date()
-        picked = st.date_input("Dates (clinic time)", value=(today - dt.timedelta(days=13), today),
-                               max_value=today, key=f"{key}_dates")
-        if not isinstance(picked, tuple) or len(picked) != 2:
-            st.info("Pick the first and the last day.")
-            return None
-        try:
-            return Period.between_dates(picked[0], picked[1], now=now, timezone=timezone)
-        except ValidationError as err:
-            st.error(as_text(err), icon=":material/error:")
-            return None
-    return Period.last_days(PRESETS.get(choice or "", 7), now=now, timezone=timezone)
+    if choice != CUSTOM:
+        return PeriodChoice(timezone, days=PRESETS.get(choice or "", 7))
+    today = now.astimezone(Period(now, now, timezone).zone).date()
+    picked = st.date_input("Dates (clinic time)", value=(today - dt.timedelta(days=13), today),
+                           max_value=today, key=f"{key}_dates")
+    if not isinstance(picked, tuple) or len(picked) != 2:
+        st.info("Pick the first and the last day.")
+        return None
+    chosen = PeriodChoice(timezone, first=picked[0], last=picked[1])
+    try:
+        chosen.at(now)
+    except ValidationError as err:
+        st.error(as_text(err), icon=":material/error:")
+        return None
+    return chosen
+
+
+def period_picker(actor: Actor, key: str) -> Period | None:
+    """``period_choice`` as of now (for a page that is not live)."""
+    chosen = period_choice(actor, key)
+    return None if chosen is None else chosen.at(utcnow())
+
+
+def clock(timezone: str, now: dt.datetime | None = None) -> str:
+    """The time of day in the clinic, labelled with its zone: "14:05:09 (Asia/Riyadh)"."""
+    return f"{(now or utcnow()).astimezone(ZoneInfo(timezone)):%H:%M:%S} ({timezone})"
 
 
 def _audit_download(name: str, rows: int, period: Period) -> None:
@@ -53,11 +87,6 @@ def _figure(name: str, data: pd.DataFrame, _build: Callable[[pd.DataFrame], go.F
     return _build(data)  # keyed by the chart's name and its data: a rerun with the same data redraws nothing
 
 
-@st.cache_data(ttl=600, max_entries=500, show_spinner=False)
-def _csv(name: str, data: pd.DataFrame) -> bytes:
-    return to_csv(data)
-
-
 def chart(actor: Actor, build: Callable[[pd.DataFrame], go.Figure], data: pd.DataFrame, name: str,
           period: Period) -> None:
     """``build(data)`` as a chart and, for roles that may export, its data as CSV (the download is audited)."""
@@ -66,7 +95,8 @@ def chart(actor: Actor, build: Callable[[pd.DataFrame], go.Figure], data: pd.Dat
         return
     st.plotly_chart(_figure(name, data, build), key=f"chart_{name}")
     if actor.can(Permission.EXPORT_DATA):
-        st.download_button("Download CSV", _csv(name, data), file_name=f"{name}.csv", mime="text/csv",
+        # the CSV is written when the button is clicked, not on every rerun of the page
+        st.download_button("Download CSV", lambda: to_csv(data), file_name=f"{name}.csv", mime="text/csv",
                            key=f"csv_{name}", icon=":material/download:", on_click=_audit_download,
                            args=(name, len(data), period))
 
@@ -93,6 +123,26 @@ _summary = cached.clinic_cached(ttl=CACHE_SECONDS, key=_key)(analytics.summary)
 def summary(actor: Actor, period: Period) -> analytics.Summary | None:
     """The Dashboard's tiles and charts, at most ``CACHE_SECONDS`` old."""
     return feedback.attempt(lambda: _summary(actor, period))
+
+
+_recent = cached.clinic_cached(ttl=CACHE_SECONDS)(analytics.recent_messages)
+_failures = cached.clinic_cached(ttl=CACHE_SECONDS, key=_key)(analytics.failure_reasons)
+_moving_jobs = cached.clinic_cached(ttl=CACHE_SECONDS)(analytics.bulk_jobs_in_progress)
+
+
+def recent_messages(actor: Actor) -> pd.DataFrame | None:
+    """The Dashboard's newest messages, at most ``CACHE_SECONDS`` old."""
+    return feedback.attempt(lambda: _recent(actor))
+
+
+def failure_reasons(actor: Actor, period: Period) -> pd.DataFrame | None:
+    """The Dashboard's failures by reason, at most ``CACHE_SECONDS`` old."""
+    return feedback.attempt(lambda: _failures(actor, period))
+
+
+def bulk_jobs_in_progress(actor: Actor) -> pd.DataFrame | None:
+    """The bulk jobs still moving, at most ``CACHE_SECONDS`` old."""
+    return feedback.attempt(lambda: _moving_jobs(actor))
 
 
 def percent(value: float | None) -> str:

@@ -13,7 +13,7 @@ from app.analytics.store import Filters, Period
 from app.errors import PermissionDenied
 from app.services import analytics
 from db.enums import BulkJobStatus, Channel, MessageStatus, OptOutSource, Role
-from db.models import AuditEvent, BulkJob, PreferenceChange
+from db.models import AuditEvent, BulkJob, PreferenceChange, Tenant
 from db.session import tenant_session
 from tests.analytics.helpers import add_message, add_template
 from tests.factories import make_patient, make_tenant, make_user
@@ -68,6 +68,21 @@ def test_summary_counts_closed_hours_from_rollups_and_this_hour_from_messages(en
     this_hour = expected.setdefault((NOW - dt.timedelta(seconds=5)).date(), [0, 0, 0, 0])  # same day just after 0:00
     this_hour[0] += 2
     assert {row[0]: list(row[1:]) for row in result.daily.itertuples(index=False)} == expected
+
+
+@pytest.mark.parametrize("days", [7, 90])
+def test_the_dashboard_and_the_messages_page_count_a_period_alike(engine: Engine, clinics: tuple, days: int) -> None:
+    from app.services import explorer
+    from app.services.explorer import MessageFilter
+
+    a, _b, admin_a, *_ = clinics
+    first_hour = Period.last_days(days, now=NOW).start  # the hour the window starts in, from its first second
+    add_message(engine, a, created_at=first_hour, status=S.DELIVERED)
+    rollups.rebuild(engine)
+    with tenant_session(engine, a) as session:
+        tiles = analytics.summary(session, admin_a, Period.last_days(days, now=NOW)).totals
+        listed = explorer.count_messages(session, admin_a, MessageFilter(period=f"{days}d"), now=NOW)
+    assert listed.exact and tiles.messages == listed.value == 8  # 7 of the history (no test message) + 1
 
 
 def test_every_aggregate_is_of_the_signed_in_clinic_only(engine: Engine, clinics: tuple) -> None:
@@ -137,22 +152,51 @@ def test_a_download_is_audited(engine: Engine, clinics: tuple) -> None:
         assert event is not None and event.object_id == "failure_reasons" and event.details["rows"] == 2
 
 
-def test_bulk_jobs_in_progress_show_their_outcomes(engine: Engine, clinics: tuple) -> None:
-    a, _b, admin_a, *_ = clinics
-    with tenant_session(engine, a) as session:
-        job = BulkJob(name="Flu campaign", channel=Channel.SMS, status=BulkJobStatus.SENDING, total_recipients=3,
-                      created_at=NOW - dt.timedelta(hours=4))
-        done = BulkJob(name="Old", channel=Channel.SMS, status=BulkJobStatus.COMPLETED)
-        session.add_all([job, done])
+def _job(engine: Engine, tenant: object, name: str, status: BulkJobStatus, created_at: dt.datetime) -> object:
+    with tenant_session(engine, tenant) as session:
+        job = BulkJob(name=name, channel=Channel.SMS, status=status, total_recipients=3, created_at=created_at)
+        session.add(job)
         session.flush()
-        job_id = job.id
-    add_message(engine, a, created_at=NOW - dt.timedelta(hours=3), status=S.DELIVERED, bulk_job_id=job_id)
-    add_message(engine, a, created_at=NOW - dt.timedelta(hours=3), status=S.QUEUED, bulk_job_id=job_id)
-    rollups.refresh(engine)
-    add_message(engine, a, created_at=NOW, status=S.UNDELIVERED, bulk_job_id=job_id)
+        return job.id
+
+
+def test_bulk_jobs_in_progress_are_the_moving_ones_counted_by_each_recipients_last_attempt(
+        engine: Engine, clinics: tuple) -> None:
+    a, b, admin_a, *_ = clinics
+    started = NOW - dt.timedelta(hours=4)
+    flu = _job(engine, a, "Flu campaign", BulkJobStatus.SENDING, started)
+    _job(engine, a, "Held", BulkJobStatus.PAUSED, started - dt.timedelta(hours=1))
+    _job(engine, a, "Old", BulkJobStatus.COMPLETED, started)
+    _job(engine, a, "Stopped", BulkJobStatus.CANCELLED, started)
+    add_message(engine, a, created_at=NOW - dt.timedelta(hours=3), status=S.DELIVERED, bulk_job_id=flu)
+    add_message(engine, a, created_at=NOW - dt.timedelta(hours=3), status=S.QUEUED, bulk_job_id=flu)
+    first = add_message(engine, a, created_at=NOW - dt.timedelta(hours=3), status=S.UNDELIVERED, bulk_job_id=flu)
+    add_message(engine, a, created_at=NOW, status=S.DELIVERED, bulk_job_id=flu, retry_of_id=first)  # same recipient
+    theirs = _job(engine, b, "Flu campaign", BulkJobStatus.SENDING, started)  # clinic B: same name, other numbers
+    for _ in range(4):
+        add_message(engine, b, created_at=NOW, status=S.FAILED, bulk_job_id=theirs)
     with tenant_session(engine, a) as session:
-        jobs = analytics.bulk_jobs_in_progress(session, admin_a, now=NOW + dt.timedelta(seconds=1))
-    assert jobs[["Job", "Delivered", "Failed", "In progress"]].values.tolist() == [["Flu campaign", 1, 1, 1]]
+        session.get(Tenant, a).timezone = "Asia/Riyadh"
+
+    with tenant_session(engine, a) as session:
+        jobs = analytics.bulk_jobs_in_progress(session, admin_a)
+
+    assert jobs[["Job", "Status", "Delivered", "Failed", "In progress"]].values.tolist() == [
+        ["Flu campaign", "Sending", 2, 0, 1], ["Held", "Paused", 0, 0, 0]]  # ended jobs are not listed
+    assert jobs["Created"][0] == (started + dt.timedelta(hours=3)).replace(tzinfo=None)  # Riyadh is UTC+3
+
+
+def test_recent_messages_show_the_clinics_own_time(engine: Engine, clinics: tuple) -> None:
+    a, b, admin_a, *_ = clinics
+    with tenant_session(engine, a) as session:
+        session.get(Tenant, a).timezone = "Asia/Riyadh"
+    with tenant_session(engine, b) as session:
+        session.get(Tenant, b).timezone = "Europe/London"
+    newest = NOW.replace(microsecond=0)
+    add_message(engine, a, created_at=newest, status=S.QUEUED)
+    with tenant_session(engine, a) as session:
+        recent = analytics.recent_messages(session, admin_a, limit=1)
+    assert recent["Created"].tolist() == [(newest + dt.timedelta(hours=3)).replace(tzinfo=None)]
 
 
 def test_opt_out_trend_counts_opt_outs_per_day_and_channel(engine: Engine, clinics: tuple) -> None:

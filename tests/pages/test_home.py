@@ -86,3 +86,57 @@ def test_only_admins_see_the_emergency_stop_but_everyone_sees_the_pause(clinic: 
     at.switch_page("../pages/home.py").run()
     assert not [b for b in at.button if b.label == "Pause all sending" or b.label == "Resume sending"]
     assert any("Sending is paused" in e.value for e in at.error)
+
+
+def _clinic_zone(clinic: Clinic, zone: str) -> None:
+    from db.models import Tenant
+    from db.session import tenant_session
+
+    with tenant_session(clinic.engine, clinic.admin.tenant_id) as session:
+        session.get(Tenant, clinic.admin.tenant_id).timezone = zone
+
+
+def test_every_time_on_the_dashboard_is_the_clinics_and_says_so(clinic: Clinic) -> None:
+    _clinic_zone(clinic, "Asia/Riyadh")
+    created = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    add_message(clinic.engine, clinic.admin.tenant_id, created_at=created, status=MessageStatus.QUEUED)
+
+    at = signed_in(clinic.admin)
+
+    captions = [c.value for c in at.caption]
+    assert "Days and times are in the clinic's time zone, Asia/Riyadh." in captions
+    assert any(c.startswith("Updated ") and c.endswith("(Asia/Riyadh); refreshes on its own.") for c in captions)
+    assert not any("UTC" in c for c in captions)
+    recent = next(d for d in at.dataframe if d.proto.id.endswith("recent_messages") or "Details" in d.value.columns)
+    assert recent.value["Created"].tolist() == [(created + dt.timedelta(hours=3)).replace(tzinfo=None)]
+    assert "Created (Asia/Riyadh)" in recent.proto.columns
+
+
+def test_the_dashboard_lists_only_bulk_jobs_still_moving(clinic: Clinic) -> None:
+    from db.enums import BulkJobStatus, Channel
+    from db.models import BulkJob
+    from db.session import tenant_session
+
+    with tenant_session(clinic.engine, clinic.admin.tenant_id) as session:
+        session.add_all([
+            BulkJob(name="Flu campaign", channel=Channel.SMS, status=BulkJobStatus.SENDING, total_recipients=2),
+            BulkJob(name="Done last week", channel=Channel.SMS, status=BulkJobStatus.COMPLETED, total_recipients=2),
+            BulkJob(name="Called off", channel=Channel.SMS, status=BulkJobStatus.CANCELLED, total_recipients=2),
+        ])
+
+    at = signed_in(clinic.admin)
+
+    jobs = next(d.value for d in at.dataframe if "Recipients" in d.value.columns)
+    assert jobs["Job"].tolist() == ["Flu campaign"]
+    assert not [b for b in at.button if b.label in ("Pause", "Cancel", "Resume")]
+
+
+def test_the_live_window_slides_with_each_refresh() -> None:
+    from app.ui.reports import PeriodChoice
+
+    choice = PeriodChoice("Asia/Riyadh", days=7)
+    first = choice.at(dt.datetime(2026, 12, 6, 4, 10, tzinfo=dt.UTC))
+    later = choice.at(dt.datetime(2026, 12, 6, 5, 20, tzinfo=dt.UTC))
+    assert first.end == dt.datetime(2026, 12, 6, 4, 10, tzinfo=dt.UTC)
+    assert later.end == dt.datetime(2026, 12, 6, 5, 20, tzinfo=dt.UTC)  # a message sent meanwhile is inside
+    assert later.start == dt.datetime(2026, 11, 29, 5, tzinfo=dt.UTC) and later.timezone == "Asia/Riyadh"

@@ -135,7 +135,7 @@ CALLS: dict[str, Call] = {
     "analytics.summary": lambda w, a: w.call(analytics.summary, a, this_week()),
     "analytics.recent_messages": lambda w, a: w.call(analytics.recent_messages, a),
     "analytics.failure_reasons": lambda w, a: w.call(analytics.failure_reasons, a, this_week()),
-    "analytics.bulk_jobs_in_progress": lambda w, a: w.call(analytics.bulk_jobs_in_progress, a, now=utcnow()),
+    "analytics.bulk_jobs_in_progress": lambda w, a: w.call(analytics.bulk_jobs_in_progress, a),
     "analytics.template_choices": lambda w, a: w.call(analytics.template_choices, a),
     "analytics.report": lambda w, a: w.call(analytics.report, a, this_week(), now=utcnow()),
     "analytics.record_export": lambda w, a: w.call(analytics.record_export, a, "delivery_rate", rows=1,

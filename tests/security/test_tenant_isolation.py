@@ -176,7 +176,7 @@ READS: list[Read] = [
                                                                           this_week())),
          lambda w, r: r.empty),
     Read("analytics.bulk_jobs_in_progress", _then(lambda w: w.bulk_job(), lambda w: _b(
-        w, analytics.bulk_jobs_in_progress, now=utcnow())), lambda w, r: r.empty),
+        w, analytics.bulk_jobs_in_progress)), lambda w, r: r.empty),
     Read("analytics.report", _then(lambda w: (_a_has_messages(w), w.bulk_job()), lambda w: _b(
         w, analytics.report, this_week(), now=utcnow())),
         lambda w, r: r.channels.empty and r.bulk_jobs.empty and r.templates.empty),
