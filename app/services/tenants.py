@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 import zoneinfo
@@ -27,11 +28,13 @@ class ClinicInfo:
     default_language: Language
     default_region: str
     sending_paused: bool
+    promotional_window: tuple[dt.time, dt.time]  # (start, end), clinic time
 
 
 def _info(tenant: Tenant) -> ClinicInfo:
     return ClinicInfo(tenant.id, tenant.name, tenant.slug, tenant.timezone,
-                      Language(tenant.default_language), tenant.default_region, tenant.sending_paused)
+                      Language(tenant.default_language), tenant.default_region, tenant.sending_paused,
+                      tenant.promotional_window)
 
 
 def create_tenant(

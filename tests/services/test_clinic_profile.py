@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import Engine, select
 
 from app.errors import PermissionDenied, ValidationError
-from app.services import clinic_settings, messaging
+from app.services import clinic_settings, messaging, templates, tenants
+from app.services.bulk import wizard
 from app.services.clinic_settings import ClinicProfile
 from app.services.permissions import Actor
-from db.enums import Language, Role
+from db.enums import Channel, Language, MessageClass, Role
 from db.models import AuditEvent, Message, Tenant
 from db.session import system_session, tenant_session
 from tests.factories import call, make_patient, make_tenant, make_user
@@ -120,3 +121,15 @@ class _NoQueue:
 
     def enqueue_batches(self, batches) -> None:  # type: ignore[no-untyped-def]
         list(batches)
+
+
+def test_what_a_promotional_class_means_names_the_clinics_window(engine, clinic) -> None:
+    tenant_id, admin = clinic
+    call(engine, admin, clinic_settings.set_profile, dataclasses.replace(
+        _profile(engine, admin), promotional_window_start=dt.time(10, 0), promotional_window_end=dt.time(18, 30)))
+    with tenant_session(engine, tenant_id) as session:
+        window = tenants.get_clinic(session).promotional_window
+    assert window == (dt.time(10, 0), dt.time(18, 30))
+    rules = " ".join(templates.class_rules(MessageClass.PROMOTIONAL, Channel.SMS, window=window))
+    assert "Sent only between 10:00 and 18:30 clinic time" in rules
+    assert "between 10:00 and 18:30 clinic time" in wizard.class_effect(MessageClass.PROMOTIONAL, Channel.SMS, window)

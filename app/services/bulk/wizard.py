@@ -236,9 +236,9 @@ def content(session: TenantSession, draft: Draft) -> Content:
     return result
 
 
-def class_effect(message_class: MessageClass, channel: Channel) -> str:
+def class_effect(message_class: MessageClass, channel: Channel, window: tuple[dt.time, dt.time]) -> str:
+    """What the class means for this send; ``window`` is the clinic's promotional window."""
     if message_class == MessageClass.PROMOTIONAL:
-        window = get_settings().promotional_window()
         sender = " SMS go out under the clinic's -AD sender." if channel == Channel.SMS else ""
         return (f"Promotional: only patients with recorded consent receive it; it is sent between "
                 f"{window[0].strftime('%H:%M')} and {window[1].strftime('%H:%M')} clinic time.{sender}")
@@ -320,7 +320,7 @@ def dry_run(session: TenantSession, actor: Actor, draft: Draft, *, send_at: dt.d
         skipped_by_reason=dict(reasons), samples=[samples[lang] for lang in Language if lang in samples],
         segments_total=segments, estimated_cost=round(cost, 4), currency=settings.price_currency,
         duration_seconds=sendable / rate if rate else 0.0, message_class=body.message_class,
-        class_effect=class_effect(body.message_class, body.channel),
+        class_effect=class_effect(body.message_class, body.channel, tenant.promotional_window),
         confirm_threshold=settings.bulk_confirm_threshold, sendable=sendable, notes=notes,
     )
 

@@ -9,6 +9,7 @@ offending form field. A promotional template may not use the patient's clinical 
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import re
 from collections.abc import Iterable, Mapping
@@ -49,10 +50,11 @@ FIELD_LABELS = {
 
 
 def class_rules(message_class: MessageClass | str, channel: Channel | str,
-                settings: Settings | None = None) -> list[str]:
-    """What choosing this class means for the messages, in the editor's words."""
-    settings = settings or get_settings()
-    start, end = settings.promotional_window_start, settings.promotional_window_end
+                settings: Settings | None = None, *, window: tuple[dt.time, dt.time] | None = None) -> list[str]:
+    """What choosing this class means for the messages, in the editor's words; ``window`` is the
+    clinic's promotional window (``Tenant.promotional_window``; without it the one a new clinic gets)."""
+    opens, closes = window or (settings or get_settings()).promotional_window()
+    start, end = opens.strftime("%H:%M"), closes.strftime("%H:%M")
     if MessageClass(message_class) == MessageClass.SERVICE:
         return ["Sent at any time of day; a patient's own quiet hours delay it unless it is marked urgent.",
                 "No promotional consent is needed; opt-outs of the channel still apply."]

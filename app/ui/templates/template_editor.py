@@ -8,7 +8,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from app.services import templates
 from app.services.templates import BodyCheck, TemplateDetail
-from app.ui import feedback, session
+from app.ui import cached, feedback, session
 from app.ui.templates.display import ARABIC_EMPTY, class_label, show_check, show_preview, variable_reference
 from app.ui.templates.state import open_next, submit
 from app.ui.text import plain
@@ -46,7 +46,9 @@ def editor(detail: TemplateDetail | None) -> None:
             help="Service: appointments and results. Promotional: offers, which patients can opt out of.",
         )
         slots["message_class"] = st.empty()
-    st.caption("**What this class means:** " + " ".join(templates.class_rules(message_class, channel)))
+    clinic = feedback.attempt(lambda: cached.clinic(session.require_actor()))  # the clinic's promotional window
+    st.caption("**What this class means:** " + " ".join(templates.class_rules(
+        message_class, channel, window=clinic.promotional_window if clinic else None)))
     description = st.text_area("Description (for staff only)", value=detail.description if detail else "",
                                key=key("description"), height=68)
     custom_text = st.text_input(
