@@ -13,6 +13,8 @@ from app.ui.text import as_text
 from db.enums import Channel
 
 actor = session.require_actor(Permission.VIEW_ANALYTICS)
+TABS = ["Delivery", "Channels", "Templates", "Failures", "Cost", "WhatsApp reads", "Weekday x hour", "Opt-outs",
+        "Bulk jobs"]
 st.title("Analytics", anchor=False)
 
 period = reports.period_picker(actor, "analytics")
@@ -42,31 +44,32 @@ def by_success(data):  # type: ignore[no-untyped-def]
     return charts.send_heatmap(data, value="Success rate (%)")
 
 
-delivery, channels, by_template, failures, cost, engagement, timing, optouts, bulk = st.tabs([
-    "Delivery", "Channels", "Templates", "Failures", "Cost", "WhatsApp reads", "Weekday x hour", "Opt-outs",
-    "Bulk jobs"])
-with delivery:
-    show(charts.delivery_rate_over_time, report.delivery_rate, "delivery_rate")
-with channels:
-    show(charts.channel_comparison, report.channels, "channel_comparison")
-    if not report.channels.empty:
-        st.dataframe(report.channels, hide_index=True, key="channels_table")
-with by_template:
-    show(charts.top_templates, report.templates, "templates_by_volume")
-    show(by_rate, report.templates, "templates_by_success_rate")
-with failures:
-    show(charts.failure_pareto, report.failures, "failure_reasons")
-    if not report.failures.empty:
-        st.dataframe(report.failures, hide_index=True, key="failures_table")
-with cost:
-    show(charts.cost_per_day, report.cost_daily, "cost_per_day")
-    show(charts.cost_per_template, report.templates, "cost_per_template")
-with engagement:
-    show(charts.whatsapp_read_rate, report.whatsapp_reads, "whatsapp_read_rate")
-with timing:
-    show(charts.send_heatmap, report.heatmap, "sends_by_weekday_and_hour")
-    show(by_success, report.heatmap, "success_by_weekday_and_hour")
-with optouts:
-    show(charts.optout_trend, report.optouts, "opt_outs")
-with bulk:
-    show(charts.bulk_outcomes, report.bulk_jobs, "bulk_job_outcomes")
+# Only the open tab is drawn (a tab's charts are built in the browser only when it is chosen).
+tabs = dict(zip(TABS, st.tabs(TABS, key="analytics_tab", on_change="rerun"), strict=True))
+open_tab = next((name for name, tab in tabs.items() if tab.open), TABS[0])
+with tabs[open_tab]:
+    if open_tab == "Delivery":
+        show(charts.delivery_rate_over_time, report.delivery_rate, "delivery_rate")
+    elif open_tab == "Channels":
+        show(charts.channel_comparison, report.channels, "channel_comparison")
+        if not report.channels.empty:
+            st.dataframe(report.channels, hide_index=True, key="channels_table")
+    elif open_tab == "Templates":
+        show(charts.top_templates, report.templates, "templates_by_volume")
+        show(by_rate, report.templates, "templates_by_success_rate")
+    elif open_tab == "Failures":
+        show(charts.failure_pareto, report.failures, "failure_reasons")
+        if not report.failures.empty:
+            st.dataframe(report.failures, hide_index=True, key="failures_table")
+    elif open_tab == "Cost":
+        show(charts.cost_per_day, report.cost_daily, "cost_per_day")
+        show(charts.cost_per_template, report.templates, "cost_per_template")
+    elif open_tab == "WhatsApp reads":
+        show(charts.whatsapp_read_rate, report.whatsapp_reads, "whatsapp_read_rate")
+    elif open_tab == "Weekday x hour":
+        show(charts.send_heatmap, report.heatmap, "sends_by_weekday_and_hour")
+        show(by_success, report.heatmap, "success_by_weekday_and_hour")
+    elif open_tab == "Opt-outs":
+        show(charts.optout_trend, report.optouts, "opt_outs")
+    else:
+        show(charts.bulk_outcomes, report.bulk_jobs, "bulk_job_outcomes")

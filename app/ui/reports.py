@@ -24,6 +24,7 @@ from db.types import utcnow
 PRESETS = {"Last 7 days": 7, "Last 30 days": 30, "Last 90 days": 90}
 CUSTOM = "Custom"
 CACHE_SECONDS = 5  # a rerun (a click) within this reuses the figures; the live panels refresh less often
+REPORT_SECONDS = 60  # the Analytics report is not live: going back to it within a minute redraws, not recounts
 
 
 @dataclass(frozen=True)
@@ -101,19 +102,23 @@ def chart(actor: Actor, build: Callable[[pd.DataFrame], go.Figure], data: pd.Dat
                            args=(name, len(data), period))
 
 
-def _key(period: Period, filters: Filters = NO_FILTERS) -> tuple:
-    # ``end`` is "now" for the presets: bucketed, so reruns within CACHE_SECONDS share one result
-    return (period.start.isoformat(), int(period.end.timestamp() // CACHE_SECONDS), period.timezone,
+def _key(period: Period, filters: Filters = NO_FILTERS, *, seconds: float = CACHE_SECONDS) -> tuple:
+    # ``end`` is "now" for the presets: bucketed, so reruns within ``seconds`` share one result
+    return (period.start.isoformat(), int(period.end.timestamp() // seconds), period.timezone,
             filters.channel, str(filters.template_id))
 
 
-@cached.clinic_cached(ttl=CACHE_SECONDS, key=_key)
+def _report_key(period: Period, filters: Filters = NO_FILTERS) -> tuple:
+    return _key(period, filters, seconds=REPORT_SECONDS)
+
+
+@cached.clinic_cached(ttl=REPORT_SECONDS, key=_report_key)
 def _report(db: TenantSession, actor: Actor, period: Period, filters: Filters) -> analytics.Report:
     return analytics.report(db, actor, period, filters, now=utcnow())
 
 
 def report(actor: Actor, period: Period, filters: Filters) -> analytics.Report | None:
-    """The Analytics report, at most ``CACHE_SECONDS`` old (keyed by clinic, role, period and filters)."""
+    """The Analytics report, at most ``REPORT_SECONDS`` old (keyed by clinic, role, period and filters)."""
     return feedback.attempt(lambda: _report(actor, period, filters))
 
 

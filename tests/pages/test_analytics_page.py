@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from app.analytics import rollups
 from db.enums import Channel, MessageStatus, Role
@@ -29,6 +30,12 @@ def _history(clinic: Clinic) -> None:
     rollups.rebuild(clinic.engine)
 
 
+def open_tab(at: AppTest, label: str) -> AppTest:
+    """Choose a tab as a click does (the page then draws that tab's charts)."""
+    at.session_state["analytics_tab"] = label
+    return at.run()
+
+
 @pytest.mark.parametrize("role", [Role.ANALYST, Role.ADMIN])
 def test_analytics_shows_every_chart_with_a_download(clinic: Clinic, role: Role) -> None:
     _history(clinic)
@@ -38,13 +45,20 @@ def test_analytics_shows_every_chart_with_a_download(clinic: Clinic, role: Role)
 
     assert at.title[0].value == "Analytics"
     assert not at.exception and not at.error
-    assert {b.proto.label for b in at.get("download_button")} == {"Download CSV"}
-    assert {b.key for b in at.get("download_button")} == {f"csv_{name}" for name in (
+    assert [t.label for t in at.tabs][:3] == ["Delivery", "Channels", "Templates"]
+    assert {b.key for b in at.get("download_button")} == {"csv_delivery_rate"}  # only the open tab is drawn
+    keys, captions = set(), []
+    for tab in [t.label for t in at.tabs]:
+        at = open_tab(at, tab)
+        assert not at.exception and not at.error
+        assert {b.proto.label for b in at.get("download_button")} <= {"Download CSV"}
+        keys |= {b.key for b in at.get("download_button")}
+        captions += [c.value for c in at.caption]
+    assert keys == {f"csv_{name}" for name in (
         "delivery_rate", "channel_comparison", "templates_by_volume", "templates_by_success_rate",
         "failure_reasons", "cost_per_day", "cost_per_template", "whatsapp_read_rate", "sends_by_weekday_and_hour",
         "success_by_weekday_and_hour")}  # no opt-outs and no bulk jobs in this history
-    assert "Opt outs: no messages in this period." in [c.value for c in at.caption]
-    assert [t.label for t in at.tabs][:3] == ["Delivery", "Channels", "Templates"]
+    assert "Opt outs: no messages in this period." in captions
 
 
 def test_analysts_land_on_analytics_and_may_open_the_dashboard(clinic: Clinic) -> None:
@@ -61,7 +75,7 @@ def test_front_desk_cannot_open_analytics(clinic: Clinic) -> None:
 
 def test_filters_narrow_the_report(clinic: Clinic) -> None:
     _history(clinic)
-    at = signed_in(clinic.analyst)
+    at = open_tab(signed_in(clinic.analyst), "Channels")
     at.selectbox(key="analytics_channel").set_value(Channel.WHATSAPP).run()
     assert not at.exception
     channels = next(d.value for d in at.dataframe if "Median time to delivered (s)" in d.value.columns)
