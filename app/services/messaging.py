@@ -45,7 +45,7 @@ from app.delivery.queue import JobQueue
 from app.errors import ConflictError, NotFoundError, ValidationError
 from app.phones import InvalidPhoneNumber, normalise_phone
 from app.services import audit, tenants
-from app.services.message_content import choose_language, patient_variables, render_body
+from app.services.message_content import STANDARD_VARIABLES, choose_language, patient_variables, render_body
 from app.services.permissions import Actor, Permission, authorize
 from app.services.queueing import deliver_after_commit, use_queue
 from db.enums import BULK_JOB_MOVING, BulkJobStatus, Channel, Language, MessageClass, MessageStatus, move_bulk_job
@@ -254,6 +254,37 @@ def send(
                                             "scheduled_at": send_at.isoformat() if send_at else None})
     note = "The Arabic text is empty, so the English text was used." if choice.fell_back_to_english else ""
     return _send_result(row, note=note)
+
+
+def rendered_again(session: TenantSession, tenant: Tenant, message: Message, patient: Patient,
+                   preference: NotificationPreference | None, *, now: dt.datetime | None = None
+                   ) -> dict[str, Any] | None:
+    """The new language, text, subject, variables and segments of a waiting template message when
+    the patient's language (after staff changed it) calls for the other one, rendered as ``send``
+    renders; None when nothing changes: not from a template, the template has no text in that
+    language, or the text cannot be rendered in it (e.g. a value is missing)."""
+    if message.template_version_id is None:
+        return None
+    version = session.get(MessageTemplateVersion, message.template_version_id)
+    template = session.get(MessageTemplate, message.template_id) if message.template_id else None
+    if version is None:
+        return None
+    choice = choose_language(preference=preference, patient=patient, tenant=tenant,
+                             has_arabic_body=bool(version.body_ar.strip()))
+    if choice.language == Language(message.language) or choice.fell_back_to_english:
+        return None
+    arabic = choice.language == Language.AR
+    given = {k: v for k, v in (message.variables or {}).items() if k not in STANDARD_VARIABLES}
+    values = {**patient_variables(session, tenant, patient, choice.language, now=now), **given}
+    channel = Channel(message.channel)
+    subject_source = version.subject_ar if arabic and version.subject_ar else version.subject_en
+    try:
+        body = render_body(version.body_ar if arabic else version.body_en, values, channel)
+        subject = render_body(subject_source, values, Channel.EMAIL) if subject_source.strip() else tenant.name
+    except ValidationError:
+        return None
+    return {"language": choice.language, "body": body, "subject": subject if channel == Channel.EMAIL else "",
+            "variables": _stored_variables(template, values, given), "segments": pricing.segments(channel, body)}
 
 
 def schedule(session: TenantSession, actor: Actor, channel: str | Channel, send_at: dt.datetime,

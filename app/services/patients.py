@@ -27,10 +27,10 @@ from app.errors import ConflictError, NotFoundError, ValidationError
 from app.phones import phone_search_key
 from app.providers.error_codes import explain
 from app.search_text import clean_search, contains
-from app.services import audit
+from app.services import audit, tenants
 from app.services.contacts import shown_contact
 from app.services.explorer import clinic_of
-from app.services.messaging import normalise_recipient
+from app.services.messaging import normalise_recipient, rendered_again
 from app.services.permissions import Actor, Permission, authorize
 from db.enums import (
     CANCELLABLE,
@@ -296,6 +296,7 @@ class ContactChange:
     changed: tuple[str, ...]  # "phone", "email", "language"
     readdressed: int  # waiting messages now going to the new contact
     cancelled: int  # waiting messages cancelled because their contact was removed
+    relanguaged: int = 0  # waiting template messages rendered again in the patient's new language
 
 
 def _new_contact(raw: str, channel: Channel, region: str, field: str, what: str) -> str | None:
@@ -344,14 +345,16 @@ def change_contacts(session: TenantSession, actor: Actor, patient_id: uuid.UUID,
             done = _readdress(session, patient, channels, old[name], new[name])
             readdressed, cancelled = (readdressed + done, cancelled) if new[name] else (readdressed,
                                                                                         cancelled + done)
+    session.expire(patient)
+    relanguaged = _render_in_new_language(session, patient.id) if "language" in changed else 0
     audit.record(session, actor, "patient.contacts", object_type="patient", object_id=patient.id, details={
         "changed": list(changed),
         **{name: {"from": _shown(old[name]), "to": _shown(new[name])} for name in changed},
         "messages_readdressed": readdressed, "messages_cancelled": cancelled,
+        **({"messages_rendered_in_new_language": relanguaged} if "language" in changed else {}),
     })
     session.flush()
-    session.expire(patient)
-    return ContactChange(patient_detail(session, actor, patient.id), changed, readdressed, cancelled)
+    return ContactChange(patient_detail(session, actor, patient.id), changed, readdressed, cancelled, relanguaged)
 
 
 def _still_as_seen(patient_id: uuid.UUID, seen: dict[str, object]):  # type: ignore[no-untyped-def]
@@ -384,3 +387,29 @@ def _readdress(session: TenantSession, patient: Patient, channels: tuple[Channel
     return sum(transition(session, message_id, MessageStatus.CANCELLED, event="cancelled", detail=removed,
                           only_from=set(UNCLAIMED), values={"status_reason": removed}, now=now) is not None
                for message_id in list(ids))
+
+
+def _render_in_new_language(session: TenantSession, patient_id: uuid.UUID) -> int:
+    """Render the patient's waiting template messages (not a bulk job's) again in the language the
+    patient's record and preference now call for; how many changed. A message a worker claimed
+    meanwhile keeps its text (the update is conditional on its status)."""
+    patient = _patient(session, patient_id)
+    tenant = tenants.current(session)
+    preference = session.scalar(select(NotificationPreference).where(NotificationPreference.patient_id == patient_id))
+    now = utcnow()
+    changed = 0
+    waiting = session.scalars(select(Message).where(
+        Message.patient_id == patient_id, Message.status.in_(UNCLAIMED), Message.template_version_id.is_not(None),
+        Message.bulk_job_id.is_(None)))
+    for message in list(waiting):
+        again = rendered_again(session, tenant, message, patient, preference, now=now)
+        if again is None:
+            continue
+        moved = session.execute(update(Message).where(Message.id == message.id, Message.status.in_(UNCLAIMED))
+                                .values(**again, updated_at=now).execution_options(synchronize_session=False))
+        if moved.rowcount == 1:
+            changed += 1
+            log_events(session, patient.tenant_id, [message.id], "language_changed", at=now,
+                       detail=f"The patient's language was changed by staff; the text is now in "
+                              f"{'Arabic' if again['language'] == Language.AR else 'English'}.")
+    return changed

@@ -30,6 +30,8 @@ def saved_message(change: ContactChange) -> str:
         parts.append(f"{change.readdressed} message(s) not yet sent will go to the new contact.")
     if change.cancelled:
         parts.append(f"{change.cancelled} message(s) waiting for the removed contact were cancelled.")
+    if change.relanguaged:
+        parts.append(f"{change.relanguaged} message(s) not yet sent are now in the new language.")
     return " ".join(parts)
 
 

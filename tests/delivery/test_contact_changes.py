@@ -1,6 +1,7 @@
 """Messages not yet sent go to a patient's corrected contact, through the worker and the loopback
-Twilio; a removed contact cancels what waited for it; a claimed message and the neighbouring
-clinic's patient with the same number are untouched."""
+Twilio; a removed contact cancels what waited for it; a new language renders waiting template
+messages again; a claimed message and the neighbouring clinic's patient with the same number are
+untouched."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import datetime as dt
 from sqlalchemy import select
 
 from app.delivery import sweeper
-from app.services import messaging
-from db.enums import Channel, MessageStatus
+from app.services import messaging, templates
+from db.enums import Channel, Language, MessageStatus
 from db.models import Message, MessageLog, Patient
 from db.session import system_session, tenant_session
 from db.types import utcnow
@@ -87,3 +88,35 @@ def test_a_message_already_claimed_by_a_worker_keeps_its_number(engine, clinic) 
         sending_id = sending.id
     assert _edit(engine, front, sara, phone=NEW_PHONE).readdressed == 0
     assert _row(engine, Message, sending_id).recipient == OLD_PHONE
+
+
+def test_a_new_language_renders_waiting_template_messages_again(engine, make_runtime, fake_twilio, clinic) -> None:
+    tenant, front, sara = clinic
+    runtime, queue = make_runtime(fake_twilio)
+    call(engine, tenant, templates.create_template, code="see-you", name="See you", channel="sms",
+         body_en="Hello {{ patient_name }}, see you soon. {{ clinic_name }}",
+         body_ar="مرحبا {{ patient_name }}، نراكم قريبا. {{ clinic_name }}")
+    neighbour = neighbour_id(engine)
+    call(engine, neighbour, templates.create_template, code="see-you", name="See you", channel="sms",
+         body_en="Neighbour: hello {{ patient_name }}", body_ar="الجار: مرحبا {{ patient_name }}")
+    at = utcnow() + dt.timedelta(hours=2)
+    templated = call(engine, front, messaging.schedule, "sms", at, patient_id=sara, template_code="see-you",
+                     queue=queue).message_id
+    own_text = call(engine, front, messaging.schedule, "sms", at, patient_id=sara, text="Bring your card",
+                    queue=queue).message_id
+    theirs = call(engine, neighbour, messaging.schedule, "sms", at, patient_id=_neighbour_sara(engine).id,
+                  template_code="see-you", queue=queue).message_id
+
+    change = _edit(engine, front, sara, language=Language.AR)
+
+    assert change.changed == ("language",) and change.relanguaged == 1
+    message = _row(engine, Message, templated)
+    assert message.language == Language.AR and message.body.startswith("مرحبا سارة علي")
+    assert _row(engine, Message, own_text).body == "Bring your card"  # no Arabic text to render
+    assert _row(engine, Message, theirs).body == "Neighbour: hello Sara Ali"
+    runtime.clock = lambda: at + dt.timedelta(seconds=1)
+    sweeper.run_sweep(runtime)
+    queue.drain(runtime)
+    bodies = {r.params["Body"] for r in fake_twilio.sends}
+    assert any(b.startswith("مرحبا سارة علي") for b in bodies) and "Bring your card" in bodies
+    assert not any(b.startswith("Hello Sara") for b in bodies)
