@@ -60,7 +60,7 @@ ENQUEUE_GROUP = 200  # delivery jobs handed to the queue at a time
 MAX_KEPT_REJECTIONS = 1000
 ANALYZE_AFTER_ROWS = 10_000  # an expansion this big refreshes the planner's statistics
 PREPARE_CHUNK = 20_000  # recipients written and committed (then queued) at a time
-FIRST_CHUNK = 2_000  # the first chunk is small, so the first messages leave at once
+FIRST_CHUNK = BATCH_SIZE  # the first chunk is one delivery job, so the first messages leave at once
 
 
 def content_of(session: Any, job: BulkJob) -> Content:
