@@ -30,6 +30,7 @@ NO_ACTOR: dict[str, str] = {
     "bulk.expansion.content_of": "the worker's expansion job (runs for the job's clinic, no staff member)",
     "bulk.expansion.lock_job": "a row lock shared by the expansion and bulk.jobs (whose callers check the role)",
     "bulk.plan.plan": "shared by bulk.wizard.dry_run and the worker's expansion",
+    "bulk.jobs.status_counts": "the job counters' one read, shared by bulk.jobs and analytics after their checks",
     "bulk.plan.plan_grouped": "helper of bulk.wizard.dry_run",
     "bulk.wizard.active_templates": "helper of bulk.wizard.options",
     "bulk.wizard.content": "helper of bulk.wizard.dry_run and confirm",
