@@ -38,6 +38,7 @@ else:
 
     if actor is None:
         current_page = navigation.build_signed_out(login.sign_in_screen)
+        session.carry_to_browser()  # after a sign-out, the browser drops the cookie
     else:
         current_page = navigation.build(actor)
         job_notices.show()  # a bulk job this user created has ended since they were last told
@@ -49,6 +50,8 @@ else:
                 with feedback.guard():
                     session.sign_out(engine)
                 st.rerun()
+            # the browser redeems a sign-in's token for its cookie (last in the sidebar: drawing it
+            # or not never moves the page's own elements)
+            session.carry_to_browser()
 
-    session.carry_to_browser()  # a sign-in's cookie is set, a sign-out's cleared, by the browser
     current_page.run()

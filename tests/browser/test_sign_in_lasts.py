@@ -11,7 +11,7 @@ import pytest
 
 from app.services.staff_sessions import COOKIE_NAME
 from db.enums import Role
-from tests.browser.support import BROWSER_MARKS, LANDING, USERS, settle, sign_in, sync_api
+from tests.browser.support import BROWSER_MARKS, LANDING, USERS, assert_no_errors, settle, sign_in, sync_api
 
 pytestmark = BROWSER_MARKS
 
@@ -40,6 +40,7 @@ def landed_on(page: sync_api.Page, title: str) -> None:
     settle(page)
     expect(page.get_by_label("Password", exact=True)).to_have_count(0)
     expect(page.get_by_text("Page not found")).to_have_count(0)
+    assert_no_errors(page, f"{title} at {page.url}")
 
 
 def sees_the_patient_link(page: sync_api.Page, role: Role) -> None:
