@@ -41,6 +41,7 @@ NO_ACTOR: dict[str, str] = {
     "explorer.read_page": "helper of explorer.list_messages",
     "message_export.write_csv": "shared by message_export.export_csv and the background export job",
     "message_content.patient_variables": "rendering helper of messaging.send",
+    "messaging.rendered_again": "rendering helper of patients.change_contacts (after its check), as send renders",
     "queueing.use_queue": "attaches a queue to a session (callers and tests)",
     "queueing.queue_of": "the queue a use case enqueues on",
     "queueing.deliver_after_commit": "registers delivery jobs for after the commit",

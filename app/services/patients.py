@@ -309,15 +309,17 @@ def _new_contact(raw: str, channel: Channel, region: str, field: str, what: str)
         raise ValidationError(f"The {what} '{text[:60]}' cannot be used: {exc}.", field=field) from None
 
 
-def change_contacts(session: TenantSession, actor: Actor, patient_id: uuid.UUID, update: ContactUpdate, *,
+def change_contacts(session: TenantSession, actor: Actor, patient_id: uuid.UUID, contacts: ContactUpdate, *,
                     version: str) -> ContactChange:
     """Correct a patient's mobile number, e-mail address and language (front desk and admins).
 
     ``version`` is the ``PatientSummary.version`` the form was filled from: when someone else
     changed these fields since, nothing is saved (``ConflictError``). The numbers are normalised
     with the clinic's country. The patient's messages still waiting (``UNCLAIMED``) that were
-    addressed to the old contact go to the new one, or are cancelled when it was removed; each
-    gets a timeline event. The audit event keeps the old and new values.
+    addressed to the old contact go to the new one, or are cancelled when it was removed; after a
+    language change its waiting template messages (not a bulk job's) are rendered again in the
+    language now chosen for the patient. Each such message gets a timeline event. The audit event
+    keeps the old and new values.
     """
     authorize(session, actor, Permission.EDIT_PREFERENCES)
     patient = _patient(session, patient_id)
@@ -326,9 +328,9 @@ def change_contacts(session: TenantSession, actor: Actor, patient_id: uuid.UUID,
     if _version(patient) != version:
         raise stale
     region = clinic_of(session).region
-    new = {"phone": _new_contact(update.phone, Channel.SMS, region, "phone", "mobile number"),
-           "email": _new_contact(update.email, Channel.EMAIL, region, "email", "e-mail address"),
-           "language": Language(update.language)}
+    new = {"phone": _new_contact(contacts.phone, Channel.SMS, region, "phone", "mobile number"),
+           "email": _new_contact(contacts.email, Channel.EMAIL, region, "email", "e-mail address"),
+           "language": Language(contacts.language)}
     old = {"phone": patient.phone_e164, "email": patient.email, "language": Language(patient.language)}
     changed = tuple(name for name in new if new[name] != old[name])
     if not changed:
