@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import threading
 import uuid
+from urllib.parse import parse_qsl
 
 import pytest
 from sqlalchemy import Engine, func, select, update
@@ -16,6 +17,7 @@ from app.errors import PermissionDenied, ValidationError
 from app.services.bulk import expansion, jobs, wizard
 from app.services.bulk import recipients as ri
 from app.services.bulk.wizard import Draft
+from app.services.explorer import MessageFilter
 from db.enums import BulkJobStatus, Channel, Language, MessageClass, MessageStatus, OptOutSource, Role
 from db.models import (
     AuditEvent,
@@ -538,7 +540,9 @@ def test_pause_resume_and_cancel_what_is_not_sent(clinic) -> None:  # type: igno
     with tenant_session(engine, tenant_id) as s:
         progress = jobs.progress(s, admin, created.bulk_job_id)
     assert progress.counts["suppressed"] == 5 and progress.job.status == BulkJobStatus.CANCELLED
-    assert progress.explorer_url == f"messages?bulk_job={created.bulk_job_id}"
+    assert progress.explorer_url == f"messages?period=all&bulk={created.bulk_job_id}"
+    assert MessageFilter.from_params(dict(parse_qsl(progress.explorer_url.split("?")[1]))).bulk_job_id == \
+        created.bulk_job_id, "the link opens the explorer filtered to the job"
 
 
 def test_pause_changes_one_row_and_cancel_settles_exactly_the_waiting_messages(clinic) -> None:  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import and_, exists, func, select, update
 
@@ -18,6 +19,7 @@ from app.services import audit
 from app.services.bulk import audience as audiences
 from app.services.bulk.expansion import enqueue_queued, lock_job
 from app.services.bulk.wizard import authorize_use, may_use
+from app.services.explorer import MessageFilter
 from app.services.permissions import Actor, Permission, authorize
 from app.services.queueing import queue_of
 from db.enums import (
@@ -118,6 +120,11 @@ def list_jobs(session: TenantSession, actor: Actor, *, limit: int = 200) -> list
 
 
 
+def explorer_link(job_id: uuid.UUID) -> str:
+    """The Messages page filtered to the job's messages, whenever it was sent (the explorer's own URL)."""
+    return "messages?" + urlencode(MessageFilter(period="all", bulk_job_id=job_id).to_params())
+
+
 def status_counts(session: TenantSession, job_id: uuid.UUID) -> dict[tuple[Channel, MessageStatus], int]:
     """How many of the job's recipients are in each (channel, status), by their last attempt: the
     counters the database keeps as messages move (``BulkJobCount``), a few rows whatever the job's size."""
@@ -140,7 +147,7 @@ def progress(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> Progres
     eta = waiting / rate if waiting and BulkJobStatus(job.status) == BulkJobStatus.SENDING else None
     preparing = job.prepared_at is None and BulkJobStatus(job.status) in BULK_JOB_MOVING
     return Progress(job=_rows(session, [job])[0], counts=counts, total=sum(counts.values()), eta_seconds=eta,
-                    explorer_url=f"messages?bulk_job={job.id}", preparing=preparing,
+                    explorer_url=explorer_link(job.id), preparing=preparing,
                     expected=max(job.total_recipients or 0, sum(counts.values())))
 
 
@@ -200,7 +207,7 @@ def take_endings(session: TenantSession, actor: Actor) -> list[JobEnding]:
         for (channel, status), count in status_counts(session, job.id).items():
             counts[_group(channel, status)] += count
         endings.append(JobEnding(id=job.id, name=job.name, status=BulkJobStatus(job.status), counts=counts,
-                                 explorer_url=f"messages?bulk_job={job.id}"))
+                                 explorer_url=explorer_link(job.id)))
     return endings
 
 
