@@ -94,6 +94,10 @@ if flt.patient_id and st.button("Show all patients again", icon=":material/perso
 
 # --- the page of results ------------------------------------------------------------------------
 
+if flt.bulk_job_id and (preparing := feedback.service(explorer.bulk_job_preparation, flt.bulk_job_id)):
+    st.info(f"This bulk send is still being prepared: {preparing.written:,} of about {preparing.expected:,} messages "
+            "written so far. The first ones are already being sent; the rest appear here as they are written.",
+            icon=":material/hourglass_top:")
 after = ui.cursor_from_url()
 result = feedback.service(explorer.list_messages, flt, after=after)
 if result is None:

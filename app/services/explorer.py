@@ -31,12 +31,15 @@ from app.phones import phone_search_key
 from app.providers.error_codes import ErrorInfo, explain
 from app.search_text import clean_search, contains
 from app.services import messaging, tenants
+from app.services.bulk.jobs import status_counts
 from app.services.contacts import shown_contact
 from app.services.messaging import SendResult
 from app.services.permissions import Actor, Permission, authorize
 from db.enums import (
+    BULK_JOB_MOVING,
     CANCELLABLE,
     RETRYABLE,
+    BulkJobStatus,
     Channel,
     Language,
     MessageClass,
@@ -653,3 +656,22 @@ def filter_options(session: TenantSession, actor: Actor, *, bulk_jobs: int = 100
                            .order_by(BulkJob.created_at.desc()).limit(bulk_jobs))
     return FilterOptions({i: n for i, n in templates},
                          {i: f"{n or 'Bulk send'} ({at:%d %b %Y})" for i, n, at in jobs})
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """A bulk job still being prepared: its messages appear in the explorer as they are written."""
+
+    written: int
+    expected: int
+
+
+def bulk_job_preparation(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> Preparation | None:
+    """How far the preparation of the bulk job the filter names has come; None once it is prepared
+    (or it is not a job of this clinic). Read from the job's counters, not by counting its rows."""
+    authorize(session, actor, Permission.VIEW_MESSAGES)
+    job = session.get(BulkJob, job_id)
+    if job is None or job.prepared_at is not None or BulkJobStatus(job.status) not in BULK_JOB_MOVING:
+        return None
+    written = sum(status_counts(session, job.id).values())
+    return Preparation(written=written, expected=max(job.total_recipients or 0, written))

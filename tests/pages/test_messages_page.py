@@ -197,3 +197,21 @@ def test_admin_and_front_desk_see_contacts_whole(clinic: Clinic, messages: dict[
     at = open_page(clinic.by_role(role))
 
     assert table(at)[0]["Recipient"] == "sara@example.com"
+
+
+def test_a_bulk_job_still_being_prepared_says_how_far_it_has_come(clinic: Clinic) -> None:
+    from db.enums import BulkJobStatus, Channel
+    from db.models import BulkJob
+
+    tenant = clinic.admin.tenant_id
+    with tenant_session(clinic.engine, tenant) as s:
+        job = BulkJob(name="Big send", channel=Channel.SMS, status=BulkJobStatus.SENDING, total_recipients=50_000,
+                      audience={"kind": "all"})
+        s.add(job)
+        s.flush()
+        job_id = job.id
+    make_message(clinic.engine, tenant, bulk_job_id=job_id)
+    at = open_page(clinic.by_role(Role.ANALYST), period="all", bulk=str(job_id))
+    [note] = [i.value for i in at.info if "still being prepared" in i.value]
+    assert "1 of about 50,000 messages written so far" in note
+    assert len(table(at)) == 1

@@ -10,21 +10,21 @@ import uuid
 from collections import Counter
 
 import pytest
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, select, update
 from sqlalchemy.orm import aliased
 
 from app.delivery.callbacks import apply_provider_status
 from app.delivery.ratelimit import LocalRateLimiter
 from app.delivery.runtime import Runtime
 from app.providers.registry import build_providers
-from app.services import messaging
+from app.services import explorer, messaging
 from app.services.bulk import expansion, jobs, wizard
 from app.services.bulk.wizard import Draft
 from db.enums import Channel, MessageStatus, Role
-from db.models import BulkJobCount, Message
+from db.models import BulkJob, BulkJobCount, Message
 from db.session import tenant_session
 from tests.delivery.conftest import RecordingQueue, delivery_settings
-from tests.factories import call, make_tenant, make_user
+from tests.factories import call, make_tenant, make_user, system_connection
 from tests.peers.fake_twilio import FakeTwilio
 from tests.peers.fake_twilio.scripting import Outcome
 from tests.services.test_bulk_send import add_patients
@@ -163,3 +163,17 @@ def test_a_clinic_cannot_read_or_write_another_clinics_counters(clinics) -> None
         assert jobs.status_counts(session, job_b) == {}
     with pytest.raises(Exception, match="does not exist"):
         call(engine, admins[a], jobs.progress, job_b)
+
+
+def test_the_explorer_says_how_far_a_job_still_being_prepared_has_come(clinics) -> None:  # type: ignore[no-untyped-def]
+    engine, runtime, queue, (a, b), admins = clinics
+    job_a = send(engine, runtime, queue, a, admins[a], Channel.SMS, "preparing-a")
+    analyst_a = make_user(engine, a, "anwar", Role.ANALYST)
+    analyst_b = make_user(engine, b, "basim", Role.ANALYST)
+    assert call(engine, analyst_a, explorer.bulk_job_preparation, job_a) is None, "prepared: nothing to say"
+    with system_connection(engine) as connection:  # as if the worker had written the first chunk only
+        connection.execute(update(BulkJob).where(BulkJob.id == job_a).values(prepared_at=None,
+                                                                            total_recipients=40_000))
+    preparing = call(engine, analyst_a, explorer.bulk_job_preparation, job_a)
+    assert (preparing.written, preparing.expected) == (PATIENTS, 40_000)
+    assert call(engine, analyst_b, explorer.bulk_job_preparation, job_a) is None, "another clinic's job"
