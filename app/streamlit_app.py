@@ -38,7 +38,6 @@ else:
 
     if actor is None:
         current_page = navigation.build_signed_out(login.sign_in_screen)
-        session.carry_to_browser()  # after a sign-out, the browser drops the cookie
     else:
         current_page = navigation.build(actor)
         job_notices.show()  # a bulk job this user created has ended since they were last told
@@ -55,3 +54,5 @@ else:
             session.carry_to_browser()
 
     current_page.run()
+    if actor is None:
+        session.carry_to_browser()  # after a sign-out the browser drops the cookie (drawn last: nothing moves)
