@@ -55,7 +55,7 @@ def style_arabic_inputs() -> None:
 def show(text: str, *, empty: str = "(empty)") -> None:
     """Draw ``text`` right to left and right-aligned (or ``empty`` as a caption when there is nothing)."""
     if str(text).strip():
-        st.html(_RTL_STYLE)  # style only: takes no room on the page, harmless when repeated
+        style_arabic_inputs()  # style only: takes no room on the page, harmless when repeated
         with st.container(key=f"rtl-{next(_containers)}"):
             st.markdown(rtl_markdown(text))
     else:

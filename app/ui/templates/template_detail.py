@@ -114,8 +114,8 @@ def versions_tab(detail: TemplateDetail, local: ZoneInfo, can_edit: bool) -> Non
     if old is None:
         return
     by = f" by {plain(old.created_by)}" if old.created_by else ""
-    note = f": {plain(old.note)}" if old.note else "."
-    st.caption(f"Version {old.version}, saved {times.clinic_time(old.created_at, local)}{by}{note}")
+    st.caption(f"Version {old.version}, saved {times.clinic_time(old.created_at, local)}{by}"
+               + (f": {plain(old.note)}" if old.note else "."))
     english_column, arabic_column = st.columns(2)
     with english_column:
         if old.subject_en:
