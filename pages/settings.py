@@ -33,8 +33,9 @@ def changed(slot: str, message: str, *widget_keys: str) -> None:
 
 
 st.title("Settings", anchor=False)
-st.caption("How your clinic's messages leave: providers, senders and failover. Every change is recorded in the "
-           "audit log. Secrets you enter here are stored encrypted and never shown again.")
+st.caption("Who your clinic is to its patients, and how its messages leave: providers, senders and failover. "
+           "Every change is recorded in the audit log. Secrets you enter here are stored encrypted and never shown "
+           "again.")
 
 current = feedback.service(clinic_settings.get_clinic_settings)
 if current is None:
