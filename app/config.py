@@ -9,7 +9,7 @@ import datetime as dt
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.errors import ConfigurationError
@@ -138,6 +138,15 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError(f"'{value}' is not a time of day; expected HH:MM, e.g. 09:00") from None
         return parsed.strftime("%H:%M")
+
+    @model_validator(mode="after")
+    def _check_sending_sweep(self) -> Settings:
+        if self.sweep_sending_after_seconds <= self.provider_timeout_seconds:
+            raise ValueError(
+                f"SWEEP_SENDING_AFTER_SECONDS ({self.sweep_sending_after_seconds:g}) must be longer than "
+                f"PROVIDER_TIMEOUT_SECONDS ({self.provider_timeout_seconds:g}): a worker may start a request only "
+                "while it can end before the sweeper takes the message for lost")
+        return self
 
     def promotional_window(self) -> tuple[dt.time, dt.time]:
         """The daily window (start, end) for promotional messages, in the clinic's time zone."""

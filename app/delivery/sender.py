@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, insert, literal, select, update
 
+from app.config import Settings
 from app.delivery.dispatch import lock_jobs_of, not_held
 from app.delivery.fallback import fall_back_to_sms, may_fall_back
 from app.delivery.lifecycle import log_event, transition
@@ -50,6 +51,24 @@ log = logging.getLogger(__name__)
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 600.0
 RECORD_EVERY_SECONDS = 0.5  # accepted sends are recorded in groups at least this often
+
+
+def claim_lease(settings: Settings) -> dt.timedelta:
+    """How long after its claim a message may still be handed to the provider.
+
+    The sweeper treats a message ``sending`` for ``SWEEP_SENDING_AFTER_SECONDS`` as its worker's
+    loss: it asks the provider and, finding nothing, queues it again. A request may only start while
+    it can also end (``PROVIDER_TIMEOUT_SECONDS``) well before that, with half the rest left for
+    clocks that differ between machines; otherwise a stalled worker (CPU starved, blocked behind a
+    lost machine's locks) could send a message the sweeper had already handed to another worker.
+    """
+    return dt.timedelta(seconds=max(0.0, settings.sweep_sending_after_seconds
+                                    - settings.provider_timeout_seconds) / 2)
+
+
+class ClaimExpired:
+    """The claim grew older than ``claim_lease`` before the request could start: the message is
+    left in ``sending`` for the sweeper (which finds nothing at the provider and queues it again)."""
 LOAD_CHUNK = 50
 
 
@@ -139,8 +158,9 @@ def _deliver_in_clinic(runtime: Runtime, clinic: uuid.UUID, message_ids: list[uu
             else:
                 pending.append((item, verdict))
 
-    claimed: deque[tuple[Loaded, Route]] = deque()
-    in_flight: dict[Future[tuple[Accepted | ProviderError | None, Provider]], Loaded] = {}
+    claimed: deque[tuple[Loaded, Route, dt.datetime]] = deque()  # with the latest time its request may start
+    in_flight: dict[Future[tuple[Accepted | ProviderError | ClaimExpired | None, Provider]], Loaded] = {}
+    lease = claim_lease(runtime.settings)
     accepted: list[tuple[Loaded, Accepted, Provider]] = []
     oldest_unrecorded = 0.0
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send") as pool:
@@ -149,12 +169,13 @@ def _deliver_in_clinic(runtime: Runtime, clinic: uuid.UUID, message_ids: list[uu
                 read_more()
             if len(claimed) < concurrency and pending:  # claim ahead, one statement per group
                 group = [pending.popleft() for _ in range(min(concurrency, len(pending)))]
+                start_by = runtime.clock() + lease  # taken before the claim's own time: on the safe side
                 won = _claim(runtime, group)
                 outcomes["skipped"] += len(group) - len(won)
-                claimed.extend(won)
+                claimed.extend((item, route, start_by) for item, route in won)
             while claimed and len(in_flight) < concurrency:
-                item, route = claimed.popleft()
-                in_flight[pool.submit(_send, runtime, item, route)] = item
+                item, route, start_by = claimed.popleft()
+                in_flight[pool.submit(_send, runtime, item, route, start_by)] = item
             if not in_flight:
                 continue
             done, _ = wait(in_flight, timeout=RECORD_EVERY_SECONDS, return_when=FIRST_COMPLETED)
@@ -165,6 +186,8 @@ def _deliver_in_clinic(runtime: Runtime, clinic: uuid.UUID, message_ids: list[uu
                     if not accepted:
                         oldest_unrecorded = time.monotonic()
                     accepted.append((item, result, provider))
+                elif isinstance(result, ClaimExpired):
+                    outcomes["claim_expired"] += 1
                 elif isinstance(result, ProviderError):
                     outcome = record_failure(runtime, item.message, result, attempt=item.message.attempts + 1)
                     outcomes[outcome] += 1
@@ -261,9 +284,11 @@ def _one_clinic(messages: Iterable[Message]) -> uuid.UUID:
     return clinics.pop()
 
 
-def _send(runtime: Runtime, item: Loaded, route: Route) -> tuple[Accepted | ProviderError | None, Provider]:
+def _send(runtime: Runtime, item: Loaded, route: Route,
+          start_by: dt.datetime | None = None) -> tuple[Accepted | ProviderError | ClaimExpired | None, Provider]:
     """Try the route's providers in order until one answers other than "not processed, fail over";
-    each waits for its sender's rate slot just before its request. None on an unexpected bug."""
+    each waits for its sender's rate slot just before its request, which starts only until
+    ``start_by`` (the claim's lease). None on an unexpected bug."""
     message = item.message
     provider = route[0]
     try:
@@ -274,6 +299,9 @@ def _send(runtime: Runtime, item: Loaded, route: Route) -> tuple[Accepted | Prov
                 warm_up()  # e.g. build this thread's HTTP client now, not after the slot opened
             runtime.limiter.wait_for_slot(f"{provider.name}:{message.channel}",
                                           runtime.settings.rate_for(message.channel))
+            if start_by is not None and runtime.clock() > start_by:
+                log.warning("message %s: its claim expired before the request; left to the sweeper", message.id)
+                return ClaimExpired(), provider
             try:
                 return provider.send(outgoing), provider
             except NotProcessed as exc:

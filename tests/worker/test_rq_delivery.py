@@ -58,7 +58,7 @@ def _worker_env(pg_url: str, redis_url: str, queue: str, fake: FakeTwilio) -> di
         "TWILIO_FROM_NUMBER": "+15005550006", "TWILIO_API_BASE_URL": fake.base_url,
         "PUBLIC_BASE_URL": "https://clinic.example", "SMS_RATE_PER_SECOND": "400",
         "DELIVERY_CONCURRENCY": "8", "SWEEP_INTERVAL_SECONDS": "1", "SWEEP_QUEUED_AFTER_SECONDS": "4",
-        "SWEEP_SENDING_AFTER_SECONDS": "4", "UNKNOWN_RESEND_AFTER_SECONDS": "8", "PROVIDER_TIMEOUT_SECONDS": "5",
+        "SWEEP_SENDING_AFTER_SECONDS": "8", "UNKNOWN_RESEND_AFTER_SECONDS": "8", "PROVIDER_TIMEOUT_SECONDS": "2",
     }
 
 
