@@ -506,7 +506,7 @@ class MessagingService:
                 template_id=template_id, body_en="" if template_id else message,
                 body_ar="" if template_id else message_ar, message_class=message_class, name=name,
                 import_rejections=tuple(imported.rejected))
-            created = wizard.confirm(session, actor, draft, typed_count=len(imported.recipients),
+            created = wizard.confirm(session, actor, draft, count_confirmed_by_caller=True,
                                           send_at_local=send_at)
         for bulk_job_id in requests.bulk_job_ids:
             expansion.expand(runtime, bulk_job_id)

@@ -13,6 +13,7 @@ import uuid
 import pytest
 from sqlalchemy import Engine, select
 
+from app.config import get_settings
 from app.services.bulk import expansion, wizard
 from app.services.bulk import recipients as ri
 from app.services.messaging import MessagingService
@@ -115,3 +116,17 @@ def test_the_scripts_adapter_and_the_wizard_write_the_same_rows(engine: Engine,
         assert by_number[NUMBERS[0]][4].value == "suppressed" and "consent" in by_number[NUMBERS[0]][5]
     else:
         assert by_number[NUMBERS[0]][4].value in ("queued", "scheduled")
+
+
+def test_the_scripts_adapter_is_not_asked_to_type_a_count(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above BULK_CONFIRM_THRESHOLD a person types what will be sent; a program sending on purpose does not."""
+    opted_out = {"sms_opt_in": False, "opted_out_at": utcnow(), "opt_out_source": OptOutSource.STAFF}
+    a = _clinic(engine, "clinic-a", {NUMBERS[1]: {"preference": opted_out}})
+    monkeypatch.setenv("BULK_CONFIRM_THRESHOLD", "2")
+    get_settings.cache_clear()
+    try:
+        result = MessagingService(script_runtime(engine, RecordingQueue())).send_bulk_messages(
+            NUMBERS, "Closed on Friday.", "SMS", a)
+    finally:
+        get_settings.cache_clear()
+    assert result.accepted == 4

@@ -354,12 +354,14 @@ def clinic_time_to_utc(session: TenantSession, local: dt.datetime) -> dt.datetim
 
 
 def confirm(session: TenantSession, actor: Actor, draft: Draft, *, typed_count: int | None = None,
-            send_at_local: dt.datetime | None = None, now: dt.datetime | None = None) -> JobCreated:
+            send_at_local: dt.datetime | None = None, now: dt.datetime | None = None,
+            count_confirmed_by_caller: bool = False) -> JobCreated:
     """Create the draft's bulk job (once per idempotency key); the worker expands it after commit.
 
     When more than ``BULK_CONFIRM_THRESHOLD`` messages will be sent, ``typed_count`` must equal that
-    number (the review's ``sendable``, worked out again here), not the size of the audience.
-    ``send_at_local`` is clinic time and must be in the future.
+    number (the review's ``sendable``, worked out again here), not the size of the audience; a
+    program that sends on purpose (``MessagingService.send_bulk_messages``) says
+    ``count_confirmed_by_caller=True`` instead. ``send_at_local`` is clinic time and must be in the future.
     """
     audience = audiences.validate(draft.audience)
     authorize_audience(session, actor, audience)
@@ -376,7 +378,7 @@ def confirm(session: TenantSession, actor: Actor, draft: Draft, *, typed_count: 
     if size == 0:
         raise ValidationError("Nobody in this audience can be sent to.", field="audience")
     threshold = get_settings().bulk_confirm_threshold
-    if size > threshold:  # only then can more than the threshold be sent: count them as the review does
+    if size > threshold and not count_confirmed_by_caller:  # only then can more than the threshold be sent
         review = dry_run(session, actor, draft, send_at=send_at)
         if review.needs_typed_count and typed_count != review.sendable:
             raise ValidationError(
