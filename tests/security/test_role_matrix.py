@@ -145,6 +145,7 @@ CALLS: dict[str, Call] = {
     "explorer.count_messages": lambda w, a: w.call(explorer.count_messages, a, MessageFilter()),
     "explorer.message_detail": lambda w, a: w.call(explorer.message_detail, a, w.queued_message()),
     "explorer.filter_options": lambda w, a: w.call(explorer.filter_options, a),
+    "explorer.bulk_job_preparation": lambda w, a: w.call(explorer.bulk_job_preparation, a, w.bulk_job()),
     "explorer.retryable_ids": lambda w, a: w.call(explorer.retryable_ids, a, MessageFilter()),
     "explorer.retry_filtered": lambda w, a: _retry_filtered(w, a),
     "message_export.export_csv": lambda w, a: w.export_now(a),
@@ -182,6 +183,7 @@ CALLS: dict[str, Call] = {
     "bulk.jobs.pause": lambda w, a: w.call(jobs.pause, a, w.bulk_job()),
     "bulk.jobs.resume": lambda w, a: w.call(jobs.resume, a, _paused_job(w)),
     "bulk.jobs.cancel": lambda w, a: w.call(jobs.cancel, a, w.bulk_job()),
+    "bulk.jobs.take_endings": lambda w, a: w.call(jobs.take_endings, a),
     # WhatsApp templates
     "whatsapp_templates.get_whatsapp_link": lambda w, a: w.call(whatsapp_templates.get_whatsapp_link, a,
                                                                 w.a.template_id),
