@@ -18,5 +18,5 @@ def show() -> None:
     for ending in feedback.service(bulk_jobs.take_endings) or []:
         failed = " with failures" if ending.status == BulkJobStatus.COMPLETED and ending.counts.get("failed") else ""
         st.toast(f"Bulk job **{plain(ending.name) or 'without a name'}** {ending.status.label.lower()}{failed}: "
-                 f"{ending.summary}. Open **Bulk send → Bulk jobs** for details.",
+                 f"{plain(ending.summary)}. Open **Bulk send → Bulk jobs** for details.",
                  icon=ICONS.get(ending.status), duration="infinite")
