@@ -20,7 +20,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select, update
 
 from app.services import auth
 from app.services.permissions import Actor
@@ -32,6 +32,8 @@ COOKIE_NAME = "clinic_session"
 HANDOFF_SECONDS = 60
 # last_seen_at is written at most this often: a click is not a database write
 TOUCH_EVERY = dt.timedelta(minutes=1)
+# a session row is deleted at its user's next sign-in once it has been over this long
+KEEP_ENDED = dt.timedelta(days=30)
 
 TIMED_OUT = "timeout"
 EXPIRED = "expired"
@@ -94,6 +96,10 @@ def start(engine: Engine, actor: Actor, *, method: str = "password", policy: Ses
     now = now or utcnow()
     token = secrets.token_urlsafe(32)
     with tenant_session(engine, actor.tenant_id) as session:
+        # the user's sessions over for KEEP_ENDED go (the audit log keeps the sign-ins and sign-outs)
+        session.execute(delete(StaffSession).where(
+            StaffSession.user_id == actor.user_id, StaffSession.expires_at < now - KEEP_ENDED)
+            .execution_options(synchronize_session=False))
         row = StaffSession(
             tenant_id=actor.tenant_id, user_id=actor.user_id, method=method, role=actor.role,
             session_epoch=actor.session_epoch, handoff_hash=digest(token),

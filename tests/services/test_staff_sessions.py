@@ -178,3 +178,18 @@ def test_a_session_is_found_only_in_its_own_clinic(clinics: Clinics) -> None:
     assert staff_sessions.check(clinics.engine, wrong_clinic, policy=POLICY) == Ended("logout")
     assert staff_sessions.end(clinics.engine, wrong_clinic, clinics.desk_b) is False
     assert staff_sessions.check(clinics.engine, ref, policy=POLICY) == clinics.desk
+
+
+def test_a_users_sessions_long_over_are_deleted_at_their_next_sign_in(clinics: Clinics) -> None:
+    long_ago = utcnow() - staff_sessions.KEEP_ENDED - dt.timedelta(days=1)
+    old, _ = signed_in(clinics, clinics.desk, long_ago)
+    colleague_old, _ = signed_in(clinics, clinics.admin, long_ago)
+    other_clinic_old, _ = signed_in(clinics, clinics.desk_b, long_ago)
+    recent, _ = signed_in(clinics, clinics.desk, utcnow() - dt.timedelta(days=2))
+
+    new, _ = signed_in(clinics, clinics.desk)
+
+    with system_session(clinics.engine) as session:
+        left = set(session.scalars(select(StaffSession.id)))
+    assert old.session_id not in left
+    assert {colleague_old.session_id, other_clinic_old.session_id, recent.session_id, new.session_id} <= left
