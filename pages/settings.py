@@ -17,7 +17,7 @@ from app.services.clinic_settings import (
     ClinicProfile,
 )
 from app.services.permissions import Permission
-from app.ui import cached, feedback, session
+from app.ui import cached, feedback, rtl, session
 from app.ui.text import plain
 from db.enums import Language
 
@@ -45,6 +45,7 @@ local = ZoneInfo(current.timezone)
 st.subheader("Clinic profile", anchor=False)
 feedback.show_flash("profile")
 profile = current.profile
+rtl.style_arabic_inputs()  # the Arabic name is typed right to left
 with st.form("profile"):
     left, right = st.columns(2)
     name_en = left.text_input("Name in English", value=profile.name_en, max_chars=200, key="profile_name_en",

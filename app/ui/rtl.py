@@ -42,6 +42,7 @@ def rtl_markdown(text: str) -> str:
 _RTL_STYLE = """<style>
 div[class*="st-key-"][class*="body_ar"] textarea,
 div[class*="st-key-"][class*="subject_ar"] input,
+div[class*="st-key-"][class*="name_ar"] input,
 div[class*="st-key-rtl-"], div[class*="st-key-rtl-"] p { direction: rtl; text-align: right; }
 </style>"""
 _containers = itertools.count()
