@@ -6,7 +6,7 @@ user and clicks through the sidebar. Each sample is timed inside the browser, fr
 the target page's title and its last element are drawn, no element of the previous run is left
 (stale) and the script run has finished (``data-test-script-state`` back to ``notRunning``).
 
-The floor is the same round trip on a bare Streamlit app started the same way in the same run:
+The floor is the same round trip on a bare Streamlit app served the same way (st.App) in the same run:
 two pages that draw a title and one line each (Streamlit's own cost of a click -> rerun -> redraw).
 
     .venv/bin/python bench/bench_browser.py --database-url postgresql+psycopg://clinic_app@127.0.0.1:5432/demo10m
@@ -78,19 +78,19 @@ async ({clickSelector, clickText, title, marker, urlPart, changed}) => {
 FLOOR_APP = '''
 import streamlit as st
 
+if __name__ != "__main__":  # served like the app's entry: through Streamlit's ASGI app (st.App)
+    app = st.App(__file__)
+else:
+    def first() -> None:
+        st.title("Floor one", anchor=False)
+        st.write("An empty page.")
 
-def first() -> None:
-    st.title("Floor one", anchor=False)
-    st.write("An empty page.")
+    def second() -> None:
+        st.title("Floor two", anchor=False)
+        st.write("An empty page.")
 
-
-def second() -> None:
-    st.title("Floor two", anchor=False)
-    st.write("An empty page.")
-
-
-st.navigation([st.Page(first, title="Floor one", url_path="one"),
-               st.Page(second, title="Floor two", url_path="two")]).run()
+    st.navigation([st.Page(first, title="Floor one", url_path="one"),
+                   st.Page(second, title="Floor two", url_path="two")]).run()
 '''
 
 
