@@ -210,7 +210,7 @@ def _row(row: int | None) -> str:
 
 def _duration(seconds: float) -> str:
     if seconds < 1:
-        return "under a second"
+        return "< 1 s"
     if seconds < 60:
         return f"{seconds:.0f} s"
     if seconds < 3600:
