@@ -8,8 +8,10 @@ never shift the pages already seen (no OFFSET anywhere). When the filter has sev
 one kind (statuses, channels, the patients a name search found), each value is read from its
 own ordered index scan (a small ``LIMIT`` query each) and the reads are merged by time.
 
-Counts are exact up to ``COUNT_CAP``; beyond it PostgreSQL's planner estimate is returned and
-marked as an estimate (``Total.exact`` is False). On SQLite, which has no estimate, counts are exact.
+Counts are exact up to ``COUNT_CAP``; beyond it a filter the reporting rollups can answer is counted
+as the Dashboard counts it (exact as of the rollups' last refresh), any other gets PostgreSQL's
+planner estimate, marked as an estimate (``Total.exact`` is False). On SQLite, which has no
+estimate, counts are exact.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, union_all
 
-from app.analytics.store import Period
+from app.analytics.store import Period, grouped
 from app.errors import ConflictError, NotFoundError, ValidationError
 from app.phones import phone_search_key
 from app.providers.error_codes import ErrorInfo, explain
@@ -48,7 +50,16 @@ from db.enums import (
     outcome,
     outcome_conditions,
 )
-from db.models import BulkJob, Message, MessageLog, MessageTemplate, MessageTemplateVersion, Patient, User
+from db.models import (
+    BulkJob,
+    Message,
+    MessageLog,
+    MessageRollup,
+    MessageTemplate,
+    MessageTemplateVersion,
+    Patient,
+    User,
+)
 from db.tenancy import TenantSession
 from db.types import utcnow
 
@@ -480,7 +491,38 @@ def count_messages(session: TenantSession, actor: Actor, flt: MessageFilter, *, 
     counted = session.scalar(select(func.count()).select_from(capped)) or 0
     if counted <= cap:
         return Total(counted, True)
+    reported = _reported_total(session, flt, now or utcnow())
+    if reported is not None:
+        return Total(max(reported, cap + 1), True)
     return Total(max(_planner_estimate(session, query), cap + 1), False)
+
+
+def _reported_total(session: TenantSession, flt: MessageFilter, now: dt.datetime) -> int | None:
+    """The filter's total as the Dashboard counts it (the reporting rollups for closed hours, this
+    hour's rows), when the filter is made only of what the rollups keep: "last N days", channels,
+    statuses, outcomes, template, bulk send, error code, no test messages; else None."""
+    if flt.period not in _PERIOD_DAYS or flt.search or flt.patient_id or flt.include_test:
+        return None
+
+    def conditions(columns: Any) -> list[ColumnElement[bool]]:
+        found: list[ColumnElement[bool]] = []
+        for wanted, column in ((flt.template_id, columns.template_id), (flt.bulk_job_id, columns.bulk_job_id),
+                               (flt.error_code, columns.error_code)):
+            if wanted:
+                found.append(column == wanted)
+        if flt.statuses:
+            found.append(columns.status.in_([s.value for s in flt.statuses]))
+        if flt.outcomes:
+            found.append(or_(*[condition for o in flt.outcomes
+                               for condition in outcome_conditions(columns.channel, columns.status, o)]))
+        if flt.channels:
+            found.append(columns.channel.in_([c.value for c in flt.channels]))
+        return found
+
+    period = Period.last_days(_PERIOD_DAYS[flt.period], now=now)
+    rows = grouped(session, period, ("channel",), where=conditions(MessageRollup), raw_where=conditions(Message),
+                   now=now, measures=("messages",))
+    return sum(int(row["messages"]) for row in rows)
 
 
 def _planner_estimate(session: TenantSession, query: Query) -> int:
