@@ -248,10 +248,14 @@ def _decide(runtime: Runtime, item: Loaded, resolver: RouteResolver) -> Route | 
 
 
 (_CLAIMED_FROM,) = sources_of(MessageStatus.SENDING)  # the lifecycle table: only a queued message is claimed
+# What a message is sent as, read back by the claim itself (a waiting message's contact or text may be corrected)
+_SENT_AS_CLAIMED = ("recipient", "body", "subject", "language", "variables", "segments")
 
 
 def _claim(runtime: Runtime, group: list[tuple[Loaded, Route]]) -> list[tuple[Loaded, Route]]:
-    """Move the group from queued to sending in one statement; the ones this worker won."""
+    """Move the group from queued to sending in one statement; the ones this worker won, with what the
+    row says at the claim: a correction that committed after ``load`` read the message (a new number or
+    address, a text rendered again in a new language) is what gets sent, never the older copy."""
     if not group:
         return []
     now = runtime.clock()
@@ -259,13 +263,18 @@ def _claim(runtime: Runtime, group: list[tuple[Loaded, Route]]) -> list[tuple[Lo
     clinic = _one_clinic(item.message for item, _ in group)
     with scoped_connection(runtime.engine, clinic) as connection:
         lock_jobs_of(connection, list(by_id))
-        won = set(connection.scalars(
+        claimed = connection.execute(
             update(Message)
             .where(Message.tenant_id == clinic, Message.id.in_(list(by_id)),
                    may_move_to(Message.status, MessageStatus.SENDING, (_CLAIMED_FROM,)), not_held())
             .values(status=MessageStatus.SENDING, claimed_at=now, attempts=Message.attempts + 1, updated_at=now)
-            .returning(Message.id)
-        ))
+            .returning(Message.id, *(getattr(Message, name) for name in _SENT_AS_CLAIMED))
+        ).all()
+        for row in claimed:
+            message = by_id[row.id][0].message
+            for name in _SENT_AS_CLAIMED:
+                setattr(message, name, getattr(row, name))
+        won = {row.id for row in claimed}
         if won:
             connection.execute(insert(MessageLog.__table__), [
                 {"id": uuid.uuid4(), "message_id": mid, "tenant_id": by_id[mid][0].message.tenant_id,

@@ -120,3 +120,28 @@ def test_a_new_language_renders_waiting_template_messages_again(engine, make_run
     bodies = {r.params["Body"] for r in fake_twilio.sends}
     assert any(b.startswith("مرحبا سارة علي") for b in bodies) and "Bring your card" in bodies
     assert not any(b.startswith("Hello Sara") for b in bodies)
+
+
+def test_a_correction_between_the_workers_read_and_its_claim_is_what_is_sent(engine, make_runtime, fake_twilio,
+                                                                            clinic, monkeypatch) -> None:
+    """The worker read the message, then staff corrected the number, then the worker claimed it: the
+    claim reads the row again, so the new number gets it and the old one nothing."""
+    from app.delivery import sender
+
+    tenant, front, sara = clinic
+    runtime, queue = make_runtime(fake_twilio)
+    queued = call(engine, front, messaging.send, "sms", patient_id=sara, text="See you at 10", queue=queue)
+    real_load = sender.load
+    corrected = []
+
+    def load_then_correct(*args, **kwargs):  # type: ignore[no-untyped-def]
+        loaded = real_load(*args, **kwargs)
+        if not corrected:
+            corrected.append(_edit(engine, front, sara, phone=NEW_PHONE))
+        return loaded
+
+    monkeypatch.setattr(sender, "load", load_then_correct)
+    queue.drain(runtime)
+    assert corrected and corrected[0].readdressed == 1
+    assert fake_twilio.count_by_to() == {NEW_PHONE: 1}
+    assert _row(engine, Message, queued.message_id).recipient == NEW_PHONE
