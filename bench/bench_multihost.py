@@ -664,6 +664,13 @@ def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("error: run as root (network namespaces): sudo .venv/bin/python bench/bench_multihost.py")
     sys.path.insert(0, str(ROOT))
+    from app.delivery.queue import BATCH_SIZE
+
+    jobs = -(-args.messages // BATCH_SIZE)  # a delivery job is the unit one worker process takes
+    if jobs < 2 * args.workers_per_host:
+        print(f"note: {args.messages:,} messages are {jobs} delivery jobs of {BATCH_SIZE} for "
+              f"{2 * args.workers_per_host} worker processes on two hosts: too few to keep them all busy "
+              f"(use --messages {2 * args.workers_per_host * BATCH_SIZE} or more)")
 
     def interrupted(signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
