@@ -177,3 +177,19 @@ def test_the_explorer_says_how_far_a_job_still_being_prepared_has_come(clinics) 
     preparing = call(engine, analyst_a, explorer.bulk_job_preparation, job_a)
     assert (preparing.written, preparing.expected) == (PATIENTS, 40_000)
     assert call(engine, analyst_b, explorer.bulk_job_preparation, job_a) is None, "another clinic's job"
+
+
+def test_one_statement_moving_some_rows_and_touching_others_counts_only_the_moves(clinics) -> None:  # type: ignore[no-untyped-def]
+    engine, runtime, queue, (a, b), admins = clinics
+    job_a = send(engine, runtime, queue, a, admins[a], Channel.SMS, "mixed-a")
+    job_b = send(engine, runtime, queue, b, admins[b], Channel.SMS, "mixed-b")
+    with tenant_session(engine, a) as session:
+        ids = list(session.scalars(select(Message.id).where(Message.bulk_job_id == job_a).order_by(Message.id)))
+    with system_connection(engine) as connection:  # half move, then every row of both clinics is touched
+        connection.execute(update(Message).where(Message.id.in_(ids[:3])).values(status=MessageStatus.FAILED))
+        connection.execute(update(Message).values(error_code="x"))
+    assert counted(engine, a, job_a) == {(Channel.SMS, MessageStatus.FAILED): 3,
+                                         (Channel.SMS, MessageStatus.QUEUED): PATIENTS - 3}
+    assert counted(engine, b, job_b) == {(Channel.SMS, MessageStatus.QUEUED): PATIENTS}
+    for clinic, job in ((a, job_a), (b, job_b)):
+        assert counted(engine, clinic, job) == scanned(engine, clinic, job)
