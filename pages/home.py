@@ -74,8 +74,12 @@ def live_numbers() -> None:
                          "counted.")
     tiles[5].metric("Cost", f"{totals.cost:,.2f}", border=True, help="As priced by the providers.")
     left, right = st.columns([1, 2])
-    with left:
-        reports.chart(actor, charts.channel_breakdown, result.channels, "channels", period)
+    with left:  # three numbers read better as numbers than as a chart (Analytics has the chart and its CSV)
+        st.markdown("**Messages by channel**")
+        for row in result.channels.itertuples(index=False):
+            st.metric(str(row.Channel), f"{int(row.Messages):,}", border=True)
+        if result.channels.empty:
+            st.caption("No messages in this period.")
     with right:
         reports.chart(actor, charts.daily_trend, result.daily, "daily_trend", period)
     st.caption(f"Updated {reports.clock(zone)}; refreshes on its own.")
@@ -98,8 +102,10 @@ def live_activity() -> None:
         reasons = reports.failure_reasons(actor, period)
         if reasons is not None and reasons.empty:
             st.caption("No failed messages in this period.")
-        elif reasons is not None:
-            st.dataframe(reasons[["Reason", "Suggested action", "Messages"]], hide_index=True, key="failures")
+        elif reasons is not None:  # a short list: the count first, the action in full, whatever the width
+            for row in reasons.to_dict("records"):
+                st.markdown(f"**{int(row['Messages']):,}** · {plain(row['Reason'])}  \n"
+                            f":gray[{plain(row['Suggested action'])}]")
     st.subheader("Bulk jobs in progress", anchor=False)
     jobs = reports.bulk_jobs_in_progress(actor)
     if jobs is not None and jobs.empty:

@@ -27,6 +27,8 @@ actor = session.require_actor(Permission.VIEW_MESSAGES)
 BACK_KEY = "messages.back"  # the cursors of the pages before this one
 RETRY_ALL_KEY = "messages.retry_all"
 CSV_KEY = "messages.csv"
+FORM = "messages.filter."  # the filter form's boxes
+FORM_OF = "messages.filter_of"  # the filter they were filled from
 can_act = actor.can(Permission.RETRY_MESSAGES)
 
 st.title("Messages", anchor=False)
@@ -48,37 +50,48 @@ def go(new: MessageFilter) -> None:
 
 # --- filters ------------------------------------------------------------------------------------
 
+# The form's boxes keep what was typed (keyed, so a changed default does not make them new boxes);
+# they are filled from the URL's filter again whenever it changed other than by this form.
+if st.session_state.get(FORM_OF) != flt.to_params():
+    for key in [k for k in st.session_state if str(k).startswith(FORM)]:
+        del st.session_state[key]
+    st.session_state[FORM_OF] = flt.to_params()
 with st.form("filters", border=True):
     search = st.text_input("Search", value=flt.search, placeholder="Phone number, e-mail or patient name",
-                           help="0501234567, +966 50 123 4567 and 966501234567 all find the same patient.")
+                           help="0501234567, +966 50 123 4567 and 966501234567 all find the same patient.",
+                           key=FORM + "search")
     left, middle, right = st.columns(3)
     with left:
         period = st.selectbox("Period", list(PERIODS), index=list(PERIODS).index(flt.period),
-                              format_func=PERIODS.__getitem__)
+                              format_func=PERIODS.__getitem__, key=FORM + "period")
         today = dt.datetime.now(zone).date()
         dates = st.date_input("Custom dates (clinic time)", value=(flt.date_from or today - dt.timedelta(days=6),
                                                                    flt.date_to or today),
-                              help="Used when the period is 'Custom dates'.")
+                              help="Used when the period is 'Custom dates'.", key=FORM + "dates")
     with middle:
         outcomes = st.multiselect("Outcome", list(Outcome), default=list(flt.outcomes), format_func=lambda o: o.label,
                                   help="As the Dashboard and Analytics count them: failed is failed or undelivered; "
-                                       "an e-mail the mail server accepted is delivered; unknown is in progress.")
+                                       "an e-mail the mail server accepted is delivered; unknown is in progress.",
+                                  key=FORM + "outcomes")
         statuses = st.multiselect("Status", list(MessageStatus), default=list(flt.statuses),
-                                  format_func=ui.STATUS_BADGES.__getitem__)
+                                  format_func=ui.STATUS_BADGES.__getitem__, key=FORM + "statuses")
         channels = st.multiselect("Channel", list(Channel), default=list(flt.channels),
-                                  format_func=lambda c: c.label)
-        error_code = st.text_input("Error code", value=flt.error_code, placeholder="e.g. 21211")
+                                  format_func=lambda c: c.label, key=FORM + "channels")
+        error_code = st.text_input("Error code", value=flt.error_code, placeholder="e.g. 21211",
+                                   key=FORM + "error_code")
     with right:
         template_ids = [None, *choices.templates]
         template = st.selectbox("Template", template_ids,
                                 index=template_ids.index(flt.template_id) if flt.template_id in template_ids else 0,
-                                format_func=lambda i: "Any template" if i is None else choices.templates[i])
+                                format_func=lambda i: "Any template" if i is None else choices.templates[i],
+                                key=FORM + "template")
         job_ids = [None, *choices.bulk_jobs]
         bulk_job = st.selectbox("Bulk send", job_ids,
                                 index=job_ids.index(flt.bulk_job_id) if flt.bulk_job_id in job_ids else 0,
-                                format_func=lambda i: "Any" if i is None else choices.bulk_jobs[i])
-        include_test = st.checkbox("Show test messages", value=flt.include_test)
-        oldest_first = st.toggle("Oldest first", value=flt.oldest_first)
+                                format_func=lambda i: "Any" if i is None else choices.bulk_jobs[i],
+                                key=FORM + "bulk_job")
+        include_test = st.checkbox("Show test messages", value=flt.include_test, key=FORM + "include_test")
+        oldest_first = st.toggle("Oldest first", value=flt.oldest_first, key=FORM + "oldest_first")
     if st.form_submit_button("Apply filters", type="primary", icon=":material/filter_alt:"):
         start, end = (*tuple(dates), None, None)[:2] if isinstance(dates, tuple) else (dates, dates)
         chosen = feedback.attempt(lambda: MessageFilter(
@@ -87,8 +100,12 @@ with st.form("filters", border=True):
             channels=tuple(channels), template_id=template, bulk_job_id=bulk_job, patient_id=flt.patient_id,
             error_code=error_code.strip(), include_test=include_test, search=search.strip(),
             oldest_first=oldest_first))
-        if chosen is not None:
-            go(chosen)
+        if chosen is not None:  # this same run shows it (no second run): the URL follows for sharing
+            st.session_state.pop(BACK_KEY, None)
+            st.session_state.pop(CSV_KEY, None)
+            ui.put_in_url(chosen)
+            st.session_state[FORM_OF] = chosen.to_params()
+            flt = chosen
 if flt.patient_id and st.button("Show all patients again", icon=":material/person_remove:"):
     go(replace(flt, patient_id=None))
 

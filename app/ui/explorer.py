@@ -39,9 +39,14 @@ def filter_from_url() -> tuple[MessageFilter, str | None]:
         return MessageFilter(), f"The link's filter was not understood ({err}); showing the default view."
 
 
+def put_in_url(flt: MessageFilter, *, keep: dict[str, str] | None = None) -> None:
+    """Put ``flt`` in the URL (the first page of it), so the view can be shared and reloaded."""
+    st.query_params.from_dict({**flt.to_params(), **(keep or {})})
+
+
 def show_filter(flt: MessageFilter, *, keep: dict[str, str] | None = None) -> None:
     """Put ``flt`` in the URL (the first page of it) and redraw."""
-    st.query_params.from_dict({**flt.to_params(), **(keep or {})})
+    put_in_url(flt, keep=keep)
     st.rerun()
 
 

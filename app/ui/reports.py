@@ -94,7 +94,7 @@ def chart(actor: Actor, build: Callable[[pd.DataFrame], go.Figure], data: pd.Dat
     if data.empty:
         st.caption(f"{name.replace('_', ' ').capitalize()}: no messages in this period.")
         return
-    st.plotly_chart(_figure(name, data, build), key=f"chart_{name}")
+    st.plotly_chart(_figure(name, data, build), key=f"chart_{name}", config={"displayModeBar": False})
     if actor.can(Permission.EXPORT_DATA):
         # the CSV is written when the button is clicked, not on every rerun of the page
         st.download_button("Download CSV", lambda: to_csv(data), file_name=f"{name}.csv", mime="text/csv",

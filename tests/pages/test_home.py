@@ -41,7 +41,9 @@ def test_dashboard_tiles_count_the_clinics_messages(clinic: Clinic) -> None:
     at = signed_in(clinic.front_desk)
 
     assert metrics(at) == {"Messages": "3", "Delivered": "1", "Failed": "1", "In progress": "1",
-                           "Success rate": "50.0%", "Cost": "0.04"}
+                           "Success rate": "50.0%", "Cost": "0.04", "SMS": "3"}  # the last: messages by channel
+    failures = [m.value for m in at.markdown if m.value.startswith("**1** · ")]
+    assert len(failures) == 1 and ":gray[" in failures[0], "the count first, then the reason and what to do"
     assert not at.error
     assert not [b for b in at.get("download_button")]  # front desk may not export
 

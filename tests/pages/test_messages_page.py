@@ -215,3 +215,20 @@ def test_a_bulk_job_still_being_prepared_says_how_far_it_has_come(clinic: Clinic
     [note] = [i.value for i in at.info if "still being prepared" in i.value]
     assert "1 of about 50,000 messages written so far" in note
     assert len(table(at)) == 1
+
+
+def test_filters_applied_one_after_another_each_take_effect_in_one_run(clinic: Clinic,
+                                                                        messages: dict[str, uuid.UUID]) -> None:
+    """Apply shows the new filter in the same run (no second run), and the next change is not lost."""
+    at = open_page(clinic.admin)
+    by_label(at.text_input, "Search").input("0501234567")
+    button(at, "Apply filters").click().run()
+    assert at.query_params["q"] == "0501234567" and [r["Status"] for r in table(at)] == ["❌ Failed"]
+    by_label(at.text_input, "Search").input("0507654321")
+    button(at, "Apply filters").click().run()
+    assert at.query_params["q"] == "0507654321" and [r["Status"] for r in table(at)] == ["✅ Delivered"]
+    assert by_label(at.text_input, "Search").value == "0507654321"
+    at.query_params["q"] = "0501234567"  # a link changes the filter: the form shows the link's filter
+    at.run()
+    assert by_label(at.text_input, "Search").value == "0501234567"
+    assert [r["Status"] for r in table(at)] == ["❌ Failed"]
