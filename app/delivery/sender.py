@@ -145,6 +145,10 @@ def _deliver_in_clinic(runtime: Runtime, clinic: uuid.UUID, message_ids: list[uu
     pending: deque[tuple[Loaded, Route]] = deque()
     resolver = RouteResolver(runtime)
     concurrency = max(1, min(runtime.settings.delivery_concurrency, len(ids)))
+    # Claimed but not yet started requests: enough that a sender never waits for the database, few
+    # enough that a pause or cancel waits only for the requests already starting (each claimed
+    # message is sent even if its job is paused a moment later).
+    claim_ahead = max(2, concurrency // 4)
 
     def read_more() -> None:
         """Read the next few messages (small reads keep the senders' threads from stalling)."""
@@ -167,8 +171,9 @@ def _deliver_in_clinic(runtime: Runtime, clinic: uuid.UUID, message_ids: list[uu
         while ids or pending or claimed or in_flight:
             while ids and len(pending) < concurrency:
                 read_more()
-            if len(claimed) < concurrency and pending:  # claim ahead, one statement per group
-                group = [pending.popleft() for _ in range(min(concurrency, len(pending)))]
+            room = concurrency + claim_ahead - len(claimed) - len(in_flight)
+            if room > 0 and pending:  # claim a little ahead of the senders, one statement per group
+                group = [pending.popleft() for _ in range(min(room, len(pending)))]
                 start_by = runtime.clock() + lease  # taken before the claim's own time: on the safe side
                 won = _claim(runtime, group)
                 outcomes["skipped"] += len(group) - len(won)
