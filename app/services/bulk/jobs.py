@@ -221,15 +221,16 @@ def _waiting(session: TenantSession, job: BulkJob) -> int:
 
 def _after_in_flight(session: TenantSession, job: BulkJob) -> None:
     """Once the switch is committed, wait (briefly) for the sends claimed before it to reach the
-    provider and be recorded: when pause or cancel returns, nothing more of the job is sent."""
+    provider and be recorded: when pause or cancel returns, nothing more of the job is sent. Polls
+    the job's counters (a scan of a job still being written could take a second each time)."""
     engine, clinic, job_id = session.get_bind(), job.tenant_id, job.id
 
     def wait() -> None:
         deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
         while time.monotonic() < deadline:
             with scoped_connection(engine, clinic) as connection:  # type: ignore[arg-type]
-                sending = connection.scalar(select(func.count()).where(
-                    Message.bulk_job_id == job_id, Message.status == MessageStatus.SENDING))
+                sending = connection.scalar(select(func.sum(BulkJobCount.message_count)).where(
+                    BulkJobCount.bulk_job_id == job_id, BulkJobCount.status == MessageStatus.SENDING))
             if not sending:
                 return
             time.sleep(0.05)
