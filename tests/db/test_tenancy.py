@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, delete, func, select, update

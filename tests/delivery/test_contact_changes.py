@@ -128,7 +128,7 @@ def test_a_correction_between_the_workers_read_and_its_claim_is_what_is_sent(eng
     claim reads the row again, so the new number gets it and the old one nothing."""
     from app.delivery import sender
 
-    tenant, front, sara = clinic
+    _tenant, front, sara = clinic
     runtime, queue = make_runtime(fake_twilio)
     queued = call(engine, front, messaging.send, "sms", patient_id=sara, text="See you at 10", queue=queue)
     real_load = sender.load
