@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import io
 import multiprocessing
 import os
 import resource
@@ -33,7 +32,7 @@ import time
 import uuid
 from typing import Any
 
-from _support import DEFAULT_ADMIN_URL, temporary_database
+from _support import DEFAULT_ADMIN_URL, copy_patients, temporary_database
 from sqlalchemy import text
 
 print = functools.partial(print, flush=True)  # progress shows in a log file at once
@@ -51,21 +50,7 @@ def _seed(url: str, count: int, body: str) -> tuple[uuid.UUID, uuid.UUID, float]
     with system_session(engine) as session:
         session.add(Tenant(id=tenant_id, name="Bench Clinic", slug="bench", settings={}))
     started = time.perf_counter()
-    raw = engine.raw_connection()
-    try:
-        with raw.cursor() as cur, cur.copy(
-                "COPY patients (id, tenant_id, name_en, name_ar, phone_e164, language, is_active, "
-                "created_at, updated_at) FROM STDIN") as copy:
-            for start in range(0, count, 50_000):
-                block = io.StringIO()
-                for i in range(start, min(count, start + 50_000)):
-                    block.write(f"{uuid.uuid4()}\t{tenant_id}\tPatient {i}\tمريض {i}\t+9665{i:08d}\t"
-                                f"{'ar' if i % 3 == 0 else 'en'}\tt\t2026-01-01 00:00:00+00\t"
-                                "2026-01-01 00:00:00+00\n")
-                copy.write(block.getvalue())
-        raw.commit()
-    finally:
-        raw.close()
+    copy_patients(engine, tenant_id, count)
     seeded = time.perf_counter() - started
     job_id = uuid.uuid4()
     with system_session(engine) as session:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import io
 import os
 import statistics
 import subprocess
@@ -35,7 +34,7 @@ import time
 import uuid
 from typing import Any
 
-from _support import DEFAULT_ADMIN_URL, ROOT, isolated_redis, temporary_database
+from _support import DEFAULT_ADMIN_URL, ROOT, copy_patients, isolated_redis, temporary_database
 from bench_bulk_expansion import _admin
 from bench_delivery import _env
 from sqlalchemy import text
@@ -50,24 +49,6 @@ def _load() -> str:
     return f"load {one:.2f} {five:.2f}"
 
 
-def _copy_patients(engine: Any, tenant_id: uuid.UUID, count: int) -> None:
-    raw = engine.raw_connection()
-    try:
-        with raw.cursor() as cur, cur.copy(
-                "COPY patients (id, tenant_id, name_en, name_ar, phone_e164, language, is_active, "
-                "created_at, updated_at) FROM STDIN") as copy:
-            for start in range(0, count, 50_000):
-                block = io.StringIO()
-                for i in range(start, min(count, start + 50_000)):
-                    block.write(f"{uuid.uuid4()}\t{tenant_id}\tPatient {i}\tمريض {i}\t+9665{i:08d}\t"
-                                f"{'ar' if i % 3 == 0 else 'en'}\tt\t2026-01-01 00:00:00+00\t"
-                                "2026-01-01 00:00:00+00\n")
-                copy.write(block.getvalue())
-        raw.commit()
-    finally:
-        raw.close()
-
-
 def _seed(url: str, count: int) -> tuple[uuid.UUID, uuid.UUID, float]:
     """Clinic A with ``count`` patients, its neighbour B with one (A's first patient's name and number)."""
     from app.services import tenants
@@ -78,8 +59,8 @@ def _seed(url: str, count: int) -> tuple[uuid.UUID, uuid.UUID, float]:
         clinic_a = tenants.create_tenant(session, name="Bench Clinic A", slug="bench-a").id
         clinic_b = tenants.create_tenant(session, name="Bench Clinic B", slug="bench-b").id
     started = time.perf_counter()
-    _copy_patients(engine, clinic_a, count)
-    _copy_patients(engine, clinic_b, 1)
+    copy_patients(engine, clinic_a, count)
+    copy_patients(engine, clinic_b, 1)
     seeded = time.perf_counter() - started
     with engine.begin() as conn:
         conn.execute(text("ANALYZE patients"))
