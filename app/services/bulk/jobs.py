@@ -135,14 +135,20 @@ def status_counts(session: TenantSession, job_id: uuid.UUID) -> dict[tuple[Chann
     return {(Channel(channel), MessageStatus(status)): int(count) for channel, status, count in rows if count}
 
 
+def _grouped_counts(session: TenantSession, job_id: uuid.UUID) -> dict[str, int]:
+    """The job's recipients per progress group (``GROUPS``), from its counters."""
+    counts = dict.fromkeys(GROUPS, 0)
+    for (channel, status), count in status_counts(session, job_id).items():
+        counts[_group(channel, status)] += count
+    return counts
+
+
 def progress(session: TenantSession, actor: Actor, job_id: uuid.UUID) -> Progress:
     """Live counts per group (each recipient's last attempt), and when the rest should be sent at the
     channel's rate."""
     _check(session, actor)
     job = _job(session, job_id, actor)
-    counts = dict.fromkeys(GROUPS, 0)
-    for (channel, status), count in status_counts(session, job.id).items():
-        counts[_group(channel, status)] += count
+    counts = _grouped_counts(session, job.id)
     waiting = counts["queued"]
     rate = get_settings().rate_for(Channel(job.channel).value)
     eta = waiting / rate if waiting and BulkJobStatus(job.status) == BulkJobStatus.SENDING else None
@@ -204,10 +210,8 @@ def take_endings(session: TenantSession, actor: Actor) -> list[JobEnding]:
     endings = []
     for job in ended:
         job.end_noticed_at = now
-        counts = dict.fromkeys(GROUPS, 0)
-        for (channel, status), count in status_counts(session, job.id).items():
-            counts[_group(channel, status)] += count
-        endings.append(JobEnding(id=job.id, name=job.name, status=BulkJobStatus(job.status), counts=counts,
+        endings.append(JobEnding(id=job.id, name=job.name, status=BulkJobStatus(job.status),
+                                 counts=_grouped_counts(session, job.id),
                                  explorer_url=explorer_link(job.id)))
     return endings
 
