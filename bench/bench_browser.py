@@ -21,15 +21,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, PAGE_IS_DRAWN  # noqa: E402
+from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, PAGE_IS_DRAWN, _wait_until_healthy, stop  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://clinic_app@127.0.0.1:5432/demo10m"
 PAGES = ("Dashboard", "Messages", "Patients", "Bulk send", "Analytics", "Templates", "Audit log")
@@ -103,26 +101,10 @@ def streamlit(script: Path, port: int, env: dict[str, str], log: Path) -> Iterat
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"streamlit exited:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:  # noqa: S310 - local
-                    if response.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"streamlit did not start:\n{log.read_text()}") from None
-                time.sleep(0.3)
+        _wait_until_healthy(url, process, log, timeout=90)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def measure(page, click_selector: str, click_text: str, title: str, marker: str | None,  # type: ignore[no-untyped-def]

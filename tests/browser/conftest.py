@@ -21,6 +21,7 @@ from tests.browser.support import (
     USERS,
     _free_port,
     _wait_until_healthy,
+    stop,
     sync_api,
 )
 from tests.factories import make_message, make_patient, make_tenant, make_user
@@ -56,12 +57,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _wait_until_healthy(url, process, log)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 @pytest.fixture(scope="module")

@@ -63,6 +63,16 @@ def menu_of(role: Role) -> list[str]:
     return navigation.menu_titles(stand_in)
 
 
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a started app: terminate, and kill if it has not ended within 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
