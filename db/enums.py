@@ -319,10 +319,69 @@ def move_bulk_job(job: Any, new: BulkJobStatus) -> None:
 
 class AppointmentStatus(StrEnum):
     BOOKED = "booked"
-    CONFIRMED = "confirmed"
+    CONFIRMED = "confirmed"  # booked, and the patient said they will come (FHIR: participant "accepted")
     CANCELLED = "cancelled"
-    COMPLETED = "completed"
-    NO_SHOW = "no_show"
+    COMPLETED = "completed"  # FHIR "fulfilled"
+    NO_SHOW = "no_show"  # FHIR "noshow"
+
+    @property
+    def label(self) -> str:
+        return {"booked": "Booked", "confirmed": "Confirmed", "cancelled": "Cancelled",
+                "completed": "Completed", "no_show": "No-show"}[self.value]
+
+
+# An appointment still to come: reminders are planned and sent only for these.
+OPEN_APPOINTMENT_STATUSES = frozenset({AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED})
+
+
+class ReminderStatus(StrEnum):
+    """One planned reminder (one rule x one appointment): pending until its time, then sent (its
+    message was written) or cancelled/skipped (the appointment was cancelled, moved into the past,
+    or the rule no longer covers it). A sent reminder is never sent again."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+    @property
+    def label(self) -> str:
+        return {"pending": "Pending", "sent": "Sent", "cancelled": "Cancelled", "skipped": "Skipped"}[self.value]
+
+
+class ReminderShift(StrEnum):
+    """Where a reminder goes when its time falls outside the clinic's sending hours, on a weekend or a holiday."""
+
+    EARLIER = "earlier"  # the last sending time before it (the usual choice: a reminder must not come late)
+    LATER = "later"  # the first sending time after it (never later than the appointment itself)
+
+    @property
+    def label(self) -> str:
+        return {"earlier": "Earlier (the working time before)", "later": "Later (the working time after)"}[self.value]
+
+
+class ReplyIntent(StrEnum):
+    """What a patient's reply asks for. Only a clear confirm or cancel acts on its own; the rest goes
+    to the front desk's inbox (``stop``/``start`` change the patient's opt-in as before)."""
+
+    CONFIRM = "confirm"
+    CANCEL = "cancel"
+    RESCHEDULE = "reschedule"
+    STOP = "stop"
+    START = "start"
+    UNCLEAR = "unclear"
+
+    @property
+    def label(self) -> str:
+        return {"confirm": "Confirm", "cancel": "Cancel", "reschedule": "Reschedule request", "stop": "Opt-out",
+                "start": "Opt-in", "unclear": "Needs a person"}[self.value]
+
+
+class ConversationState(StrEnum):
+    """A patient's thread in the inbox: open until the front desk marks it done; a new reply reopens it."""
+
+    OPEN = "open"
+    DONE = "done"
 
 
 class OptOutSource(StrEnum):

@@ -32,10 +32,14 @@ from db.enums import (
     AppointmentStatus,
     BulkJobStatus,
     Channel,
+    ConversationState,
     Language,
     MessageClass,
     MessageStatus,
     OptOutSource,
+    ReminderShift,
+    ReminderStatus,
+    ReplyIntent,
     Role,
 )
 from db.types import UTCDateTime, utcnow
@@ -171,6 +175,8 @@ class Appointment(TenantScoped, Timestamps, Base):
     __table_args__ = (
         Index("ix_appointments_tenant_id_starts_at", "tenant_id", "starts_at"),
         Index("ix_appointments_patient_id", "patient_id"),
+        UniqueConstraint("tenant_id", "source_id"),
+        Index("ix_appointments_tenant_id_updated_at", "tenant_id", "updated_at"),
     )
 
     id: Mapped[uuid_pk]
@@ -186,6 +192,11 @@ class Appointment(TenantScoped, Timestamps, Base):
     status: Mapped[AppointmentStatus] = mapped_column(
         _enum(AppointmentStatus), default=AppointmentStatus.BOOKED
     )
+    # --- issue 20: kept current from the clinic's own system (FHIR API or an upload)
+    source_id: Mapped[str | None] = mapped_column(String(128))  # the clinic system's id: upserts key on it
+    appointment_type: Mapped[str] = mapped_column(String(120), default="", server_default="")
+    status_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    status_source: Mapped[str] = mapped_column(String(16), default="", server_default="")  # api, upload, reply, staff
 
 
 class NotificationPreference(TenantScoped, Timestamps, Base):
@@ -690,3 +701,147 @@ class StaffSession(TenantScoped, Base):
 
 
 TENANT_SCOPED_MODELS = (*TENANT_SCOPED_MODELS, StaffSession)
+
+
+# --- issue 20: appointments from the clinic's system, reminder rules, the calendar, replies ---
+
+
+class ApiKey(TenantScoped, Base):
+    """A key the clinic's own system uses to call the appointments API. Only its SHA-256 hash is kept
+    (the key is shown once); ``key_prefix`` names it on screens. Revoked keys are refused at once."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (UniqueConstraint("key_hash"),)
+
+    id: Mapped[uuid_pk]
+    name: Mapped[str] = mapped_column(String(100))
+    key_prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_by_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class ClinicCalendar(TenantScoped, Timestamps, Base):
+    """When a clinic's reminders may go out: its working week, daily sending hours (others in
+    Ramadan), public holidays (Saudi, Umm al-Qura dates, from the ``holidays`` library) and its own
+    closed days. One row per clinic; a clinic without one has the defaults."""
+
+    __tablename__ = "clinic_calendars"
+    __table_args__ = (UniqueConstraint("tenant_id"),)
+
+    id: Mapped[uuid_pk]
+    weekend_days: Mapped[list] = mapped_column(default=lambda: [4, 5])  # Python weekdays: Friday, Saturday
+    send_start: Mapped[dt.time] = mapped_column(Time, default=dt.time(9, 0))
+    send_end: Mapped[dt.time] = mapped_column(Time, default=dt.time(21, 0))
+    ramadan_send_start: Mapped[dt.time] = mapped_column(Time, default=dt.time(10, 0))
+    ramadan_send_end: Mapped[dt.time] = mapped_column(Time, default=dt.time(23, 0))
+    public_holidays: Mapped[bool] = mapped_column(Boolean, default=True)
+    closed_dates: Mapped[list] = mapped_column(default=list)  # ISO dates the clinic adds itself
+
+
+class ReminderRule(TenantScoped, Timestamps, SoftDelete, Base):
+    """"WhatsApp 48 h before with this template, SMS if it fails": one reminder for every upcoming
+    appointment it covers (its types and departments; empty covers all)."""
+
+    __tablename__ = "reminder_rules"
+
+    id: Mapped[uuid_pk]
+    name: Mapped[str] = mapped_column(String(100))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    channel: Mapped[Channel] = mapped_column(_enum(Channel))
+    fallback_channel: Mapped[Channel | None] = mapped_column(_enum(Channel))
+    template_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("message_templates.id", ondelete="SET NULL"))
+    offset_minutes: Mapped[int] = mapped_column(Integer)  # before the appointment starts
+    shift: Mapped[ReminderShift] = mapped_column(_enum(ReminderShift, 8), default=ReminderShift.EARLIER)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)  # goes at its exact time, whatever the calendar
+    appointment_types: Mapped[list] = mapped_column(default=list)
+    departments: Mapped[list] = mapped_column(default=list)
+    confirm_ack_template_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("message_templates.id", ondelete="SET NULL"))
+    cancel_ack_template_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("message_templates.id", ondelete="SET NULL"))
+    revision: Mapped[int] = mapped_column(Integer, default=1)  # moved on by every change: unsent reminders re-plan
+
+
+class AppointmentReminder(TenantScoped, Base):
+    """One rule's reminder of one appointment: when it goes (after the calendar moved it) and what
+    became of it. Unique per (appointment, rule): a reminder is never sent twice."""
+
+    __tablename__ = "appointment_reminders"
+    __table_args__ = (
+        UniqueConstraint("appointment_id", "rule_id"),
+        Index("ix_appointment_reminders_tenant_id_status_due_at", "tenant_id", "status", "due_at"),
+    )
+
+    id: Mapped[uuid_pk]
+    appointment_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("appointments.id", ondelete="CASCADE"))
+    rule_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("reminder_rules.id", ondelete="CASCADE"))
+    rule_revision: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[ReminderStatus] = mapped_column(_enum(ReminderStatus, 12), default=ReminderStatus.PENDING)
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    moved_reason: Mapped[str] = mapped_column(String(200), default="")  # "Friday (weekend)", "Eid al-Fitr", ...
+    status_reason: Mapped[str] = mapped_column(String(200), default="")
+    message_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("messages.id", ondelete="SET NULL"))
+    planned_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Conversation(TenantScoped, Timestamps, Base):
+    """A patient's thread in the front desk's inbox, one per address that writes to the clinic (a
+    number no patient of the clinic has is kept too, with no patient)."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "address"),
+        Index("ix_conversations_tenant_id_state_last_inbound_at", "tenant_id", "state", "last_inbound_at"),
+    )
+
+    id: Mapped[uuid_pk]
+    address: Mapped[str] = mapped_column(String(64))  # E.164 number the patient writes from
+    patient_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("patients.id", ondelete="SET NULL"))
+    state: Mapped[ConversationState] = mapped_column(_enum(ConversationState, 8), default=ConversationState.OPEN)
+    unread_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_inbound_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_intent: Mapped[ReplyIntent | None] = mapped_column(_enum(ReplyIntent, 12))
+    waiting_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # oldest reply nobody answered yet
+    assigned_to_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id", ondelete="SET NULL"))
+    done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    done_by_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class InboundMessage(TenantScoped, Base):
+    """A patient's reply (SMS or WhatsApp, a quick-reply button's payload too), what it was
+    understood to ask and what was done about it. Unique per provider id: a repeated webhook is one reply."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "provider_message_id"),
+        Index("ix_inbound_messages_conversation_id_received_at", "conversation_id", "received_at"),
+        Index("ix_inbound_messages_tenant_id_received_at", "tenant_id", "received_at"),
+    )
+
+    id: Mapped[uuid_pk]
+    conversation_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("conversations.id", ondelete="CASCADE"))
+    patient_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("patients.id", ondelete="SET NULL"))
+    channel: Mapped[Channel] = mapped_column(_enum(Channel))
+    from_address: Mapped[str] = mapped_column(String(64))
+    to_address: Mapped[str] = mapped_column(String(64), default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    button_payload: Mapped[str] = mapped_column(String(256), default="")
+    button_text: Mapped[str] = mapped_column(String(256), default="")
+    provider_message_id: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    intent: Mapped[ReplyIntent] = mapped_column(_enum(ReplyIntent, 12), default=ReplyIntent.UNCLEAR)
+    appointment_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("appointments.id", ondelete="SET NULL"))
+    in_reply_to_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("messages.id", ondelete="SET NULL"))
+    outcome: Mapped[str] = mapped_column(String(200), default="")  # what was done: "appointment confirmed", ...
+    read_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+TENANT_SCOPED_MODELS = (*TENANT_SCOPED_MODELS, ApiKey, ClinicCalendar, ReminderRule, AppointmentReminder,
+                        Conversation, InboundMessage)

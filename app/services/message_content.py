@@ -13,7 +13,7 @@ from app.bidi import keep_ltr_order
 from app.errors import ValidationError
 from app.segments import MAX_BODY_CHARS
 from app.templating import render_template
-from db.enums import AppointmentStatus, Channel, Language
+from db.enums import OPEN_APPOINTMENT_STATUSES, Channel, Language
 from db.models import Appointment, NotificationPreference, Patient, Tenant
 from db.tenancy import TenantSession
 from db.types import utcnow
@@ -30,7 +30,6 @@ STANDARD_VARIABLES: dict[str, tuple[str, str]] = {
     "department": ("The department of the next appointment", "Pediatrics"),
 }
 
-OPEN_APPOINTMENTS = (AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED)
 CHANNEL_BODY_LIMITS = {Channel.SMS: MAX_BODY_CHARS, Channel.WHATSAPP: MAX_BODY_CHARS, Channel.EMAIL: 20_000}
 
 
@@ -64,7 +63,7 @@ def patient_variables(session: TenantSession, tenant: Tenant, patient: Patient |
         appointment = session.scalar(
             select(Appointment).where(
                 Appointment.patient_id == patient.id, Appointment.starts_at >= (now or utcnow()),
-                Appointment.status.in_(OPEN_APPOINTMENTS),
+                Appointment.status.in_(OPEN_APPOINTMENT_STATUSES),
             ).order_by(Appointment.starts_at).limit(1)
         )
     return recipient_variables(tenant, patient, language, appointment)

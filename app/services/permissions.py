@@ -27,6 +27,10 @@ class Permission(StrEnum):
     MANAGE_SETTINGS = "manage_settings"
     PAUSE_SENDING = "pause_sending"
     VIEW_AUDIT = "view_audit"
+    VIEW_APPOINTMENTS = "view_appointments"
+    IMPORT_APPOINTMENTS = "import_appointments"
+    MANAGE_REMINDERS = "manage_reminders"  # reminder rules, the clinic calendar, the appointments API's keys
+    WORK_INBOX = "work_inbox"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -40,6 +44,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.VIEW_PATIENTS,
             Permission.EDIT_PREFERENCES,
             Permission.VIEW_TEMPLATES,
+            Permission.VIEW_APPOINTMENTS,
+            Permission.WORK_INBOX,
         }
     ),
     Role.ANALYST: frozenset(

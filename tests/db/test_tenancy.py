@@ -15,13 +15,18 @@ from db.base import HasTenant
 from db.enums import Channel, MessageStatus, OptOutSource, Role
 from db.models import (
     TENANT_SCOPED_MODELS,
+    ApiKey,
     Appointment,
+    AppointmentReminder,
     AuditEvent,
     AuditRowImmutable,
     Base,
     BulkJob,
     BulkJobCount,
+    ClinicCalendar,
+    Conversation,
     DataExport,
+    InboundMessage,
     Message,
     MessageLog,
     MessageRollup,
@@ -33,6 +38,7 @@ from db.models import (
     PatientTag,
     PreferenceChange,
     ProviderCredential,
+    ReminderRule,
     StaffSession,
     Tenant,
     User,
@@ -85,9 +91,27 @@ def _graph(session: Session, tenant_id: uuid.UUID, tag: str) -> dict[type, uuid.
                             status=MessageStatus.SENT),
         StaffSession(tenant_id=tenant_id, user_id=user.id, role=Role.ADMIN, secret_hash=f"hash-{tag}",
                      idle_expires_at=now, expires_at=now),
+        ApiKey(tenant_id=tenant_id, name="EHR", key_prefix="ck_x", key_hash=f"key-{tag}"),
+        ClinicCalendar(tenant_id=tenant_id),
     ]
     session.add_all(rows)
     session.flush()
+    rule = ReminderRule(tenant_id=tenant_id, name="48 h", channel=Channel.WHATSAPP, offset_minutes=2880,
+                        template_id=template.id)
+    conversation = Conversation(tenant_id=tenant_id, address=patient.phone_e164 or "", patient_id=patient.id)
+    session.add_all([rule, conversation])
+    session.flush()
+    appointment = rows[1]
+    later = [
+        AppointmentReminder(tenant_id=tenant_id, appointment_id=appointment.id, rule_id=rule.id, due_at=now,
+                            message_id=message.id),
+        InboundMessage(tenant_id=tenant_id, conversation_id=conversation.id, patient_id=patient.id,
+                       channel=Channel.WHATSAPP, from_address=conversation.address, body="نعم",
+                       provider_message_id=f"SM-{tag}", appointment_id=appointment.id),
+    ]
+    session.add_all(later)
+    session.flush()
+    rows += [rule, conversation, *later]
     ids = {type(o): o.id for o in (user, patient, template, version, job, message, *rows)}
     ids[BulkJobCount] = job.id  # the job's counters, written by the database with its message
     assert set(ids) == set(ALL_OWNED)

@@ -23,8 +23,7 @@ from typing import Any
 from sqlalchemy import Select, and_, exists, func, select
 
 from app.errors import ValidationError
-from app.services.message_content import OPEN_APPOINTMENTS
-from db.enums import Channel
+from db.enums import OPEN_APPOINTMENT_STATUSES, Channel
 from db.models import Appointment, NotificationPreference, Patient, PatientTag, Tenant
 from db.tenancy import TenantSession
 
@@ -134,7 +133,7 @@ def patients_query(audience: Mapping[str, Any], channel: Channel, tenant: Tenant
         query = query.where(exists().where(and_(
             Appointment.patient_id == Patient.id, Appointment.tenant_id == tenant.id,
             Appointment.starts_at >= start, Appointment.starts_at < end,
-            Appointment.status.in_(OPEN_APPOINTMENTS))))
+            Appointment.status.in_(OPEN_APPOINTMENT_STATUSES))))
     elif kind == "list":
         raise ValueError("a custom list is not a patient query")
     return query

@@ -17,9 +17,9 @@ from sqlalchemy.orm import lazyload
 
 from app.delivery.policy import decide
 from app.services.bulk import audience as audiences
-from app.services.message_content import OPEN_APPOINTMENTS, choose_language, recipient_variables
+from app.services.message_content import choose_language, recipient_variables
 from app.templating import template_variables
-from db.enums import Channel, Language, MessageClass
+from db.enums import OPEN_APPOINTMENT_STATUSES, Channel, Language, MessageClass
 from db.models import Appointment, NotificationPreference, Patient, Tenant
 from db.tenancy import TenantSession
 
@@ -92,7 +92,7 @@ def _appointments(session: TenantSession, tenant: Tenant, ids: list[uuid.UUID],
                   now: dt.datetime) -> dict[uuid.UUID, Appointment]:
     rows = session.scalars(select(Appointment).where(
         Appointment.tenant_id == tenant.id, Appointment.patient_id.in_(ids), Appointment.starts_at >= now,
-        Appointment.status.in_(OPEN_APPOINTMENTS)).order_by(Appointment.starts_at))
+        Appointment.status.in_(OPEN_APPOINTMENT_STATUSES)).order_by(Appointment.starts_at))
     first: dict[uuid.UUID, Appointment] = {}
     for appointment in rows:
         first.setdefault(appointment.patient_id, appointment)
