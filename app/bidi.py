@@ -82,3 +82,8 @@ def keep_ltr_order(text: str) -> str:
 def direction_marks(text: str) -> int:
     """How many direction marks (LRM, RLM) ``text`` holds: each is one UCS-2 code unit in an SMS."""
     return sum(1 for char in text if char in DIRECTION_MARKS)
+
+
+def reads_right_to_left(text: str) -> bool:
+    """Whether ``text`` reads right to left: its first letter with a direction is Arabic, Hebrew ..."""
+    return next((s for s in map(_strong, str(text)) if s), None) == "R"

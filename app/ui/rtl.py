@@ -17,10 +17,10 @@ isolate early or reverse the screen to hide what it says. ``show`` also right-al
 from __future__ import annotations
 
 import itertools
-import unicodedata
 
 import streamlit as st
 
+from app.bidi import reads_right_to_left
 from app.ui.text import PDI, plain, strip_bidi_controls
 
 RLI = "\u2067"  # RIGHT-TO-LEFT ISOLATE
@@ -65,13 +65,7 @@ def show(text: str, *, empty: str = "(empty)") -> None:
 
 def is_arabic(text: str) -> bool:
     """Whether ``text`` reads right to left (its first letter with a direction is Arabic, Hebrew ...)."""
-    for char in str(text):
-        kind = unicodedata.bidirectional(char)
-        if kind in ("R", "AL"):
-            return True
-        if kind == "L":
-            return False
-    return False
+    return reads_right_to_left(text)
 
 
 def show_text(text: str, *, empty: str = "(empty)") -> None:
