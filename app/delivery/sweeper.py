@@ -111,6 +111,13 @@ def enqueue_waiting(runtime: Runtime, now: dt.datetime) -> int:
     return len(unassigned) + len(orphaned)
 
 
+def _held_by_another(runtime: Runtime, provider_message_id: str, message_id: uuid.UUID) -> bool:
+    """Whether another message (of any clinic: one account may carry several) already has this provider id."""
+    with system_session(runtime.engine) as session:
+        return session.scalar(select(Message.id).where(
+            Message.provider_message_id == provider_message_id, Message.id != message_id).limit(1)) is not None
+
+
 def _ask_providers(runtime: Runtime, message: Message, template: MessageTemplate | None,
                    tenant: Tenant) -> tuple[LookupResult | None, Provider]:
     """Ask the provider that has the message (or, after a failover, each one of the route that may)."""
@@ -119,7 +126,8 @@ def _ask_providers(runtime: Runtime, message: Message, template: MessageTemplate
     result: LookupResult | None = None
     providers = lookup_providers(runtime, tenant, Channel(message.channel), message.recipient, message.provider)
     for provider in providers:
-        result = provider.lookup(outgoing, provider_message_id=message.provider_message_id, sent_after=since)
+        result = provider.lookup(outgoing, provider_message_id=message.provider_message_id, sent_after=since,
+                                 taken=lambda sid: _held_by_another(runtime, sid, message.id))
         if result is None or result.found:
             return result, provider
     return result, providers[-1]

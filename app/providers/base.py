@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
@@ -115,8 +116,12 @@ class Provider(Protocol):
         ...
 
     def lookup(self, message: OutgoingMessage, *, provider_message_id: str | None,
-               sent_after: dt.datetime) -> LookupResult | None:
+               sent_after: dt.datetime, taken: Callable[[str], bool] | None = None) -> LookupResult | None:
         """Find a message we may have sent (by id, else by recipient/body/time); None if unsupported.
+
+        A search by recipient and body may meet another message of ours that looks the same (another
+        clinic on the same account, a retry): ``taken(provider_id)`` says an id already belongs to
+        another message, and such a candidate is never adopted.
 
         Every failure to ask (transport errors, 401 after changed credentials, 429, 5xx, an answer
         that cannot be read) raises ``AmbiguousOutcome``: the message's fate is still unknown. Only

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 
 from app import pricing
@@ -75,7 +76,7 @@ class DevOutboxProvider:
         return accepted
 
     def lookup(self, message: OutgoingMessage, *, provider_message_id: str | None,
-               sent_after: dt.datetime) -> LookupResult | None:
+               sent_after: dt.datetime, taken: Callable[[str], bool] | None = None) -> LookupResult | None:
         with self._lock:
             accepted = self._sent.get(str(message.message_id))
         if accepted is None:

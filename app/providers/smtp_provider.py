@@ -10,6 +10,7 @@ import datetime as dt
 import html
 import smtplib
 import ssl
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formataddr, formatdate, parseaddr
@@ -139,7 +140,7 @@ class SmtpProvider:
             raise _refusal(code, reply, self.name)
 
     def lookup(self, message: OutgoingMessage, *, provider_message_id: str | None,
-               sent_after: dt.datetime) -> LookupResult | None:
+               sent_after: dt.datetime, taken: Callable[[str], bool] | None = None) -> LookupResult | None:
         return None  # SMTP offers no way to ask whether a message was accepted
 
 

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import logging
 import threading
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -178,13 +179,18 @@ class TwilioProvider:
         )
 
     def lookup(self, message: OutgoingMessage, *, provider_message_id: str | None,
-               sent_after: dt.datetime) -> LookupResult | None:
-        """Fetch by SID, or find the message among recent ones to the same number with the same body."""
+               sent_after: dt.datetime, taken: Callable[[str], bool] | None = None) -> LookupResult | None:
+        """Fetch by SID, or find the message among recent ones from our sender to the same number with
+        the same body (a WhatsApp template: any body), sent since ``sent_after``, whose SID no other
+        message of ours holds (``taken``): two look-alike messages are never settled by one SID."""
         try:
             if provider_message_id:
                 found = self._client().messages(provider_message_id).fetch()
                 return self._result(found)
-            candidates = self._client().messages.list(to=self._address(message.recipient), limit=50)
+            search: dict[str, Any] = {"to": self._address(message.recipient), "limit": 50}
+            if not (self._service_sid and self.channel == Channel.SMS):
+                search["from_"] = self._address(self._from or "")
+            candidates = self._client().messages.list(**search)
         except TwilioRestException as exc:
             if exc.status == 404 and provider_message_id:  # no such message (a list is never 404 for that)
                 return LookupResult(found=False)
@@ -204,7 +210,9 @@ class TwilioProvider:
             if created is not None and created.tzinfo is None:
                 created = created.replace(tzinfo=dt.UTC)
             body_matches = message.content_sid is not None or (item.body or "") == message.body
-            if body_matches and (created is None or created >= margin):
+            ours = not (self._service_sid and self.channel == Channel.SMS) or getattr(
+                item, "messaging_service_sid", None) in (None, self._service_sid)
+            if body_matches and ours and (created is None or created >= margin) and not (taken and taken(item.sid)):
                 return self._result(item)
         return LookupResult(found=False)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -299,7 +299,7 @@ class UnifonicProvider:
 
     # -- lookup -------------------------------------------------------------------------------
     def lookup(self, message: OutgoingMessage, *, provider_message_id: str | None,
-               sent_after: dt.datetime) -> LookupResult | None:
+               sent_after: dt.datetime, taken: Callable[[str], bool] | None = None) -> LookupResult | None:
         """Ask Unifonic about the message by MessageID, else by CorrelationID (our message id)."""
         params = {"AppSid": self._app_sid}
         if provider_message_id:
