@@ -332,6 +332,8 @@ class AppointmentStatus(StrEnum):
 
 # An appointment still to come: reminders are planned and sent only for these.
 OPEN_APPOINTMENT_STATUSES = frozenset({AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED})
+# An appointment whose attendance the clinic's system has recorded: no-show rates are counted over these.
+ATTENDANCE_RECORDED = frozenset({AppointmentStatus.COMPLETED, AppointmentStatus.NO_SHOW})
 
 
 class ReminderStatus(StrEnum):
