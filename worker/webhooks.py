@@ -13,6 +13,7 @@
 - ``POST /unifonic/dlr/{token}``: Unifonic delivery reports (unsigned, so the path carries
   ``UNIFONIC_CALLBACK_TOKEN``); applied forward-only and idempotently, answered 200 so
   Unifonic stops retrying.
+- ``/fhir/Appointment``: the clinic systems' appointments API (``worker/fhir_api.py``).
 - ``GET /health``: liveness.
 
 Every request body is limited to ``MAX_BODY_BYTES`` while it is read (``BodyLimit``): a declared
@@ -50,6 +51,7 @@ from app.delivery.runtime import Runtime, get_runtime
 from app.delivery.status_batch import StatusReport, apply_many
 from app.providers.twilio_provider import TWILIO_STATUS, _decimal, _int
 from app.providers.unifonic_provider import parse_delivery_report
+from worker.fhir_api import ROUTES as FHIR_ROUTES
 
 log = logging.getLogger("webhooks")
 
@@ -289,6 +291,7 @@ def create_app(runtime: Callable[[], Runtime] = get_runtime) -> Starlette:
         Route("/twilio/inbound", twilio_inbound, methods=["POST"]),
         Route("/unifonic/dlr/{token}", unifonic_dlr, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
+        *FHIR_ROUTES,
     ], middleware=[Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)])
     application.state.runtime = runtime
     application.state.batcher = StatusBatcher()
