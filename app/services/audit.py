@@ -128,6 +128,8 @@ ACTION_LABELS: dict[str, str] = {
     "analytics.export": "Chart data downloaded",
     "tenant.create": "Clinic created",
     "audit.export": "Audit log exported",
+    "appointments.apply": "Appointments imported (upload or API)",
+    "appointment.status": "Appointment status changed",
 }
 
 
@@ -206,6 +208,7 @@ OBJECT_TYPE_LABELS: dict[str, str] = {
     "template": "Template", "bulk_job": "Bulk send", "bulk_draft": "Bulk send (draft)", "user": "Staff member",
     "patient": "Patient", "message": "Message", "messages": "Messages", "tenant": "Clinic",
     "provider": "Provider", "data_export": "Message export", "chart": "Chart", "audit_log": "Audit log",
+    "appointment": "Appointment", "appointments": "Appointments",
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +33,13 @@ from app.services import (
     tenants,
     whatsapp_templates,
 )
+from app.services.appointments import records
 from app.services.auth import LoginPolicy
 from app.services.bulk import jobs, wizard
-from db.enums import Channel, Language, Role
+from db.enums import AppointmentStatus, Channel, Language, Role
 from db.models import AuditEvent
 from db.session import system_session
+from db.types import utcnow
 from tests.factories import DEFAULT_PASSWORD
 from tests.security.conftest import CONTENT_SID, SETTINGS, World, this_week
 
@@ -158,6 +161,15 @@ def _background_export(world: World) -> None:
     message_export.run_export(world.engine, world.a.tenant_id, export_id, directory=world.export_dir)
 
 
+def _booking() -> records.AppointmentInput:
+    return records.AppointmentInput("A-1", "MRN-1", utcnow() + dt.timedelta(days=2),
+                                    patient=records.PatientDetails(name_en="Huda"))
+
+
+def _booked(world: World) -> uuid.UUID:
+    return world.call(records.apply, world.a.admin, [_booking()], source="api").appointment_ids[0]
+
+
 ACTIONS: list[Action] = [
     # signing in and out
     Action("sign in", "auth.login", _login),
@@ -248,6 +260,11 @@ ACTIONS: list[Action] = [
         w, Role.ANALYST, analytics.record_export, "delivery_rate", rows=3, period=this_week()), by=Role.ANALYST),
     # the audit log itself
     Action("export the audit log", "audit.export", lambda w: _in(w, audit.export_csv)),
+    # appointments (issue 20)
+    Action("import appointments", "appointments.apply", lambda w: _in(w, records.apply, [_booking()], source="upload")),
+    Action("change an appointment's status", "appointment.status", lambda w: w.call(
+        records.set_status, w.a.front_desk, _booked(w), AppointmentStatus.NO_SHOW, source="staff"),
+        by=Role.FRONT_DESK),
 ]
 
 
