@@ -79,6 +79,9 @@ class ApiKeyIdentity:
 
 
 def _clean_name(name: str) -> str:
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in str(name)):
+        raise ValidationError("The name may not contain control or formatting characters (line breaks, "
+                              "direction marks).", field="name")
     name = " ".join(str(name).split())
     if not name:
         raise ValidationError("Give the key a name that says which system uses it, e.g. 'Clinic HIS'.",
@@ -86,8 +89,6 @@ def _clean_name(name: str) -> str:
     if len(name) > MAX_NAME_LENGTH:
         raise ValidationError(f"The name is too long ({len(name)} characters; at most {MAX_NAME_LENGTH}).",
                               field="name")
-    if any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
-        raise ValidationError("The name may not contain control or formatting characters.", field="name")
     return name
 
 

@@ -162,6 +162,10 @@ def validate(payload: Any) -> FhirAppointment:
         if participant.status not in PARTICIPANT_STATUSES:
             issues.append(Issue(f"{RESOURCE}.participant[{index}].status",
                                 f"{participant.status[:40]!r} is not one of {', '.join(sorted(PARTICIPANT_STATUSES))}"))
+        reference = participant.actor.reference if participant.actor is not None else None
+        if reference and reference.startswith("#") and _contained(resource, reference) is None:
+            issues.append(Issue(f"{RESOURCE}.participant[{index}].actor.reference",
+                                f"{reference[:40]!r} names no contained resource (FHIR invariant dom-3)"))
     if resource.end is not None and resource.start is None:
         issues.append(Issue(f"{RESOURCE}.start", "an end needs a start (FHIR invariant app-2)"))
     if resource.start is not None and resource.end is not None and resource.end <= resource.start:
