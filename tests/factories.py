@@ -131,3 +131,41 @@ def script_runtime(engine: Engine, queue: Any) -> Any:
     settings = Settings(database_url=engine.url.render_as_string(hide_password=False), redis_url=None,
                         dev_playback_delay_seconds=0)
     return Runtime(engine, settings, build_providers(settings), LocalRateLimiter(), queue)
+
+
+def make_reply(
+    engine: Engine, tenant_id: uuid.UUID, *, address: str = "+966501234567", body: str = "Hello",
+    channel: str = "whatsapp", received_at: dt.datetime | None = None, intent: str = "unclear",
+    outcome: str = "", button_text: str = "", unread: bool = True, provider_message_id: str | None = None,
+) -> uuid.UUID:
+    """A patient's reply filed on the clinic's thread for ``address`` as the inbound webhook files it
+    (issue 20: the inbox's tests): the thread is created for the address (its patient: this clinic's
+    patient with that number, or none), reopened, its unread count, wait, last intent and time moved on,
+    and a WhatsApp reply opens the patient's 24-hour window. Returns the thread's id."""
+    from sqlalchemy import select
+
+    from db.models import Conversation, InboundMessage
+
+    at = received_at or dt.datetime.now(dt.UTC)
+    with tenant_session(engine, tenant_id) as session:
+        patient = session.scalar(select(Patient).where(Patient.phone_e164 == address,
+                                                       Patient.deleted_at.is_(None)).limit(1))
+        thread = session.scalar(select(Conversation).where(Conversation.address == address))
+        if thread is None:
+            thread = Conversation(address=address, patient_id=patient.id if patient else None, unread_count=0)
+            session.add(thread)
+            session.flush()
+        session.add(InboundMessage(
+            conversation_id=thread.id, patient_id=thread.patient_id, channel=channel, from_address=address,
+            body=body, button_text=button_text, received_at=at, intent=intent, outcome=outcome,
+            provider_message_id=provider_message_id or f"SM{uuid.uuid4().hex}",
+            read_at=None if unread else at))
+        thread.state = "open"
+        thread.done_at = thread.done_by_id = None
+        thread.unread_count += 1 if unread else 0
+        thread.waiting_since = thread.waiting_since or (at if unread else None)
+        thread.last_intent = intent
+        thread.last_inbound_at = max(at, thread.last_inbound_at or at)
+        if channel == "whatsapp" and patient is not None:
+            patient.whatsapp_last_inbound_at = max(at, patient.whatsapp_last_inbound_at or at)
+        return thread.id

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Select, and_, false, func, or_, select, update
-from sqlalchemy.orm import noload
+from sqlalchemy.orm import lazyload
 
 from app.errors import NotFoundError, ValidationError
 from app.services import tenants
@@ -151,7 +151,7 @@ def _names(session: TenantSession, tenant: Tenant, patient_ids: Iterable[uuid.UU
     ids = set(patient_ids)
     if not ids:
         return {}
-    patients = session.scalars(select(Patient).options(noload(Patient.tags)).where(
+    patients = session.scalars(select(Patient).options(lazyload(Patient.tags)).where(
         Patient.id.in_(ids), Patient.deleted_at.is_(None)))
     return {p.id: recipient_variables(tenant, p, Language(p.language), None).get("patient_name") or UNKNOWN_NUMBER
             for p in patients}
