@@ -9,7 +9,9 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from app.analytics.reminders import NOT_REMINDED, REMINDED
 from app.analytics.stats import WEEKDAYS, Outcome
+from db.enums import ReplyIntent
 
 OUTCOME_COLOURS = {"Delivered": "#2e7d32", "Failed": "#c62828", "In progress": "#1565c0", "Not sent": "#9e9e9e"}
 CHANNEL_COLOURS = {"SMS": "#1565c0", "WhatsApp": "#2e7d32", "Email": "#6a1b9a"}
@@ -117,3 +119,59 @@ def bulk_outcomes(jobs: pd.DataFrame) -> go.Figure:
     figure = px.bar(long, x="Messages", y="Job", color="Outcome", orientation="h",
                     color_discrete_map=OUTCOME_COLOURS, category_orders={"Outcome": OUTCOME_LABELS})
     return _finish(figure, "Bulk job outcomes", "Messages", "Bulk job")
+
+
+# --- reminders and replies (tables from ``app.analytics.reminders``) --------------------------------
+
+INTENT_COLOURS = {ReplyIntent.CONFIRM.label: "#2e7d32", ReplyIntent.CANCEL.label: "#c62828",
+                  ReplyIntent.RESCHEDULE.label: "#ef6c00", ReplyIntent.STOP.label: "#6d4c41",
+                  ReplyIntent.START.label: "#00838f", ReplyIntent.UNCLEAR.label: "#1565c0"}
+
+
+def confirmation_rate(confirmations: pd.DataFrame) -> go.Figure:
+    """Reminded appointments per day and those confirmed by reply (bars), the rate (line, right axis)."""
+    figure = go.Figure()
+    figure.add_bar(x=confirmations["Day"], y=confirmations["Reminded appointments"], name="Reminded appointments",
+                   marker_color="#90a4ae")
+    figure.add_bar(x=confirmations["Day"], y=confirmations["Confirmed by reply"], name="Confirmed by reply",
+                   marker_color="#2e7d32")
+    figure.add_scatter(x=confirmations["Day"], y=confirmations["Confirmation rate (%)"], name="Confirmation rate (%)",
+                       mode="lines+markers", yaxis="y2", line={"color": "#212121"})
+    figure.update_layout(barmode="group", yaxis2={"title": {"text": "Confirmed of reminded (%)"}, "overlaying": "y",
+                                                  "side": "right", "range": [0, 105]})
+    return _finish(figure, "Reminded appointments confirmed by reply", "Appointment day (clinic time)",
+                   "Appointments")
+
+
+def cancellations_by_reply(cancellations: pd.DataFrame) -> go.Figure:
+    figure = px.bar(cancellations, x="Day", y="Cancelled by reply", color_discrete_sequence=["#c62828"],
+                    hover_data=["Hours freed", "Median hours before the appointment"])
+    return _finish(figure, "Appointments cancelled by reply (slots freed early)", "Appointment day (clinic time)",
+                   "Appointments cancelled")
+
+
+def no_shows_by_reminder(no_shows: pd.DataFrame) -> go.Figure:
+    """The no-show rate of reminded and not-reminded appointments, each bar with its sample size."""
+    labels = [f"{count} appointments" if rate is None or pd.isna(rate) else f"{rate}% of {count}"
+              for rate, count in zip(no_shows["No-show rate (%)"], no_shows["With attendance recorded"], strict=True)]
+    figure = px.bar(no_shows, x="Appointments", y="No-show rate (%)", text=labels, color="Appointments",
+                    color_discrete_map={REMINDED: "#2e7d32", NOT_REMINDED: "#9e9e9e"})
+    figure.update_yaxes(range=[0, 105])
+    return _finish(figure, "No-show rate: reminded and not reminded", "Appointments",
+                   "No-shows of appointments with attendance recorded (%)")
+
+
+def reply_time(reply_times: pd.DataFrame) -> go.Figure:
+    figure = go.Figure()
+    figure.add_scatter(x=reply_times["Week"], y=reply_times["Median reply time (min)"], name="Median",
+                       mode="lines+markers", line={"color": "#1565c0"})
+    figure.add_scatter(x=reply_times["Week"], y=reply_times["90th percentile (min)"], name="90th percentile",
+                       mode="lines+markers", line={"color": "#ef6c00", "dash": "dash"})
+    return _finish(figure, "Front desk reply time per week", "Week from Sunday (clinic time)",
+                   "Minutes to the first answer")
+
+
+def replies_by_intent(intents: pd.DataFrame) -> go.Figure:
+    figure = px.bar(intents, x="Day", y="Replies", color="Intent", color_discrete_map=INTENT_COLOURS,
+                    category_orders={"Intent": list(INTENT_COLOURS)})
+    return _finish(figure, "Patients' replies by intent", "Day received (clinic time)", "Replies")

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from sqlalchemy import select
 
+from app.analytics import reminders
 from app.analytics.rollups import LATENCY_COLUMNS, MEASURES
 from app.analytics.stats import WEEKDAYS, Outcome, Totals, outcome
 from app.analytics.store import NO_FILTERS, Filters, Period, grouped
@@ -309,6 +310,14 @@ def report(session: TenantSession, actor: Actor, period: Period, filters: Filter
         optouts=_optouts(session, period, filters),
         bulk_jobs=_jobs_table(jobs, _job_outcomes(session, jobs), period.zone),
     )
+
+
+def reminder_results(session: TenantSession, actor: Actor, period: Period) -> reminders.ReminderResults:
+    """The Analytics page's reminders and replies for ``period``: confirmation rate, cancellations by
+    reply, no-shows of reminded and not-reminded appointments, the front desk's reply time and the
+    replies by intent (definitions: ``app.analytics.reminders``)."""
+    authorize(session, actor, Permission.VIEW_ANALYTICS)
+    return reminders.results(session, period)
 
 
 def record_export(session: TenantSession, actor: Actor, name: str, *, rows: int, period: Period) -> None:

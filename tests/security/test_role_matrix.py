@@ -138,6 +138,7 @@ CALLS: dict[str, Call] = {
     "analytics.bulk_jobs_in_progress": lambda w, a: w.call(analytics.bulk_jobs_in_progress, a),
     "analytics.template_choices": lambda w, a: w.call(analytics.template_choices, a),
     "analytics.report": lambda w, a: w.call(analytics.report, a, this_week(), now=utcnow()),
+    "analytics.reminder_results": lambda w, a: w.call(analytics.reminder_results, a, this_week()),
     "analytics.record_export": lambda w, a: w.call(analytics.record_export, a, "delivery_rate", rows=1,
                                                    period=this_week()),
     # Messages (explorer) and exports

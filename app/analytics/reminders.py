@@ -1,0 +1,288 @@
+"""What reminders and replies achieve, for one clinic and one period: the Analytics page's
+"Reminders and replies" tab. Each table is ready to chart and to download (``app.analytics.chart_csv``).
+
+Appointments are counted by the clinic day they start on (``Appointment.starts_at`` in the period),
+replies by the clinic day they came in (``InboundMessage.received_at`` in the period). Weeks start
+on Sunday (the Saudi working week) and are named by that day. Days and weeks are in the clinic's
+time zone (``app.analytics.sql.in_zone``).
+
+Definitions:
+
+- **Reminded**: the appointment has at least one reminder sent (``AppointmentReminder.status`` is
+  ``sent``: its message was written), whatever became of that message afterwards.
+- **Acted on by itself** (``acted_on``): a reply whose intent is confirm or cancel, that names an
+  appointment and that was not handed to the front desk (its outcome does not start with
+  ``FRONT_DESK_OUTCOME``). Only these changed an appointment.
+- **Confirmed by reply**: a reply acted on by itself confirmed the appointment and no later one
+  cancelled it. Counted from the replies, not from ``Appointment.status``: once the clinic's system
+  records the visit (completed, no-show) or echoes a change back, the status no longer says who
+  confirmed, but the reply still does.
+- **Confirmation rate**: confirmed by reply / reminded, over the reminded appointments of each day.
+- **Cancelled by reply**: a reply acted on by itself cancelled the appointment (reminded or not).
+  **Hours freed**: from that reply (the first, if several) to the appointment's start; their total
+  and median.
+- **No-show rate**: no-shows / (completed + no-shows) (``db.enums.ATTENDANCE_RECORDED``), for the
+  reminded and the not-reminded appointments apart; appointments without a recorded attendance yet
+  (still booked or confirmed, or cancelled) are left out and counted beside.
+- **Replies for the front desk** (``for_the_front_desk``): intent reschedule or unclear, or an
+  outcome starting with ``FRONT_DESK_OUTCOME`` (a confirm or cancel with no appointment awaiting one).
+- **Front desk reply time**: from a patient's first reply for the front desk that nobody has
+  answered yet to the first answer in that thread: a message written by a staff member
+  (``Message.created_by_id`` set, not part of a bulk send, not a test) to the thread's address or
+  to its patient, created at or after the reply. A patient who writes three times before anyone
+  answers waited once, from the first of the three. **Median** and **90th percentile** (linear
+  between the closest ranks) per week of that first reply, in minutes. **Still waiting**: no answer
+  yet and the thread not marked done since; **done without an answer**: the thread was marked done
+  after the reply with no message written (neither is in the reply time).
+- **Replies by intent**: every reply received, per day and understood intent (``ReplyIntent.label``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy.orm import aliased
+
+from app.analytics.sql import in_zone, local_day, seconds_between
+from app.analytics.stats import rate
+from app.analytics.store import Period
+from db.enums import ATTENDANCE_RECORDED, AppointmentStatus, ReminderStatus, ReplyIntent
+from db.models import Appointment, AppointmentReminder, Conversation, InboundMessage, Message
+from db.tenancy import TenantSession
+
+FRONT_DESK_OUTCOME = "for the front desk"
+ACTING_INTENTS = (ReplyIntent.CONFIRM, ReplyIntent.CANCEL)
+PERSON_INTENTS = (ReplyIntent.RESCHEDULE, ReplyIntent.UNCLEAR)
+REMINDED, NOT_REMINDED = "Reminded", "Not reminded"
+
+CONFIRMATION_COLUMNS = ["Day", "Reminded appointments", "Confirmed by reply", "Confirmation rate (%)"]
+CANCELLATION_COLUMNS = ["Day", "Cancelled by reply", "Hours freed", "Median hours before the appointment"]
+NO_SHOW_COLUMNS = ["Appointments", "With attendance recorded", "Completed", "No-shows", "No-show rate (%)",
+                   "Attendance not recorded"]
+REPLY_TIME_COLUMNS = ["Week", "Answered", "Median reply time (min)", "90th percentile (min)",
+                      "Done without an answer", "Still waiting"]
+INTENT_COLUMNS = ["Day", "Intent", "Replies"]
+
+
+def for_the_front_desk(reply: Any = InboundMessage) -> ColumnElement[bool]:
+    """A reply nobody acted on automatically: it waits in the inbox for a person."""
+    return or_(reply.intent.in_(PERSON_INTENTS), reply.outcome.startswith(FRONT_DESK_OUTCOME, autoescape=True))
+
+
+def acted_on(reply: Any, intent: ReplyIntent) -> ColumnElement[bool]:
+    """A reply with a clear ``intent`` (confirm or cancel) that changed the appointment it names."""
+    return and_(reply.intent == intent, reply.appointment_id.is_not(None),
+                ~reply.outcome.startswith(FRONT_DESK_OUTCOME, autoescape=True))
+
+
+@dataclass(frozen=True)
+class Totals:
+    """The period's figures in one line each (the metrics above the charts)."""
+
+    reminded: int
+    confirmed: int
+    cancelled_by_reply: int
+    hours_freed: float
+    median_hours_freed: float | None
+    answered: int
+    median_reply_minutes: float | None
+    p90_reply_minutes: float | None
+    still_waiting: int
+    replies: int
+
+    @property
+    def confirmation_rate(self) -> float | None:
+        return rate(self.confirmed, self.reminded)
+
+
+@dataclass(frozen=True)
+class ReminderResults:
+    totals: Totals
+    confirmations: pd.DataFrame  # CONFIRMATION_COLUMNS, per clinic day of the appointments
+    cancellations: pd.DataFrame  # CANCELLATION_COLUMNS, per clinic day of the appointments
+    no_shows: pd.DataFrame  # NO_SHOW_COLUMNS, one row for the reminded and one for the others
+    reply_times: pd.DataFrame  # REPLY_TIME_COLUMNS, per week (from Sunday) of the first reply
+    intents: pd.DataFrame  # INTENT_COLUMNS, per clinic day of the replies
+
+    @property
+    def empty(self) -> bool:
+        return (self.confirmations.empty and self.cancellations.empty and self.no_shows.empty
+                and self.reply_times.empty and self.intents.empty)
+
+
+def week_of(day: dt.date) -> dt.date:
+    """The Sunday that starts ``day``'s week."""
+    return day - dt.timedelta(days=(day.weekday() + 1) % 7)
+
+
+def _day(column: Any, period: Period) -> ColumnElement[Any]:
+    return in_zone(local_day, column, period.timezone, period.end)
+
+
+def _as_date(value: Any) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
+def _pct(part: float, whole: float) -> float | None:
+    value = rate(part, whole)
+    return None if value is None else round(100 * value, 1)
+
+
+def _appointments(session: TenantSession, period: Period) -> Any:
+    """The period's appointments: clinic day, status, reminded (0/1), confirmed by reply (0/1)."""
+    tenant = session.tenant_id
+    sent = (select(AppointmentReminder.id)
+            .where(AppointmentReminder.tenant_id == tenant, AppointmentReminder.appointment_id == Appointment.id,
+                   AppointmentReminder.status == ReminderStatus.SENT).exists())
+    confirm, cancel = aliased(InboundMessage), aliased(InboundMessage)
+    cancelled_later = (select(cancel.id)
+                       .where(cancel.tenant_id == tenant, cancel.appointment_id == confirm.appointment_id,
+                              acted_on(cancel, ReplyIntent.CANCEL), cancel.received_at > confirm.received_at)
+                       .exists())
+    confirmed = (select(confirm.id)
+                 .where(confirm.tenant_id == tenant, confirm.appointment_id == Appointment.id,
+                        acted_on(confirm, ReplyIntent.CONFIRM), ~cancelled_later).exists())
+    return (select(_day(Appointment.starts_at, period).label("day"), Appointment.status.label("status"),
+                   case((sent, 1), else_=0).label("reminded"), case((confirmed, 1), else_=0).label("confirmed"))
+            .where(Appointment.tenant_id == tenant, Appointment.starts_at >= period.start,
+                   Appointment.starts_at < period.end)
+            .subquery("appointments_in_period"))
+
+
+def _confirmations(session: TenantSession, period: Period) -> pd.DataFrame:
+    rows = _appointments(session, period)
+    result = session.execute(
+        select(rows.c.day, func.count(), func.sum(rows.c.confirmed))
+        .where(rows.c.reminded == 1).group_by(rows.c.day).order_by(rows.c.day)).all()
+    return pd.DataFrame([[_as_date(day), int(reminded), int(confirmed or 0), _pct(confirmed or 0, reminded)]
+                         for day, reminded, confirmed in result], columns=CONFIRMATION_COLUMNS)
+
+
+def _no_shows(session: TenantSession, period: Period) -> pd.DataFrame:
+    rows = _appointments(session, period)
+    counts: dict[tuple[int, str], int] = {
+        (int(reminded), str(status)): int(count) for reminded, status, count in session.execute(
+            select(rows.c.reminded, rows.c.status, func.count()).group_by(rows.c.reminded, rows.c.status))}
+    recorded_values = {status.value for status in ATTENDANCE_RECORDED}
+    if not any(status in recorded_values for _flag, status in counts):
+        return pd.DataFrame(columns=NO_SHOW_COLUMNS)  # nothing to compare yet
+    table = []
+    for reminded, label in ((1, REMINDED), (0, NOT_REMINDED)):
+        mine = {status: count for (flag, status), count in counts.items() if flag == reminded}
+        completed = mine.get(AppointmentStatus.COMPLETED.value, 0)
+        no_shows = mine.get(AppointmentStatus.NO_SHOW.value, 0)
+        recorded = sum(mine.get(s.value, 0) for s in ATTENDANCE_RECORDED)
+        table.append([label, recorded, completed, no_shows, _pct(no_shows, recorded),
+                      sum(mine.values()) - recorded])
+    return pd.DataFrame(table, columns=NO_SHOW_COLUMNS)
+
+
+def _cancellations(session: TenantSession, period: Period) -> tuple[pd.DataFrame, list[float]]:
+    """Per day, and every cancelled appointment's hours freed (for the period's median)."""
+    tenant = session.tenant_id
+    freed_at = func.min(InboundMessage.received_at)
+    day = _day(Appointment.starts_at, period)
+    rows = session.execute(
+        select(day, seconds_between(freed_at, Appointment.starts_at))
+        .join(InboundMessage, and_(InboundMessage.appointment_id == Appointment.id,
+                                   InboundMessage.tenant_id == tenant))
+        .where(Appointment.tenant_id == tenant, Appointment.starts_at >= period.start,
+               Appointment.starts_at < period.end, acted_on(InboundMessage, ReplyIntent.CANCEL))
+        .group_by(Appointment.id, Appointment.starts_at, day)).all()
+    if not rows:
+        return pd.DataFrame(columns=CANCELLATION_COLUMNS), []
+    hours = pd.DataFrame([(_as_date(d), float(seconds) / 3600) for d, seconds in rows], columns=["Day", "hours"])
+    table = hours.groupby("Day")["hours"].agg(["count", "sum", "median"]).reset_index().sort_values("Day")
+    table.columns = CANCELLATION_COLUMNS
+    table["Hours freed"] = table["Hours freed"].round(1)
+    table["Median hours before the appointment"] = table["Median hours before the appointment"].round(1)
+    return table.reset_index(drop=True), hours["hours"].tolist()
+
+
+def _first_answer(tenant: Any) -> ColumnElement[Any]:
+    """When the thread of the reply in the outer query was first answered by staff at or after it."""
+    return (select(func.min(Message.created_at))
+            .where(Message.tenant_id == tenant, Message.created_by_id.is_not(None), Message.bulk_job_id.is_(None),
+                   Message.is_test.is_(False), Message.created_at >= InboundMessage.received_at,
+                   or_(Message.recipient == Conversation.address,
+                       and_(InboundMessage.patient_id.is_not(None), Message.patient_id == InboundMessage.patient_id)))
+            .correlate(InboundMessage, Conversation).scalar_subquery())
+
+
+def _waits(session: TenantSession, period: Period) -> pd.DataFrame:
+    """One row per wait: a thread's first unanswered reply for the front desk and what ended it."""
+    tenant = session.tenant_id
+    answered_at = _first_answer(tenant)
+    rows = session.execute(
+        select(InboundMessage.conversation_id, InboundMessage.received_at, _day(InboundMessage.received_at, period),
+               answered_at, seconds_between(InboundMessage.received_at, answered_at),
+               case((Conversation.done_at >= InboundMessage.received_at, 1), else_=0))
+        .join(Conversation, and_(Conversation.id == InboundMessage.conversation_id, Conversation.tenant_id == tenant))
+        .where(InboundMessage.tenant_id == tenant, InboundMessage.received_at >= period.start,
+               InboundMessage.received_at < period.end, for_the_front_desk())).all()
+    columns = ["thread", "received_at", "day", "answered_at", "seconds", "done"]
+    replies = pd.DataFrame([list(row) for row in rows], columns=columns)
+    if replies.empty:
+        return pd.DataFrame(columns=["week", "minutes", "ending"])
+    # replies of one thread ended by the same answer (or both still unanswered) are one wait
+    replies["ending"] = ["answered" if pd.notna(at) else "done" if done else "waiting"
+                         for at, done in zip(replies["answered_at"], replies["done"], strict=True)]
+    replies["key"] = [str(at) if pd.notna(at) else ending
+                      for at, ending in zip(replies["answered_at"], replies["ending"], strict=True)]
+    first = replies.sort_values("received_at", kind="stable").drop_duplicates(["thread", "key"], keep="first")
+    return pd.DataFrame({"week": [week_of(_as_date(d)) for d in first["day"]],
+                         "minutes": first["seconds"].astype(float) / 60, "ending": first["ending"]})
+
+
+def _reply_times(waits: pd.DataFrame) -> pd.DataFrame:
+    if waits.empty:
+        return pd.DataFrame(columns=REPLY_TIME_COLUMNS)
+    table = []
+    for week, group in waits.groupby("week", sort=True):
+        minutes = group.loc[group["ending"] == "answered", "minutes"]
+        table.append([week, len(minutes), _rounded(minutes.median()), _rounded(minutes.quantile(0.9)),
+                      int((group["ending"] == "done").sum()), int((group["ending"] == "waiting").sum())])
+    return pd.DataFrame(table, columns=REPLY_TIME_COLUMNS)
+
+
+def _rounded(value: float) -> float | None:
+    return None if pd.isna(value) else round(float(value), 1)
+
+
+def _intents(session: TenantSession, period: Period) -> pd.DataFrame:
+    day = _day(InboundMessage.received_at, period)
+    rows = session.execute(
+        select(day, InboundMessage.intent, func.count())
+        .where(InboundMessage.tenant_id == session.tenant_id, InboundMessage.received_at >= period.start,
+               InboundMessage.received_at < period.end)
+        .group_by(day, InboundMessage.intent)).all()
+    order = {intent: index for index, intent in enumerate(ReplyIntent)}
+    rows = sorted(rows, key=lambda row: (_as_date(row[0]), order[ReplyIntent(row[1])]))
+    return pd.DataFrame([[_as_date(d), ReplyIntent(intent).label, int(count)] for d, intent, count in rows],
+                        columns=INTENT_COLUMNS)
+
+
+def results(session: TenantSession, period: Period) -> ReminderResults:
+    """Every table of the tab for ``period`` in the session's clinic (the caller checks the role)."""
+    confirmations = _confirmations(session, period)
+    cancellations, hours = _cancellations(session, period)
+    waits = _waits(session, period)
+    intents = _intents(session, period)
+    answered = waits.loc[waits["ending"] == "answered", "minutes"] if not waits.empty else pd.Series(dtype=float)
+    totals = Totals(
+        reminded=int(confirmations["Reminded appointments"].sum()),
+        confirmed=int(confirmations["Confirmed by reply"].sum()),
+        cancelled_by_reply=len(hours), hours_freed=round(sum(hours), 1),
+        median_hours_freed=_rounded(pd.Series(hours, dtype=float).median()),
+        answered=len(answered), median_reply_minutes=_rounded(answered.median()),
+        p90_reply_minutes=_rounded(answered.quantile(0.9)),
+        still_waiting=int((waits["ending"] == "waiting").sum()) if not waits.empty else 0,
+        replies=int(intents["Replies"].sum()),
+    )
+    return ReminderResults(totals=totals, confirmations=confirmations, cancellations=cancellations,
+                           no_shows=_no_shows(session, period), reply_times=_reply_times(waits), intents=intents)
+
