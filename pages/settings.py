@@ -1,6 +1,7 @@
 """Settings (admins): the clinic profile (names, default language, e-mail sender name, promotional
 window); which provider carries each channel, with which sender and failover; the clinic's own
-provider credentials (write-only); the Unifonic delivery-report address; time zone and country."""
+provider credentials (write-only); the Unifonic delivery-report address; time zone and country; the
+appointments API's keys."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from app.services.clinic_settings import (
     ClinicProfile,
 )
 from app.services.permissions import Permission
-from app.ui import cached, feedback, rtl, session
+from app.ui import api_keys, cached, feedback, rtl, session
 from app.ui.text import plain
 from db.enums import Language
 
@@ -165,3 +166,5 @@ with st.form("locale"):
     if st.form_submit_button("Save") and feedback.service(clinic_settings.set_locale, timezone=timezone,
                                                           default_region=region):
         changed("locale", "Saved the clinic's time zone and country.")
+
+api_keys.section(actor, current.timezone)

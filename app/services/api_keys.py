@@ -21,6 +21,7 @@ from typing import NamedTuple
 from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import aliased
 
+from app.config import Settings, get_settings
 from app.errors import ConflictError, NotFoundError, ValidationError
 from app.services import audit
 from app.services.permissions import Actor, Permission, authorize
@@ -37,6 +38,7 @@ MAX_NAME_LENGTH = 100
 MAX_LIVE_KEYS = 20
 MAX_PRESENTED_LENGTH = 200  # a longer "key" is not one of ours: refused before hashing
 TOUCH_EVERY = dt.timedelta(minutes=1)  # last_used_at is written at most this often: a request is not a write
+API_PATH = "/fhir"  # where worker/fhir_api.py serves, under the callback service's public address
 
 
 @dataclass(frozen=True)
@@ -166,3 +168,9 @@ def authenticate(engine: Engine, presented_key: str | None, *, now: dt.datetime 
                                                               ApiKey.last_used_at <= now - TOUCH_EVERY))
                 .values(last_used_at=now).execution_options(synchronize_session=False))
     return ApiKeyIdentity(row.tenant_id, row.id, row.name, row.key_prefix)
+
+
+def api_address(settings: Settings | None = None) -> str:
+    """The API's base address for the clinic's system (``PUBLIC_BASE_URL`` + ``/fhir``)."""
+    base = (settings or get_settings()).public_base_url
+    return f"{(base or 'https://<your public address>').rstrip('/')}{API_PATH}"
