@@ -7,9 +7,12 @@
   (found from ``?mid=`` and the MessageSid; a mid and a MessageSid of two different clinics are
   refused). Applied forward-only and idempotently: a late ``sent`` after ``delivered`` or a
   repeat changes nothing.
-- ``POST /twilio/inbound``: incoming SMS/WhatsApp. STOP-type keywords (English and Arabic)
-  opt the sender out of that channel in every clinic that has them as a patient; START-type
-  keywords opt back in. Answers with empty TwiML.
+- ``POST /twilio/inbound``: incoming SMS/WhatsApp (a WhatsApp quick-reply button too), signed with
+  the process-wide token or with the own Twilio auth token of the one clinic that sends from the
+  ``To``. Handed to ``app.services.replies.receive.receive_reply``: stored on the clinic's patient
+  thread (the same MessageSid twice is one reply), a clear confirm or cancel of the appointment
+  awaiting an answer changes it, STOP / START keywords opt out and in as before. Answers with empty
+  TwiML (the acknowledgement goes through the normal send path); ``X-Outcome`` says what happened.
 - ``POST /unifonic/dlr/{token}``: Unifonic delivery reports (unsigned, so the path carries
   ``UNIFONIC_CALLBACK_TOKEN``); applied forward-only and idempotently, answered 200 so
   Unifonic stops retrying.
@@ -46,11 +49,13 @@ from twilio.request_validator import RequestValidator
 from app.config import Settings
 from app.delivery.callbacks import ClinicMismatch, belongs_to, clinic_of_dlr_token, clinic_twilio_token, message_clinic
 from app.delivery.fallback import calls_for_fallback, fall_back_to_sms
-from app.delivery.inbound import receive
 from app.delivery.runtime import Runtime, get_runtime
 from app.delivery.status_batch import StatusReport, apply_many
 from app.providers.twilio_provider import TWILIO_STATUS, _decimal, _int
 from app.providers.unifonic_provider import parse_delivery_report
+from app.services.replies.clinic import number_owner
+from app.services.replies.receive import InboundReply, receive_reply
+from db.enums import Channel
 from worker.fhir_api import ROUTES as FHIR_ROUTES
 
 log = logging.getLogger("webhooks")
@@ -154,10 +159,24 @@ def _valid_signature(request: Request, settings: Settings, params: dict[str, str
 
 
 async def _signed_form(request: Request) -> dict[str, str] | None:
-    """The form of a webhook signed with the process-wide token (inbound messages), else None."""
-    settings = _runtime(request).settings
+    """The form of an inbound message signed with the process-wide token, or with the own Twilio
+    token of the one clinic that sends from its ``To`` (found from the routes: no patient data), else None."""
+    runtime = _runtime(request)
     params = _form(await request.body())
-    return params if _valid_signature(request, settings, params, [_process_token(settings) or ""]) else None
+    if not request.headers.get("X-Twilio-Signature"):
+        return None
+    if _valid_signature(request, runtime.settings, params, [_process_token(runtime.settings) or ""]):
+        return params
+    own = await run_in_threadpool(_own_token_of_number, runtime, params)
+    return params if own is not None and _valid_signature(request, runtime.settings, params, [own]) else None
+
+
+def _own_token_of_number(runtime: Runtime, params: dict[str, str]) -> str | None:
+    sender = params.get("From", "")
+    channel = Channel.WHATSAPP if sender.startswith("whatsapp:") else Channel.SMS
+    clinic = number_owner(runtime.engine, runtime.settings, channel, params.get("To", ""),
+                          params.get("MessagingServiceSid", ""))
+    return clinic_twilio_token(runtime.engine, runtime.settings, clinic) if clinic is not None else None
 
 
 async def twilio_status(request: Request) -> Response:
@@ -248,10 +267,15 @@ async def twilio_inbound(request: Request) -> Response:
     params = await _signed_form(request)
     if params is None:
         return PlainTextResponse("invalid signature", status_code=403)
-    word = await run_in_threadpool(receive, _runtime(request).engine, params.get("From", ""), params.get("Body", ""))
-    if word:
-        log.info("inbound %s keyword applied", word)
-    return Response(EMPTY_TWIML, media_type="text/xml")
+    try:
+        reply = InboundReply.from_twilio(params)
+    except ValueError as exc:
+        return PlainTextResponse(f"not an inbound message: {exc}", status_code=400)
+    runtime = _runtime(request)
+    outcome = await run_in_threadpool(receive_reply, runtime.engine, reply, settings=runtime.settings,
+                                      queue=runtime.queue)
+    log.info("inbound %s: %s (%s)", reply.provider_message_id, outcome.received, outcome.intent)
+    return Response(EMPTY_TWIML, media_type="text/xml", headers={"X-Outcome": outcome.received.value})
 
 
 async def unifonic_dlr(request: Request) -> Response:
