@@ -10,36 +10,40 @@ Definitions:
 
 - **Reminded**: the appointment has at least one reminder sent (``AppointmentReminder.status`` is
   ``sent``: its message was written), whatever became of that message afterwards.
-- **Acted on by itself** (``acted_on``): a reply whose intent is confirm or cancel, that names an
-  appointment and that was not handed to the front desk (its outcome does not start with
-  ``FRONT_DESK_OUTCOME``). Only these changed an appointment.
-- **Confirmed by reply**: a reply acted on by itself confirmed the appointment and no later one
-  cancelled it. Counted from the replies, not from ``Appointment.status``: once the clinic's system
-  records the visit (completed, no-show) or echoes a change back, the status no longer says who
-  confirmed, but the reply still does.
-- **Confirmation rate**: confirmed by reply / reminded, over the reminded appointments of each day.
-- **Cancelled by reply**: a reply acted on by itself cancelled the appointment (reminded or not).
+- **Acted on** (``acted_on``): a confirm or cancel reply that changed the appointment it names: the
+  reply handler stored the outcome ``ACTED_OUTCOMES`` names ("appointment confirmed", "appointment
+  cancelled"). A second confirm ("appointment already confirmed") changed nothing.
+- **Confirmed by reply**: a reply acted on confirmed the appointment and no later one cancelled it.
+  Counted from the replies, not from ``Appointment.status``: once the clinic's system records the
+  visit (completed, no-show) or echoes the change back, the status no longer says who confirmed,
+  and the reply still does.
+- **Confirmation rate**: confirmed by reply / reminded, over the reminded appointments of each day
+  (cancelled ones included: they were reminded and not confirmed).
+- **Cancelled by reply**: a reply acted on cancelled the appointment (reminded or not).
   **Hours freed**: from that reply (the first, if several) to the appointment's start; their total
   and median.
 - **No-show rate**: no-shows / (completed + no-shows) (``db.enums.ATTENDANCE_RECORDED``), for the
-  reminded and the not-reminded appointments apart; appointments without a recorded attendance yet
-  (still booked or confirmed, or cancelled) are left out and counted beside.
-- **Replies for the front desk** (``for_the_front_desk``): intent reschedule or unclear, or an
-  outcome starting with ``FRONT_DESK_OUTCOME`` (a confirm or cancel with no appointment awaiting one).
-- **Front desk reply time**: from a patient's first reply for the front desk that nobody has
-  answered yet to the first answer in that thread: a message written by a staff member
-  (``Message.created_by_id`` set, not part of a bulk send, not a test) to the thread's address or
-  to its patient, created at or after the reply. A patient who writes three times before anyone
-  answers waited once, from the first of the three. **Median** and **90th percentile** (linear
-  between the closest ranks) per week of that first reply, in minutes. **Still waiting**: no answer
-  yet and the thread not marked done since; **done without an answer**: the thread was marked done
-  after the reply with no message written (neither is in the reply time).
+  reminded and the not-reminded appointments apart; appointments whose attendance is not recorded
+  (still booked or confirmed, or cancelled) are left out of the rate and counted beside it.
+- **For the front desk** (``for_the_front_desk``): a reply nobody acted on automatically: intent
+  reschedule or unclear, or an outcome starting with ``FRONT_DESK_OUTCOME`` (a confirm or cancel
+  with no appointment, or several, awaiting an answer; a change the appointment refused).
+- **Front desk reply time**: a wait starts at a reply for the front desk and ends at the first of
+  (1) an answer: a message written by a staff member (``Message.created_by_id`` set, not part of a
+  bulk send, not a test) to the thread's address or to its patient, created at or after the reply,
+  or (2) the thread marked done (the inbox's ``inbox.done`` audit event). Replies of one thread that
+  the same event ends are one wait, from the first of them: a patient who writes three times
+  before anyone answers waited once. **Median** and **90th percentile** (linear between the closest
+  ranks) of the answered waits, per week of their first reply, in minutes. **Done without an
+  answer**: waits ended by marking the thread done; **still waiting**: waits nothing has ended yet
+  (neither is in the reply time).
 - **Replies by intent**: every reply received, per day and understood intent (``ReplyIntent.label``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,12 +55,14 @@ from app.analytics.sql import in_zone, local_day, seconds_between
 from app.analytics.stats import rate
 from app.analytics.store import Period
 from db.enums import ATTENDANCE_RECORDED, AppointmentStatus, ReminderStatus, ReplyIntent
-from db.models import Appointment, AppointmentReminder, Conversation, InboundMessage, Message
+from db.models import Appointment, AppointmentReminder, AuditEvent, Conversation, InboundMessage, Message
 from db.tenancy import TenantSession
 
-FRONT_DESK_OUTCOME = "for the front desk"
-ACTING_INTENTS = (ReplyIntent.CONFIRM, ReplyIntent.CANCEL)
-PERSON_INTENTS = (ReplyIntent.RESCHEDULE, ReplyIntent.UNCLEAR)
+# The beginnings of the outcomes the reply handler stores on a reply (``app.services.replies``).
+FRONT_DESK_OUTCOME = "for the front desk:"
+ACTED_OUTCOMES = {ReplyIntent.CONFIRM: "appointment confirmed", ReplyIntent.CANCEL: "appointment cancelled"}
+PERSON_INTENTS = (ReplyIntent.RESCHEDULE, ReplyIntent.UNCLEAR)  # never acted on automatically
+THREAD_DONE = "inbox.done"  # the audit action of marking a thread done (``app.services.inbox.working``)
 REMINDED, NOT_REMINDED = "Reminded", "Not reminded"
 
 CONFIRMATION_COLUMNS = ["Day", "Reminded appointments", "Confirmed by reply", "Confirmation rate (%)"]
@@ -74,9 +80,9 @@ def for_the_front_desk(reply: Any = InboundMessage) -> ColumnElement[bool]:
 
 
 def acted_on(reply: Any, intent: ReplyIntent) -> ColumnElement[bool]:
-    """A reply with a clear ``intent`` (confirm or cancel) that changed the appointment it names."""
+    """A ``reply`` whose clear ``intent`` (confirm or cancel) changed the appointment it names."""
     return and_(reply.intent == intent, reply.appointment_id.is_not(None),
-                ~reply.outcome.startswith(FRONT_DESK_OUTCOME, autoescape=True))
+                reply.outcome.startswith(ACTED_OUTCOMES[intent], autoescape=True))
 
 
 @dataclass(frozen=True)
@@ -213,29 +219,51 @@ def _first_answer(tenant: Any) -> ColumnElement[Any]:
             .correlate(InboundMessage, Conversation).scalar_subquery())
 
 
+def _done_marks(session: TenantSession, period: Period) -> dict[uuid.UUID, list[dt.datetime]]:
+    """When each thread was marked done since the period began (the inbox's audit events), in order."""
+    marks: dict[uuid.UUID, list[dt.datetime]] = {}
+    for object_id, at in session.execute(
+            select(AuditEvent.object_id, AuditEvent.created_at)
+            .where(AuditEvent.tenant_id == session.tenant_id, AuditEvent.action == THREAD_DONE,
+                   AuditEvent.object_type == "conversation", AuditEvent.created_at >= period.start)
+            .order_by(AuditEvent.created_at)):
+        try:
+            marks.setdefault(uuid.UUID(str(object_id)), []).append(_utc(at))
+        except ValueError:
+            continue
+    return marks
+
+
+def _utc(at: dt.datetime) -> dt.datetime:
+    return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
+
+
 def _waits(session: TenantSession, period: Period) -> pd.DataFrame:
-    """One row per wait: a thread's first unanswered reply for the front desk and what ended it."""
+    """One row per wait: when its first reply came (week), how long until an answer, and how it ended."""
     tenant = session.tenant_id
-    answered_at = _first_answer(tenant)
     rows = session.execute(
         select(InboundMessage.conversation_id, InboundMessage.received_at, _day(InboundMessage.received_at, period),
-               answered_at, seconds_between(InboundMessage.received_at, answered_at),
-               case((Conversation.done_at >= InboundMessage.received_at, 1), else_=0))
+               _first_answer(tenant))
         .join(Conversation, and_(Conversation.id == InboundMessage.conversation_id, Conversation.tenant_id == tenant))
         .where(InboundMessage.tenant_id == tenant, InboundMessage.received_at >= period.start,
-               InboundMessage.received_at < period.end, for_the_front_desk())).all()
-    columns = ["thread", "received_at", "day", "answered_at", "seconds", "done"]
-    replies = pd.DataFrame([list(row) for row in rows], columns=columns)
-    if replies.empty:
-        return pd.DataFrame(columns=["week", "minutes", "ending"])
-    # replies of one thread ended by the same answer (or both still unanswered) are one wait
-    replies["ending"] = ["answered" if pd.notna(at) else "done" if done else "waiting"
-                         for at, done in zip(replies["answered_at"], replies["done"], strict=True)]
-    replies["key"] = [str(at) if pd.notna(at) else ending
-                      for at, ending in zip(replies["answered_at"], replies["ending"], strict=True)]
-    first = replies.sort_values("received_at", kind="stable").drop_duplicates(["thread", "key"], keep="first")
-    return pd.DataFrame({"week": [week_of(_as_date(d)) for d in first["day"]],
-                         "minutes": first["seconds"].astype(float) / 60, "ending": first["ending"]})
+               InboundMessage.received_at < period.end, for_the_front_desk())
+        .order_by(InboundMessage.received_at)).all()
+    marks = _done_marks(session, period) if rows else {}
+    waits: dict[tuple[uuid.UUID, dt.datetime | None], tuple[dt.date, float | None, str]] = {}
+    for thread, received_at, day, answered_at in rows:
+        received_at = _utc(received_at)
+        answered_at = None if answered_at is None else _utc(answered_at)
+        done_at = next((at for at in marks.get(thread, ()) if at >= received_at), None)
+        if answered_at is not None and (done_at is None or answered_at <= done_at):
+            end, ending = answered_at, "answered"
+        else:
+            end, ending = done_at, "done" if done_at is not None else "waiting"
+        if (thread, end) not in waits:  # replies are in order: the first one starts the wait the same event ends
+            minutes = (end - received_at).total_seconds() / 60 if ending == "answered" and end else None
+            waits[(thread, end)] = (week_of(_as_date(day)), minutes, ending)
+    frame = pd.DataFrame(list(waits.values()), columns=["week", "minutes", "ending"])
+    frame["minutes"] = frame["minutes"].astype(float)
+    return frame
 
 
 def _reply_times(waits: pd.DataFrame) -> pd.DataFrame:

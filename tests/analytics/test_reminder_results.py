@@ -30,7 +30,6 @@ from db.enums import (
     AppointmentStatus,
     BulkJobStatus,
     Channel,
-    ConversationState,
     MessageStatus,
     ReminderStatus,
     ReplyIntent,
@@ -133,6 +132,7 @@ FRONT_DESK = (
     ForTheDesk(UNKNOWN, (2026, 11, 9, 10, 0), S.CONFIRM, None, "for the front desk: no appointment awaits an answer"),
     ForTheDesk("layla", (2026, 11, 10, 9, 0), S.UNCLEAR),  # nobody answered: still waiting
     ForTheDesk("sara", (2026, 11, 11, 9, 0), S.UNCLEAR),  # the thread was marked done at 09:15, unanswered
+    ForTheDesk("sara", (2026, 11, 12, 9, 0), S.UNCLEAR),  # reopens the thread: a new wait, answered 09:40
 )
 SARA_DONE_AT = local(2026, 11, 11, 9, 15)
 OPT_OUT = ("layla", (2026, 11, 5, 8, 0))  # "STOP": neither acted on an appointment nor for the desk
@@ -144,9 +144,10 @@ ANSWERS = (
     ("omar", (2026, 11, 2, 18, 0), True),  # by e-mail: the patient, not the number
     ("layla", (2026, 11, 4, 10, 10), False),
     (UNKNOWN, (2026, 11, 9, 10, 20), False),
+    ("sara", (2026, 11, 12, 9, 40), False),
 )
 # Read off the two tables: the waits in minutes, per week (from Sunday) of each wait's first reply.
-WAITS = {dt.date(2026, 11, 1): [30, 60, 10], dt.date(2026, 11, 8): [20]}
+WAITS = {dt.date(2026, 11, 1): [30, 60, 10], dt.date(2026, 11, 8): [20, 40]}
 STILL_WAITING = {dt.date(2026, 11, 8): 1}
 DONE_UNANSWERED = {dt.date(2026, 11, 8): 1}
 
@@ -215,8 +216,11 @@ def _build(engine: Engine, tenant: uuid.UUID, desk: Actor, admin: Actor, booking
             reply(item.thread, item.received_at, item.intent, appointments.get(item.about or ""), item.outcome,
                   body="Can I come later?")
         reply(OPT_OUT[0], local(*OPT_OUT[1]), S.STOP, None, "opted out of whatsapp", body="STOP")
-        if done:
-            threads["sara"].state, threads["sara"].done_at = ConversationState.DONE, SARA_DONE_AT
+        if done:  # as the inbox's "mark done" records it (the thread's later reply reopened it since)
+            session.add(AuditEvent(actor_id=desk.user_id, actor_name=desk.username, action="inbox.done",
+                                   object_type="conversation", object_id=str(threads["sara"].id),
+                                   details={"waiting_since": local(*FRONT_DESK[-2].received).isoformat()},
+                                   created_at=SARA_DONE_AT))
         for thread, at, by_email in answers:
             patient = patients.get(thread)
             session.add(Message(patient_id=patient.id if patient else None, created_by_id=desk.user_id,
@@ -330,8 +334,8 @@ def test_front_desk_reply_time_per_week_and_the_threads_still_waiting(engine: En
                  DONE_UNANSWERED.get(week, 0), STILL_WAITING.get(week, 0)] for week in sorted(WAITS)]
     assert got.reply_times.values.tolist() == expected
     everything = [minutes for week in WAITS.values() for minutes in week]
-    assert (got.totals.answered, got.totals.still_waiting) == (4, 1)
-    assert got.totals.median_reply_minutes == statistics.median(everything)  # 25: of the waits, not the weeks
+    assert (got.totals.answered, got.totals.still_waiting) == (5, 1)
+    assert got.totals.median_reply_minutes == statistics.median(everything)  # 30: of the waits, not of the weeks
     assert got.totals.p90_reply_minutes == round(statistics.quantiles(everything, n=10, method="inclusive")[-1], 1)
     assert {week_of(clinic_day(item.received_at)) for item in FRONT_DESK} == set(WAITS)
 
@@ -356,9 +360,9 @@ def test_each_clinic_counts_only_its_own_appointments_replies_and_answers(engine
     assert (b.totals.reminded, b.totals.confirmed) == (len(in_period), sum(_confirmed(x) for x in in_period))
     assert b.no_shows.set_index("Appointments").loc["Reminded", "No-show rate (%)"] == 100.0
     # each wait in B was answered five minutes after its first reply (Sara's two replies are one wait)
-    assert (b.totals.answered, b.totals.median_reply_minutes, b.totals.still_waiting) == (6, 5.0, 0)
+    assert (b.totals.answered, b.totals.median_reply_minutes, b.totals.still_waiting) == (7, 5.0, 0)
     a = results(engine, clinics.a, clinics.admin_a)
-    assert (a.totals.reminded, a.totals.answered, a.totals.still_waiting) == (7, 4, 1)  # as if B were not there
+    assert (a.totals.reminded, a.totals.answered, a.totals.still_waiting) == (7, 5, 1)  # as if B were not there
 
 
 def test_roles_and_clinics_are_checked(engine: Engine, clinics: Clinics) -> None:
