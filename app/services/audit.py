@@ -130,6 +130,10 @@ ACTION_LABELS: dict[str, str] = {
     "audit.export": "Audit log exported",
     "appointments.apply": "Appointments imported (upload or API)",
     "appointment.status": "Appointment status changed",
+    "inbox.assign": "Inbox thread assigned",
+    "inbox.done": "Inbox thread marked done",
+    "inbox.reopen": "Inbox thread reopened",
+    "inbox.reply": "Patient's reply answered",
 }
 
 
@@ -208,7 +212,7 @@ OBJECT_TYPE_LABELS: dict[str, str] = {
     "template": "Template", "bulk_job": "Bulk send", "bulk_draft": "Bulk send (draft)", "user": "Staff member",
     "patient": "Patient", "message": "Message", "messages": "Messages", "tenant": "Clinic",
     "provider": "Provider", "data_export": "Message export", "chart": "Chart", "audit_log": "Audit log",
-    "appointment": "Appointment", "appointments": "Appointments",
+    "appointment": "Appointment", "appointments": "Appointments", "conversation": "Inbox thread",
 }
 
 

@@ -46,6 +46,7 @@ class MenuEntry:
 MENU: tuple[MenuEntry, ...] = (
     MenuEntry("home.py", "Dashboard", ":material/dashboard:", Permission.VIEW_DASHBOARD, "Overview"),
     MenuEntry("messages.py", "Messages", ":material/forum:", Permission.VIEW_MESSAGES, "Messaging"),
+    MenuEntry("inbox.py", "Inbox", ":material/inbox:", Permission.WORK_INBOX, "Messaging"),
     MenuEntry("patients.py", "Patients", ":material/group:", Permission.VIEW_PATIENTS, "Patients"),
     MenuEntry("templates.py", "Templates", ":material/description:", Permission.VIEW_TEMPLATES, "Messaging"),
     MenuEntry("bulk.py", "Bulk send", ":material/campaign:", Permission.SEND_MESSAGES, "Messaging"),

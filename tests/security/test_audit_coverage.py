@@ -25,6 +25,7 @@ from app.services import (
     audit,
     auth,
     clinic_settings,
+    inbox,
     message_export,
     messaging,
     patients,
@@ -40,7 +41,7 @@ from db.enums import AppointmentStatus, Channel, Language, Role
 from db.models import AuditEvent
 from db.session import system_session
 from db.types import utcnow
-from tests.factories import DEFAULT_PASSWORD
+from tests.factories import DEFAULT_PASSWORD, make_reply
 from tests.security.conftest import CONTENT_SID, SETTINGS, World, this_week
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,6 +171,17 @@ def _booked(world: World) -> uuid.UUID:
     return world.call(records.apply, world.a.admin, [_booking()], source="api").appointment_ids[0]
 
 
+def _thread(world: World) -> uuid.UUID:
+    """A patient's WhatsApp reply waiting in clinic A's inbox."""
+    return make_reply(world.engine, world.a.tenant_id, address="+966501234567", body="Is 5 pm possible?")
+
+
+def _reopen_thread(world: World) -> None:
+    thread_id = _thread(world)
+    world.call(inbox.mark_done, world.a.front_desk, thread_id)
+    world.call(inbox.reopen, world.a.front_desk, thread_id)
+
+
 ACTIONS: list[Action] = [
     # signing in and out
     Action("sign in", "auth.login", _login),
@@ -264,6 +276,15 @@ ACTIONS: list[Action] = [
     Action("import appointments", "appointments.apply", lambda w: _in(w, records.apply, [_booking()], source="upload")),
     Action("change an appointment's status", "appointment.status", lambda w: w.call(
         records.set_status, w.a.front_desk, _booked(w), AppointmentStatus.NO_SHOW, source="staff"),
+        by=Role.FRONT_DESK),
+    # the inbox (issue 20)
+    Action("assign a thread", "inbox.assign", lambda w: w.call(
+        inbox.assign, w.a.front_desk, _thread(w), w.a.front_desk.user_id), by=Role.FRONT_DESK),
+    Action("mark a thread done", "inbox.done", lambda w: w.call(inbox.mark_done, w.a.front_desk, _thread(w)),
+           by=Role.FRONT_DESK),
+    Action("reopen a thread", "inbox.reopen", _reopen_thread, by=Role.FRONT_DESK),
+    Action("answer a reply", "inbox.reply", lambda w: w.call(
+        inbox.reply, w.a.front_desk, _thread(w), text="See you then.", idempotency_key=w.unique("answer")),
         by=Role.FRONT_DESK),
 ]
 

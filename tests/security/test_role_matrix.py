@@ -26,6 +26,7 @@ from app.services import (
     audit,
     clinic_settings,
     explorer,
+    inbox,
     message_export,
     messaging,
     patients,
@@ -40,7 +41,7 @@ from app.services.permissions import ROLE_PERMISSIONS, Actor
 from app.ui.navigation import MENU
 from db.enums import Channel, Language, MessageStatus, Role
 from db.types import utcnow
-from tests.factories import DEFAULT_PASSWORD
+from tests.factories import DEFAULT_PASSWORD, make_reply
 from tests.security.conftest import CONTENT_SID, SETTINGS, World, this_week
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -205,7 +206,24 @@ CALLS: dict[str, Call] = {
                                                       default_region="AE"),
     "clinic_settings.set_profile": lambda w, a: w.call(clinic_settings.set_profile, a, clinic_settings.ClinicProfile(
         w.unique("Clinic"), "عيادة", Language.AR, "", dt.time(9, 0), dt.time(19, 0))),
+    # the inbox (issue 20)
+    "inbox.reading.threads": lambda w, a: w.call(inbox.threads, a),
+    "inbox.reading.unread_total": lambda w, a: w.call(inbox.unread_total, a),
+    "inbox.reading.thread": lambda w, a: w.call(inbox.thread, a, _thread(w)),
+    "inbox.working.assignable_staff": lambda w, a: w.call(inbox.assignable_staff, a),
+    "inbox.working.assign": lambda w, a: w.call(inbox.assign, a, _thread(w), w.a.front_desk.user_id),
+    "inbox.working.mark_done": lambda w, a: w.call(inbox.mark_done, a, _thread(w)),
+    "inbox.working.reopen": lambda w, a: w.call(inbox.reopen, a, _thread(w)),
+    "inbox.replying.reply_options": lambda w, a: w.call(inbox.reply_options, a, _thread(w)),
+    "inbox.replying.reply_preview": lambda w, a: w.call(inbox.reply_preview, a, _thread(w), text="See you then."),
+    "inbox.replying.reply": lambda w, a: w.call(inbox.reply, a, _thread(w), text="See you then.",
+                                                idempotency_key=w.unique("answer")),
 }
+
+
+def _thread(world: World) -> Any:
+    """A patient's WhatsApp reply in clinic A's inbox (the same thread each time)."""
+    return make_reply(world.engine, world.a.tenant_id, address="+966501234567", body="Is 5 pm possible?")
 
 
 def _retry_filtered(world: World, actor: Actor) -> Any:
