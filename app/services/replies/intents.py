@@ -104,7 +104,8 @@ _CANCEL = (
 _RESCHEDULE = (
     "reschedule", "re schedule", "change", "change time", "change date", "change day", "another time",
     "another day", "another date", "different time", "different day", "different date", "other time",
-    "other day", "new time", "new date", "postpone", "move", "later", "can i reschedule", "can we reschedule",
+    "other day", "change the time", "change the date", "change the day", "new time", "new date", "postpone",
+    "move", "later", "can i reschedule", "can we reschedule",
     "can i change", "3",
     "تأجيل", "اجله", "اجلها", "اجلوا", "اجلو", "ابي اجل", "ابغى اجل", "اريد اجل", "ودي اجل", "اجل الموعد",
     "غير الموعد", "غيروا الموعد", "اغير الموعد", "ابي اغير", "ابغى اغير", "اغير", "تغيير الموعد", "تغيير",
@@ -113,11 +114,12 @@ _RESCHEDULE = (
     "ممكن اغير الموعد", "ممكن نغير الموعد", "ممكن موعد ثاني", "ممكن اجل الموعد",
 )
 _FILLERS = (
-    "please", "pls", "plz", "thanks", "thank you", "thankyou", "thx", "ty", "hi", "hello", "dear", "i", "it",
+    "please", "pls", "plz", "sorry", "thanks", "thank you", "thankyou", "thx", "ty", "hi", "hello", "dear", "i", "it",
     "my", "the", "appointment", "want to", "would like to", "id like to", "need to", "wanna",
     "شكرا", "شكرا لك", "شكرا لكم", "مشكور", "مشكورين", "يعطيك العافيه", "الله يعطيك العافيه",
-    "لو سمحت", "لو سمحتي", "من فضلك", "مرحبا", "السلام عليكم", "هلا", "اهلا", "ابي", "ابغى", "اريد", "ودي",
-    "الموعد", "موعد", "موعدي", "الحجز", "والله",
+    "لو سمحت", "لو سمحتي", "من فضلك", "مرحبا", "اسف", "اسفه", "السلام عليكم", "هلا", "اهلا", "ابي", "ابغى",
+    "اريد", "ودي",
+    "الموعد", "موعدي", "الحجز", "والله",  # not "موعد": "اي موعد" asks "which appointment"
     # "ان شاء الله" (God willing) is filler, never an answer: in Saudi usage it is said as often
     # to soften a "maybe" or to end a conversation politely as to promise to come, so on its own it
     # says nothing about the appointment ("بجي ان شاء الله" still confirms through "بجي").
