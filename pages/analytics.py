@@ -1,4 +1,5 @@
-"""Analytics: delivery, channels, templates, failures, cost, engagement, timing, opt-outs, bulk jobs."""
+"""Analytics: delivery, channels, templates, failures, cost, engagement, timing, opt-outs, bulk jobs,
+reminders and replies."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from db.enums import Channel
 
 actor = session.require_actor(Permission.VIEW_ANALYTICS)
 TABS = ["Delivery", "Channels", "Templates", "Failures", "Cost", "WhatsApp reads", "Weekday x hour", "Opt-outs",
-        "Bulk jobs"]
+        "Bulk jobs", "Reminders and replies"]
 st.title("Analytics", anchor=False)
 
 period = reports.period_picker(actor, "analytics")
@@ -32,8 +33,8 @@ if report is None:
     st.stop()
 
 
-def show(build, data, name: str) -> None:  # type: ignore[no-untyped-def]
-    reports.chart(actor, build, data, name, period)
+def show(build, data, name: str, empty: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    reports.chart(actor, build, data, name, period, empty=empty)
 
 
 def by_rate(data):  # type: ignore[no-untyped-def]
@@ -42,6 +43,37 @@ def by_rate(data):  # type: ignore[no-untyped-def]
 
 def by_success(data):  # type: ignore[no-untyped-def]
     return charts.send_heatmap(data, value="Success rate (%)")
+
+
+def reminders_and_replies() -> None:
+    results = reports.reminder_results(actor, period)
+    if results is None:
+        return
+    st.caption("Appointments are counted by the day they start, replies by the day they came in (clinic time). "
+               "The channel and template filters do not apply here.")
+    totals = results.totals
+    rate, cancelled, reply_time, waiting = st.columns(4)
+    rate.metric("Confirmed by reply", reports.percent(totals.confirmation_rate),
+                help=f"{totals.confirmed} of {totals.reminded} reminded appointments")
+    cancelled.metric("Cancelled by reply", totals.cancelled_by_reply,
+                     help=f"{totals.hours_freed:g} hours freed in all; median "
+                          f"{reports.amount(totals.median_hours_freed, 'h')} before the appointment")
+    reply_time.metric("Front desk reply time (median)", reports.amount(totals.median_reply_minutes, "min"),
+                      help=f"90th percentile {reports.amount(totals.p90_reply_minutes, 'min')}, "
+                           f"over {totals.answered} answered")
+    waiting.metric("Replies still waiting", totals.still_waiting)
+    show(charts.confirmation_rate, results.confirmations, "reminder_confirmation_rate",
+         "No reminders sent for appointments in this period: set up rules on the Reminders page.")
+    show(charts.cancellations_by_reply, results.cancellations, "cancellations_by_reply",
+         "No appointment in this period was cancelled by a patient's reply.")
+    show(charts.no_shows_by_reminder, results.no_shows, "no_shows_by_reminder",
+         "No appointment in this period has its attendance recorded yet (completed or no-show, from the "
+         "clinic's system).")
+    if not results.no_shows.empty:
+        st.dataframe(results.no_shows, hide_index=True, key="no_shows_table")
+    show(charts.reply_time, results.reply_times, "front_desk_reply_time",
+         "No replies went to the front desk in this period.")
+    show(charts.replies_by_intent, results.intents, "replies_by_intent", "No replies from patients in this period.")
 
 
 # Only the open tab is drawn (a tab's charts are built in the browser only when it is chosen).
@@ -71,5 +103,7 @@ with tabs[open_tab]:
         show(by_success, report.heatmap, "success_by_weekday_and_hour")
     elif open_tab == "Opt-outs":
         show(charts.optout_trend, report.optouts, "opt_outs")
+    elif open_tab == "Reminders and replies":
+        reminders_and_replies()
     else:
         show(charts.bulk_outcomes, report.bulk_jobs, "bulk_job_outcomes")

@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from app.analytics import reminders
 from app.analytics.chart_csv import to_csv
 from app.analytics.store import NO_FILTERS, Filters, Period
 from app.errors import ValidationError
@@ -89,10 +90,11 @@ def _figure(name: str, data: pd.DataFrame, _build: Callable[[pd.DataFrame], go.F
 
 
 def chart(actor: Actor, build: Callable[[pd.DataFrame], go.Figure], data: pd.DataFrame, name: str,
-          period: Period) -> None:
-    """``build(data)`` as a chart and, for roles that may export, its data as CSV (the download is audited)."""
+          period: Period, *, empty: str | None = None) -> None:
+    """``build(data)`` as a chart and, for roles that may export, its data as CSV (the download is audited).
+    With no data, ``empty`` says so (and what to do), or "<name>: no messages in this period."."""
     if data.empty:
-        st.caption(f"{name.replace('_', ' ').capitalize()}: no messages in this period.")
+        st.caption(empty or f"{name.replace('_', ' ').capitalize()}: no messages in this period.")
         return
     st.plotly_chart(_figure(name, data, build), key=f"chart_{name}", config={"displayModeBar": False})
     if actor.can(Permission.EXPORT_DATA):
@@ -120,6 +122,14 @@ def _report(db: TenantSession, actor: Actor, period: Period, filters: Filters) -
 def report(actor: Actor, period: Period, filters: Filters) -> analytics.Report | None:
     """The Analytics report, at most ``REPORT_SECONDS`` old (keyed by clinic, role, period and filters)."""
     return feedback.attempt(lambda: _report(actor, period, filters))
+
+
+_reminder_results = cached.clinic_cached(ttl=REPORT_SECONDS, key=_report_key)(analytics.reminder_results)
+
+
+def reminder_results(actor: Actor, period: Period) -> reminders.ReminderResults | None:
+    """Reminders and replies on Analytics, at most ``REPORT_SECONDS`` old (keyed by clinic, role and period)."""
+    return feedback.attempt(lambda: _reminder_results(actor, period))
 
 
 _summary = cached.clinic_cached(ttl=CACHE_SECONDS, key=_key)(analytics.summary)
@@ -152,4 +162,9 @@ def bulk_jobs_in_progress(actor: Actor) -> pd.DataFrame | None:
 
 def percent(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
+
+
+def amount(value: float | None, unit: str) -> str:
+    """``25.5 min``; a dash when there is nothing to measure."""
+    return "—" if value is None else f"{value:g} {unit}"
 
