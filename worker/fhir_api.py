@@ -129,7 +129,7 @@ async def _upsert(request: Request, source_id: str | None) -> Response:
         return _problem(409, str(exc), code="conflict")
     stored_id = done.resource["identifier"][0]["value"]
     headers = {"Location": f"{_base_url(request)}/fhir/Appointment/{quote(stored_id, safe='')}",
-               "Last-Modified": done.resource["meta"]["lastUpdated"], "X-Outcome": _said(done)}
+               "X-Outcome": _said(done)}
     return FhirResponse(done.resource, status_code=201 if done.created else 200, headers=headers)
 
 

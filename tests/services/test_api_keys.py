@@ -7,10 +7,11 @@ import dataclasses
 import datetime as dt
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import Engine, select, update
 
 from app.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
-from app.services import api_keys
+from app.services import api_keys, passwords
 from app.services.permissions import Actor
 from db.enums import Role
 from db.models import ApiKey, AuditEvent, Tenant
@@ -26,6 +27,12 @@ class Clinics:
     admin_b: Actor  # the other clinic's admin
     desk: Actor
     analyst: Actor
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cheap argon2 parameters for the admins these tests make: they are about keys, not hashing."""
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 @pytest.fixture

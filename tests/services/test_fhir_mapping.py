@@ -240,7 +240,7 @@ def test_written_back_with_the_patients_answer(status: AppointmentStatus, source
     assert written["status"] == fhir_status
     assert written["participant"][0] == {"actor": {"reference": "Patient/MRN-0", "type": "Patient"},
                                          "required": "required", "status": answer}
-    assert written["meta"]["lastUpdated"] == "2026-12-06T08:15:30Z"
+    assert written["meta"]["lastUpdated"] == "2026-12-06T08:15:30.123456Z"
     assert written["identifier"] == [{"value": "APT-1001"}] and written["id"] == "APT-1001"
     assert ("cancelationReason" in written) == (answer == "declined")
 

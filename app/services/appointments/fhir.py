@@ -361,8 +361,8 @@ def parse_appointment(payload: Any, *, source_id: str | None = None) -> Appointm
 # --- ours -> FHIR ---------------------------------------------------------------------------------
 
 
-def _instant(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+def _instant(value: dt.datetime, timespec: str = "seconds") -> str:
+    return value.astimezone(dt.UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 def patient_answer(appointment: Appointment) -> str:
@@ -386,7 +386,8 @@ def to_fhir(appointment: Appointment, patient: Patient | None) -> dict[str, Any]
     resource: dict[str, Any] = {"resourceType": RESOURCE}
     if _FHIR_ID.fullmatch(source_id):
         resource["id"] = source_id
-    resource["meta"] = {"lastUpdated": _instant(appointment.updated_at)}
+    # to the microsecond: the clinic system asks for changes after the last one it read (_lastUpdated=gt...)
+    resource["meta"] = {"lastUpdated": _instant(appointment.updated_at, "microseconds")}
     resource["identifier"] = [{"value": source_id}]
     resource["status"] = STATUS_OUT[AppointmentStatus(appointment.status)]
     answer = patient_answer(appointment)
