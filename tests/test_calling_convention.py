@@ -43,6 +43,10 @@ NO_ACTOR: dict[str, str] = {
     "message_content.patient_variables": "rendering helper of messaging.send",
     "messaging.rendered_again": "rendering helper of patients.change_contacts (after its check), as send renders",
     "queueing.use_queue": "attaches a queue to a session (callers and tests)",
+    "reminders.planner.plan": "re-plans reminders after a change its caller made and checked (intake, replies, "
+                              "rules, the maintenance pass)",
+    "reminders.planner.clinic_hours": "the clinic's calendar, read by the planner and by reminder services after "
+                                      "their checks",
     "queueing.queue_of": "the queue a use case enqueues on",
     "queueing.deliver_after_commit": "registers delivery jobs for after the commit",
     "queueing.enqueue_after_commit": "registers a job for after the commit",
