@@ -134,6 +134,8 @@ ACTION_LABELS: dict[str, str] = {
     "inbox.done": "Inbox thread marked done",
     "inbox.reopen": "Inbox thread reopened",
     "inbox.reply": "Patient's reply answered",
+    "api_key.create": "Appointments API key created",
+    "api_key.revoke": "Appointments API key revoked",
 }
 
 
@@ -213,6 +215,7 @@ OBJECT_TYPE_LABELS: dict[str, str] = {
     "patient": "Patient", "message": "Message", "messages": "Messages", "tenant": "Clinic",
     "provider": "Provider", "data_export": "Message export", "chart": "Chart", "audit_log": "Audit log",
     "appointment": "Appointment", "appointments": "Appointments", "conversation": "Inbox thread",
+    "api_key": "API key",
 }
 
 

@@ -22,6 +22,7 @@ from app.errors import AuthenticationError
 from app.providers.routing import SAUDI, RouteStep
 from app.services import (
     analytics,
+    api_keys,
     audit,
     auth,
     clinic_settings,
@@ -286,6 +287,10 @@ ACTIONS: list[Action] = [
     Action("answer a reply", "inbox.reply", lambda w: w.call(
         inbox.reply, w.a.front_desk, _thread(w), text="See you then.", idempotency_key=w.unique("answer")),
         by=Role.FRONT_DESK),
+    # the appointments API's keys (issue 20)
+    Action("create an API key", "api_key.create", lambda w: _in(w, api_keys.create, w.unique("HIS"))),
+    Action("revoke an API key", "api_key.revoke", lambda w: _in(
+        w, api_keys.revoke, w.call(api_keys.create, w.a.admin, w.unique("HIS")).view.id)),
 ]
 
 
