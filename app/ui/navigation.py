@@ -48,6 +48,7 @@ MENU: tuple[MenuEntry, ...] = (
     MenuEntry("messages.py", "Messages", ":material/forum:", Permission.VIEW_MESSAGES, "Messaging"),
     MenuEntry("inbox.py", "Inbox", ":material/inbox:", Permission.WORK_INBOX, "Messaging"),
     MenuEntry("patients.py", "Patients", ":material/group:", Permission.VIEW_PATIENTS, "Patients"),
+    MenuEntry("appointments.py", "Appointments", ":material/event:", Permission.VIEW_APPOINTMENTS, "Patients"),
     MenuEntry("templates.py", "Templates", ":material/description:", Permission.VIEW_TEMPLATES, "Messaging"),
     MenuEntry("bulk.py", "Bulk send", ":material/campaign:", Permission.SEND_MESSAGES, "Messaging"),
     MenuEntry("staff.py", "Staff", ":material/badge:", Permission.MANAGE_STAFF, "Administration"),

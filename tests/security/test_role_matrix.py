@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from app.errors import PermissionDenied
 from app.providers.routing import SAUDI, RouteStep
@@ -35,11 +36,14 @@ from app.services import (
     templates,
     whatsapp_templates,
 )
+from app.services.appointments import listing, records, upload
 from app.services.bulk import jobs, wizard
 from app.services.explorer import MessageFilter
 from app.services.permissions import ROLE_PERMISSIONS, Actor
 from app.ui.navigation import MENU
-from db.enums import Channel, Language, MessageStatus, Role
+from db.enums import AppointmentStatus, Channel, Language, MessageStatus, Role
+from db.models import Appointment
+from db.session import tenant_session
 from db.types import utcnow
 from tests.factories import DEFAULT_PASSWORD, make_reply
 from tests.security.conftest import CONTENT_SID, SETTINGS, World, this_week
@@ -218,7 +222,32 @@ CALLS: dict[str, Call] = {
     "inbox.replying.reply_preview": lambda w, a: w.call(inbox.reply_preview, a, _thread(w), text="See you then."),
     "inbox.replying.reply": lambda w, a: w.call(inbox.reply, a, _thread(w), text="See you then.",
                                                 idempotency_key=w.unique("answer")),
+    # appointments (issue 20)
+    "appointments.listing.appointments": lambda w, a: w.call(listing.appointments, a, listing.AppointmentFilter(
+        utcnow().date(), utcnow().date() + dt.timedelta(days=7))),
+    "appointments.records.preview": lambda w, a: w.call(records.preview, a, [_booking("A-1")], source="upload"),
+    "appointments.records.apply": lambda w, a: w.call(records.apply, a, [_booking("A-1")], source="api"),
+    "appointments.records.set_status (reply or staff)": lambda w, a: w.call(
+        records.set_status, a, _appointment(w, "R-1"), AppointmentStatus.CONFIRMED, source="reply"),
+    "appointments.records.set_status (api)": lambda w, a: w.call(
+        records.set_status, a, _appointment(w, "P-1"), AppointmentStatus.CANCELLED, source="api"),
+    "appointments.upload.review": lambda w, a: w.call(upload.review, a, UPLOAD, "list.csv"),
+    "appointments.upload.commit": lambda w, a: w.call(upload.commit, a, w.call(upload.review, w.a.admin, UPLOAD,
+                                                                               "list.csv")),
 }
+UPLOAD = b"source_id,mrn,date,time,patient_name\nU-1,MRN-1,2031-01-05,09:30,Huda\n"
+
+
+def _booking(source_id: str) -> records.AppointmentInput:
+    return records.AppointmentInput(source_id, "MRN-1", utcnow() + dt.timedelta(days=2),
+                                    patient=records.PatientDetails(name_en="Huda"))
+
+
+def _appointment(world: World, source_id: str) -> Any:
+    """Clinic A's appointment ``source_id`` (booked through the API the first time)."""
+    world.call(records.apply, world.a.admin, [_booking(source_id)], source="api")
+    with tenant_session(world.engine, world.a.tenant_id) as session:
+        return session.scalars(select(Appointment.id).where(Appointment.source_id == source_id)).one()
 
 
 def _thread(world: World) -> Any:

@@ -101,7 +101,7 @@ def appointments(session: TenantSession, actor: Actor, flt: AppointmentFilter, *
     found = session.execute(query.order_by(Appointment.starts_at, Appointment.id).limit(limit + 1)).all()
     more = len(found) > limit
     found = found[:limit]
-    states = reminder_states(session, actor, [row[0].id for row in found])
+    states = _reminder_states(session, actor, [row[0].id for row in found])
     rows = [_row(appointment, name_en, name_ar, mrn, states.get(appointment.id, ""))
             for appointment, name_en, name_ar, mrn in found]
     last = rows[-1] if rows and more else None
@@ -114,7 +114,7 @@ def _row(a: Appointment, name_en: str, name_ar: str, mrn: str | None, reminders:
                           AppointmentStatus(a.status), a.source_id or "", reminders)
 
 
-def reminder_states(session: TenantSession, actor: Actor, appointment_ids: Sequence[uuid.UUID]
+def _reminder_states(session: TenantSession, actor: Actor, appointment_ids: Sequence[uuid.UUID]
                     ) -> Mapping[uuid.UUID, str]:
     """Each appointment's reminders in words, from the reminders' read; empty while it is not in the tree.
 

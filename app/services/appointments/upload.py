@@ -64,6 +64,26 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "email": ("email", "patient_email"),
     "language": ("language", "patient_language"),
 }
+# What each column holds, for the upload screen and docs/appointments.md.
+COLUMN_HELP: dict[str, str] = {
+    "source_id": "Required. The appointment's id in the clinic's own system; the same id updates it.",
+    "patient_mrn": "Required. The patient's MRN in this clinic.",
+    "date": "The day, clinic time: YYYY-MM-DD or DD/MM/YYYY (day first). With time, or use start.",
+    "time": "The time, clinic time: HH:MM (24-hour) or with AM/PM.",
+    "start": "Instead of date and time: ISO form, e.g. 2026-12-08T09:30+03:00 (no offset: clinic time).",
+    "duration_minutes": "Whole minutes (empty: 20).",
+    "appointment_type": "E.g. Check-up, Follow-up; reminder rules can cover some types only.",
+    "department": "E.g. Dental; reminder rules can cover some departments only.",
+    "doctor": "The doctor's name in English.",
+    "doctor_ar": "The doctor's name in Arabic.",
+    "location": "Room or branch.",
+    "status": "booked (empty), confirmed, cancelled, no-show, completed (FHIR's noshow and fulfilled too).",
+    "patient_name": "Only for a patient the clinic does not have yet: the English name (or the Arabic one).",
+    "patient_name_ar": "A new patient's Arabic name.",
+    "phone": "A new patient's mobile number (any usual form; the clinic's country is assumed).",
+    "email": "A new patient's e-mail address.",
+    "language": "A new patient's language: en or ar (empty: the clinic's).",
+}
 _HEADER_TO_COLUMN = {header: column for column, headers in COLUMNS.items() for header in headers}
 # The statuses a file may give (after lower-casing; spaces and dashes read as underscores), FHIR's too.
 STATUS_WORDS: dict[str, AppointmentStatus] = {
