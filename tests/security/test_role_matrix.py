@@ -24,6 +24,7 @@ from app.errors import PermissionDenied
 from app.providers.routing import SAUDI, RouteStep
 from app.services import (
     analytics,
+    api_keys,
     audit,
     clinic_settings,
     explorer,
@@ -36,7 +37,7 @@ from app.services import (
     templates,
     whatsapp_templates,
 )
-from app.services.appointments import listing, records, upload
+from app.services.appointments import fhir, listing, records, upload
 from app.services.bulk import jobs, wizard
 from app.services.explorer import MessageFilter
 from app.services.permissions import ROLE_PERMISSIONS, Actor
@@ -234,6 +235,14 @@ CALLS: dict[str, Call] = {
     "appointments.upload.review": lambda w, a: w.call(upload.review, a, UPLOAD, "list.csv"),
     "appointments.upload.commit": lambda w, a: w.call(upload.commit, a, w.call(upload.review, w.a.admin, UPLOAD,
                                                                                "list.csv")),
+    "appointments.fhir.upsert": lambda w, a: w.call(fhir.upsert, a, _fhir_booking(w.unique("F"))),
+    "appointments.fhir.read": lambda w, a: w.call(fhir.read, a, "A-1"),
+    "appointments.fhir.changed_since": lambda w, a: w.call(fhir.changed_since, a, None),
+    # the appointments API's keys (issue 20)
+    "api_keys.list_keys": lambda w, a: w.call(api_keys.list_keys, a),
+    "api_keys.create": lambda w, a: w.call(api_keys.create, a, w.unique("HIS")),
+    "api_keys.revoke": lambda w, a: w.call(api_keys.revoke, a, w.call(api_keys.create, w.a.admin,
+                                                                      w.unique("HIS")).view.id),
 }
 UPLOAD = b"source_id,mrn,date,time,patient_name\nU-1,MRN-1,2031-01-05,09:30,Huda\n"
 
@@ -241,6 +250,16 @@ UPLOAD = b"source_id,mrn,date,time,patient_name\nU-1,MRN-1,2031-01-05,09:30,Huda
 def _booking(source_id: str) -> records.AppointmentInput:
     return records.AppointmentInput(source_id, "MRN-1", utcnow() + dt.timedelta(days=2),
                                     patient=records.PatientDetails(name_en="Huda"))
+
+
+def _fhir_booking(source_id: str) -> dict[str, Any]:
+    """A FHIR Appointment for clinic A's patient MRN-1, as the clinic's system sends it."""
+    start = (utcnow() + dt.timedelta(days=2)).replace(microsecond=0)
+    return {"resourceType": "Appointment", "identifier": [{"value": source_id}], "status": "booked",
+            "start": start.isoformat(), "minutesDuration": 20,
+            "contained": [{"resourceType": "Patient", "id": "p", "identifier": [{"value": "MRN-1"}],
+                           "name": [{"text": "Huda"}]}],
+            "participant": [{"actor": {"reference": "#p"}, "status": "needs-action"}]}
 
 
 def _appointment(world: World, source_id: str) -> Any:
