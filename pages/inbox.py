@@ -21,6 +21,8 @@ clinic = feedback.attempt(lambda: cached.clinic(actor))
 if clinic is None:
     st.stop()
 zone = ZoneInfo(clinic.timezone)
+thread_id = ui.thread_from_url()
+view = feedback.service(inbox.thread, thread_id) if thread_id else None  # opening it reads it: before the counts
 unread = feedback.service(inbox.unread_total)
 st.caption(f"{unread or 0:,} unread {'reply' if unread == 1 else 'replies'} · times in {times.zone_name(zone)}")
 
@@ -36,17 +38,15 @@ if page.rows:
     opened = ui.table(page.rows, zone, after, chosen)
     if opened is not None:
         st.query_params["thread"] = str(opened)
-        st.rerun()  # the list is drawn again with the thread read
+        st.rerun()  # opened (and read) before the list is drawn again
 else:
     st.info("No thread matches these filters.", icon=":material/inbox:")
 ui.paging(page.next_cursor)
 
 # --- one thread ---------------------------------------------------------------------------------
 
-thread_id = ui.thread_from_url()
 if thread_id is not None:
     st.divider()
-    view = feedback.service(inbox.thread, thread_id)
     if view is not None:
         ui.heading(view, zone)
         feedback.show_flash("inbox")

@@ -61,14 +61,15 @@ def filter_form() -> InboxFilter:
     with st.form("inbox-filters", border=True):
         left, middle, right = st.columns(3)
         state = left.selectbox("State", list(StateFilter), index=list(StateFilter).index(chosen.state),
-                               format_func=lambda s: s.label)
+                               format_func=lambda s: StateFilter(s).label)
         assigned = left.selectbox("Assigned to", list(Assigned), index=list(Assigned).index(chosen.assigned),
-                                  format_func=lambda a: a.label)
+                                  format_func=lambda a: Assigned(a).label)
         intents = middle.multiselect("What the patient asked", list(ReplyIntent), default=list(chosen.intents),
-                                     format_func=lambda i: i.label, help="The intent of each thread's last reply.")
+                                     format_func=lambda i: ReplyIntent(i).label,
+                                     help="The intent of each thread's last reply.")
         ages: list[Waiting | None] = [None, *Waiting]
         age = right.selectbox("Waiting for an answer", ages, index=ages.index(chosen.age),
-                              format_func=lambda a: "Any time" if a is None else a.label,
+                              format_func=lambda a: "Any time" if a is None else Waiting(a).label,
                               help="How long the oldest unanswered reply has waited. Answered threads wait for nobody.")
         unread_only = right.checkbox("Unread only", value=chosen.unread_only)
         if st.form_submit_button("Apply filters", type="primary", icon=":material/filter_alt:"):
