@@ -49,12 +49,12 @@ def upcoming() -> None:
         st.info("No appointments in these days." if len(cursors) == 1 else "No more appointments.",
                 icon=":material/event_busy:")
     else:
-        start = times.heading("Start", zone)
+        start, reminders = times.heading("Start", zone), times.heading("Reminders", zone)
         st.dataframe([{start: times.local(r.starts_at, zone), "Patient": as_text(r.patient_name_en),
                        "Patient (Arabic)": as_text(r.patient_name_ar), "MRN": as_text(r.mrn),
                        "Type": as_text(r.appointment_type), "Department": as_text(r.department),
                        "Doctor": as_text(r.doctor_name_en or r.doctor_name_ar), "Status": r.status.label,
-                       "Reminders": as_text(r.reminders) or "—"} for r in page.rows],
+                       reminders: as_text(r.reminders) or "—"} for r in page.rows],
                      hide_index=True, width="stretch",
                      column_config={start: times.column(),
                                     "Patient (Arabic)": st.column_config.TextColumn(alignment="right")})

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select
 
@@ -21,7 +22,7 @@ from app.search_text import clean_search, contains
 from app.services import tenants
 from app.services.audit import local_days
 from app.services.permissions import Actor, Permission, authorize
-from db.enums import AppointmentStatus
+from db.enums import AppointmentStatus, ReminderStatus
 from db.models import Appointment, Patient
 from db.tenancy import TenantSession
 
@@ -101,7 +102,7 @@ def appointments(session: TenantSession, actor: Actor, flt: AppointmentFilter, *
     found = session.execute(query.order_by(Appointment.starts_at, Appointment.id).limit(limit + 1)).all()
     more = len(found) > limit
     found = found[:limit]
-    states = _reminder_states(session, actor, [row[0].id for row in found])
+    states = _reminder_states(session, actor, [row[0].id for row in found], zone)
     rows = [_row(appointment, name_en, name_ar, mrn, states.get(appointment.id, ""))
             for appointment, name_en, name_ar, mrn in found]
     last = rows[-1] if rows and more else None
@@ -114,12 +115,10 @@ def _row(a: Appointment, name_en: str, name_ar: str, mrn: str | None, reminders:
                           AppointmentStatus(a.status), a.source_id or "", reminders)
 
 
-def _reminder_states(session: TenantSession, actor: Actor, appointment_ids: Sequence[uuid.UUID]
-                    ) -> Mapping[uuid.UUID, str]:
-    """Each appointment's reminders in words, from the reminders' read; empty while it is not in the tree.
-
-    The hook for ``app.services.reminders.schedule.reminders_of(session, actor, ids)`` (issue 20),
-    whose values are shown as they are, or through their ``summary`` when they have one."""
+def _reminder_states(session: TenantSession, actor: Actor, appointment_ids: Sequence[uuid.UUID], zone: str
+                     ) -> Mapping[uuid.UUID, str]:
+    """Each appointment's reminders in words ("WhatsApp 48 h: pending, 8 Dec 09:00"), from the reminders'
+    own read (``app.services.reminders.schedule.reminders_of``); empty while that is not in the tree."""
     if not appointment_ids:
         return {}
     try:
@@ -128,16 +127,11 @@ def _reminder_states(session: TenantSession, actor: Actor, appointment_ids: Sequ
         if not (exc.name or "").startswith("app.services.reminders"):
             raise
         return {}
-    reminders_of = getattr(schedule, "reminders_of", None)
-    if reminders_of is None:
-        return {}
-    return {key: _words(value) for key, value in reminders_of(session, actor, list(appointment_ids)).items()}
+    found = schedule.reminders_of(session, actor, list(appointment_ids))
+    return {key: "; ".join(_words(view, ZoneInfo(zone)) for view in views) for key, views in found.items()}
 
 
-def _words(value: Any) -> str:
-    summary = getattr(value, "summary", None)
-    if isinstance(summary, str):
-        return summary
-    if isinstance(value, list | tuple):
-        return "; ".join(_words(item) for item in value)
-    return str(value)
+def _words(view: Any, zone: ZoneInfo) -> str:
+    status = ReminderStatus(view.status)
+    when = f", {view.due_at.astimezone(zone):%-d %b %H:%M}" if status == ReminderStatus.PENDING else ""
+    return f"{view.rule_name}: {status.label.lower()}{when}"
