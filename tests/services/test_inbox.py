@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, select
 
 from app.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
 from app.services import inbox, passwords, staff, templates
-from app.services.inbox import Assigned, Direction, StateFilter, Waiting
+from app.services.inbox import Assigned, Direction, StateFilter, Waiting, reading
 from app.services.inbox.replying import WHATSAPP_CLOSED
 from app.services.permissions import Actor
 from db.enums import Channel, ConversationState, Language, MessageStatus, ReplyIntent, Role
@@ -303,10 +303,28 @@ def test_done_ends_the_wait_and_reopen_brings_it_back(world: World) -> None:
     done = world.thread_row(thread_id)
     assert (done.state, done.waiting_since, done.done_by_id) == (ConversationState.DONE, None, world.a.desk.user_id)
     assert [e.details for e in world.audits("inbox.done")] == [{"waiting_since": received.isoformat()}]
+    assert world.call(inbox.unread_total, world.a.desk) == 0  # unread replies of done threads are not counted
 
     row = world.call(inbox.reopen, world.a.desk, thread_id)
     assert row.state == ConversationState.OPEN and world.thread_row(thread_id).done_at is None
     assert len(world.audits("inbox.reopen")) == 1
+    assert world.call(inbox.unread_total, world.a.desk) == 1
+
+
+def test_a_reply_arriving_while_a_thread_is_opened_stays_unread(pg_engine: Engine) -> None:
+    """PostgreSQL: the opening's conditional update sees the reply committed meanwhile and keeps it unread."""
+    tenant = make_tenant(pg_engine, "clinic-a")
+    thread_id = make_reply(pg_engine, tenant, body="first")
+    with tenant_session(pg_engine, tenant) as session:
+        seen = session.get(Conversation, thread_id)
+        assert seen is not None and seen.unread_count == 1
+        shown = list(session.scalars(select(InboundMessage).where(InboundMessage.conversation_id == thread_id)))
+        make_reply(pg_engine, tenant, body="second")  # committed by the webhook in the meantime
+        reading._mark_read(session, seen, shown, NOW)
+    with system_session(pg_engine) as session:
+        assert session.get(Conversation, thread_id).unread_count == 2
+        unread = session.scalars(select(InboundMessage.body).where(InboundMessage.read_at.is_(None))).all()
+    assert unread == ["second"]
 
 
 # -- answering ----------------------------------------------------------------------------------------

@@ -16,13 +16,14 @@ case checks ``WORK_INBOX``: admins and front desk):
 A read is not audited; every change is (``inbox.assign``, ``inbox.done``, ``inbox.reopen``,
 ``inbox.reply``).
 
-**When a thread was first answered** (the front desk's reply time, for analytics): a reply sent
-from the inbox clears the thread's ``waiting_since`` and records an ``inbox.reply`` audit event
-whose ``details`` hold the ``waiting_since`` it cleared (ISO 8601, UTC) and the ``message_id``
-sent. The first answer to a wait is an ``inbox.reply`` event whose ``details["waiting_since"]`` is
-not null; its reply time is ``created_at - waiting_since`` (later replies in the same wait carry
-null). Marking a thread done without answering also ends the wait (``inbox.done`` carries the
-``waiting_since`` it ended, null when nothing was waiting) and is not an answer.
+**When a thread was first answered** (the front desk's reply time, for analytics): a wait starts at a
+reply left for the front desk and is answered by the first message a staff member wrote
+(``Message.created_by_id`` set, not part of a bulk send, not a test) to the thread's address or its
+patient at or after that reply. Every answer sent from the inbox is such a message, to the address,
+and it also clears the thread's ``waiting_since`` and records an ``inbox.reply`` audit event whose
+``details`` hold the ``waiting_since`` it ended (ISO 8601, UTC; null for a later answer in the same
+wait) and the ``message_id``. Marking a thread done ends a wait without an answer (``inbox.done``,
+with the ``waiting_since`` it ended); it is not an answer. ``app.analytics.reminders`` reads it so.
 """
 
 from app.services.inbox.reading import (

@@ -266,9 +266,11 @@ def threads(
 
 
 def unread_total(session: TenantSession, actor: Actor) -> int:
-    """How many replies of the clinic nobody has read yet (for a count beside the menu or on the Dashboard)."""
+    """How many replies in the clinic's open threads nobody has read yet (for a count beside the menu or
+    on the Dashboard)."""
     authorize(session, actor, Permission.WORK_INBOX)
-    return int(session.scalar(select(func.coalesce(func.sum(Conversation.unread_count), 0))) or 0)
+    return int(session.scalar(select(func.coalesce(func.sum(Conversation.unread_count), 0))
+                              .where(Conversation.state == ConversationState.OPEN)) or 0)
 
 
 # -- one thread ----------------------------------------------------------------------------------
