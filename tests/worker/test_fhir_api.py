@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -200,6 +201,13 @@ def test_a_reschedule_and_a_cancellation_arrive_by_put(api: Api) -> None:
     [stored] = _appointments(api.engine, api.a.tenant_id)
     assert (stored.status, stored.status_source) == (AppointmentStatus.CANCELLED, "api")
     assert stored.starts_at == dt.datetime(2030, 1, 10, 13, 30, tzinfo=dt.UTC)
+
+
+def test_the_same_booking_sent_at_once_is_stored_once(api: Api) -> None:
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda _: api.put(api.a, "APT-1"), range(6)))
+    assert sorted(r.status_code for r in answers) == [200] * 5 + [201], [r.text for r in answers]
+    assert len(_appointments(api.engine, api.a.tenant_id)) == 1
 
 
 def _patient_answers(api: Api, source_id: str, status: AppointmentStatus) -> None:
