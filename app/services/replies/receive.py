@@ -17,7 +17,9 @@
    audited, its pending reminders re-planned) and sends the rule's acknowledgement
    (``replies.acknowledge``). STOP / START opt the number out of / into that channel as before.
    CANCEL / الغاء / YES answer the awaiting appointment when there is one; otherwise they keep
-   their opt-out / opt-in meaning, and the stored outcome says which reading was taken.
+   their opt-out / opt-in meaning, and the stored outcome says which reading was taken. When that
+   opt-out or opt-in changes nothing (YES from a number that is opted in), the word is an answer
+   after all: with no appointment awaiting it, the front desk reads it.
 5. **Unread or not.** A reply that was acted on is stored and visible in the thread but not unread,
    and does not reopen the thread (a new thread it starts is created done). Everything else (a
    reschedule request, anything unclear, a confirm or cancel with no appointment or several
@@ -36,7 +38,7 @@ import logging
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
@@ -148,6 +150,7 @@ class _Done:
     outcome: str
     for_front_desk: bool = False
     acknowledgement_id: uuid.UUID | None = None
+    intent: ReplyIntent | None = None  # when acting read the reply otherwise than ``classify`` first did
 
 
 def receive_reply(engine: Engine, reply: InboundReply, *, settings: Settings | None = None,
@@ -263,6 +266,7 @@ def _store_and_act(session: TenantSession, reply: InboundReply, now: dt.datetime
     if reply.channel == Channel.WHATSAPP:
         record_whatsapp_inbound(session, phone, now)
     result = _act(session, reply, inbound, intent, awaiting, now)
+    intent = result.intent or intent
     inbound.outcome = result.outcome[:200]
     _file(thread, inbound, intent, now, unread=result.for_front_desk, new_thread=new_thread)
     return ReplyOutcome(Received.STORED, session.tenant_id, inbound.id, intent, inbound.outcome,
@@ -278,11 +282,18 @@ def _act(session: TenantSession, reply: InboundReply, inbound: InboundMessage, i
          awaiting: list[_Awaiting], now: dt.datetime) -> _Done:
     if intent in (ReplyIntent.STOP, ReplyIntent.START):
         opted_in = intent == ReplyIntent.START
-        apply_keyword(session, reply.phone, reply.channel, opted_in=opted_in)
-        outcome = f"{OPTED_IN if opted_in else OPTED_OUT} {reply.channel.label}"
-        if not opted_in and _appointment_word(reply.body):
-            outcome += " (no appointment awaits an answer from this number, so this word is an opt-out)"
-        return _Done(outcome)
+        if apply_keyword(session, reply.phone, reply.channel, opted_in=opted_in):
+            outcome = f"{OPTED_IN if opted_in else OPTED_OUT} {reply.channel.label}"
+            if not opted_in and _appointment_word(reply.body):
+                outcome += " (no appointment awaits an answer from this number, so this word is an opt-out)"
+            return _Done(outcome)
+        answer = classify(reply.body, reply.button_payload, awaiting_answer=True)
+        if answer == intent:  # STOP, START or their Arabic words: nothing to change
+            return _Done(f"already {'opted in to' if opted_in else 'opted out of'} {reply.channel.label}")
+        # YES from a number already opted in, CANCEL from one already opted out: an answer, not a
+        # keyword (with no appointment awaiting it, a person reads it)
+        inbound.intent = answer
+        return replace(_act(session, reply, inbound, answer, awaiting, now), intent=answer)
     if intent == ReplyIntent.RESCHEDULE:
         return _Done(f"{FOR_FRONT_DESK} the patient asks for another time", True)
     if intent not in (ReplyIntent.CONFIRM, ReplyIntent.CANCEL):
