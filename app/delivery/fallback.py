@@ -1,6 +1,7 @@
 """Channel fallback: a WhatsApp message that failed for good goes out again by SMS, once.
 
-Only when its template says so (``fallback_channel = sms``), the patient has a phone number and
+Only when its template says so (``fallback_channel = sms``) or, for an appointment reminder, its
+reminder rule does (``ReminderRule.fallback_channel = sms``), the patient has a phone number and
 SMS is allowed for them (opt-outs, inactive records and consent rules apply as for any SMS), and
 the failure was not the patient blocking us. The SMS is a new message linked to the original
 (``retry_of_id``) with the idempotency key ``fallback:<original id>``, so a failure reported
@@ -13,6 +14,7 @@ import uuid
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from app.delivery.dispatch import assign_jobs, enqueue
 from app.delivery.lifecycle import log_event
@@ -20,10 +22,19 @@ from app.delivery.policy import decide
 from app.delivery.runtime import Runtime
 from app.providers.error_codes import FailureKind, explain
 from db.enums import FAILED_STATUSES, Channel, MessageClass, MessageStatus
-from db.models import Message, MessageTemplate, NotificationPreference, Patient, Tenant
+from db.models import (
+    AppointmentReminder,
+    Message,
+    MessageTemplate,
+    NotificationPreference,
+    Patient,
+    ReminderRule,
+    Tenant,
+)
 from db.session import clinic_of, tenant_session
 
 FALLBACK_STATUSES = FAILED_STATUSES  # a failed outcome (db.enums) may fall back to SMS
+REMINDER_KEY_PREFIX = "reminder:"  # app.services.reminders.dispatch keys each reminder's message so
 
 
 def fallback_key(message_id: uuid.UUID) -> str:
@@ -31,11 +42,30 @@ def fallback_key(message_id: uuid.UUID) -> str:
 
 
 def may_fall_back(channel: Channel | str, template: MessageTemplate | None, error_code: str | None) -> bool:
-    """A cheap first check (no database): WhatsApp, a template with SMS fallback, not an opt-out."""
+    """A cheap first check (no database): WhatsApp, from a template, not an opt-out. Whether SMS is
+    wanted (the template's fallback, or the reminder rule's) is read by ``fall_back_to_sms``."""
     info = explain(error_code)
     return (Channel(channel) == Channel.WHATSAPP and template is not None
-            and template.fallback_channel == Channel.SMS
             and not (info is not None and info.kind == FailureKind.OPT_OUT))
+
+
+def reminder_key(reminder_id: uuid.UUID) -> str:
+    """The idempotency key of an appointment reminder's message (one message per reminder, ever)."""
+    return f"{REMINDER_KEY_PREFIX}{reminder_id}"
+
+
+def _rule_fallback(session: Session, message: Message) -> Channel | None:
+    """The fallback channel of the reminder rule that sent ``message`` (None: not a reminder)."""
+    key = message.idempotency_key or ""
+    if not key.startswith(REMINDER_KEY_PREFIX):
+        return None
+    try:
+        reminder_id = uuid.UUID(key.removeprefix(REMINDER_KEY_PREFIX))
+    except ValueError:
+        return None
+    return session.scalar(select(ReminderRule.fallback_channel)
+                          .join(AppointmentReminder, AppointmentReminder.rule_id == ReminderRule.id)
+                          .where(AppointmentReminder.id == reminder_id))
 
 
 def calls_for_fallback(status: MessageStatus, error_code: str | None) -> bool:
@@ -62,7 +92,8 @@ def fall_back_to_sms(runtime: Runtime, message_id: uuid.UUID, error_code: str | 
         if row is None:
             return None
         original, template, tenant, patient, preference = row
-        if not may_fall_back(original.channel, template, error_code):
+        if not may_fall_back(original.channel, template, error_code) or not (
+                template.fallback_channel == Channel.SMS or _rule_fallback(session, original) == Channel.SMS):
             return None
         key = fallback_key(original.id)
         if session.scalar(select(Message.id).where(Message.tenant_id == original.tenant_id,

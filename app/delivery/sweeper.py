@@ -58,6 +58,8 @@ class SweepReport:
     resumed_expansions: int = 0
     completed_jobs: int = 0
     cancelled_settled: int = 0
+    reminders_planned: int = 0  # reminders changed by the planner's safety net (app.services.reminders)
+    reminders_sent: int = 0  # due reminders whose message was written
     lookup_failed: int = 0  # messages left for the next pass (their provider could not be asked, or an error)
     notes: list[str] = field(default_factory=list)
 
