@@ -93,7 +93,8 @@ class World:
         return receive_reply(self.engine, reply, settings=self.runtime.settings, queue=self.queue)
 
 
-def _clinic(engine: Engine, runtime: Runtime, slug: str, number: str | None, *, ack: bool = True) -> Clinic:
+def reminded_clinic(engine: Engine, slug: str, number: str | None, *, ack: bool = True) -> Clinic:
+    """A clinic sending WhatsApp from ``number`` (None: the server's), with Sara reminded of an appointment."""
     tenant = make_tenant(engine, slug)
     admin = make_user(engine, tenant, f"admin-{slug}")
     patient = make_patient(engine, tenant, phone=SARA)
@@ -153,14 +154,14 @@ def world(engine: Engine, fake_twilio: Any) -> World:
     queue = RecordingQueue()
     settings = delivery_settings(engine, fake_twilio)
     runtime = Runtime(engine, settings, build_providers(settings), LocalRateLimiter(), queue)
-    return World(engine, runtime, queue, _clinic(engine, runtime, "clinic-a", A_NUMBER),
-                 _clinic(engine, runtime, "clinic-b", B_NUMBER))
+    return World(engine, runtime, queue, reminded_clinic(engine, "clinic-a", A_NUMBER),
+                 reminded_clinic(engine, "clinic-b", B_NUMBER))
 
 
 # -- reading the database --------------------------------------------------------------------------
 
 
-def _status(engine: Engine, clinic: Clinic, appointment: uuid.UUID | None = None) -> AppointmentStatus:
+def appointment_status(engine: Engine, clinic: Clinic, appointment: uuid.UUID | None = None) -> AppointmentStatus:
     with tenant_session(engine, clinic.tenant_id) as session:
         return AppointmentStatus(session.scalar(select(Appointment.status).where(
             Appointment.id == (appointment or clinic.appointment))))
@@ -180,7 +181,7 @@ def _row(engine: Engine, model: Any, *conditions: Any) -> Any:
 
 
 def _untouched(engine: Engine, clinic: Clinic) -> None:
-    assert _status(engine, clinic) == AppointmentStatus.BOOKED
+    assert appointment_status(engine, clinic) == AppointmentStatus.BOOKED
     assert _count(engine, InboundMessage, InboundMessage.tenant_id == clinic.tenant_id) == 0
     assert _count(engine, Conversation, Conversation.tenant_id == clinic.tenant_id) == 0
     assert _count(engine, Message, Message.tenant_id == clinic.tenant_id, Message.idempotency_key.like("ack:%")) == 0
@@ -199,7 +200,7 @@ def test_a_confirm_updates_the_right_appointment_is_audited_and_acknowledged_onc
     outcome = world.reply(B_NUMBER, "نعم", sid="SM" + "1" * 32)
     assert (outcome.received, outcome.tenant_id, outcome.intent) == (Received.STORED, b.tenant_id, ReplyIntent.CONFIRM)
     assert (outcome.outcome, outcome.for_front_desk, outcome.appointment_id) == (CONFIRMED, False, b.appointment)
-    assert _status(engine, b) == AppointmentStatus.CONFIRMED
+    assert appointment_status(engine, b) == AppointmentStatus.CONFIRMED
     reply = _row(engine, InboundMessage, InboundMessage.id == outcome.reply_id)
     assert (reply.tenant_id, reply.patient_id, reply.appointment_id, reply.body) == (
         b.tenant_id, b.patient, b.appointment, "نعم")
@@ -229,7 +230,7 @@ def test_a_button_reply_confirms_by_its_payload(world: World) -> None:
     assert (outcome.intent, outcome.outcome) == (ReplyIntent.CONFIRM, CONFIRMED)
     reply = _row(world.engine, InboundMessage, InboundMessage.id == outcome.reply_id)
     assert (reply.button_payload, reply.button_text) == ("CONFIRM", "Yes, I'll come")
-    assert _status(world.engine, world.a) == AppointmentStatus.CONFIRMED
+    assert appointment_status(world.engine, world.a) == AppointmentStatus.CONFIRMED
     _untouched(world.engine, world.b)
 
 
@@ -267,7 +268,7 @@ def test_a_cancel_cancels_the_appointment_and_its_pending_reminder_in_that_clini
     outcome = world.reply(B_NUMBER, "cancel")
     assert outcome.intent == ReplyIntent.CANCEL
     assert outcome.outcome.startswith(CANCELLED) and "not an opt-out" in outcome.outcome
-    assert _status(engine, b) == AppointmentStatus.CANCELLED
+    assert appointment_status(engine, b) == AppointmentStatus.CANCELLED
     assert _row(engine, AppointmentReminder, AppointmentReminder.id == b.pending).status == ReminderStatus.CANCELLED
     assert _row(engine, AppointmentReminder, AppointmentReminder.id == a.pending).status == ReminderStatus.PENDING
     assert _count(engine, NotificationPreference, NotificationPreference.whatsapp_opt_in.is_(False)) == 0
@@ -278,7 +279,7 @@ def test_a_reply_to_b_never_touches_a_or_the_neighbour(world: World) -> None:
     engine = world.engine
     outcome = world.reply(B_NUMBER, "إلغاء")
     assert (outcome.tenant_id, outcome.intent) == (world.b.tenant_id, ReplyIntent.CANCEL)
-    assert _status(engine, world.b) == AppointmentStatus.CANCELLED
+    assert appointment_status(engine, world.b) == AppointmentStatus.CANCELLED
     _untouched(engine, world.a)
     neighbour = neighbour_id(engine)
     assert _count(engine, Conversation, Conversation.tenant_id == neighbour) == 0
@@ -296,7 +297,7 @@ def test_a_reschedule_request_and_an_unclear_reply_wait_unread(world: World) -> 
     assert (first.intent, second.intent) == (ReplyIntent.RESCHEDULE, ReplyIntent.UNCLEAR)
     assert first.for_front_desk and second.for_front_desk
     assert first.outcome.startswith(FOR_FRONT_DESK) and second.outcome.startswith(FOR_FRONT_DESK)
-    assert _status(engine, a) == AppointmentStatus.BOOKED
+    assert appointment_status(engine, a) == AppointmentStatus.BOOKED
     thread = _row(engine, Conversation, Conversation.tenant_id == a.tenant_id)
     assert (thread.unread_count, thread.state, thread.last_intent) == (2, ConversationState.OPEN, ReplyIntent.UNCLEAR)
     first_row = _row(engine, InboundMessage, InboundMessage.id == first.reply_id)
@@ -321,7 +322,7 @@ def test_an_unknown_number_is_kept_in_the_clinics_inbox_without_a_patient(world:
     assert (outcome.received, outcome.tenant_id, outcome.for_front_desk) == (Received.STORED, world.a.tenant_id, True)
     thread = _row(world.engine, Conversation, Conversation.tenant_id == world.a.tenant_id)
     assert (thread.address, thread.patient_id, thread.unread_count) == ("+966559876543", None, 1)
-    assert _status(world.engine, world.a) == AppointmentStatus.BOOKED
+    assert appointment_status(world.engine, world.a) == AppointmentStatus.BOOKED
     _untouched(world.engine, world.b)
 
 
@@ -336,7 +337,7 @@ def test_a_confirm_with_no_or_several_appointments_awaiting_goes_to_the_front_de
                                      sender=A_NUMBER)
     several = world.reply(A_NUMBER, "yes")
     assert several.for_front_desk and "2 appointments await an answer" in several.outcome
-    assert _status(engine, a) == _status(engine, a, other) == AppointmentStatus.BOOKED
+    assert appointment_status(engine, a) == appointment_status(engine, a, other) == AppointmentStatus.BOOKED
 
 
 def test_a_past_or_cancelled_appointment_awaits_no_answer(world: World) -> None:
@@ -345,7 +346,7 @@ def test_a_past_or_cancelled_appointment_awaits_no_answer(world: World) -> None:
         session.get(Appointment, a.appointment).starts_at = utcnow() - dt.timedelta(minutes=1)
     outcome = world.reply(A_NUMBER, "yes")
     assert outcome.for_front_desk and "no appointment awaits" in outcome.outcome
-    assert _status(engine, a) == AppointmentStatus.BOOKED
+    assert appointment_status(engine, a) == AppointmentStatus.BOOKED
 
 
 # -- opt-out words ---------------------------------------------------------------------------------
@@ -387,7 +388,7 @@ def test_stop_to_the_shared_number_opts_out_in_every_clinic_sharing_it(world: Wo
 
 def test_a_shared_number_goes_to_the_clinic_that_last_wrote_from_it(world: World) -> None:
     engine = world.engine
-    shared = _clinic(engine, world.runtime, "clinic-c", None)  # reminded Sara from the server's number
+    shared = reminded_clinic(engine, "clinic-c", None)  # reminded Sara from the server's number
     outcome = world.reply(SHARED_NUMBER, "yes")
     assert (outcome.tenant_id, outcome.outcome) == (shared.tenant_id, CONFIRMED)
     assert _count(engine, Conversation, Conversation.tenant_id == neighbour_id(engine)) == 0
@@ -405,11 +406,11 @@ def test_no_acknowledgement_template_still_confirms_and_says_so(engine: Engine, 
     queue = RecordingQueue()
     settings = delivery_settings(engine, fake_twilio)
     runtime = Runtime(engine, settings, build_providers(settings), LocalRateLimiter(), queue)
-    clinic = _clinic(engine, runtime, "clinic-d", A_NUMBER, ack=False)
+    clinic = reminded_clinic(engine, "clinic-d", A_NUMBER, ack=False)
     world = World(engine, runtime, queue, clinic, clinic)
     outcome = world.reply(A_NUMBER, "أكيد")
     assert outcome.outcome.startswith(CONFIRMED) and "no acknowledgement" in outcome.outcome
-    assert outcome.acknowledgement_id is None and _status(engine, clinic) == AppointmentStatus.CONFIRMED
+    assert outcome.acknowledgement_id is None and appointment_status(engine, clinic) == AppointmentStatus.CONFIRMED
 
 
 def test_an_sms_reply_is_not_acknowledged_with_a_whatsapp_template(world: World) -> None:
@@ -431,7 +432,7 @@ def test_a_malformed_reply_is_refused_and_nothing_is_written(world: World, sid: 
         receive_reply(world.engine, InboundReply(sid, sender, f"whatsapp:{A_NUMBER}", "yes"),
                       settings=world.runtime.settings)
     assert _count(world.engine, InboundMessage) == 0
-    assert _status(world.engine, world.a) == AppointmentStatus.BOOKED
+    assert appointment_status(world.engine, world.a) == AppointmentStatus.BOOKED
 
 
 def test_hostile_text_is_stored_as_it_came_and_understood_as_nothing(world: World) -> None:
@@ -440,5 +441,5 @@ def test_hostile_text_is_stored_as_it_came_and_understood_as_nothing(world: Worl
     assert (outcome.intent, outcome.for_front_desk) == (ReplyIntent.UNCLEAR, True)
     reply = _row(world.engine, InboundMessage, InboundMessage.id == outcome.reply_id)
     assert reply.body == body.replace("\x00", "") and len(reply.button_payload) == 256
-    assert _status(world.engine, world.a) == AppointmentStatus.BOOKED
+    assert appointment_status(world.engine, world.a) == AppointmentStatus.BOOKED
 
