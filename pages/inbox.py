@@ -35,7 +35,7 @@ if page is None:
     st.stop()
 if page.rows:
     st.caption("Click a row to open the thread. Unread replies are marked ●.")
-    opened = ui.table(page.rows, zone, after, chosen)
+    opened = ui.table(page.rows, zone, abs(hash((after, chosen))))
     if opened is not None:
         st.query_params["thread"] = str(opened)
         st.rerun()  # opened (and read) before the list is drawn again
