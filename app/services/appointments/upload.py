@@ -386,15 +386,16 @@ def review(session: TenantSession, actor: Actor, file_bytes: bytes, filename: st
     rows = [int(n) for n in frame.index]
     inputs, problems = to_inputs(frame, zone)
     planned = records.preview(session, actor, inputs, source="upload", rows=rows)
-    shown = [_shown(item, inputs[item.index], rows[item.index], problems.get(item.index)) for item in planned.items]
     samples: dict[Kind, list[ReviewRow]] = {kind: [] for kind in Kind if kind != Kind.REFUSED}
-    for row in shown:
-        if row.kind in samples and len(samples[row.kind]) < SAMPLES:
-            samples[row.kind].append(row)
+    refused: list[ReviewRow] = []
+    for item in planned.items:  # rows for the screen: every refused one, the first few of each other kind
+        kept = refused if item.kind == Kind.REFUSED else samples[item.kind]
+        if kept is refused or len(kept) < SAMPLES:
+            kept.append(_shown(item, inputs[item.index], rows[item.index], problems.get(item.index)))
     return UploadReview(
         filename=filename, timezone=zone, to_create=planned.count(Kind.CREATE), to_change=planned.count(Kind.CHANGE),
         to_cancel=planned.count(Kind.CANCEL), unchanged=planned.count(Kind.UNCHANGED),
-        new_patients=planned.new_patients, refused=[row for row in shown if row.kind == Kind.REFUSED],
+        new_patients=planned.new_patients, refused=refused,
         samples=samples, ignored_columns=ignored, inputs=inputs, rows=rows, problems=problems)
 
 
