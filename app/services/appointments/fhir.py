@@ -436,7 +436,7 @@ def upsert(session: TenantSession, actor: Actor, payload: Any, *, source_id: str
     result = records.apply(session, actor, [item], source="api")
     if result.refused:
         raise _unacceptable(RESOURCE, result.refused[0].reason)
-    resource = _resource_of(session, and_(Appointment.source_id == item.source_id))
+    resource = _resource_of(session, Appointment.source_id == item.source_id)
     if resource is None:  # apply wrote or found it in this transaction: not reachable
         raise _unacceptable(RESOURCE, "the appointment could not be stored")
     return Upserted(created=result.created == 1, changed=result.written > 0, resource=resource)
