@@ -132,7 +132,7 @@ def test_no_sending_time_before_the_appointment_is_skipped_with_the_reason(a: Cl
     # Saturday 09:30: 3 h before is 06:30 Saturday; later stays on the weekend past the appointment
     saturday = a.book(riyadh(2026, 12, 12, 9, 30))
     sms = a.reminders(saturday)["SMS 3 h before"]
-    assert (sms.status, sms.status_reason) == (Skipped, "no sending time after it (Saturday (weekend))")
+    assert (sms.status, sms.status_reason) == (Skipped, "no sending time before the appointment (Saturday (weekend))")
 
 
 def test_a_rule_change_applies_only_to_reminders_not_sent(a: Clinic) -> None:

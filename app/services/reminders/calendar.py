@@ -174,12 +174,15 @@ class ClinicHours:
             day = local.date() + dt.timedelta(days=step * days)
             if limit is not None and (day < limit.astimezone(self.zone).date() if step < 0
                                       else day > limit.astimezone(self.zone).date()):
-                break
+                break  # past ``not_before`` (now) or ``not_after`` (the appointment): nothing fits
             candidate = self._candidate(self.day(day), local, step)
             if candidate is not None and self.is_sending_time(candidate):
                 return self._bounded(candidate, reason, not_before, not_after, reason)
-        side = "before" if step < 0 else "after"
-        return Placement(None, reason, f"no sending time {side} it ({reason})")
+        else:
+            side = "before" if step < 0 else "after"
+            return Placement(None, reason, f"no sending time {side} it ({reason})")
+        return Placement(None, reason, f"its time had passed ({reason})" if step < 0
+                         else f"no sending time before the appointment ({reason})")
 
     def _candidate(self, hours: DayHours, local: dt.datetime, step: int) -> dt.datetime | None:
         """The sending time of ``hours``' day nearest to ``local`` on the ``step`` side, in UTC."""
