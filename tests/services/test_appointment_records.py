@@ -460,3 +460,28 @@ def test_another_clinics_appointment_is_not_found_and_analysts_may_not(world: Wo
     with pytest.raises(PermissionDenied):
         call(world.engine, world.b.analyst, records.set_status, theirs, AppointmentStatus.CANCELLED, source="staff")
     assert (stored(world, world.b) or Appointment()).status == AppointmentStatus.BOOKED
+
+
+def test_a_confirmation_made_while_a_batch_is_worked_out_is_not_lost(pg_engine: Engine,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    w = World(pg_engine, _clinic(pg_engine, "clinic-a"), _clinic(pg_engine, "clinic-b"))
+    apply(w, [booking()])
+    row = stored(w, w.a)
+    assert row is not None
+    work_out = records._work_out
+    calls: list[bool] = []
+
+    def meanwhile(*args: object, lock: bool, **kwargs: object) -> object:
+        work = work_out(*args, lock=lock, **kwargs)  # type: ignore[arg-type]
+        if not calls:  # the patient confirms after the batch read the row, before it writes
+            call(w.engine, w.a.front_desk, records.set_status, row.id, AppointmentStatus.CONFIRMED, source="reply")
+        calls.append(lock)
+        return work
+
+    monkeypatch.setattr(records, "_work_out", meanwhile)
+
+    result = apply(w, [booking(department="Eyes")])
+
+    after = stored(w, w.a)
+    assert calls == [False, True] and result.changed == 1 and after is not None
+    assert (after.status, after.department) == (AppointmentStatus.CONFIRMED, "Eyes")

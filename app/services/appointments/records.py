@@ -33,7 +33,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, any_, bindparam, insert, select, update
+from sqlalchemy import ColumnElement, any_, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
@@ -168,18 +168,18 @@ class ApplyResult:
 # --- working out what a batch does ----------------------------------------------------------------
 
 
-def _chunks(session: TenantSession, values: Iterable[str]) -> Iterator[Sequence[str]]:
+def _chunks(session: TenantSession, values: Iterable[Any]) -> Iterator[Sequence[Any]]:
     ordered = sorted(set(values))
     size = PG_CHUNK if session.get_bind().dialect.name == "postgresql" else CHUNK
     for start in range(0, len(ordered), size):
         yield ordered[start:start + size]
 
 
-def _among(session: TenantSession, column: Any, values: Sequence[str]) -> ColumnElement[bool]:
+def _among(session: TenantSession, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
     """``column IN values``: on PostgreSQL one array parameter (``= ANY``), so a long list costs one
     bound value instead of thousands; elsewhere an ordinary IN."""
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam("among", list(values), type_=postgresql.ARRAY(String)))
+        return column == any_(bindparam("among", list(values), type_=postgresql.ARRAY(column.type)))
     return column.in_(values)
 
 
@@ -280,6 +280,7 @@ class _Work:
     inserts: list[dict[str, Any]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
     patients: list[dict[str, Any]] = field(default_factory=list)
+    read: dict[uuid.UUID, tuple[Any, ...]] = field(default_factory=dict)  # the rows to update, as read
 
 
 def _where(rows: Sequence[int] | None, index: int) -> str:
@@ -367,12 +368,23 @@ def _plan_one(work: _Work, index: int, item: AppointmentInput, patient_id: uuid.
     if not changed:
         return Planned(index, Kind.UNCHANGED, _source_id(item), row.id, status=values["status"])
     status_moved = "status" in changed
+    work.read[row.id] = tuple(row)
     work.updates.append({**values, "id": row.id, "updated_at": now,
                          "status_changed_at": now if status_moved else row.status_changed_at,
                          "status_source": source if status_moved else row.status_source})
     kind = Kind.CANCEL if status_moved and values["status"] == AppointmentStatus.CANCELLED else Kind.CHANGE
     return Planned(index, kind, _source_id(item), row.id, changed, {name: getattr(row, name) for name in changed},
                    status=values["status"], new_patient=new_patient)
+
+
+def _still_as_read(session: TenantSession, work: _Work) -> bool:
+    """Lock the rows about to be updated and tell whether they are still as they were read (so an
+    update computed from them loses no change made meanwhile, e.g. a patient's confirmation)."""
+    for chunk in _chunks(session, work.read):
+        now = session.execute(select(*_READ).where(_among(session, Appointment.id, chunk)).with_for_update()).all()
+        if len(now) != len(chunk) or any(tuple(row) != work.read[row.id] for row in now):
+            return False
+    return True
 
 
 def _check_source(source: str) -> None:
@@ -400,7 +412,9 @@ def apply(session: TenantSession, actor: Actor, inputs: Sequence[AppointmentInpu
     """
     authorize(session, actor, Permission.IMPORT_APPOINTMENTS)
     _check_source(source)
-    work = _work_out(session, inputs, source=source, rows=rows, lock=True)
+    work = _work_out(session, inputs, source=source, rows=rows, lock=False)
+    if not _still_as_read(session, work):  # someone changed them since: work it out again, all rows locked
+        work = _work_out(session, inputs, source=source, rows=rows, lock=True)
     try:
         if work.patients:
             session.execute(insert(Patient), work.patients)
