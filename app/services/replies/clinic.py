@@ -18,8 +18,9 @@ the number), never a clinic's patient data; everything else is done in the clini
    clinic by guess, and never to a clinic because the sender is one of its patients.
 
 ``sharing``: every clinic that sends this channel from the ``To``. Facts about the sender and the
-patient (an opt-out keyword, which Twilio itself applies to the whole sender, and WhatsApp's 24-hour
-window, which belongs to the WhatsApp number) hold for each of them.
+patient hold for each of them: an opt-out keyword (the patient opted out of the number they see; on
+SMS Twilio itself then refuses that sender to them) and WhatsApp's 24-hour window (it belongs to the
+WhatsApp number).
 """
 
 from __future__ import annotations

@@ -183,8 +183,9 @@ def receive_reply(engine: Engine, reply: InboundReply, *, settings: Settings | N
 
 def _sender_facts(engine: Engine, clinics: list[uuid.UUID] | tuple[uuid.UUID, ...], reply: InboundReply,
                   intent: ReplyIntent | None, now: dt.datetime) -> None:
-    """What holds for the whole sender in each clinic sharing it: an opt-out or opt-in keyword (Twilio
-    applies it to the sender, whichever clinic the patient meant) and WhatsApp's window."""
+    """What holds for the whole sender in each clinic sharing it: an opt-out or opt-in keyword (the
+    patient opted out of the number they see, whichever clinic used it; on SMS Twilio itself then
+    refuses that sender to them, error 21610) and WhatsApp's window (it belongs to the number)."""
     for clinic in clinics:
         with tenant_session(engine, clinic) as session:
             if reply.channel == Channel.WHATSAPP:
