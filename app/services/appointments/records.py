@@ -62,6 +62,7 @@ COMPARED = ("patient_id", "starts_at", "duration_minutes", "appointment_type", "
             "doctor_name_ar", "location", "status")
 _READ = (Appointment.id, Appointment.source_id, Appointment.status_changed_at, Appointment.status_source,
          *(getattr(Appointment, name) for name in COMPARED))
+_COMPARED_AT = 4  # where COMPARED's values start in a row of _READ
 
 
 @dataclass(frozen=True)
@@ -205,8 +206,9 @@ def _patients(session: TenantSession, tenant_id: uuid.UUID, mrns: Iterable[str])
 
 
 def _text_problem(item: AppointmentInput) -> str | None:
-    for name, limit in _LIMITS.items():
-        value = getattr(item, name)
+    values = (item.source_id, item.patient_mrn, item.appointment_type, item.department, item.doctor_name_en,
+              item.doctor_name_ar, item.location)  # in _LIMITS' order
+    for (name, limit), value in zip(_LIMITS.items(), values, strict=True):
         if not isinstance(value, str):
             return f"{_LABELS[name]} is not text"
         if "\x00" in value:
@@ -247,6 +249,7 @@ def next_status(stored: AppointmentStatus, stored_source: str, incoming: Appoint
 
 
 def _values(item: AppointmentInput, patient_id: uuid.UUID) -> dict[str, Any]:
+    """The stored fields an input gives, in COMPARED's order (``status`` is added after them)."""
     return {"patient_id": patient_id, "starts_at": item.starts_at.astimezone(dt.UTC),  # type: ignore[union-attr]
             "duration_minutes": item.duration_minutes, "appointment_type": item.appointment_type.strip(),
             "department": item.department.strip(), "doctor_name_en": item.doctor_name_en.strip(),
@@ -354,26 +357,28 @@ def _patient_row(tenant: Any, patient_id: uuid.UUID, mrn: str, details: PatientD
 def _plan_one(work: _Work, index: int, item: AppointmentInput, patient_id: uuid.UUID, row: Any, source: str,
               now: dt.datetime, tenant_id: uuid.UUID, new_patient: bool) -> Planned:
     values = _values(item, patient_id)
+    source_id = _source_id(item)
     if row is None:
         appointment_id = uuid.uuid4()
-        work.inserts.append({**values, "id": appointment_id, "tenant_id": tenant_id, "source_id": _source_id(item),
+        work.inserts.append({**values, "id": appointment_id, "tenant_id": tenant_id, "source_id": source_id,
                              "status": item.status, "status_changed_at": now, "status_source": source,
                              "created_at": now, "updated_at": now})
-        return Planned(index, Kind.CREATE, _source_id(item), appointment_id, status=item.status,
-                       new_patient=new_patient)
+        return Planned(index, Kind.CREATE, source_id, appointment_id, status=item.status, new_patient=new_patient)
     rescheduled = values["starts_at"] != row.starts_at
     values["status"] = next_status(AppointmentStatus(row.status), row.status_source, item.status,
                                    rescheduled=rescheduled)
-    changed = tuple(name for name in COMPARED if values[name] != getattr(row, name))
-    if not changed:
-        return Planned(index, Kind.UNCHANGED, _source_id(item), row.id, status=values["status"])
+    stored = tuple(row)
+    if tuple(values.values()) == stored[_COMPARED_AT:]:  # the usual case of a feed sent again: nothing to do
+        return Planned(index, Kind.UNCHANGED, source_id, row.id, status=values["status"])
+    before = dict(zip(COMPARED, stored[_COMPARED_AT:], strict=True))
+    changed = tuple(name for name in COMPARED if values[name] != before[name])
     status_moved = "status" in changed
-    work.read[row.id] = tuple(row)
+    work.read[row.id] = stored
     work.updates.append({**values, "id": row.id, "updated_at": now,
                          "status_changed_at": now if status_moved else row.status_changed_at,
                          "status_source": source if status_moved else row.status_source})
     kind = Kind.CANCEL if status_moved and values["status"] == AppointmentStatus.CANCELLED else Kind.CHANGE
-    return Planned(index, kind, _source_id(item), row.id, changed, {name: getattr(row, name) for name in changed},
+    return Planned(index, kind, source_id, row.id, changed, {name: before[name] for name in changed},
                    status=values["status"], new_patient=new_patient)
 
 
