@@ -11,8 +11,9 @@ Definitions:
 - **Reminded**: the appointment has at least one reminder sent (``AppointmentReminder.status`` is
   ``sent``: its message was written), whatever became of that message afterwards.
 - **Acted on** (``acted_on``): a confirm or cancel reply that changed the appointment it names: the
-  reply handler stored the outcome ``ACTED_OUTCOMES`` names ("appointment confirmed", "appointment
-  cancelled"). A second confirm ("appointment already confirmed") changed nothing.
+  reply handler (``app.services.replies.receive``) stored an outcome starting "appointment
+  confirmed" or "appointment cancelled". A second confirm ("appointment already confirmed") changed
+  nothing.
 - **Confirmed by reply**: a reply acted on confirmed the appointment and no later one cancelled it.
   Counted from the replies, not from ``Appointment.status``: once the clinic's system records the
   visit (completed, no-show) or echoes the change back, the status no longer says who confirmed,
@@ -26,8 +27,8 @@ Definitions:
   reminded and the not-reminded appointments apart; appointments whose attendance is not recorded
   (still booked or confirmed, or cancelled) are left out of the rate and counted beside it.
 - **For the front desk** (``for_the_front_desk``): a reply nobody acted on automatically: intent
-  reschedule or unclear, or an outcome starting with ``FRONT_DESK_OUTCOME`` (a confirm or cancel
-  with no appointment, or several, awaiting an answer; a change the appointment refused).
+  reschedule or unclear, or an outcome starting "for the front desk:" (a confirm or cancel with no
+  appointment, or several, awaiting an answer; a change the appointment refused).
 - **Front desk reply time**: a wait starts at a reply for the front desk and ends at the first of
   (1) an answer: a message written by a staff member (``Message.created_by_id`` set, not part of a
   bulk send, not a test) to the thread's address or to its patient, created at or after the reply,
@@ -53,13 +54,14 @@ from sqlalchemy import ColumnElement, and_, case, func, or_, select, text
 from app.analytics.sql import in_zone, local_day, seconds_between
 from app.analytics.stats import rate
 from app.analytics.store import Period
+from app.services.replies.receive import CANCELLED, CONFIRMED, FOR_FRONT_DESK
 from db.enums import ATTENDANCE_RECORDED, AppointmentStatus, ReminderStatus, ReplyIntent
 from db.models import Appointment, AppointmentReminder, AuditEvent, Conversation, InboundMessage, Message
 from db.tenancy import TenantSession
 
-# The beginnings of the outcomes the reply handler stores on a reply (``app.services.replies``).
-FRONT_DESK_OUTCOME = "for the front desk:"
-ACTED_OUTCOMES = {ReplyIntent.CONFIRM: "appointment confirmed", ReplyIntent.CANCEL: "appointment cancelled"}
+# The beginnings of the outcomes the reply handler stores on a reply.
+FRONT_DESK_OUTCOME = FOR_FRONT_DESK
+ACTED_OUTCOMES = {ReplyIntent.CONFIRM: CONFIRMED, ReplyIntent.CANCEL: CANCELLED}
 PERSON_INTENTS = (ReplyIntent.RESCHEDULE, ReplyIntent.UNCLEAR)  # never acted on automatically
 THREAD_DONE = "inbox.done"  # the audit action of marking a thread done (``app.services.inbox.working``)
 REMINDED, NOT_REMINDED = "Reminded", "Not reminded"
