@@ -26,6 +26,7 @@ from app.analytics.store import Period
 from app.errors import PermissionDenied
 from app.services import analytics
 from app.services.permissions import Actor
+from app.services.replies.receive import CANCELLED, CONFIRMED, FOR_FRONT_DESK
 from db.enums import (
     AppointmentStatus,
     BulkJobStatus,
@@ -125,11 +126,11 @@ class ForTheDesk:
 
 
 FRONT_DESK = (
-    ForTheDesk("sara", (2026, 11, 2, 9, 0), S.CONFIRM, "silent", "for the front desk: too close to the visit"),
+    ForTheDesk("sara", (2026, 11, 2, 9, 0), S.CONFIRM, "silent", f"{FOR_FRONT_DESK} too close to the visit"),
     ForTheDesk("sara", (2026, 11, 2, 9, 5), S.UNCLEAR),  # same wait as the one before: answered 09:30
     ForTheDesk("omar", (2026, 11, 2, 17, 0), S.UNCLEAR, "asks"),
     ForTheDesk("layla", (2026, 11, 4, 10, 0), S.RESCHEDULE),
-    ForTheDesk(UNKNOWN, (2026, 11, 9, 10, 0), S.CONFIRM, None, "for the front desk: no appointment awaits an answer"),
+    ForTheDesk(UNKNOWN, (2026, 11, 9, 10, 0), S.CONFIRM, None, f"{FOR_FRONT_DESK} no appointment awaits"),
     ForTheDesk("layla", (2026, 11, 10, 9, 0), S.UNCLEAR),  # nobody answered: still waiting
     ForTheDesk("sara", (2026, 11, 11, 9, 0), S.UNCLEAR),  # the thread was marked done at 09:15, unanswered
     ForTheDesk("sara", (2026, 11, 12, 9, 0), S.UNCLEAR),  # reopens the thread: a new wait, answered 09:40
@@ -211,7 +212,7 @@ def _build(engine: Engine, tenant: uuid.UUID, desk: Actor, admin: Actor, booking
                                             due_at=booking.starts_at - dt.timedelta(hours=3)))
             for intent, hours in booking.replies:
                 reply(booking.patient, booking.starts_at - dt.timedelta(hours=hours), intent, appointment.id,
-                      f"appointment {'confirmed' if intent == S.CONFIRM else 'cancelled'}")
+                      CONFIRMED if intent == S.CONFIRM else CANCELLED)
         for item in FRONT_DESK:
             reply(item.thread, item.received_at, item.intent, appointments.get(item.about or ""), item.outcome,
                   body="Can I come later?")
@@ -395,6 +396,8 @@ def test_every_chart_draws_and_its_csv_is_safe_and_audited(engine: Engine, clini
     with tenant_session(engine, clinics.a) as session:
         audited = session.scalars(select(AuditEvent.object_id).where(AuditEvent.action == "analytics.export")).all()
     assert sorted(audited) == sorted(tables)
+    bars = {trace.name: list(trace.text) for trace in charts.no_shows_by_reminder(got.no_shows).data}
+    assert bars == {"Reminded": ["25.0% of 4"], "Not reminded": ["40.0% of 5"]}  # each rate with its sample size
     hostile = got.intents.assign(Intent=HOSTILE)  # were a text column ever fed from a patient, it is neutralised
     assert f"'{HOSTILE}" in to_csv(hostile).decode("utf-8-sig")
 
