@@ -62,8 +62,9 @@ def reminders_and_replies() -> None:
                       help=f"90th percentile {reports.amount(totals.p90_reply_minutes, 'min')}, "
                            f"over {totals.answered} answered")
     waiting.metric("Replies still waiting", totals.still_waiting)
+    who = "set up rules" if actor.can(Permission.MANAGE_REMINDERS) else "an admin sets up rules"
     show(charts.confirmation_rate, results.confirmations, "reminder_confirmation_rate",
-         "No reminders sent for appointments in this period: set up rules on the Reminders page.")
+         f"No reminders sent for appointments in this period: {who} on the Reminders page.")
     show(charts.cancellations_by_reply, results.cancellations, "cancellations_by_reply",
          "No appointment in this period was cancelled by a patient's reply.")
     show(charts.no_shows_by_reminder, results.no_shows, "no_shows_by_reminder",

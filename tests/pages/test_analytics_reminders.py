@@ -90,11 +90,15 @@ def test_the_tab_shows_the_figures_and_every_chart_downloads(clinic: Clinic, rol
                                                                                  "Not reminded": 100.0}
 
 
-def test_an_empty_period_says_what_to_do(clinic: Clinic) -> None:
-    at = open_tab(signed_in(clinic.analyst))
+@pytest.mark.parametrize(("role", "who"), [(Role.ANALYST, "an admin sets up rules"), (Role.ADMIN, "set up rules")])
+def test_an_empty_period_says_what_to_do(clinic: Clinic, role: Role, who: str) -> None:
+    at = signed_in(clinic.by_role(role))
+    if role == Role.ADMIN:
+        at.switch_page("../pages/analytics.py").run()
+    at = open_tab(at)
     assert not at.exception and not at.error
     captions = [c.value for c in at.caption]
-    assert "No reminders sent for appointments in this period: set up rules on the Reminders page." in captions
+    assert f"No reminders sent for appointments in this period: {who} on the Reminders page." in captions
     assert "No replies from patients in this period." in captions
     assert not at.get("download_button")
     assert {m.label: m.value for m in at.metric}["Confirmed by reply"] == "—"
