@@ -31,7 +31,8 @@ Definitions:
   appointment, or several, awaiting an answer; a change the appointment refused).
 - **Front desk reply time**: a wait starts at a reply for the front desk and ends at the first of
   (1) an answer: a message written by a staff member (``Message.created_by_id`` set, not part of a
-  bulk send, not a test) to the thread's address or to its patient, created at or after the reply,
+  bulk send, not a test, not a retry of an earlier message) to the thread's address or to its
+  patient, created at or after the reply,
   or (2) the thread marked done (the inbox's ``inbox.done`` audit event). Replies of one thread that
   the same event ends are one wait, from the first of them: a patient who writes three times
   before anyone answers waited once. **Median** and **90th percentile** (linear between the closest
@@ -226,7 +227,8 @@ def _first_answers(tenant: Any) -> tuple[ColumnElement[Any], ColumnElement[Any]]
     def first(to: ColumnElement[bool]) -> ColumnElement[Any]:
         return (select(Message.created_at)
                 .where(Message.tenant_id == tenant, to, Message.created_at >= InboundMessage.received_at,
-                       Message.created_by_id.is_not(None), Message.bulk_job_id.is_(None), Message.is_test.is_(False))
+                       Message.created_by_id.is_not(None), Message.bulk_job_id.is_(None), Message.is_test.is_(False),
+                       Message.retry_of_id.is_(None))
                 .order_by(Message.created_at).limit(1)  # the index's order: stops at the first
                 .correlate(InboundMessage, Conversation).scalar_subquery())
 

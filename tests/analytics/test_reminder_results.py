@@ -228,14 +228,16 @@ def _build(engine: Engine, tenant: uuid.UUID, desk: Actor, admin: Actor, booking
                                 recipient=f"{thread}@example.com" if by_email else _address(thread),
                                 channel=Channel.EMAIL if by_email else Channel.WHATSAPP, body="We can see you at 4.",
                                 status=MessageStatus.DELIVERED, created_at=at, updated_at=at))
-        # after Layla's last reply, messages that are no answer: the system's, a bulk send's, a test
+        # after Layla's last reply, messages that are no answer: the system's, a bulk send's, a test, a retry
         after = local(2026, 11, 10, 10, 0)
         job = BulkJob(name="Flu clinic", channel=Channel.WHATSAPP, status=BulkJobStatus.COMPLETED, total_recipients=1)
         session.add(job)
         session.flush()
         layla = patients["layla"]
+        reminder = session.scalar(select(Message.id).where(Message.recipient == layla.phone_e164).limit(1))
         for fields in ({}, {"created_by_id": admin.user_id, "bulk_job_id": job.id},
-                       {"created_by_id": admin.user_id, "is_test": True}):
+                       {"created_by_id": admin.user_id, "is_test": True},
+                       {"created_by_id": desk.user_id, "retry_of_id": reminder}):
             session.add(Message(patient_id=layla.id, recipient=layla.phone_e164, channel=Channel.WHATSAPP,
                                 body="Notice", status=MessageStatus.DELIVERED, created_at=after, updated_at=after,
                                 **fields))
