@@ -30,10 +30,11 @@ from app.services import (
     tenants,
     whatsapp_templates,
 )
+from app.services.appointments import listing, records, upload
 from app.services.bulk import jobs, wizard
 from app.services.bulk.wizard import Draft
 from app.services.explorer import MessageFilter
-from db.enums import Channel, Language, Role
+from db.enums import AppointmentStatus, Channel, Language, Role
 from db.types import utcnow
 from tests.factories import make_patient
 from tests.security.conftest import CONTENT_SID, SETTINGS, World, this_week
@@ -92,6 +93,16 @@ def _a_template_draft(world: World) -> Draft:
 
 def _a_has_two_patients(world: World) -> None:
     make_patient(world.engine, world.a.tenant_id, name_en="Huda", phone="+966501111111")
+
+
+def _booking() -> records.AppointmentInput:
+    return records.AppointmentInput("A-1", "MRN-1", dt.datetime(2031, 1, 5, 6, 30, tzinfo=dt.UTC),
+                                    patient=records.PatientDetails(name_en="Huda"))
+
+
+def _a_appointment(world: World) -> Any:
+    """Clinic A's appointment A-1 (its patient MRN-1 made with it), booked through the API."""
+    return world.call(records.apply, world.a.admin, [_booking()], source="api").appointment_ids[0]
 
 
 READS: list[Read] = [
@@ -195,6 +206,19 @@ READS: list[Read] = [
         variable_map={"1": "patient_name"}, fallback_channel=None)),
     Read("whatsapp_templates.refresh_approval (A's template)", lambda w: w.refresh_approval(
         w.b.admin, w.whatsapp_template(linked=True))),
+    # Appointments (issue 20): the same id and MRN in both clinics
+    Read("appointments.listing.appointments", _then(_a_appointment, lambda w: _b(
+        w, listing.appointments, listing.AppointmentFilter(dt.date(2031, 1, 1), dt.date(2031, 1, 10)))),
+        lambda w, r: r.rows == []),
+    Read("appointments.records.set_status (A's appointment)", lambda w: _b(
+        w, records.set_status, _a_appointment(w), AppointmentStatus.CANCELLED, source="staff")),
+    Read("appointments.records.apply (A's id and MRN)", _then(_a_appointment, lambda w: _b(
+        w, records.apply, [_booking()], source="api")),
+        lambda w, r: r.created == 1 and w.call(records.preview, w.a.admin, [_booking()], source="api").items[0]
+        .kind == records.Kind.UNCHANGED),
+    Read("appointments.upload.review (A's id and MRN)", _then(_a_appointment, lambda w: _b(
+        w, upload.review, b"source_id,mrn,start,patient_name\nA-1,MRN-1,2031-01-05T09:30+03:00,Huda\n", "a.csv")),
+        lambda w, r: (r.to_create, r.unchanged, r.new_patients) == (1, 0, 1)),
 ]
 
 
