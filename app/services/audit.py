@@ -136,6 +136,11 @@ ACTION_LABELS: dict[str, str] = {
     "inbox.reply": "Patient's reply answered",
     "api_key.create": "Appointments API key created",
     "api_key.revoke": "Appointments API key revoked",
+    "reminder_rule.create": "Reminder rule added",
+    "reminder_rule.update": "Reminder rule changed",
+    "reminder_rule.activate": "Reminder rule turned on",
+    "reminder_rule.deactivate": "Reminder rule turned off",
+    "reminder_calendar.update": "Reminder calendar changed",
 }
 
 
@@ -215,7 +220,7 @@ OBJECT_TYPE_LABELS: dict[str, str] = {
     "patient": "Patient", "message": "Message", "messages": "Messages", "tenant": "Clinic",
     "provider": "Provider", "data_export": "Message export", "chart": "Chart", "audit_log": "Audit log",
     "appointment": "Appointment", "appointments": "Appointments", "conversation": "Inbox thread",
-    "api_key": "API key",
+    "api_key": "API key", "reminder_rule": "Reminder rule", "clinic_calendar": "Reminder calendar",
 }
 
 

@@ -51,6 +51,7 @@ MENU: tuple[MenuEntry, ...] = (
     MenuEntry("appointments.py", "Appointments", ":material/event:", Permission.VIEW_APPOINTMENTS, "Patients"),
     MenuEntry("templates.py", "Templates", ":material/description:", Permission.VIEW_TEMPLATES, "Messaging"),
     MenuEntry("bulk.py", "Bulk send", ":material/campaign:", Permission.SEND_MESSAGES, "Messaging"),
+    MenuEntry("reminders.py", "Reminders", ":material/alarm:", Permission.MANAGE_REMINDERS, "Messaging"),
     MenuEntry("staff.py", "Staff", ":material/badge:", Permission.MANAGE_STAFF, "Administration"),
     MenuEntry("analytics.py", "Analytics", ":material/monitoring:", Permission.VIEW_ANALYTICS, "Reports"),
     MenuEntry("settings.py", "Settings", ":material/settings:", Permission.MANAGE_SETTINGS, "Administration"),

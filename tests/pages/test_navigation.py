@@ -17,8 +17,8 @@ from tests.pages.conftest import LANDING_TITLES, Clinic, signed_in
 
 EXPECTED_MENUS = {
     Role.ADMIN: [
-        "Dashboard", "Messages", "Inbox", "Templates", "Bulk send", "Patients", "Appointments", "Analytics", "Staff",
-        "Settings", "Audit log",
+        "Dashboard", "Messages", "Inbox", "Templates", "Bulk send", "Reminders", "Patients", "Appointments",
+        "Analytics", "Staff", "Settings", "Audit log",
     ],
     Role.FRONT_DESK: ["Dashboard", "Messages", "Inbox", "Templates", "Bulk send", "Patients", "Appointments"],
     Role.ANALYST: ["Dashboard", "Messages", "Templates", "Analytics"],

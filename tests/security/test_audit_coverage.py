@@ -38,6 +38,7 @@ from app.services import (
 from app.services.appointments import records
 from app.services.auth import LoginPolicy
 from app.services.bulk import jobs, wizard
+from app.services.reminders import rules as reminder_rules
 from db.enums import AppointmentStatus, Channel, Language, Role
 from db.models import AuditEvent
 from db.session import system_session
@@ -183,6 +184,21 @@ def _reopen_thread(world: World) -> None:
     world.call(inbox.reopen, world.a.front_desk, thread_id)
 
 
+def _rule_input(world: World) -> reminder_rules.RuleInput:
+    return reminder_rules.RuleInput(name=world.unique("SMS 3 h"), channel=Channel.SMS, template_id=world.a.template_id,
+                                    offset_minutes=180)
+
+
+def _reminder_rule(world: World) -> uuid.UUID:
+    return world.call(reminder_rules.create_rule, world.a.admin, _rule_input(world)).id
+
+
+def _rule_off_and_on(world: World) -> None:
+    rule_id = _reminder_rule(world)
+    _in(world, reminder_rules.set_rule_active, rule_id, False)
+    _in(world, reminder_rules.set_rule_active, rule_id, True)
+
+
 ACTIONS: list[Action] = [
     # signing in and out
     Action("sign in", "auth.login", _login),
@@ -291,6 +307,15 @@ ACTIONS: list[Action] = [
     Action("create an API key", "api_key.create", lambda w: _in(w, api_keys.create, w.unique("HIS"))),
     Action("revoke an API key", "api_key.revoke", lambda w: _in(
         w, api_keys.revoke, w.call(api_keys.create, w.a.admin, w.unique("HIS")).view.id)),
+    # reminders (issue 20)
+    Action("add a reminder rule", "reminder_rule.create", lambda w: _reminder_rule(w)),
+    Action("change a reminder rule", "reminder_rule.update", lambda w: _in(
+        w, reminder_rules.update_rule, _reminder_rule(w), _rule_input(w))),
+    Action("turn a reminder rule off", "reminder_rule.deactivate", lambda w: _in(
+        w, reminder_rules.set_rule_active, _reminder_rule(w), False)),
+    Action("turn a reminder rule on", "reminder_rule.activate", _rule_off_and_on),
+    Action("change the reminder calendar", "reminder_calendar.update", lambda w: _in(
+        w, reminder_rules.set_calendar, reminder_rules.CalendarSettings(weekend_days=(4,)))),
 ]
 
 

@@ -41,9 +41,12 @@ from app.services.appointments import fhir, listing, records, upload
 from app.services.bulk import jobs, wizard
 from app.services.explorer import MessageFilter
 from app.services.permissions import ROLE_PERMISSIONS, Actor
+from app.services.reminders import dispatch as reminder_dispatch
+from app.services.reminders import rules as reminder_rules
+from app.services.reminders import schedule as reminder_schedule
 from app.ui.navigation import MENU
 from db.enums import AppointmentStatus, Channel, Language, MessageStatus, Role
-from db.models import Appointment
+from db.models import Appointment, AppointmentReminder
 from db.session import tenant_session
 from db.types import utcnow
 from tests.factories import DEFAULT_PASSWORD, make_reply
@@ -243,6 +246,21 @@ CALLS: dict[str, Call] = {
     "api_keys.create": lambda w, a: w.call(api_keys.create, a, w.unique("HIS")),
     "api_keys.revoke": lambda w, a: w.call(api_keys.revoke, a, w.call(api_keys.create, w.a.admin,
                                                                       w.unique("HIS")).view.id),
+    # reminders (issue 20)
+    "reminders.rules.list_rules": lambda w, a: w.call(reminder_rules.list_rules, a),
+    "reminders.rules.rule_options": lambda w, a: w.call(reminder_rules.rule_options, a),
+    "reminders.rules.create_rule": lambda w, a: w.call(reminder_rules.create_rule, a, _rule_input(w)),
+    "reminders.rules.update_rule": lambda w, a: w.call(reminder_rules.update_rule, a, _reminder_rule(w),
+                                                       _rule_input(w)),
+    "reminders.rules.set_rule_active": lambda w, a: w.call(reminder_rules.set_rule_active, a, _reminder_rule(w),
+                                                           False),
+    "reminders.rules.get_calendar": lambda w, a: w.call(reminder_rules.get_calendar, a),
+    "reminders.rules.set_calendar": lambda w, a: w.call(reminder_rules.set_calendar, a,
+                                                        reminder_rules.CalendarSettings(weekend_days=(4,))),
+    "reminders.dispatch.preview": lambda w, a: w.call(reminder_dispatch.preview, a, _reminder(w)),
+    "reminders.schedule.upcoming": lambda w, a: w.call(reminder_schedule.upcoming, a),
+    "reminders.schedule.reminders_of": lambda w, a: w.call(reminder_schedule.reminders_of, a,
+                                                           [_appointment(w, "R-1")]),
 }
 UPLOAD = b"source_id,mrn,date,time,patient_name\nU-1,MRN-1,2031-01-05,09:30,Huda\n"
 
@@ -267,6 +285,24 @@ def _appointment(world: World, source_id: str) -> Any:
     world.call(records.apply, world.a.admin, [_booking(source_id)], source="api")
     with tenant_session(world.engine, world.a.tenant_id) as session:
         return session.scalars(select(Appointment.id).where(Appointment.source_id == source_id)).one()
+
+
+def _rule_input(world: World) -> reminder_rules.RuleInput:
+    return reminder_rules.RuleInput(name=world.unique("SMS 3 h"), channel=Channel.SMS, template_id=world.a.template_id,
+                                    offset_minutes=180)
+
+
+def _reminder_rule(world: World) -> Any:
+    return world.call(reminder_rules.create_rule, world.a.admin, _rule_input(world)).id
+
+
+def _reminder(world: World) -> Any:
+    """A reminder of clinic A: a new rule's, of a new appointment."""
+    rule_id = _reminder_rule(world)
+    appointment_id = _appointment(world, world.unique("R"))
+    with tenant_session(world.engine, world.a.tenant_id) as session:
+        return session.scalars(select(AppointmentReminder.id).where(
+            AppointmentReminder.appointment_id == appointment_id, AppointmentReminder.rule_id == rule_id)).one()
 
 
 def _thread(world: World) -> Any:

@@ -149,7 +149,7 @@ def _unreachable(patient: Patient, preference: NotificationPreference | None, ch
     return ""
 
 
-def compose(session: TenantSession, tenant: Tenant, loaded: _Loaded) -> Composed:
+def _compose(session: TenantSession, tenant: Tenant, loaded: _Loaded) -> Composed:
     """What ``loaded``'s reminder sends now (the dispatch and the preview share it, so they agree)."""
     rule, patient, preference = loaded.rule, loaded.patient, loaded.preference
     assert patient is not None
@@ -205,7 +205,7 @@ def _send_one(session: TenantSession, actor: Actor, tenant: Tenant, reminder_id:
         return False  # another worker took it, or the planner moved it meanwhile
     try:
         with session.begin_nested():
-            composed = compose(session, tenant, loaded)
+            composed = _compose(session, tenant, loaded)
             if composed.problem:
                 raise ValidationError(composed.problem)
             result = messaging.send(
@@ -284,7 +284,7 @@ def preview(session: TenantSession, actor: Actor, reminder_id: uuid.UUID, *,
         return ReminderPreview(reminder.id, ReminderStatus(reminder.status), reminder.due_at,
                                Channel(loaded.rule.channel), "", Language.EN, "", "", "",
                                "It will not be sent: the patient's record was deleted.")
-    composed = compose(session, tenant, loaded)
+    composed = _compose(session, tenant, loaded)
     problem = composed.problem or (f"It will not be sent: {closed[1]}." if closed else "")
     body = subject = ""
     if not composed.problem:

@@ -367,6 +367,21 @@ def get_calendar(session: TenantSession, actor: Actor, *, today: dt.date | None 
                         next_ramadan=_ramadan_around(today))
 
 
+def parse_dates(text: str) -> tuple[dt.date, ...]:
+    """The calendar form's closed days, one ISO date (2026-12-24) a line; a ValidationError names the line."""
+    days: list[dt.date] = []
+    for number, line in enumerate(str(text).splitlines(), start=1):
+        value = line.strip()
+        if not value:
+            continue
+        try:
+            days.append(dt.date.fromisoformat(value))
+        except ValueError:
+            raise ValidationError(f"Line {number} ('{value[:20]}') is not a date; write it as 2026-12-24.",
+                                  field="closed_dates") from None
+    return tuple(sorted(set(days)))
+
+
 def _check_hours(start: dt.time, end: dt.time, *, label: str, field_name: str) -> tuple[dt.time, dt.time]:
     start, end = start.replace(second=0, microsecond=0), end.replace(second=0, microsecond=0)
     if start >= end:
