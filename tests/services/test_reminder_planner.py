@@ -210,7 +210,7 @@ def test_two_clinics_with_the_same_patients_plan_only_their_own(clinics: tuple[C
     assert a.plan([b_booked]) == PlanResult()
     with system_session(a.engine) as session:
         rows = session.execute(select(AppointmentReminder.appointment_id, AppointmentReminder.tenant_id))
-        tenants = dict(rows.tuples().all())
+        tenants = {appointment: tenant for appointment, tenant in rows}
     assert tenants == {a_booked: a.tenant_id, b_booked: b.tenant_id}
 
 

@@ -29,8 +29,8 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Select, and_, bindparam, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, Select, and_, bindparam, insert, or_, select, text, update
+from sqlalchemy.dialects import sqlite
 
 from app.delivery.lifecycle import transition
 from app.services.reminders.calendar import ClinicHours, Placement
@@ -51,11 +51,13 @@ from db.models import (
     RollupWatermark,
     Tenant,
 )
+from db.pgcopy import copy_rows
 from db.session import SYSTEM, scoped_connection, tenant_session
-from db.tenancy import TenantSession
+from db.tenancy import TenantScopeError, TenantSession
 from db.types import utcnow
 
 CHUNK = 5000  # appointments per read (and per IN list)
+PLANNER_LOCK = 20_020  # the advisory lock's first key (the second: the clinic)
 WATERMARK = "reminder_planner"  # how far the maintenance pass has read appointments.updated_at
 WATERMARK_OVERLAP = dt.timedelta(minutes=2)  # re-read a little: a change committed late is not missed
 OPEN = tuple(sorted(OPEN_APPOINTMENT_STATUSES))
@@ -154,6 +156,7 @@ def plan(session: TenantSession, *, appointment_ids: Collection[uuid.UUID] | Non
     """(Re)plan the reminders of ``appointment_ids`` (None: every upcoming appointment of the session's
     clinic, and cancel what no longer applies). Writes in ``session``; idempotent."""
     now = now or utcnow()
+    _lock(session)
     hours = clinic_hours(session)
     rules = _rules(session)
     total = PlanResult()
@@ -248,14 +251,29 @@ def _new_row(tenant_id: uuid.UUID | None, appointment_id: uuid.UUID, rule: _Rule
             "planned_at": now, "sent_at": None}
 
 
+def _lock(session: TenantSession) -> None:
+    """One planner at a time per clinic (PostgreSQL: a lock held to the end of the caller's transaction),
+    so what it read is what it writes: the rows it inserts cannot exist yet."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key, hashtext(:clinic))"),
+                           {"key": PLANNER_LOCK, "clinic": str(session.tenant_id)})
+
+
 def _insert(session: TenantSession, rows: list[dict[str, Any]]) -> None:
-    """New reminders; one another planner inserted meanwhile is left as it is (the unique row)."""
+    """New reminders: one COPY on PostgreSQL (under the planner's lock: none of them exists yet); on
+    SQLite (one writer at a time) an INSERT that leaves a row already there as it is."""
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = make(AppointmentReminder).on_conflict_do_nothing(index_elements=["appointment_id", "rule_id"])
-    session.execute(statement, rows)
+    if any(row["tenant_id"] != session.tenant_id for row in rows):
+        raise TenantScopeError("refusing to insert a reminder of another clinic")
+    connection = session.connection()
+    table = AppointmentReminder.__table__
+    if connection.dialect.name == "postgresql":
+        copy_rows(connection, table, rows)
+    else:
+        connection.execute(sqlite.insert(table).on_conflict_do_nothing(index_elements=["appointment_id", "rule_id"]),
+                           rows)
 
 
 _UPDATE_COLUMNS = ("status", "due_at", "moved_reason", "status_reason", "rule_revision", "planned_at")
