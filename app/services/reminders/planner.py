@@ -4,8 +4,9 @@
 called by every path that changes what reminders depend on (the appointments' intake, a reply
 that cancels, a rule or calendar change) and, as a safety net, by the maintenance pass for the
 appointments changed since its last look (``plan_changed``). It is idempotent: planning twice
-changes nothing the second time, and two planners at once insert each reminder once (the unique
-(appointment, rule) row, ``ON CONFLICT DO NOTHING``).
+changes nothing the second time; one planner at a time works in a clinic (on PostgreSQL a lock held
+to the end of the caller's transaction), so each reminder is inserted once (the unique (appointment,
+rule) row backs that up).
 
 What it decides, for each open appointment still to come and each active rule covering it:
 - a reminder not sent yet goes at the rule's time, moved by the clinic's calendar
@@ -18,7 +19,7 @@ that was turned off or no longer covers it, are cancelled with the reason; when 
 itself is over, a reminder message that has not left yet is cancelled too.
 
 Set-based: one read of the rules, one of the appointments and one of their reminders per chunk,
-placement in Python (the calendar caches its days), bulk insert and update.
+placement in Python (the calendar caches its days), one COPY of the new rows and one bulk update.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ WATERMARK = "reminder_planner"  # how far the maintenance pass has read appointm
 WATERMARK_OVERLAP = dt.timedelta(minutes=2)  # re-read a little: a change committed late is not missed
 OPEN = tuple(sorted(OPEN_APPOINTMENT_STATUSES))
 REVIVABLE = (ReminderStatus.PENDING, ReminderStatus.SKIPPED, ReminderStatus.CANCELLED)  # while no message is written
+WATCHED = (ReminderStatus.PENDING, ReminderStatus.SENT)  # may still be cancelled (a sent one: its waiting message)
 
 PASSED = "its time had passed when it was planned (booked too late)"
 CLOSED_REASONS = {
@@ -157,8 +159,11 @@ def plan(session: TenantSession, *, appointment_ids: Collection[uuid.UUID] | Non
     clinic, and cancel what no longer applies). Writes in ``session``; idempotent."""
     now = now or utcnow()
     _lock(session)
-    hours = clinic_hours(session)
     rules = _rules(session)
+    if not rules and session.scalar(select(AppointmentReminder.id).where(
+            AppointmentReminder.status.in_(WATCHED)).limit(1)) is None:
+        return PlanResult()  # no rule, and no reminder that may still need cancelling: nothing to read
+    hours = clinic_hours(session)
     total = PlanResult()
     for scope in _scopes(appointment_ids, now):
         total += _plan_chunk(session, scope, rules, hours, now)
