@@ -30,8 +30,8 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Select, and_, bindparam, insert, or_, select, text, update
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import Engine, Select, and_, bindparam, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from app.delivery.lifecycle import transition
 from app.services.reminders.calendar import ClinicHours, Placement
@@ -350,5 +350,6 @@ def plan_changed(engine: Engine, now: dt.datetime) -> int:
         table = RollupWatermark.__table__
         mark = max(started, since) if since is not None else started
         if connection.execute(table.update().where(table.c.name == WATERMARK).values(watermark=mark)).rowcount == 0:
-            connection.execute(insert(table).values(name=WATERMARK, watermark=mark))
+            make = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+            connection.execute(make(table).values(name=WATERMARK, watermark=mark).on_conflict_do_nothing())
     return changed
