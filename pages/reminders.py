@@ -61,7 +61,7 @@ def rules_tab() -> None:
                 icon=":material/alarm_add:")
     by_id = {str(r.id): r for r in found}
     chosen_key = st.selectbox("Rule", [NEW, *by_id], key="rule_choice",
-                              format_func=lambda k: "Add a new rule" if k == NEW else as_text(by_id[k].name))
+                              format_func=lambda k: "New rule" if k == NEW else as_text(by_id[k].name))
     rule_form(by_id.get(chosen_key), options, chosen_key)
 
 
