@@ -194,7 +194,7 @@ def actions(view: ThreadView) -> None:
     if assign_column.button("Assign", icon=":material/person_add:", key=f"inbox-assign-button-{view.id}",
                             disabled=chosen == view.assigned_to_id):
         if feedback.service(inbox.assign, view.id, chosen) is not None:
-            feedback.flash("inbox", f"Assigned to {names[chosen]}." if chosen else "Nobody is assigned now.")
+            feedback.flash("inbox", f"Assigned to {plain(names[chosen])}." if chosen else "Nobody is assigned now.")
             st.rerun()
     if view.state == ConversationState.OPEN:
         if state_column.button("Mark done", icon=":material/done_all:", key=f"inbox-done-{view.id}"):

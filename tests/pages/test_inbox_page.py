@@ -14,7 +14,7 @@ from app.services import templates
 from app.services.permissions import Actor
 from app.ui.rtl import RLI
 from db.enums import Channel, ConversationState
-from db.models import AuditEvent, Conversation, Message, MessageTemplate
+from db.models import AuditEvent, Conversation, Message, MessageTemplate, User
 from db.session import tenant_session
 from tests.factories import call, make_patient, make_reply
 from tests.pages.conftest import Clinic, button, signed_in, texts
@@ -172,3 +172,19 @@ def test_analysts_cannot_open_the_inbox(clinic: Clinic) -> None:
         at.switch_page("../pages/inbox.py")
     at.run()
     assert at.title[0].value == "Analytics" and not at.dataframe
+
+
+def test_the_assignment_notice_shows_a_staff_name_as_typed(clinic: Clinic) -> None:
+    tenant = clinic.front_desk.tenant_id
+    with tenant_session(clinic.engine, tenant) as session:
+        user = session.get(User, clinic.front_desk.user_id)
+        assert user is not None
+        user.display_name = "**Boss** [x](https://evil.example) \u202eevil"
+    thread_id = make_reply(clinic.engine, tenant, address=SARA, body="Hello?")
+    at = open_inbox(clinic.front_desk, thread=str(thread_id))
+
+    widget(at.selectbox, f"inbox-assign-{thread_id}").set_value(clinic.front_desk.user_id).run()
+    button(at, "Assign").click().run()
+    assert not at.exception
+    [notice] = [s for s in texts(at.success) if s.startswith("Assigned to")]
+    assert "\\*\\*Boss\\*\\*" in notice and "\\[x\\]" in notice and "\u202e" not in notice
