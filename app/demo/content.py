@@ -141,12 +141,14 @@ class DemoTemplate:
     subject_en: str = ""
     subject_ar: str = ""
     fallback_channel: str | None = None
+    whatsapp_approved: bool = False  # linked to a Content template WhatsApp approved (variables in body order)
+    automatic: bool = False  # sent by the app itself (reminders, acknowledgements), not by a staff member
 
 
 TEMPLATES: tuple[DemoTemplate, ...] = (
     DemoTemplate(
         code="appointment_reminder", name="Appointment reminder", channel="sms", message_class="service",
-        description="Sent the day before an appointment.",
+        description="Sent before an appointment (the reminder rule 'SMS 3 h before').", automatic=True,
         body_en=(
             "Hi {{ patient_name }}, your appointment with {{ doctor_name }} is on {{ appointment_date }} "
             "at {{ appointment_time }}. {{ clinic_name }}, {{ clinic_phone }}"
@@ -158,8 +160,8 @@ TEMPLATES: tuple[DemoTemplate, ...] = (
     ),
     DemoTemplate(
         code="appointment_confirmation", name="Appointment confirmation", channel="whatsapp",
-        message_class="service", fallback_channel="sms",
-        description="Sent when an appointment is booked.",
+        message_class="service", fallback_channel="sms", automatic=True,
+        description="Sent when an appointment is booked, and when a patient confirms one by reply.",
         body_en=(
             "Hello {{ patient_name }}, your appointment at {{ clinic_name }} is confirmed.\n"
             "Doctor: {{ doctor_name }} ({{ department }})\n"
@@ -236,6 +238,141 @@ TEMPLATES: tuple[DemoTemplate, ...] = (
             "لإيقافها يرجى إبلاغ موظفي الاستقبال."
         ),
     ),
+    # Reminders and replies (issue 20): the WhatsApp reminder patients answer, and the acknowledgement of a
+    # cancellation by reply (a confirmation is acknowledged with ``appointment_confirmation``).
+    DemoTemplate(
+        code="appointment_reminder_whatsapp", name="Appointment reminder (WhatsApp)", channel="whatsapp",
+        message_class="service", fallback_channel="sms", whatsapp_approved=True, automatic=True,
+        description="The reminder rule 'WhatsApp 24 h before'; patients answer it.",
+        body_en=(
+            "Hello {{ patient_name }}, a reminder of your appointment with {{ doctor_name }} at {{ clinic_name }} "
+            "on {{ appointment_date }} at {{ appointment_time }}.\n"
+            "Reply 1 to confirm, 2 to cancel or 3 to change the time."
+        ),
+        body_ar=(
+            "مرحباً {{ patient_name }}، نذكركم بموعدكم مع {{ doctor_name }} في {{ clinic_name }} يوم "
+            "{{ appointment_date }} الساعة {{ appointment_time }}.\n"
+            "للتأكيد أرسلوا 1، وللإلغاء 2، ولتغيير الموعد 3."
+        ),
+    ),
+    DemoTemplate(
+        code="appointment_cancelled_by_reply", name="Cancellation received", channel="whatsapp",
+        message_class="service", automatic=True,
+        description="Answers a patient who cancelled by replying to a reminder.",
+        body_en=(
+            "{{ patient_name }}, your appointment with {{ doctor_name }} on {{ appointment_date }} at "
+            "{{ appointment_time }} is cancelled as you asked. To book another time call {{ clinic_phone }}. "
+            "{{ clinic_name }}"
+        ),
+        body_ar=(
+            "{{ patient_name }}، تم إلغاء موعدكم مع {{ doctor_name }} يوم {{ appointment_date }} الساعة "
+            "{{ appointment_time }} بناءً على طلبكم. لحجز موعد آخر اتصلوا على {{ clinic_phone }}. {{ clinic_name }}"
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class DemoRule:
+    """A reminder rule each demo clinic has (created through ``reminders.rules.create_rule``)."""
+
+    name: str
+    channel: str
+    template_code: str
+    offset_minutes: int
+    confirm_ack_code: str | None = None
+    cancel_ack_code: str | None = None
+
+
+REMINDER_RULES: tuple[DemoRule, ...] = (
+    DemoRule("WhatsApp 24 h before", "whatsapp", "appointment_reminder_whatsapp", 24 * 60,
+             confirm_ack_code="appointment_confirmation", cancel_ack_code="appointment_cancelled_by_reply"),
+    # Saudi A2P SMS is one-way (app.reply_lint): the SMS reminder asks for no answer and acknowledges none.
+    DemoRule("SMS 3 h before", "sms", "appointment_reminder", 3 * 60),
+)
+
+# Appointment types as the clinics' systems name them: (type, weight), and more per department.
+APPOINTMENT_TYPES: tuple[tuple[str, int], ...] = (
+    ("Follow-up", 45), ("Consultation", 20), ("New patient", 15), ("Check-up", 10),
+)
+DEPARTMENT_APPOINTMENT_TYPES: dict[str, tuple[tuple[str, int], ...]] = {
+    "Pediatrics": (("Vaccination", 40), ("Well-child visit", 20)),
+    "Obstetrics & Gynecology": (("Prenatal visit", 50),),
+    "Dental": (("Dental cleaning", 35),),
+    "Endocrinology": (("Diabetes review", 35),),
+    "Cardiology": (("ECG", 15),),
+}
+
+# Patients' answers to the WhatsApp reminder, as they write them (each is read by
+# ``app.services.replies.intents.classify`` as the intent it is listed under; a test holds it so).
+# A quick-reply button: (payload, English text, Arabic text).
+REPLY_BUTTONS: dict[str, tuple[str, str, str]] = {
+    "confirm": ("CONFIRM", "Confirm", "تأكيد"),
+    "cancel": ("CANCEL", "Cancel", "إلغاء"),
+    "reschedule": ("RESCHEDULE", "Change time", "تغيير الموعد"),
+}
+REPLY_TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "confirm": {
+        "en": ("1", "Yes", "yes please", "Ok thank you", "Confirmed", "I will be there", "Yes, see you tomorrow",
+               "ok 👍"),
+        "ar": ("1", "١", "نعم", "تمام", "اكيد", "نعم ان شاء الله", "تم التأكيد", "موافق شكرا", "جاي إن شاء الله"),
+    },
+    "cancel": {
+        "en": ("2", "Sorry I cant come", "No", "Please cancel it", "I will not be able to come",
+               "sorry, I can't make it"),
+        "ar": ("2", "٢", "ما اقدر اجي", "اعتذر عن الحضور", "لن اتمكن من الحضور"),
+    },
+    "reschedule": {
+        "en": ("3", "Can I reschedule please", "Another day please", "I would like to change the time"),
+        "ar": ("3", "٣", "ابي اغير الموعد", "ممكن موعد ثاني", "تأجيل لو سمحت"),
+    },
+    "unclear": {
+        "en": ("What time should I arrive?", "Is parking available at the clinic?",
+               "Can my wife come instead of me?", "Thanks"),
+        "ar": ("كم سعر الكشف؟", "هل الدكتور موجود يوم الخميس؟", "وين موقع العيادة؟", "شكرا"),
+    },
+}
+
+# A front desk answer typed in the inbox (free text inside WhatsApp's 24 hours); {name}: the patient's name.
+STAFF_ANSWERS: dict[str, tuple[str, ...]] = {
+    "en": ("Hello {name}, thank you for your message. We will call you today to arrange it.",
+           "Hello {name}, no problem. Please tell reception when you arrive.",
+           "Hello {name}, we can offer you another time. We will call you shortly."),
+    "ar": ("أهلاً {name}، شكراً لرسالتكم. سنتصل بكم اليوم لترتيب ذلك.",
+           "أهلاً {name}، لا مشكلة، يرجى إبلاغ الاستقبال عند وصولكم.",
+           "أهلاً {name}، يمكننا تحديد موعد آخر لكم. سنتصل بكم قريباً."),
+}
+
+
+@dataclass(frozen=True)
+class InboxScene:
+    """A thread each demo clinic's inbox shows right now: a patient's reply ``minutes_ago``, what the
+    front desk did with it (``how``: unread, assigned, answered, done) and from whom (a patient of the
+    clinic writing in ``language``, or a number no patient has)."""
+
+    key: str
+    language: str
+    body: str
+    minutes_ago: int
+    how: str = "unread"  # unread | assigned | answered | done
+    unknown_number: bool = False
+    handled_after_minutes: int = 0  # answered / done: that long after the reply
+    answer: str = ""  # answered: the front desk's text ({name}: the patient's name)
+
+
+INBOX_SCENES: tuple[InboxScene, ...] = (
+    InboxScene("reschedule_en", "en", "I would like to change the time please", 25),
+    InboxScene("reschedule_ar", "ar", "ممكن موعد ثاني لو سمحت", 70),
+    InboxScene("question_ar_digits", "ar", "هل ممكن اجي الساعة ١١:٣٠ بدل ٩:٠٠؟", 170),
+    InboxScene("assigned_en", "en", "My son has a fever since yesterday, can the doctor see him earlier?", 240,
+               how="assigned"),
+    InboxScene("unknown_number", "en",
+               "Hello, I got a reminder from this number but I have no appointment. Who is this?", 50,
+               unknown_number=True),
+    InboxScene("answered_ar", "ar", "ممكن اتأخر ربع ساعة؟", 300, how="answered", handled_after_minutes=12,
+               answer="أهلاً {name}، لا مشكلة، ننتظركم. يرجى إبلاغ الاستقبال عند وصولكم."),
+    InboxScene("done_en", "en", "Where can I park?", 26 * 60, how="done", handled_after_minutes=20),
+    InboxScene("waiting_ar", "ar", "السلام عليكم، هل تحتاج التحاليل صيام؟", 30 * 60),
 )
 
 # Completed bulk sends per clinic: (name, template code, days ago, Riyadh hour, audience tags).

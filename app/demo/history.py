@@ -4,6 +4,11 @@ Rows are generated in plain Python from pieces prepared once per clinic, templat
 (``Entry``), with timestamps as whole seconds since ``Clock.base`` and outcomes (status, error
 code, reason) drawn from weighted lookup lists. ``app.demo.writers`` turns them into COPY text
 (PostgreSQL) or stored values (SQLite).
+
+Most messages are drawn at random. A few are *fixed* (``Fixed``): the reminders of the demo's real
+appointments and the acknowledgements of patients' replies (``app.demo.replies``) need exactly
+this patient, this time and this appointment's date in the text. They take the first places of
+their template's share of the history, and their ids are kept (``TemplatePlan.fixed_ids``).
 """
 
 from __future__ import annotations
@@ -215,6 +220,17 @@ class BulkPlan:
     count: int = 0  # messages it owns
 
 
+@dataclass(frozen=True, slots=True)
+class Fixed:
+    """One message the story around it needs exactly so (see the module docstring)."""
+
+    patient: int
+    created: int  # seconds since ``Clock.base``
+    date: str  # the appointment's clinic date (ISO), for ``{{ appointment_date }}``
+    time: str  # "HH:MM", for ``{{ appointment_time }}``
+    answered_at: int | None = None  # the patient answered it at this second: it reached them (read, on WhatsApp)
+
+
 @dataclass
 class TemplatePlan:
     code: str
@@ -230,6 +246,8 @@ class TemplatePlan:
     urgent: bool
     pool: list[int]  # patients it is sent to outside bulk sends
     bulk_slots: list[tuple[int, int]] = field(default_factory=list)  # ordinal -> (bulk job, position)
+    fixed: list[Fixed] = field(default_factory=list)  # generated before the template's random messages
+    fixed_ids: list[int] = field(default_factory=list)  # their message ids (as 128-bit numbers), once generated
 
 
 @dataclass
@@ -250,12 +268,15 @@ class ClinicPlan:
     sms_sender: str
     messages: int
     template_sequence: list[int] = field(default_factory=list)
+    template_counts: list[int] = field(default_factory=list)  # messages per template (fixed ones made room for)
 
 
 # Share of each template in the history (channels: 60% SMS, 30% WhatsApp, 10% e-mail).
 TEMPLATE_WEIGHTS = {
     "appointment_reminder": 39, "appointment_cancellation": 6, "lab_results_ready": 15,
     "appointment_confirmation": 21, "vaccination_due": 9, "holiday_hours": 10,
+    # only their fixed messages (the reminders and acknowledgements of the demo's appointments)
+    "appointment_reminder_whatsapp": 0, "appointment_cancelled_by_reply": 0,
 }
 BULK_SHARE = {"vaccination_due": 0.8, "holiday_hours": 1.0}  # of a template's messages, when jobs allow
 
@@ -267,6 +288,8 @@ def plan_bulk(plan: ClinicPlan, rng: random.Random) -> None:
     counts = [0] * len(plan.templates)
     for k in plan.template_sequence:
         counts[k] += 1
+    make_room(counts, [len(t.fixed) for t in plan.templates])
+    plan.template_counts = counts
     for k, tmpl in enumerate(plan.templates):
         jobs = [j for j, job in enumerate(plan.bulk_jobs) if job.template == k]
         want = int(counts[k] * BULK_SHARE.get(tmpl.code, 0.0))
@@ -280,6 +303,19 @@ def plan_bulk(plan: ClinicPlan, rng: random.Random) -> None:
             job.count = share
             slots.extend((j, pos) for pos in range(share))
         tmpl.bulk_slots = slots
+
+
+def make_room(counts: list[int], needed: list[int]) -> None:
+    """Give every template at least ``needed`` messages, taken from the templates with most to spare."""
+    for k, wanted in enumerate(needed):
+        while counts[k] < wanted:
+            donor = max((j for j in range(len(counts)) if j != k), key=lambda j: counts[j] - needed[j])
+            spare = counts[donor] - needed[donor]
+            if spare <= 0:
+                raise ValueError("the demo's fixed messages do not fit in its share of the history")
+            moved = min(spare, wanted - counts[k])
+            counts[donor] -= moved
+            counts[k] += moved
 
 
 # --- rendering --------------------------------------------------------------------------------
@@ -374,9 +410,11 @@ def generate(plan: ClinicPlan, clock: Clock, rng: random.Random, *, pg: bool) ->
     n_failed_late, n_cancel = len(FAILED_LATE_DELAYS), len(CANCEL_DELAYS)
     bulk_starts = [job.start_s for job in plan.bulk_jobs]
     audiences = [job.audience for job in plan.bulk_jobs]
-    counts = [0] * len(plan.templates)
-    for k in plan.template_sequence:
-        counts[k] += 1
+    counts = plan.template_counts
+    if not counts:
+        counts = [0] * len(plan.templates)
+        for k in plan.template_sequence:
+            counts[k] += 1
     recent_left = dict(RECENT_LIMITS)
     chunk: list[Row] = []
     for k, tmpl in enumerate(plan.templates):
@@ -396,6 +434,12 @@ def generate(plan: ClinicPlan, clock: Clock, rng: random.Random, *, pg: bool) ->
         ahead, spread = APPOINTMENT_AHEAD.get(tmpl.code, DEFAULT_AHEAD)
         slots = tmpl.bulk_slots[:n]
         n_bulk = len(slots)
+        fixed = tmpl.fixed[:n - n_bulk]
+        for f in fixed:
+            row = _fixed_row(plan, tmpl, k, f, clock, rng, cache, bulk_table, suppressed, pg=pg)
+            tmpl.fixed_ids.append(row[0])
+            chunk.append(row)
+        n -= len(fixed)  # the bulk and random messages below fill what is left
         hour_picks = rng.choices(cal.hours, cum_weights=cal.cum_weights, k=n - n_bulk)
         for r in range(n):
             scheduled = None
@@ -490,6 +534,57 @@ def generate(plan: ClinicPlan, clock: Clock, rng: random.Random, *, pg: bool) ->
 
 
 _STILL_DELIVERED, _STILL_SENT, _STILL_SCHEDULED = _o(DELIVERED), _o(SENT), _o(SCHEDULED)
+_ANSWERED = {"whatsapp": _o(READ), "sms": _o(DELIVERED), "email": _o(SENT)}
+
+
+def _fixed_row(plan: ClinicPlan, tmpl: TemplatePlan, k: int, f: Fixed, clock: Clock, rng: random.Random,
+               cache: dict[int, Entry], table: list[Outcome], suppressed: Outcome, *, pg: bool) -> Row:
+    """One fixed message (see the module docstring): its outcome drawn like a bulk send's (it went out
+    at its time), or read / delivered when the patient answered it; suppressed for an opted-out patient."""
+    p, created = f.patient, f.created
+    entry = cache.get(p)
+    if entry is None:
+        entry = cache[p] = make_entry(plan, tmpl, p)
+    source = entry.pg_body if pg else entry.body
+    body = source.format(f.date, f.time) if entry.dated else source
+    claimed: int | None = created + 1
+    outcome = _ANSWERED[tmpl.channel] if f.answered_at is not None else table[int(rng.random() * len(table))]
+    cut = plan.patients.opted_out[tmpl.channel].get(p)
+    if cut is not None and created >= cut:
+        outcome = suppressed
+    kind = outcome.kind
+    sent = delivered = read = finished = None
+    if kind in (DELIVERED, READ):
+        sent = created + 2
+        delivered = sent + rng.choice(DELIVERY_DELAYS[tmpl.channel])
+        if kind == READ:
+            late = delivered + rng.choice(READ_DELAYS)
+            read = late if f.answered_at is None else max(delivered + 1, f.answered_at - rng.randrange(5, 60))
+            updated = finished = read
+        else:
+            updated = delivered
+    elif kind == SENT:
+        updated = sent = created + 2
+    elif kind == UNDELIVERED:
+        sent = created + 2
+        updated = finished = sent + rng.choice(UNDELIVERED_DELAYS)
+    elif kind == FAILED_API:
+        updated = finished = created + 2
+    elif kind == FAILED_LATE:
+        sent = created + 2
+        updated = finished = sent + rng.choice(FAILED_LATE_DELAYS)
+    else:  # suppressed (the bulk table has no other kinds)
+        claimed = None
+        updated = finished = created + 1
+    scheduled = None
+    queued: int | None = created
+    if created > clock.now_s - LATEST_EVENT and updated >= clock.now_s:  # events cannot lie in the future
+        outcome, sent, delivered, read, finished, updated, scheduled, queued, claimed = _settle_recent(
+            outcome, clock.now_s, created, claimed, sent, delivered, scheduled)
+        kind = outcome.kind
+    uid = (rng.getrandbits(128) & UUID_CLEAR) | UUID_SET
+    return (uid, entry, k, -1, body, outcome, created, scheduled, queued, claimed, sent, delivered, read, finished,
+            updated, (uid * _SCRAMBLE) & _MASK128 if kind in PRICED_KINDS else None, False)
 
 
 def _settle_recent(outcome: Outcome, now_s: int, created: int, claimed: int | None, sent: int | None,

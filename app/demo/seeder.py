@@ -1,7 +1,9 @@
 """``seed_demo``: two demo clinics with staff, patients, templates and 90 days of history.
 
-Everything is written in one transaction on one connection: the clinics and staff through the
-services (hashed passwords, audit events), the rest as bulk writes. If anything fails nothing
+Everything is written in one transaction on one connection: the clinics, staff and reminder rules
+through the services (hashed passwords, validation, audit events; the reminders still to come
+planned by the planner), the rest as bulk writes (the reminders already sent, patients' replies and
+the inbox: ``app.demo.replies``). If anything fails nothing
 is left behind, so "the demo clinics exist" reliably means "the demo is complete".
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -18,17 +21,20 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, insert, select, text
 
 from app.analytics import rollups
-from app.demo import history, writers
+from app.demo import history, replies, writers
 from app.demo.content import (
+    APPOINTMENT_TYPES,
     BULK_CAMPAIGNS,
     CLINICS,
     DEMO_PASSWORD,
+    DEPARTMENT_APPOINTMENT_TYPES,
     DEPARTMENTS_AR,
     EMAIL_DOMAINS,
     FAMILY_NAMES,
     FEMALE_FIRST_NAMES,
     MALE_FIRST_NAMES,
     MOBILE_PREFIXES,
+    REMINDER_RULES,
     TAG_DEPARTMENT,
     TEMPLATES,
     DemoClinic,
@@ -36,6 +42,10 @@ from app.demo.content import (
 from app.errors import ConflictError
 from app.services import staff, tenants
 from app.services.permissions import Actor
+from app.services.reminders import planner, rules
+from app.services.reminders.rules import RuleInput
+from app.services.whatsapp_templates import APPROVED
+from db.enums import AppointmentStatus, Channel
 from db.models import (
     Appointment,
     BulkJob,
@@ -54,6 +64,10 @@ from db.types import utcnow
 DEFAULT_MESSAGES_PER_CLINIC = 15_000
 HISTORY_DAYS = 90
 APPOINTMENT_DAYS = 14
+PAST_APPOINTMENT_DAYS = replies.PAST_DAYS
+UPCOMING_SHARE = 0.22  # of the patients have an appointment in the next two weeks
+PAST_SHARE = 0.25  # ... and one in the last 30 days (fewer a day)
+SEEDER = "command line"  # the system actor the seeder's service calls are audited under
 TIMELINE_ALL_LIMIT = 200_000  # above this many messages, timelines only for the last TIMELINE_RECENT_DAYS
 TIMELINE_RECENT_DAYS = 7
 BIG_LOAD = 20_000  # from this many messages (into a smaller table), PostgreSQL loads with keys and indexes set aside
@@ -77,6 +91,8 @@ class SeedReport:
     timeline_days: int | None = None  # None: every message has its timeline
     timelines_since: dt.datetime | None = None  # messages created from then on have their timeline
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
+    reminders: int = 0  # reminders written (sent, skipped, cancelled) and planned
+    replies: int = 0  # patients' replies
 
 
 def seed_demo(
@@ -140,19 +156,37 @@ def _seed(engine: Engine, *, total: int, patients_per_clinic: int, rng: random.R
         mark = time.perf_counter()
         writer = _RowWriter(conn)
         plans: list[history.ClinicPlan] = []
+        stories: list[replies.Story] = []
         counts = {"patients": 0, "appointments": 0, "templates": 0, "bulk_jobs": 0}
         shares = [total // len(CLINICS) + (1 if i < total % len(CLINICS) else 0) for i in range(len(CLINICS))]
         for spec, (tenant_id, users), share in zip(CLINICS, staff_ids, shares, strict=True):
-            plan = _reference_data(writer, spec, tenant_id, users, clock, rng, patients_per_clinic, share, counts)
+            plan, story = _reference_data(engine, writer, spec, tenant_id, users, clock, rng, patients_per_clinic,
+                                          share, counts)
             plans.append(plan)
+            stories.append(story)
         timings["patients_templates_appointments"] = time.perf_counter() - mark
-        progress(f"Created {counts['patients']:,} patients, {counts['appointments']:,} upcoming appointments "
-                 f"and {counts['templates']} templates.")
+        progress(f"Created {counts['patients']:,} patients, {counts['appointments']:,} appointments (the last "
+                 f"{PAST_APPOINTMENT_DAYS} days and the next {APPOINTMENT_DAYS}), {counts['templates']} templates "
+                 "and the reminder rules.")
 
         mark = time.perf_counter()
         since = clock.now - dt.timedelta(days=timeline_days) if timeline_days is not None else None
-        written, logs = _history(conn, plans, clock, rng, total, since, progress, timings, pg)
+        generated = sum(plan.messages for plan in plans)  # the front desk's answers are written with the story
+        written, logs = _history(conn, plans, clock, rng, generated, since, progress, timings, pg)
         timings["messages_total"] = time.perf_counter() - mark
+
+        mark = time.perf_counter()
+        progress("Writing the reminders sent, patients' replies and the inbox, and planning the coming reminders...")
+        story_rng = random.Random(rng.getrandbits(64))
+        reminder_count = reply_count = 0
+        for plan, story in zip(plans, stories, strict=True):
+            n_reminders, n_replies, n_messages, n_logs = replies.write_story(
+                conn, writer.write, plan, story, clock, story_rng, logs_from=since)
+            planned = _plan_reminders(engine, conn, plan.tenant_id, clock.now)
+            written, logs = written + n_messages, logs + n_logs
+            reminder_count += n_reminders + planned.planned + planned.skipped
+            reply_count += n_replies
+        timings["reminders_and_replies"] = time.perf_counter() - mark
 
     seconds = time.perf_counter() - started
     report = SeedReport(
@@ -160,7 +194,7 @@ def _seed(engine: Engine, *, total: int, patients_per_clinic: int, rng: random.R
         templates=counts["templates"], messages=written, message_logs=logs, seconds=seconds,
         messages_per_second=written / seconds if seconds > 0 else 0.0,
         users=sum(len(c.staff) for c in CLINICS), bulk_jobs=counts["bulk_jobs"], timeline_days=timeline_days,
-        timelines_since=since, timings=timings,
+        timelines_since=since, timings=timings, reminders=reminder_count, replies=reply_count,
     )
     return report
 
@@ -254,9 +288,9 @@ def _tags(rng: random.Random, age: int, female: bool) -> list[str]:
 
 
 def _reference_data(
-    writer: _RowWriter, spec: DemoClinic, tenant_id: uuid.UUID, users: dict[str, uuid.UUID], clock: history.Clock,
-    rng: random.Random, n_patients: int, n_messages: int, counts: dict[str, int],
-) -> history.ClinicPlan:
+    engine: Engine, writer: _RowWriter, spec: DemoClinic, tenant_id: uuid.UUID, users: dict[str, uuid.UUID],
+    clock: history.Clock, rng: random.Random, n_patients: int, n_messages: int, counts: dict[str, int],
+) -> tuple[history.ClinicPlan, replies.Story]:
     now = clock.now
     calendar = history.LocalCalendar(clock, "Asia/Riyadh")
     departments = {dept: i for i, (_en, _ar, dept) in enumerate(spec.doctors)}
@@ -356,9 +390,7 @@ def _reference_data(
     writer.write(PreferenceChange.__table__, change_rows)
     counts["patients"] += len(patient_rows)
 
-    appointments = _appointments(spec, tenant_id, pat, calendar, clock, rng)
-    writer.write(Appointment.__table__, appointments)
-    counts["appointments"] += len(appointments)
+    appointments, owners = _appointments(spec, tenant_id, pat, calendar, clock, rng)
 
     plan = history.ClinicPlan(
         tenant_id=tenant_id, slug=spec.slug, name=spec.name, name_ar=spec.name_ar, phone=spec.phone,
@@ -368,45 +400,99 @@ def _reference_data(
     )
     _templates(writer, plan, users, now, rng)
     counts["templates"] += len(plan.templates)
+    # The rules before the appointments: creating a rule plans the appointments there are (none yet); the
+    # reminders already sent are written after the history, then the planner plans the rest.
+    demo_rules = _rules(engine, writer.conn, plan, clock.now)
+    logins = {role: (f"{spec.login_prefix}.{suffix}", display) for suffix, role, display in spec.staff}
+    people = replies.Staff(front_desk_id=users["front_desk"], front_desk_username=logins["front_desk"][0],
+                           front_desk_name=logins["front_desk"][1], admin_id=users["admin"],
+                           admin_username=logins["admin"][0])
+    story = replies.plan_story(plan, appointments, owners, demo_rules, people, clock,
+                               random.Random(rng.getrandbits(64)))
+    writer.write(Appointment.__table__, appointments)
+    counts["appointments"] += len(appointments)
     _bulk_jobs(writer, plan, clock, calendar, rng)
     counts["bulk_jobs"] += sum(1 for job in plan.bulk_jobs if job.count)
-    return plan
+    return plan, story
 
 
 def _appointments(spec: DemoClinic, tenant_id: uuid.UUID, pat: history.PatientData,
-                  calendar: history.LocalCalendar, clock: history.Clock, rng: random.Random) -> list[dict[str, Any]]:
-    """Upcoming appointments in the next 14 days, in clinic hours (Riyadh time, stored as UTC)."""
+                  calendar: history.LocalCalendar, clock: history.Clock, rng: random.Random
+                  ) -> tuple[list[dict[str, Any]], list[int]]:
+    """Appointments in clinic hours (Riyadh time, stored as UTC) as the clinic's system sent them: in the
+    next 14 days, and in the last 30 (fewer a day; their final status is the story's, ``app.demo.replies``).
+    Returns the rows and each one's patient (index)."""
     rows: list[dict[str, Any]] = []
+    owners: list[int] = []
     today = (clock.now + dt.timedelta(seconds=calendar.offset_s)).date()
     for p in range(len(pat.ids)):
-        if rng.random() >= 0.22:
-            continue
-        for _attempt in range(10):
-            day = today + dt.timedelta(days=rng.randrange(APPOINTMENT_DAYS + 1))
-            weekday = day.weekday()
-            if weekday == 4:  # Friday: closed
+        for past in (False, True):
+            if rng.random() >= (PAST_SHARE if past else UPCOMING_SHARE):
                 continue
-            first, last = (9, 13) if weekday == 5 else (8, 20)
-            hour, minute = rng.randrange(first, last), rng.choice((0, 15, 30, 45))
-            starts = clock.at(calendar.local_seconds(day, hour, minute))
-            assert starts is not None
-            if starts > clock.now + dt.timedelta(hours=1):
-                break
+            starts = _appointment_time(today, past, calendar, clock, rng)
+            if starts is None:
+                continue
+            doctor = pat.doctor[p]  # the patient's own doctor (the reminders name them)
+            doctor_en, doctor_ar, department = spec.doctors[doctor]
+            booked = _booked(starts, past, clock, rng)
+            status = AppointmentStatus.BOOKED
+            if not past:
+                r = rng.random()
+                status = (AppointmentStatus.BOOKED if r < 0.85 else AppointmentStatus.CONFIRMED if r < 0.95
+                          else AppointmentStatus.CANCELLED)
+            changed = booked if status != AppointmentStatus.CANCELLED else booked + (clock.now - booked) * rng.random()
+            kinds = APPOINTMENT_TYPES + DEPARTMENT_APPOINTMENT_TYPES.get(department, ())
+            kind = rng.choices([k for k, _w in kinds], weights=[w for _k, w in kinds])[0]
+            rows.append({
+                "id": _uuid(rng), "tenant_id": tenant_id, "patient_id": pat.ids[p], "starts_at": starts,
+                "duration_minutes": rng.choice((15, 20, 20, 30)), "doctor_name_en": doctor_en,
+                "doctor_name_ar": doctor_ar, "department": department,
+                "location": f"Clinic {doctor + 1}, {'ground' if doctor < 4 else 'first'} floor", "status": status,
+                "source_id": "", "appointment_type": kind, "status_source": "api", "status_changed_at": changed,
+                "created_at": booked, "updated_at": changed,
+            })
+            owners.append(p)
+    # The clinic system's ids, numbered in booking order (unique in the clinic).
+    first = rng.randrange(120_000, 480_000)
+    for number, i in enumerate(sorted(range(len(rows)), key=lambda i: rows[i]["created_at"])):
+        rows[i]["source_id"] = f"HIS-{first + number:06d}"
+    return rows, owners
+
+
+def _appointment_time(today: dt.date, past: bool, calendar: history.LocalCalendar, clock: history.Clock,
+                      rng: random.Random) -> dt.datetime | None:
+    """A start in clinic hours: Saturday 9-13, Sunday to Thursday 8-20, never on a Friday; in the next two
+    weeks (from an hour ahead) or the last 30 days (over an hour ago)."""
+    for _attempt in range(10):
+        if past:
+            day = today - dt.timedelta(days=rng.randrange(PAST_APPOINTMENT_DAYS + 1))
         else:
+            day = today + dt.timedelta(days=rng.randrange(APPOINTMENT_DAYS + 1))
+        weekday = day.weekday()
+        if weekday == 4:  # Friday: closed
             continue
-        doctor = pat.doctor[p] if rng.random() < 0.8 else rng.randrange(len(spec.doctors))
-        doctor_en, doctor_ar, department = spec.doctors[doctor]
-        booked = clock.now - dt.timedelta(days=rng.randrange(1, 21), seconds=rng.randrange(86400))
-        r = rng.random()
-        status = "booked" if r < 0.7 else "confirmed" if r < 0.95 else "cancelled"
-        rows.append({
-            "id": _uuid(rng), "tenant_id": tenant_id, "patient_id": pat.ids[p], "starts_at": starts,
-            "duration_minutes": rng.choice((15, 20, 20, 30)), "doctor_name_en": doctor_en,
-            "doctor_name_ar": doctor_ar, "department": department,
-            "location": f"Clinic {doctor + 1}, {'ground' if doctor < 4 else 'first'} floor", "status": status,
-            "created_at": booked, "updated_at": booked,
-        })
-    return rows
+        first, last = (9, 13) if weekday == 5 else (8, 20)
+        hour, minute = rng.randrange(first, last), rng.choice((0, 15, 30, 45))
+        starts = clock.at(calendar.local_seconds(day, hour, minute))
+        assert starts is not None
+        if (starts < clock.now - dt.timedelta(hours=1)) if past else (starts > clock.now + dt.timedelta(hours=1)):
+            return starts
+    return None
+
+
+def _booked(starts: dt.datetime, past: bool, clock: history.Clock, rng: random.Random) -> dt.datetime:
+    """When the appointment was booked: days before mostly; some the same day or the day before (too late
+    for a reminder or two)."""
+    if not past:
+        return clock.now - dt.timedelta(days=rng.randrange(1, 21), seconds=rng.randrange(86400))
+    r = rng.random()
+    if r < 0.1:
+        lead = dt.timedelta(minutes=rng.randrange(30, 150))  # the same day: no reminder had its time left
+    elif r < 0.18:
+        lead = dt.timedelta(hours=rng.randrange(4, 22))  # the day before: only the SMS one
+    else:
+        lead = dt.timedelta(days=rng.randrange(1, 21), seconds=rng.randrange(86400))
+    return starts - lead
 
 
 def _templates(writer: _RowWriter, plan: history.ClinicPlan, users: dict[str, uuid.UUID], now: dt.datetime,
@@ -425,7 +511,8 @@ def _templates(writer: _RowWriter, plan: history.ClinicPlan, users: dict[str, uu
             "id": template_id, "tenant_id": plan.tenant_id, "code": spec.code, "name": spec.name,
             "description": spec.description, "channel": spec.channel, "message_class": spec.message_class,
             "is_active": True, "current_version": 1, "fallback_channel": spec.fallback_channel,
-            "created_at": created, "updated_at": created,
+            "created_at": created, "updated_at": created, **_whatsapp_link(spec.whatsapp_approved, spec.body_en,
+                                                                            created, rng),
         })
         version_rows.append({
             "id": version_id, "tenant_id": plan.tenant_id, "template_id": template_id, "version": 1,
@@ -433,17 +520,59 @@ def _templates(writer: _RowWriter, plan: history.ClinicPlan, users: dict[str, uu
             "subject_ar": spec.subject_ar, "note": "First version (demo data).", "created_by_id": users["admin"],
             "created_at": created,
         })
-        automatic = spec.code in ("appointment_reminder", "appointment_confirmation")
         plan.templates.append(history.TemplatePlan(
             code=spec.code, channel=spec.channel, message_class=spec.message_class, id=template_id,
             version_id=version_id, body_en=spec.body_en, body_ar=spec.body_ar, subject_en=spec.subject_en,
-            subject_ar=spec.subject_ar, created_by=None if automatic else users["front_desk"],
+            subject_ar=spec.subject_ar, created_by=None if spec.automatic else users["front_desk"],
             urgent=spec.code == "appointment_cancellation",
             pool=consenting if spec.channel == "email" else vaccination if spec.code == "vaccination_due"
             else everyone,
         ))
     writer.write(MessageTemplate.__table__, template_rows)
     writer.write(MessageTemplateVersion.__table__, version_rows)
+
+
+def _whatsapp_link(approved: bool, body: str, created: dt.datetime, rng: random.Random) -> dict[str, Any]:
+    """A WhatsApp template linked to a Content template WhatsApp approved (what the editor's link and the
+    approval poll leave): its variables numbered in the order the text uses them."""
+    if not approved:
+        return {"whatsapp_content_sid": None, "whatsapp_variable_map": {}, "whatsapp_approval_status": None,
+                "whatsapp_approval_checked_at": None}
+    names = list(dict.fromkeys(re.findall(r"\{\{ (\w+) \}\}", body)))
+    return {"whatsapp_content_sid": f"HX{rng.getrandbits(128):032x}",
+            "whatsapp_variable_map": {str(n): name for n, name in enumerate(names, start=1)},
+            "whatsapp_approval_status": APPROVED, "whatsapp_approval_checked_at": created + dt.timedelta(days=2)}
+
+
+def _rules(engine: Engine, conn: Connection, plan: history.ClinicPlan, now: dt.datetime) -> list[replies.Rule]:
+    """The clinic's reminder rules (``content.REMINDER_RULES``), through the rules service as the seeder."""
+    codes = {t.code: k for k, t in enumerate(plan.templates)}
+    made: list[replies.Rule] = []
+    with session_factory(engine)(bind=conn) as session:
+        session.info["tenant_id"] = plan.tenant_id
+        actor = Actor.system(plan.tenant_id, name=SEEDER)
+        for spec in REMINDER_RULES:
+            k = codes[spec.template_code]
+            confirm = codes[spec.confirm_ack_code] if spec.confirm_ack_code else None
+            cancel = codes[spec.cancel_ack_code] if spec.cancel_ack_code else None
+            view = rules.create_rule(session, actor, RuleInput(
+                name=spec.name, channel=Channel(spec.channel), template_id=plan.templates[k].id,
+                offset_minutes=spec.offset_minutes,
+                confirm_ack_template_id=plan.templates[confirm].id if confirm is not None else None,
+                cancel_ack_template_id=plan.templates[cancel].id if cancel is not None else None), now=now)
+            made.append(replies.Rule(view.id, spec.name, spec.channel, k, dt.timedelta(minutes=spec.offset_minutes),
+                                     confirm, cancel))
+        session.flush()
+    return made
+
+
+def _plan_reminders(engine: Engine, conn: Connection, tenant_id: uuid.UUID, now: dt.datetime) -> planner.PlanResult:
+    """The planner plans the coming reminders of the clinic's appointments (what is not sent yet)."""
+    with session_factory(engine)(bind=conn) as session:
+        session.info["tenant_id"] = tenant_id
+        result = planner.plan(session, now=now)
+        session.flush()
+    return result
 
 
 def _bulk_jobs(writer: _RowWriter, plan: history.ClinicPlan, clock: history.Clock,

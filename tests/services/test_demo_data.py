@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
+import uuid
 from collections import Counter, defaultdict
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -15,14 +16,26 @@ import pytest
 from jinja2 import meta
 from sqlalchemy import Engine, func, select, text
 
+from app.analytics.store import Period
 from app.demo import DEMO_LOGINS, SeedReport, seed_demo, seeder
+from app.demo.content import INBOX_SCENES, REMINDER_RULES, REPLY_BUTTONS, REPLY_TEXTS
 from app.demo.history import sms_segments
+from app.services import analytics, inbox
 from app.services.auth import LoginPolicy, authenticate
 from app.services.message_content import STANDARD_VARIABLES
-from db.enums import Role
+from app.services.permissions import Actor
+from app.services.reminders import rules, schedule
+from app.services.replies.intents import classify
+from app.services.replies.receive import CANCELLED, CONFIRMED, FOR_FRONT_DESK, REPLY_ACTOR
+from app.services.whatsapp_templates import APPROVED
+from db.enums import ReminderStatus, ReplyIntent, Role
 from db.models import (
     Appointment,
+    AppointmentReminder,
+    AuditEvent,
     BulkJob,
+    Conversation,
+    InboundMessage,
     Message,
     MessageLog,
     MessageTemplate,
@@ -31,10 +44,11 @@ from db.models import (
     Patient,
     PatientTag,
     PreferenceChange,
+    ReminderRule,
     Tenant,
     User,
 )
-from db.session import system_session
+from db.session import system_session, tenant_session
 from tests.factories import OWNER_ENGINES, empty_all_tables, system_connection
 
 
@@ -58,7 +72,9 @@ SID = re.compile(r"^SM[0-9a-f]{32}$")
 EXPECTED_TEMPLATES = {
     "appointment_reminder": "sms", "appointment_confirmation": "whatsapp", "appointment_cancellation": "sms",
     "lab_results_ready": "sms", "vaccination_due": "whatsapp", "holiday_hours": "email",
+    "appointment_reminder_whatsapp": "whatsapp", "appointment_cancelled_by_reply": "whatsapp",
 }
+SOURCE_ID = re.compile(r"^HIS-\d{6}$")
 
 
 def _seed(engine: Engine, **kwargs: object) -> SeedReport:
@@ -144,7 +160,7 @@ def test_patients_have_saudi_mobiles_bilingual_names_tags_and_preferences(engine
     assert any(p.promotional_consent for p in prefs.values())
 
 
-def test_upcoming_appointments_fall_in_clinic_hours_within_two_weeks(engine: Engine) -> None:
+def test_appointments_of_the_last_month_and_the_next_two_weeks_fall_in_clinic_hours(engine: Engine) -> None:
     report = _seed(engine)
 
     with system_session(engine) as session:
@@ -152,13 +168,25 @@ def test_upcoming_appointments_fall_in_clinic_hours_within_two_weeks(engine: Eng
         tenant_of = {p.id: p.tenant_id for p in session.scalars(select(Patient))}
     now = dt.datetime.now(dt.UTC)
     assert len(appointments) == report.appointments > 0
+    upcoming = [a for a in appointments if a.starts_at > now]
+    past = [a for a in appointments if a.starts_at <= now]
+    assert upcoming and past
     for a in appointments:
         local = a.starts_at.astimezone(ZoneInfo("Asia/Riyadh"))
         assert a.tenant_id == tenant_of[a.patient_id]
-        assert now < a.starts_at < now + dt.timedelta(days=15)
+        assert now - dt.timedelta(days=32) < a.starts_at < now + dt.timedelta(days=15)
         assert local.weekday() != 4 and 8 <= local.hour < 20 and local.minute % 15 == 0  # closed on Fridays
         assert a.doctor_name_en.startswith("Dr. ") and ARABIC.search(a.doctor_name_ar) and a.department
-    assert {a.status for a in appointments} <= {"booked", "confirmed", "cancelled"}
+        assert SOURCE_ID.match(a.source_id or ""), a.source_id  # the clinic system's id
+        assert a.appointment_type and a.created_at < a.starts_at
+        assert a.status_source in ("api", "reply") and a.status_changed_at is not None
+    for clinic in set(tenant_of.values()):
+        ids = [a.source_id for a in appointments if a.tenant_id == clinic]
+        assert len(set(ids)) == len(ids)
+    assert {a.status for a in upcoming} <= {"booked", "confirmed", "cancelled"}
+    assert {a.status for a in past} <= {"completed", "no_show", "cancelled"}  # the final ones
+    assert {"completed", "no_show"} <= {a.status for a in past}
+    assert len(past) / 31 < len(upcoming) / 15  # fewer a day than are coming
 
 
 def test_six_bilingual_templates_per_clinic_each_with_its_first_version(engine: Engine) -> None:
@@ -168,7 +196,7 @@ def test_six_bilingual_templates_per_clinic_each_with_its_first_version(engine: 
     with system_session(engine) as session:
         templates = session.scalars(select(MessageTemplate)).all()
         versions = {v.template_id: v for v in session.scalars(select(MessageTemplateVersion))}
-    assert len(templates) == 12
+    assert len(templates) == 2 * len(EXPECTED_TEMPLATES)
     per_tenant: dict[object, dict[str, str]] = defaultdict(dict)
     for t in templates:
         per_tenant[t.tenant_id][t.code] = t.channel
@@ -184,6 +212,13 @@ def test_six_bilingual_templates_per_clinic_each_with_its_first_version(engine: 
             assert version.subject_en and ARABIC.search(version.subject_ar)
         else:
             assert t.message_class == "service"
+        if t.code == "appointment_reminder_whatsapp":  # a reminder outside the 24 hours: linked and approved
+            assert t.whatsapp_approval_status == APPROVED and re.fullmatch(r"HX[0-9a-f]{32}", t.whatsapp_content_sid)
+            used = meta.find_undeclared_variables(env.parse(version.body_en))
+            assert set(t.whatsapp_variable_map.values()) == used
+            assert sorted(t.whatsapp_variable_map, key=int) == [str(n) for n in range(1, len(used) + 1)]
+        else:
+            assert t.whatsapp_content_sid is None and t.whatsapp_approval_status is None
     assert list(per_tenant.values()) == [EXPECTED_TEMPLATES, EXPECTED_TEMPLATES]
 
 
@@ -197,15 +232,24 @@ def test_message_history_is_exact_mixed_and_consistent(engine: Engine) -> None:
         templates = {t.id: t for t in session.scalars(select(MessageTemplate))}
         versions = {v.id: v for v in session.scalars(select(MessageTemplateVersion))}
         jobs = {j.id: j for j in session.scalars(select(BulkJob))}
+        staff = {u.id: u for u in session.scalars(select(User))}
     assert len(messages) == MESSAGES
     assert sorted(Counter(m.tenant_id for m in messages).values()) == [250, 251]
     now = dt.datetime.now(dt.UTC)
+    answers = 0
     for m in messages:
         patient = patients[m.patient_id]
-        template = templates[m.template_id]
-        assert m.tenant_id == patient.tenant_id == template.tenant_id == versions[m.template_version_id].tenant_id
-        assert versions[m.template_version_id].template_id == template.id
-        assert m.channel == template.channel
+        if m.created_by_id is not None:
+            assert staff[m.created_by_id].tenant_id == m.tenant_id
+        if m.template_id is None:  # a front desk answer typed in the inbox (WhatsApp free text)
+            answers += 1
+            assert m.channel == "whatsapp" and m.bulk_job_id is None and m.tenant_id == patient.tenant_id
+            assert staff[m.created_by_id].role == Role.FRONT_DESK
+        else:
+            template = templates[m.template_id]
+            assert m.tenant_id == patient.tenant_id == template.tenant_id == versions[m.template_version_id].tenant_id
+            assert versions[m.template_version_id].template_id == template.id
+            assert m.channel == template.channel
         assert m.recipient == (patient.email if m.channel == "email" else patient.phone_e164)
         assert "{{" not in m.body and "}}" not in m.body
         assert bool(ARABIC.search(m.body)) == (m.language == "ar")
@@ -255,6 +299,7 @@ def test_message_history_is_exact_mixed_and_consistent(engine: Engine) -> None:
     assert {"delivered", "read", "sent", "failed"} <= set(statuses)
     assert {m.language for m in messages} == {"en", "ar"}
     assert any(m.bulk_job_id for m in messages) and any(m.bulk_job_id is None for m in messages)
+    assert 0 < answers < 0.1 * MESSAGES
     for job in jobs.values():  # completed bulk sends own exactly the messages they count
         assert job.status == "completed" and job.completed_at is not None
         assert job.total_recipients == sum(m.bulk_job_id == job.id for m in messages) > 0
@@ -339,13 +384,281 @@ def test_a_big_postgresql_load_restores_every_index_and_foreign_key(
 
 def test_seeding_again_changes_nothing(engine: Engine) -> None:
     _seed(engine)
-    before = {model: _count(engine, model) for model in (Tenant, User, Patient, Message, MessageLog, BulkJob)}
+    before = {model: _count(engine, model) for model in (Tenant, User, Patient, Message, MessageLog, BulkJob,
+                                                         ReminderRule, AppointmentReminder, Conversation,
+                                                         InboundMessage)}
 
     again = seed_demo(engine, patients_per_clinic=PATIENTS, messages=MESSAGES)
 
     assert again.already_present
     assert (again.patients, again.messages, again.message_logs) == (0, 0, 0)
     assert {model: _count(engine, model) for model in before} == before
+
+
+# --- reminders, replies and the inbox (issue 20) -----------------------------------------------------
+
+STORY_PATIENTS, STORY_MESSAGES = 200, 6001
+RIYADH = ZoneInfo("Asia/Riyadh")
+PENDING, SENT = ReminderStatus.PENDING, ReminderStatus.SENT
+
+
+def _seed_story(engine: Engine) -> SeedReport:
+    """Enough patients for every part of the story in both clinics (a month of reminders and replies)."""
+    return seed_demo(engine, patients_per_clinic=STORY_PATIENTS, messages=STORY_MESSAGES)
+
+
+def _staff(engine: Engine) -> dict[str, dict[Role, Actor]]:
+    """Each demo clinic's staff as they sign in, by role."""
+    with system_session(engine) as session:
+        clinics = {t.id: t for t in session.scalars(select(Tenant))}
+        users = session.scalars(select(User)).all()
+    found: dict[str, dict[Role, Actor]] = defaultdict(dict)
+    for u in users:
+        clinic = clinics[u.tenant_id]
+        found[clinic.slug][Role(u.role)] = Actor(user_id=u.id, tenant_id=u.tenant_id, username=u.username,
+                                                 display_name=u.display_name, role=Role(u.role),
+                                                 tenant_name=clinic.name)
+    return found
+
+
+def test_each_clinic_has_its_reminder_rules_and_its_coming_reminders_planned(engine: Engine) -> None:
+    report = _seed_story(engine)
+
+    now = dt.datetime.now(dt.UTC)
+    total = 0
+    for people in _staff(engine).values():
+        admin = people[Role.ADMIN]
+        with tenant_session(engine, admin.tenant_id) as session:
+            made = rules.list_rules(session, admin)
+            page = schedule.upcoming(session, admin, days=7, limit=500)
+            created = session.scalars(select(AuditEvent).where(AuditEvent.action == "reminder_rule.create")).all()
+            appointments = {a.id: a for a in session.scalars(select(Appointment))}
+            reminders = session.scalars(select(AppointmentReminder)).all()
+        total += len(reminders)
+        assert [r.name for r in made] == [r.name for r in REMINDER_RULES]  # the earliest reminder first
+        assert all(r.is_active and r.revision == 1 for r in made)
+        assert made[0].confirm_ack_template_id and made[0].cancel_ack_template_id  # the WhatsApp one is answered
+        assert [e.actor_name for e in created] == [seeder.SEEDER] * len(REMINDER_RULES)  # through the service
+        assert len(page.reminders) > 20 and {r.rule_name for r in page.reminders} == {r.name for r in made}
+        pending = [r for r in reminders if r.status == PENDING]
+        assert pending and all(r.message_id is None and r.sent_at is None for r in pending)
+        for r in pending:
+            appointment = appointments[r.appointment_id]
+            assert appointment.status in ("booked", "confirmed")
+            assert now - dt.timedelta(minutes=5) < r.due_at < appointment.starts_at
+        cancelled = {a.id for a in appointments.values() if a.status == "cancelled"}
+        assert cancelled and not any(r.appointment_id in cancelled and r.status == PENDING for r in reminders)
+        assert len({(r.appointment_id, r.rule_id) for r in reminders}) == len(reminders)
+        assert {PENDING, SENT, ReminderStatus.SKIPPED} <= {r.status for r in reminders}  # skipped: booked too late
+    assert report.reminders == total
+
+
+def test_reminders_sent_are_the_rules_messages_about_these_appointments(engine: Engine) -> None:
+    _seed_story(engine)
+
+    with system_session(engine) as session:
+        sent = session.scalars(select(AppointmentReminder).where(AppointmentReminder.status == SENT)).all()
+        messages = {m.id: m for m in session.scalars(select(Message).where(Message.template_id.is_not(None)))}
+        appointments = {a.id: a for a in session.scalars(select(Appointment))}
+        rule_of = {r.id: r for r in session.scalars(select(ReminderRule))}
+        patients = {p.id: p for p in session.scalars(select(Patient))}
+    now = dt.datetime.now(dt.UTC)
+    assert sent
+    for r in sent:
+        message, appointment, rule = messages[r.message_id], appointments[r.appointment_id], rule_of[r.rule_id]
+        patient = patients[appointment.patient_id]
+        assert r.tenant_id == message.tenant_id == appointment.tenant_id == rule.tenant_id == patient.tenant_id
+        assert message.template_id == rule.template_id and message.channel == rule.channel
+        assert message.patient_id == patient.id and message.recipient == patient.phone_e164
+        assert message.created_by_id is None and message.bulk_job_id is None and not message.is_test
+        assert r.due_at <= r.sent_at == message.created_at < min(appointment.starts_at, now)
+        assert r.sent_at - r.due_at < dt.timedelta(minutes=1)  # the dispatch runs every minute
+        local = appointment.starts_at.astimezone(RIYADH)
+        assert f"{local:%Y-%m-%d}" in message.body and f"{local:%H:%M}" in message.body
+    reminded = {r.appointment_id for r in sent}
+    past = [a for a in appointments.values() if a.starts_at < now and a.status != "cancelled"]
+    assert {a.id in reminded for a in past} == {True, False}  # the no-show comparison has both sides
+
+
+def test_replies_are_stored_as_the_reply_handler_stores_them(engine: Engine) -> None:
+    report = _seed_story(engine)
+
+    with system_session(engine) as session:
+        replies = session.scalars(select(InboundMessage).order_by(InboundMessage.received_at)).all()
+        threads = {t.id: t for t in session.scalars(select(Conversation))}
+        appointments = {a.id: a for a in session.scalars(select(Appointment))}
+        messages = {m.id: m for m in session.scalars(select(Message))}
+        patients = {p.id: p for p in session.scalars(select(Patient))}
+        phones = {t.id: t.settings["phone"] for t in session.scalars(select(Tenant))}
+        all_reminders = session.scalars(select(AppointmentReminder)).all()
+        reminder_of = {r.message_id: r for r in all_reminders}
+        rule_of = {r.id: r for r in session.scalars(select(ReminderRule))}
+        changes = {(e.object_id, e.created_at) for e in session.scalars(select(AuditEvent).where(
+            AuditEvent.action == "appointment.status", AuditEvent.actor_name == REPLY_ACTOR))}
+    assert report.replies == len(replies) > 0
+    by_tenant_and_address = Counter((t.tenant_id, t.address) for t in threads.values())
+    assert max(by_tenant_and_address.values()) == 1  # one thread per number in a clinic
+    for r in replies:
+        thread = threads[r.conversation_id]
+        assert r.tenant_id == thread.tenant_id and r.from_address == thread.address and r.channel == "whatsapp"
+        assert r.to_address == phones[r.tenant_id]  # the clinic's WhatsApp number
+        assert r.intent == classify(r.body, r.button_payload)  # what the handler understood
+        assert r.patient_id == thread.patient_id
+        if r.patient_id is not None:
+            assert patients[r.patient_id].tenant_id == r.tenant_id
+            assert patients[r.patient_id].phone_e164 == r.from_address
+            assert patients[r.patient_id].whatsapp_last_inbound_at >= r.received_at  # the 24-hour window
+        if r.in_reply_to_id is not None:  # the reminder it answers reached the patient first
+            reminder = messages[r.in_reply_to_id]
+            assert reminder.tenant_id == r.tenant_id and reminder.recipient == r.from_address
+            assert reminder.created_at < (reminder.read_at or reminder.delivered_at) < r.received_at
+            assert reminder_of[r.in_reply_to_id].appointment_id == r.appointment_id
+        if r.appointment_id is not None:
+            appointment = appointments[r.appointment_id]
+            assert appointment.tenant_id == r.tenant_id and appointment.patient_id == r.patient_id
+            assert appointment.starts_at > r.received_at  # it awaited an answer
+        acted = r.outcome.startswith((CONFIRMED, CANCELLED))
+        if acted:
+            appointment = appointments[r.appointment_id]
+            assert r.read_at == r.received_at and (str(appointment.id), r.received_at) in changes
+            if r.intent == ReplyIntent.CANCEL:
+                assert (appointment.status, appointment.status_source) == ("cancelled", "reply")
+                assert appointment.status_changed_at == r.received_at
+                for later in all_reminders:  # the reminders still to go were cancelled with it, never sent
+                    if later.appointment_id == appointment.id and later.due_at > r.received_at:
+                        assert later.status == ReminderStatus.CANCELLED and later.message_id is None
+            else:
+                assert appointment.status in ("confirmed", "completed", "no_show")
+            rule = rule_of[reminder_of[r.in_reply_to_id].rule_id]
+            ack = rule.confirm_ack_template_id if r.intent == ReplyIntent.CONFIRM else rule.cancel_ack_template_id
+            assert r.outcome in (CONFIRMED, CANCELLED)  # acknowledged:
+            assert any(m.template_id == ack and m.recipient == r.from_address and m.tenant_id == r.tenant_id
+                       and r.received_at <= m.created_at <= r.received_at + dt.timedelta(seconds=5)
+                       for m in messages.values())
+        else:
+            assert r.outcome.startswith(FOR_FRONT_DESK) and r.intent in (ReplyIntent.RESCHEDULE, ReplyIntent.UNCLEAR)
+    assert {ReplyIntent.CONFIRM, ReplyIntent.CANCEL, ReplyIntent.RESCHEDULE, ReplyIntent.UNCLEAR} == {
+        ReplyIntent(r.intent) for r in replies}
+    assert any(r.button_payload for r in replies) and any(not r.button_payload for r in replies)
+
+
+@pytest.mark.parametrize(("intent", "texts"), sorted(REPLY_TEXTS.items()))
+def test_the_demo_replies_are_read_as_the_intent_they_stand_for(intent: str, texts: dict[str, tuple[str, ...]]
+                                                                ) -> None:
+    for reply in (*texts["en"], *texts["ar"]):
+        assert classify(reply) == ReplyIntent(intent), reply
+    if intent in REPLY_BUTTONS:
+        payload, text_en, text_ar = REPLY_BUTTONS[intent]
+        assert classify(text_en, payload) == classify(text_ar, payload) == ReplyIntent(intent)
+
+
+def test_each_clinic_inbox_shows_unread_replies_in_english_and_arabic(engine: Engine) -> None:
+    _seed_story(engine)
+
+    for people in _staff(engine).values():
+        desk = people[Role.FRONT_DESK]
+        with tenant_session(engine, desk.tenant_id) as session:
+            rows = inbox.threads(session, desk, limit=200).rows  # open threads, the newest reply first
+            done = inbox.threads(session, desk, state="done", limit=200).rows
+            unread = inbox.unread_total(session, desk)
+            answered = next(r for r in rows if r.unread == 0 and r.snippet == _scene("answered").body)
+            view = inbox.thread(session, desk, answered.id)
+
+        def shown(rows: list[inbox.ThreadRow], body: str) -> list[inbox.ThreadRow]:
+            return [r for r in rows if body.startswith(r.snippet.removesuffix("…"))]
+
+        for scene in INBOX_SCENES:
+            found = shown(done if scene.how == "done" else rows, scene.body)
+            assert len(found) == 1, scene.key
+            row = found[0]
+            assert (row.patient_id is None) == scene.unknown_number
+            assert (row.name == inbox.UNKNOWN_NUMBER) == scene.unknown_number
+            assert (row.unread > 0) == (scene.how in ("unread", "assigned"))
+            assert (row.assigned_to_id == desk.user_id) == (scene.how == "assigned")
+            assert row.assigned_to == (desk.display_name if scene.how == "assigned" else "")
+            assert (row.waiting_since is not None) == (scene.how in ("unread", "assigned"))
+        waiting = [r for r in rows if r.unread]
+        assert len(waiting) >= 5 and unread == sum(r.unread for r in rows)
+        assert any(ARABIC.search(r.snippet) for r in waiting) and any(not ARABIC.search(r.snippet) for r in waiting)
+        assert any(re.search("[٠-٩]", r.snippet) for r in waiting)  # Arabic-Indic digits
+        assert {inbox.Waiting.UNDER_HOUR, inbox.Waiting.OVER_DAY} <= {_waited(r) for r in waiting}
+        # The answered thread: the patient's question, then the front desk's answer minutes later.
+        inbound = [i for i in view.items if i.direction == inbox.Direction.INBOUND]
+        answer = view.items[-1]
+        assert answer.direction == inbox.Direction.OUTBOUND and answer.by == desk.display_name
+        assert dt.timedelta(0) < answer.at - inbound[-1].at < dt.timedelta(hours=1)
+
+
+def _scene(how: str):  # type: ignore[no-untyped-def]
+    return next(s for s in INBOX_SCENES if s.how == how)
+
+
+def _waited(row: inbox.ThreadRow) -> inbox.Waiting:
+    assert row.waiting_since is not None
+    age = dt.datetime.now(dt.UTC) - row.waiting_since
+    return (inbox.Waiting.UNDER_HOUR if age < dt.timedelta(hours=1) else inbox.Waiting.HOURS
+            if age <= dt.timedelta(hours=24) else inbox.Waiting.OVER_DAY)
+
+
+def test_each_clinic_has_reminder_results_to_show(engine: Engine) -> None:
+    _seed_story(engine)
+
+    now = dt.datetime.now(dt.UTC)
+    cancelled = 0
+    for people in _staff(engine).values():
+        admin = people[Role.ADMIN]
+        with tenant_session(engine, admin.tenant_id) as session:
+            got = analytics.reminder_results(session, admin, Period.last_days(30, now=now, timezone="Asia/Riyadh"))
+            week = analytics.reminder_results(session, admin, Period.last_days(7, now=now, timezone="Asia/Riyadh"))
+        totals = got.totals
+        assert totals.reminded > 0 and 0.15 < (totals.confirmation_rate or 0) < 0.75
+        assert not got.confirmations.empty and not week.confirmations.empty and not week.intents.empty
+        no_shows = got.no_shows.set_index("Appointments")
+        assert (no_shows["With attendance recorded"] > 0).all()  # reminded and not reminded, side by side
+        assert totals.answered > 0 and totals.median_reply_minutes is not None
+        assert totals.still_waiting >= sum(1 for s in INBOX_SCENES if s.how in ("unread", "assigned"))
+        assert not got.reply_times.empty
+        assert {ReplyIntent.CONFIRM.label, ReplyIntent.UNCLEAR.label} <= set(got.intents["Intent"])
+        cancelled += totals.cancelled_by_reply
+    assert cancelled > 0
+
+
+def test_no_row_of_one_clinic_refers_to_another_clinics_rows(engine: Engine) -> None:
+    _seed_story(engine)
+
+    tenant_of: dict[object, object] = {}
+    with system_session(engine) as session:
+        for model in (Patient, Appointment, Message, Conversation, ReminderRule, MessageTemplate, User,
+                      InboundMessage, AppointmentReminder):
+            tenant_of.update((row.id, row.tenant_id) for row in session.execute(select(model.id, model.tenant_id)))
+        rows = {model: session.scalars(select(model)).all() for model in (
+            Appointment, AppointmentReminder, ReminderRule, Conversation, InboundMessage, Message, AuditEvent)}
+        phones = {(p.tenant_id, p.phone_e164) for p in session.scalars(select(Patient))}
+    references = {
+        Appointment: ("patient_id",),
+        AppointmentReminder: ("appointment_id", "rule_id", "message_id"),
+        ReminderRule: ("template_id", "confirm_ack_template_id", "cancel_ack_template_id"),
+        Conversation: ("patient_id", "assigned_to_id", "done_by_id"),
+        InboundMessage: ("conversation_id", "patient_id", "appointment_id", "in_reply_to_id"),
+        Message: ("patient_id", "template_id", "created_by_id"),
+        AuditEvent: ("actor_id",),
+    }
+    checked = Counter()
+    for model, columns in references.items():
+        for row in rows[model]:
+            for column in columns:
+                target = getattr(row, column)
+                if target is not None:
+                    assert tenant_of[target] == row.tenant_id, (model.__name__, column)
+                    checked[model.__name__] += 1
+    for event in rows[AuditEvent]:
+        if event.object_type in ("conversation", "appointment", "reminder_rule"):
+            assert tenant_of[uuid.UUID(event.object_id)] == event.tenant_id, event.action
+            checked[event.object_type] += 1
+    for thread in rows[Conversation]:  # a thread's patient is the clinic's patient with that number, or none has it
+        assert ((thread.tenant_id, thread.address) in phones) == (thread.patient_id is not None)
+    assert set(checked) == {"Appointment", "AppointmentReminder", "ReminderRule", "Conversation", "InboundMessage",
+                            "Message", "AuditEvent", "conversation", "appointment", "reminder_rule"}
 
 
 @pytest.mark.parametrize(
