@@ -296,3 +296,15 @@ def test_only_admins_upload(world: World) -> None:
     with pytest.raises(PermissionDenied):
         call(world.engine, world.a.front_desk, upload.commit, seen)
     assert appointments(world, world.a) == {}
+
+
+def test_a_start_at_the_end_of_the_calendar_refuses_its_row_only(world: World) -> None:
+    data = csv_file("A-1,MRN-0,9999-12-31,23:59,Dental,", "A-2,MRN-0,0001-01-01,00:10,Dental,",
+                    f"A-3,MRN-0,{ISO},09:30,Dental,")
+
+    seen = review(world, data)
+
+    assert [(r.row, r.reason) for r in seen.refused] == [
+        (2, "the start is not a date this system takes (2000 to 2099)"),
+        (3, "the start is not a date this system takes (2000 to 2099)")]
+    assert commit(world, seen).created == 1 and set(appointments(world, world.a)) == {"A-3"}

@@ -358,3 +358,22 @@ def test_a_valid_resource_it_cannot_take_is_422(api: Api, change: dict, expressi
     response = api.send(api.a, "PUT", "/fhir/Appointment/APT-1", appointment() | change)
     assert response.status_code == 422 and expression in _issues(response)
     assert _appointments(api.engine, api.a.tenant_id) == []
+
+
+def test_a_resource_nested_too_deeply_for_the_models_is_400_and_nothing_is_written(api: Api) -> None:
+    # within the JSON parser's depth and the body limit, past what the FHIR models can validate
+    nested: dict[str, Any] = {"url": "urn:x"}
+    for _ in range(300):
+        nested = {"url": "urn:x", "extension": [nested]}
+    response = api.send(api.a, "POST", "/fhir/Appointment", appointment() | {"extension": [nested]})
+    assert response.status_code == 400
+    assert "nested" in _issues(response)["Appointment"]
+    assert _appointments(api.engine, api.a.tenant_id) == []
+
+
+@pytest.mark.parametrize("start", ["9999-12-31T23:59:00Z", "0001-01-01T00:10:00+03:00"])
+def test_a_start_at_the_end_of_the_calendar_is_422_and_nothing_is_written(api: Api, start: str) -> None:
+    response = api.send(api.a, "PUT", "/fhir/Appointment/APT-1", _without(appointment(), "end") | {"start": start})
+    assert response.status_code == 422, response.text
+    assert "is not a date this system takes" in _issues(response)["Appointment.start"]
+    assert _appointments(api.engine, api.a.tenant_id) == []

@@ -152,6 +152,9 @@ def validate(payload: Any) -> FhirAppointment:
         raise InvalidResource([Issue(_path(e["loc"]), _said(e)) for e in exc.errors()]) from None
     except (KeyError, TypeError, ValueError) as exc:  # the library's own checks outside pydantic's
         raise _invalid(RESOURCE, f"does not validate ({type(exc).__name__})") from None
+    except RecursionError:  # JSON the parser took, nested deeper than the models validate
+        raise _invalid(RESOURCE, "the resource is nested too deeply to validate (elements within elements "
+                                 "hundreds of levels down)") from None
     issues: list[Issue] = []
     if resource.status not in STATUS_IN and resource.status not in REFUSED_STATUSES:
         issues.append(Issue(f"{RESOURCE}.status", f"{resource.status[:40]!r} is not an Appointment status "
@@ -348,6 +351,10 @@ def parse_appointment(payload: Any, *, source_id: str | None = None) -> Appointm
         raise _unacceptable(f"{RESOURCE}.identifier", "no identifier: give the appointment's id in your system")
     if resource.start is None:
         raise _unacceptable(f"{RESOURCE}.start", "the appointment has no start time")
+    if not records.EARLIEST_START <= resource.start < records.LATEST_START:  # compared before any conversion
+        raise _unacceptable(f"{RESOURCE}.start", f"{resource.start.date().isoformat()} is not a date this system "
+                                                 f"takes ({records.EARLIEST_START.year} to "
+                                                 f"{records.LATEST_START.year - 1})")
     mrn, details = _patient(resource)
     doctor_en, doctor_ar = _doctor(resource)
     return AppointmentInput(

@@ -51,6 +51,10 @@ STATUS_SOURCES = ("reply", "staff", "api")  # who changes one appointment's stat
 CHUNK = 5_000  # ids per IN query (well under SQLite's limit of bound parameters)
 PG_CHUNK = 50_000  # ids per array parameter on PostgreSQL
 MAX_DURATION_MINUTES = 24 * 60
+# The starts taken: far enough either way for any real booking or history, and clear of the ends of
+# Python's calendar (year 1 and 9999), where an end time or a reminder time cannot be computed.
+EARLIEST_START = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+LATEST_START = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
 # Stored lengths (db.models); longer text is refused with its field named, never cut.
 _LIMITS = {"source_id": 128, "patient_mrn": 64, "appointment_type": 120, "department": 120,
            "doctor_name_en": 200, "doctor_name_ar": 200, "location": 200}
@@ -230,6 +234,9 @@ def _problem(item: AppointmentInput) -> str | None:
         return "the start (date and time) is missing"
     if not isinstance(item.starts_at, dt.datetime) or item.starts_at.tzinfo is None:
         return "the start has no time zone"
+    if not EARLIEST_START <= item.starts_at < LATEST_START:
+        return (f"the start {item.starts_at.date().isoformat()} is not a date this system takes "
+                f"({EARLIEST_START.year} to {LATEST_START.year - 1})")
     if isinstance(item.duration_minutes, bool) or not isinstance(item.duration_minutes, int) or not (
             1 <= item.duration_minutes <= MAX_DURATION_MINUTES):
         return f"the duration must be a whole number of minutes from 1 to {MAX_DURATION_MINUTES:,}"

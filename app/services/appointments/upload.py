@@ -310,6 +310,11 @@ def _starts(frame: pd.DataFrame, zone: str) -> tuple[pd.Series, pd.Series]:
         moments = local[wall].dt.tz_localize(ZoneInfo(zone), nonexistent="NaT", ambiguous="NaT").dt.tz_convert("UTC")
         result[wall] = moments
         problems[wall & result.isna()] = "the time does not exist in the clinic's time zone (a clock change)"
+    earliest, latest = pd.Timestamp(records.EARLIEST_START), pd.Timestamp(records.LATEST_START)
+    beyond = result.notna() & ((result < earliest) | (result >= latest))
+    if beyond.any():  # refused here: a start such as 0001-01-01 cannot even become a Python datetime
+        problems[beyond] = f"the start is not a date this system takes ({earliest.year} to {latest.year - 1})"
+        result[beyond] = pd.NaT
     return result, problems
 
 
