@@ -169,6 +169,10 @@ def _since(value: str) -> tuple[dt.datetime, bool]:
     if since is None or since.tzinfo is None:
         raise ResourceError([Issue("_lastUpdated", f"{instant[:40]!r} is not an instant with a time zone, "
                                                     "e.g. 2026-12-06T10:00:00Z")])
+    try:
+        since = since.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 is before year 1 in UTC
+        raise ResourceError([Issue("_lastUpdated", f"{instant[:40]!r} is outside the calendar in UTC")]) from None
     return since, prefix == "ge"
 
 

@@ -377,3 +377,10 @@ def test_a_start_at_the_end_of_the_calendar_is_422_and_nothing_is_written(api: A
     assert response.status_code == 422, response.text
     assert "is not a date this system takes" in _issues(response)["Appointment.start"]
     assert _appointments(api.engine, api.a.tenant_id) == []
+
+
+@pytest.mark.parametrize("instant", ["gt0001-01-01T00:00:00+14:00", "ge9999-12-31T23:59:59-12:00"])
+def test_changes_since_an_instant_outside_the_calendar_in_utc_is_400_not_500(api: Api, instant: str) -> None:
+    assert api.put(api.a, "APT-1").status_code == 201
+    response = api.send(api.a, "GET", "/fhir/Appointment", _lastUpdated=instant)
+    assert response.status_code == 400 and "outside the calendar" in _issues(response)["_lastUpdated"]
