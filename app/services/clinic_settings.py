@@ -35,6 +35,7 @@ from app.providers.routing import (
 )
 from app.services import audit, tenants
 from app.services.permissions import Actor, Permission, authorize
+from app.services.replies.clinic import clinics_naming
 from db.enums import Channel, Language
 from db.models import ProviderCredential, Tenant, User
 from db.tenancy import TenantSession
@@ -197,8 +198,12 @@ def _said(value: object) -> str:
 
 
 def set_route(session: TenantSession, actor: Actor, channel: Channel | str, destination: str,
-              steps: list[RouteStep]) -> tuple[RouteStep, ...]:
-    """Replace one route (primary first, then failovers); an empty list returns to the default."""
+              steps: list[RouteStep], *, settings: Settings | None = None) -> tuple[RouteStep, ...]:
+    """Replace one route (primary first, then failovers); an empty list returns to the default.
+
+    A Twilio sender another clinic already names as its own is refused: replies to a number go to
+    the clinic that owns it (``app.services.replies.clinic``). The server's shared senders may be
+    named by any clinic."""
     authorize(session, actor, Permission.MANAGE_SETTINGS)
     try:
         channel = Channel(channel)
@@ -206,6 +211,13 @@ def set_route(session: TenantSession, actor: Actor, channel: Channel | str, dest
         raise ValidationError(f"Unknown channel '{channel}'.", field="channel") from None
     cleaned = check_route(channel, destination, steps)
     tenant = tenants.current(session)
+    named = {s.sender for s in cleaned if s.provider == "twilio" and s.sender}
+    if named and channel in (Channel.SMS, Channel.WHATSAPP):
+        if clinics_naming(session.get_bind(), settings or get_settings(), channel, named, other_than=tenant.id):
+            raise ValidationError(f"{', '.join(sorted(named))} already sends {channel.label} for another clinic. A "
+                                  "clinic's own number receives its patients' replies, so it cannot be shared: use "
+                                  "this clinic's own number, or leave the sender empty for the platform's.",
+                                  field="sender")
     routing = routing_from_settings(tenant.settings)
     before = routing.steps(channel, destination)
     if before == cleaned:

@@ -196,3 +196,31 @@ def test_locale_is_validated_and_audited(engine, clinic) -> None:
         assert (row.timezone, row.default_region) == ("Asia/Dubai", "AE")
     [details] = _audit(engine, tenant, "settings.locale_changed")
     assert details["after"] == {"timezone": "Asia/Dubai", "default_region": "AE"}
+
+
+def test_a_number_another_clinic_sends_from_is_refused_and_nothing_changes(engine) -> None:  # type: ignore[no-untyped-def]
+    """Clinic A cannot name clinic B's own WhatsApp number: B's patients' replies would reach A."""
+    settings = Settings(credentials_key=KEY, twilio_whatsapp_from="+14155238886")
+    a, b = make_tenant(engine, "clinic-a"), make_tenant(engine, "clinic-b")
+    admin_a, admin_b = make_user(engine, a, "admin-a"), make_user(engine, b, "admin-b")
+    with tenant_session(engine, b) as session:
+        clinic_settings.set_route(session, admin_b, Channel.WHATSAPP, "all", [RouteStep("twilio", "+14155550002")],
+                                  settings=settings)
+    with tenant_session(engine, a) as session, pytest.raises(ValidationError, match="another clinic") as refused:
+        clinic_settings.set_route(session, admin_a, Channel.WHATSAPP, "all", [RouteStep("twilio", "+14155550002")],
+                                  settings=settings)
+    assert refused.value.field == "sender"
+    with system_session(engine) as session:
+        assert "routing" not in (session.get(Tenant, a).settings or {})
+    assert _audit(engine, a, "settings.route_changed") == []
+    with tenant_session(engine, a) as session:  # the platform's shared sender, and A's own number, are fine
+        clinic_settings.set_route(session, admin_a, Channel.WHATSAPP, "all", [RouteStep("twilio", "+14155238886")],
+                                  settings=settings)
+        clinic_settings.set_route(session, admin_a, Channel.WHATSAPP, "all", [RouteStep("twilio", "+14155550001")],
+                                  settings=settings)
+        clinic_settings.set_route(session, admin_a, Channel.SMS, SAUDI, [RouteStep("twilio", "+14155550002")],
+                                  settings=settings)  # B's number on another channel is not B's WhatsApp sender
+    with tenant_session(engine, b) as session:  # B may name its own number again (its route's other changes)
+        clinic_settings.set_route(session, admin_b, Channel.WHATSAPP, "all", [], settings=settings)
+        clinic_settings.set_route(session, admin_b, Channel.WHATSAPP, "all", [RouteStep("twilio", "+14155550002")],
+                                  settings=settings)

@@ -82,6 +82,17 @@ def _senders_to_clinics(engine: Engine, settings: Settings, channel: Channel) ->
     return {tenant_id: clinic_senders(routing_from_settings(raw), channel, settings) for tenant_id, raw in rows}
 
 
+def clinics_naming(engine: Engine, settings: Settings, channel: Channel, senders: Collection[str], *,
+                   other_than: uuid.UUID) -> list[uuid.UUID]:
+    """The clinics other than ``other_than`` whose routes name one of ``senders`` as their own (the
+    server's shared senders excepted): a clinic's own number answers its patients' replies, so no
+    second clinic may claim it (it would receive the first clinic's replies and opt-outs)."""
+    own = {bare(s) for s in senders if s} - process_senders(settings, channel)
+    if not own:
+        return []
+    return [t for t, named in _senders_to_clinics(engine, settings, channel).items() if t != other_than and named & own]
+
+
 def _identities(to_address: str, messaging_service_sid: str) -> set[str]:
     return {s for s in (bare(to_address), (messaging_service_sid or "").strip()) if s}
 
