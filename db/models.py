@@ -788,6 +788,8 @@ class AppointmentReminder(TenantScoped, Base):
     message_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("messages.id", ondelete="SET NULL"))
     planned_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # the appointment's start the sent reminder named: after a reschedule a reply to it answers nothing
+    sent_for_starts_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class Conversation(TenantScoped, Timestamps, Base):

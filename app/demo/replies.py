@@ -604,7 +604,8 @@ def _reminder_rows(story: Story, message: Callable[[tuple[int, int] | None], uui
                 continue
             rows.append({**base, "id": uuid.uuid4(), "rule_id": sent.rule.id, "status": ReminderStatus.SENT,
                          "due_at": sent.due, "moved_reason": sent.moved, "status_reason": "",
-                         "message_id": message(sent.ref), "planned_at": appt.booked, "sent_at": sent.at})
+                         "message_id": message(sent.ref), "planned_at": appt.booked, "sent_at": sent.at,
+                         "sent_for_starts_at": appt.row["starts_at"]})
         for rule, due, moved, why in appt.not_sent:
             if why == CANCELLED_REMINDER:
                 status, reason = ReminderStatus.CANCELLED, CLOSED_REASONS[AppointmentStatus.CANCELLED]
@@ -613,7 +614,7 @@ def _reminder_rows(story: Story, message: Callable[[tuple[int, int] | None], uui
                 status, reason, planned = ReminderStatus.SKIPPED, why, appt.booked
             rows.append({**base, "id": uuid.uuid4(), "rule_id": rule.id, "status": status, "due_at": due,
                          "moved_reason": moved, "status_reason": reason, "message_id": None, "planned_at": planned,
-                         "sent_at": None})
+                         "sent_at": None, "sent_for_starts_at": None})
     return rows
 
 

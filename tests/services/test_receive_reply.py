@@ -138,7 +138,7 @@ def _appointment_reminded(engine: Engine, tenant: uuid.UUID, patient: uuid.UUID,
         session.add(AppointmentReminder(appointment_id=appointment.id, rule_id=rule,
                                         status=ReminderStatus.SENT if sent else ReminderStatus.PENDING,
                                         due_at=now - dt.timedelta(minutes=5), message_id=message.id if sent else None,
-                                        sent_at=now if sent else None))
+                                        sent_at=now if sent else None, sent_for_starts_at=starts_at if sent else None))
         pending = None
         if later is not None:
             row = AppointmentReminder(appointment_id=appointment.id, rule_id=later, status=ReminderStatus.PENDING,
@@ -345,6 +345,17 @@ def test_a_past_or_cancelled_appointment_awaits_no_answer(world: World) -> None:
     with tenant_session(engine, a.tenant_id) as session:
         session.get(Appointment, a.appointment).starts_at = utcnow() - dt.timedelta(minutes=1)
     outcome = world.reply(A_NUMBER, "yes")
+    assert outcome.for_front_desk and "no appointment awaits" in outcome.outcome
+    assert appointment_status(engine, a) == AppointmentStatus.BOOKED
+
+
+def test_a_yes_to_the_reminder_of_a_time_since_moved_confirms_nothing(world: World) -> None:
+    """The clinic's system moved the appointment after its reminder went: the reminder named the old
+    time, so a "yes" to it is for a person to settle, not a confirmation of the new time."""
+    engine, a = world.engine, world.a
+    with tenant_session(engine, a.tenant_id) as session:
+        session.get(Appointment, a.appointment).starts_at += dt.timedelta(days=2)
+    outcome = world.reply(A_NUMBER, "نعم")
     assert outcome.for_front_desk and "no appointment awaits" in outcome.outcome
     assert appointment_status(engine, a) == AppointmentStatus.BOOKED
 

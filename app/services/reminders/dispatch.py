@@ -201,7 +201,7 @@ def _send_one(session: TenantSession, actor: Actor, tenant: Tenant, reminder_id:
         _set(session, reminder_id, pending, status=closed[0], status_reason=closed[1], planned_at=now)
         return False
     if not _set(session, reminder_id, pending, AppointmentReminder.due_at <= now, status=ReminderStatus.SENT,
-                sent_at=now):
+                sent_at=now, sent_for_starts_at=loaded.appointment.starts_at):
         return False  # another worker took it, or the planner moved it meanwhile
     try:
         with session.begin_nested():
@@ -219,7 +219,7 @@ def _send_one(session: TenantSession, actor: Actor, tenant: Tenant, reminder_id:
     except AppError as exc:
         log.info("reminder %s not sent: %s", reminder_id, exc)
         _set(session, reminder_id, AppointmentReminder.message_id.is_(None), status=ReminderStatus.SKIPPED,
-             sent_at=None, status_reason=str(exc)[:200])
+             sent_at=None, sent_for_starts_at=None, status_reason=str(exc)[:200])
         return False
     return True
 

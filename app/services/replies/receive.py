@@ -225,13 +225,16 @@ def _conversation(session: TenantSession, phone: str, now: dt.datetime) -> tuple
 
 
 def _awaiting(session: TenantSession, phone: str, now: dt.datetime) -> list[_Awaiting]:
-    """The appointments awaiting an answer from ``phone``, each with its latest reminder sent there."""
+    """The appointments awaiting an answer from ``phone``, each with its latest reminder sent there.
+
+    Only a reminder that named the appointment's present time: after a reschedule, a "yes" to the
+    reminder of the old time would confirm a time the patient was never told (it goes to the front desk)."""
     rows = session.execute(
         select(Appointment.id, Appointment.patient_id, AppointmentReminder.rule_id, Message.id)
         .join(AppointmentReminder, AppointmentReminder.appointment_id == Appointment.id)
         .join(Message, Message.id == AppointmentReminder.message_id)
         .where(Message.recipient == phone, Appointment.status.in_(OPEN_APPOINTMENT_STATUSES),
-               Appointment.starts_at > now)
+               Appointment.starts_at > now, AppointmentReminder.sent_for_starts_at == Appointment.starts_at)
         .order_by(Message.created_at.desc(), Message.id.desc()))
     latest: dict[uuid.UUID, _Awaiting] = {}
     for row in rows:

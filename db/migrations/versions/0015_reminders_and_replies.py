@@ -127,6 +127,7 @@ def upgrade() -> None:
     sa.Column('message_id', sa.Uuid(), nullable=True),
     sa.Column('planned_at', db.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('sent_at', db.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('sent_for_starts_at', db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('tenant_id', sa.Uuid(), nullable=False),
     sa.ForeignKeyConstraint(['appointment_id'], ['appointments.id'], name=op.f('fk_appointment_reminders_appointment_id_appointments'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['message_id'], ['messages.id'], name=op.f('fk_appointment_reminders_message_id_messages'), ondelete='SET NULL'),
