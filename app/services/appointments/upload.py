@@ -23,7 +23,6 @@ import csv
 import datetime as dt
 import io
 import re
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -36,12 +35,12 @@ from app.services import tenants
 from app.services.appointments import records
 from app.services.appointments.records import AppointmentInput, Kind, PatientDetails
 from app.services.permissions import Actor, Permission, authorize
+from app.spreadsheets import LANGUAGE_WORDS, check_workbook
 from db.enums import AppointmentStatus, Language
 from db.tenancy import TenantSession
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_ROWS = 200_000
-MAX_XLSX_UNPACKED_BYTES = 256 * 1024 * 1024
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 SAMPLES = 20  # rows of each kind shown on the review screen
 # Each column the file may have (the name used here) and the headers that name it.
@@ -93,8 +92,7 @@ STATUS_WORDS: dict[str, AppointmentStatus] = {
     "no_show": AppointmentStatus.NO_SHOW, "noshow": AppointmentStatus.NO_SHOW,
     "completed": AppointmentStatus.COMPLETED, "fulfilled": AppointmentStatus.COMPLETED,
 }
-_LANGUAGE_WORDS = {"": None, "en": Language.EN, "english": Language.EN, "ar": Language.AR, "arabic": Language.AR,
-                   "عربي": Language.AR, "العربية": Language.AR}
+_LANGUAGE_WORDS: dict[str, Language | None] = {"": None, **LANGUAGE_WORDS}
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%Y/%m/%d", "%d-%m-%Y", "%d.%m.%Y")
 _TIME_FORMATS = ("%H:%M", "%H:%M:%S", "%I:%M %p", "%I:%M:%S %p", "%I:%M%p")
 _DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890123456789")
@@ -194,15 +192,7 @@ def _read_csv(data: bytes) -> pd.DataFrame:
 
 
 def _read_excel(data: bytes) -> pd.DataFrame:
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            unpacked = sum(info.file_size for info in archive.infolist())
-    except (zipfile.BadZipFile, OSError, ValueError):
-        raise ValidationError("The file could not be read as an Excel workbook (.xlsx).", field="file") from None
-    if unpacked > MAX_XLSX_UNPACKED_BYTES:
-        raise ValidationError(f"The workbook unpacks to {unpacked / 1024 / 1024:,.0f} MB; at most "
-                              f"{MAX_XLSX_UNPACKED_BYTES // 1024 // 1024} MB. Save it as CSV, or split it.",
-                              field="file")
+    check_workbook(data)
     try:
         return pd.read_excel(io.BytesIO(data), sheet_name=0, dtype=str, keep_default_na=False, na_filter=False,
                              engine="openpyxl", nrows=MAX_ROWS + 1)

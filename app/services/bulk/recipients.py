@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import csv
 import io
-import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import ValidationError
 from app.services.messaging import normalise_recipient
-from db.enums import Channel, Language
+from app.spreadsheets import LANGUAGE_WORDS, check_workbook, not_a_workbook
+from db.enums import Channel
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # the default of BULK_UPLOAD_MAX_MB
 MAX_ROWS = 100_000
 MAX_CELL_CHARS = 10_000  # a name, a number or a template variable; longer is not a recipient list
-MAX_XLSX_UNPACKED_BYTES = 256 * 1024 * 1024
 _HEAD_BYTES = 1024 * 1024  # what the encoding and the separator are decided from
 _BINARY_SIGNATURES = ((b"PK\x03\x04", "a zip archive or an Excel workbook"),
                       (b"\xd0\xcf\x11\xe0", "an old Excel (.xls) or Word document"), (b"%PDF", "a PDF document"))
@@ -39,8 +38,6 @@ _PHONE_HINTS = ("phone", "mobile", "number", "tel", "جوال", "هاتف", "ر�
 _EMAIL_HINTS = ("email", "e-mail", "mail", "بريد")
 _NAME_HINTS = ("name", "اسم")
 _LANGUAGE_HINTS = ("language", "lang", "لغة")
-_ARABIC_LANGUAGE = {"ar", "arabic", "عربي", "العربية"}
-_ENGLISH_LANGUAGE = {"en", "english", "انجليزي", "الإنجليزية", "إنجليزي"}
 
 
 @dataclass(frozen=True)
@@ -208,42 +205,27 @@ def read_csv(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES) -> Table:
     return _collect(_csv_rows(data, encoding, separator), encoding, separator)
 
 
-def _check_workbook(data: bytes) -> None:
-    """A zip whose parts unpack to a sane size (the sheet is read as it streams; the rest is read whole)."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            unpacked = sum(info.file_size for info in archive.infolist())
-    except (zipfile.BadZipFile, OSError, ValueError):
-        raise _not_a_workbook() from None
-    if unpacked > MAX_XLSX_UNPACKED_BYTES:
-        raise ValidationError(f"The workbook unpacks to {unpacked / 1024 / 1024:,.0f} MB; at most "
-                              f"{MAX_XLSX_UNPACKED_BYTES / 1024 / 1024:,.0f} MB. Save the list as CSV, or split "
-                              "it.", field="file")
-
-
-def _not_a_workbook() -> ValidationError:
-    return ValidationError("The file could not be read as an Excel workbook (.xlsx).", field="file")
 
 
 def read_excel(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES) -> Table:
     from openpyxl import load_workbook
 
     _check_size(len(data), max_bytes)
-    _check_workbook(data)
+    check_workbook(data)
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception:  # noqa: BLE001 - any unreadable workbook gets the same plain message
-        raise _not_a_workbook() from None
+        raise not_a_workbook() from None
     try:
         if not book.worksheets:
-            raise _not_a_workbook()
+            raise not_a_workbook()
         rows = ((number, ["" if v is None else _cell_text(v) for v in values], None)
                 for number, values in enumerate(book.worksheets[0].iter_rows(values_only=True), start=1))
         return _collect(rows, "xlsx", "")  # stops reading the sheet past MAX_ROWS (read-only mode streams it)
     except ValidationError:
         raise
     except Exception:  # noqa: BLE001 - a broken sheet inside a valid zip
-        raise _not_a_workbook() from None
+        raise not_a_workbook() from None
     finally:
         book.close()
 
@@ -294,12 +276,8 @@ def guess_mapping(table: Table, channel: Channel) -> ColumnMapping:
 
 
 def _language(value: str) -> str:
-    text = value.strip().lower()
-    if text in _ARABIC_LANGUAGE:
-        return Language.AR.value
-    if text in _ENGLISH_LANGUAGE:
-        return Language.EN.value
-    return ""
+    language = LANGUAGE_WORDS.get(value.strip().lower())
+    return language.value if language else ""
 
 
 def to_recipients(table: Table, mapping: ColumnMapping, channel: Channel, region: str) -> ImportResult:
