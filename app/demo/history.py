@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from app import pricing
+from app.bidi import keep_ltr_order
 from db.pgcopy import pg_escape
 
 SEND_RATE = {"sms": 10, "whatsapp": 80, "email": 10}  # messages per second, as the bulk sender paces
@@ -362,11 +363,13 @@ def make_entry(plan: ClinicPlan, tmpl: TemplatePlan, p: int) -> Entry:
     }
     source = tmpl.body_ar if ar else tmpl.body_en
     dated = "{{ appointment_date }}" in source or "{{ appointment_time }}" in source
-    body = substitute(source, values)
-    sample = substitute(body, {"appointment_date": "2000-01-01", "appointment_time": "00:00"})
+    # As the app renders it: a number inside Arabic text keeps its order (``app.bidi``: a mark before
+    # +966..., 2026-12-06, 09:30), so the sample date and time (shaped like real ones) get their marks too.
+    sample = keep_ltr_order(substitute(source, {**values, "appointment_date": "2000-01-01",
+                                                "appointment_time": "00:00"}))
+    body = sample
     if dated:
-        body = body.replace("{", "{{").replace("}", "}}")
-        body = body.replace("{{{{ appointment_date }}}}", "{0}").replace("{{{{ appointment_time }}}}", "{1}")
+        body = body.replace("{", "{{").replace("}", "}}").replace("2000-01-01", "{0}").replace("00:00", "{1}")
     subject = substitute(tmpl.subject_ar if ar else tmpl.subject_en, values) if tmpl.channel == "email" else ""
     segments = pricing.segments(tmpl.channel, sample)
     price = pricing.list_price(tmpl.channel, segments)

@@ -612,6 +612,7 @@ def _bulk_jobs(writer: _RowWriter, plan: history.ClinicPlan, clock: history.Cloc
             "total_recipients": job.count, "accepted_count": job.count, "rejected_count": 0, "rejections": [],
             "started_at": started, "completed_at": finished, "prepared_at": started, "created_by_id": plan.admin_id,
             "created_at": started - dt.timedelta(minutes=rng.randrange(10, 90)), "updated_at": finished,
+            "end_noticed_at": finished,  # its creator was told then: no notice for weeks-old jobs at sign-in
         })
     writer.write(BulkJob.__table__, rows)
 
