@@ -37,7 +37,7 @@ if page.rows:
     st.caption("Click a row to open the thread. Unread replies are marked ●.")
     opened = ui.table(page.rows, zone, abs(hash((after, chosen))))
     if opened is not None:
-        st.query_params["thread"] = str(opened)
+        ui.open_thread(opened)
         st.rerun()  # opened (and read) before the list is drawn again
 else:
     st.info("No thread matches these filters.", icon=":material/inbox:")

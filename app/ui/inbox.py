@@ -35,6 +35,8 @@ FILTER_KEY = "inbox.filter"
 PAGES_KEY = "inbox.pages"  # the cursors of the pages before this one, and this one's
 TABLE_KEY = "inbox.table"  # a number in the table's key: a new number clears its selection
 OWN_TEXT, TEMPLATE = "text", "template"
+# How the service names a message no staff member wrote (``inbox.reading``), in words
+SENT_BY = {"Automatic": "sent automatically", "Bulk send": "from a bulk send"}
 
 
 @dataclass(frozen=True)
@@ -98,16 +100,18 @@ def paging(next_cursor: ThreadCursor | None) -> None:
 
 
 def table_rows(rows: list[ThreadRow], zone: ZoneInfo) -> list[dict[str, Any]]:
+    # What the front desk works by first: at 1,400 px the last two columns need a sideways scroll.
     return [{
         "Unread": f"● {row.unread}" if row.unread else "",
         "Patient": as_text(row.name),
-        "Number": as_text(row.contact),
         "Last reply": as_text(row.snippet),
         "Asked": row.intent.label if row.intent else "",
-        times.heading("Last reply at", zone): times.local(row.last_inbound_at, zone),
-        times.heading("Waiting since", zone): times.local(row.waiting_since, zone),
+        # as text: a dash for an answered thread (a time column would show an empty time as "None")
+        times.heading("Waiting since", zone): times.clinic_time(row.waiting_since, zone, label=False),
         "Assigned to": as_text(row.assigned_to) or "Nobody",
         "State": "Done" if row.state == ConversationState.DONE else "Open",
+        times.heading("Last reply at", zone): times.local(row.last_inbound_at, zone),
+        "Number": as_text(row.contact),
     } for row in rows]
 
 
@@ -117,8 +121,8 @@ def table(rows: list[ThreadRow], zone: ZoneInfo, *parts: object) -> uuid.UUID | 
     clicked = st.dataframe(
         table_rows(rows, zone), hide_index=True, width="stretch", key=key, on_select="rerun",
         selection_mode=["single-row", "single-cell"],
-        column_config={times.heading("Last reply at", zone): times.column(),
-                       times.heading("Waiting since", zone): times.column()})
+        column_config={"Last reply": st.column_config.TextColumn(width=240),  # the whole reply is in the thread
+                       times.heading("Last reply at", zone): times.column()})
     return explorer.clicked_message(clicked, rows, key)  # type: ignore[arg-type]  # any rows with an id
 
 
@@ -127,6 +131,14 @@ def thread_from_url() -> uuid.UUID | None:
         return uuid.UUID(st.query_params.get("thread", ""))
     except ValueError:
         return None
+
+
+def open_thread(thread_id: uuid.UUID) -> None:
+    """Open the thread clicked, and draw the table afresh without a selection: the list may change
+    (a thread marked done leaves it), and a selection kept by row number would then mark another
+    patient's row and swallow the next click on whichever thread moved into that row."""
+    st.query_params["thread"] = str(thread_id)
+    st.session_state[TABLE_KEY] = st.session_state.get(TABLE_KEY, 0) + 1
 
 
 def close_thread() -> None:
@@ -158,7 +170,7 @@ def _item_facts(item: TimelineItem, zone: ZoneInfo) -> str:
             facts.append("new")
     else:
         facts.append(explorer.STATUS_BADGES[item.status] if item.status else "")
-        facts.append(f"by {plain(item.by)}")
+        facts.append(SENT_BY.get(item.by) or f"by {plain(item.by)}")
     return " · ".join(fact for fact in facts if fact)
 
 
@@ -217,7 +229,7 @@ def _rule(options: ReplyOptions, zone: ZoneInfo) -> None:
         st.caption(f"Free text can be sent until {times.clinic_time(options.window_ends_at, zone)}. "
                    f"{plain(options.rule)}")
     else:
-        closed = (f" (it closed {times.clinic_time(options.window_ends_at, zone)})"
+        closed = (f" The 24 hours ended {times.clinic_time(options.window_ends_at, zone)}."
                   if options.window_ends_at else "")
         st.info(f"{plain(options.rule)}{closed}", icon=":material/schedule:")
 
@@ -228,6 +240,8 @@ def answer_form(thread_id: uuid.UUID, zone: ZoneInfo) -> None:
     if options is None:
         return
     prefix = f"inbox-answer-{thread_id}"
+    sends = f"{prefix}-sends"  # answers sent from this form: each send gives the text box a new key
+    text_key = f"{prefix}-{st.session_state.get(sends, 0)}-text"  # (the browser would give the old one its text back)
     st.markdown(f"**Answer on {options.channel.label}** to {plain(options.recipient)}")
     _rule(options, zone)
     kinds = [OWN_TEXT, TEMPLATE] if options.free_text else [TEMPLATE]
@@ -235,7 +249,7 @@ def answer_form(thread_id: uuid.UUID, zone: ZoneInfo) -> None:
                     format_func={OWN_TEXT: "My own text", TEMPLATE: "A template"}.__getitem__)
     text = template_code = None
     if kind == OWN_TEXT:
-        text = st.text_area("Answer", key=f"{prefix}-text", height=100)
+        text = st.text_area("Answer", key=text_key, height=100)
         ready = bool(text.strip())
     else:
         labels = {t.code: t.label for t in options.templates}
@@ -263,7 +277,8 @@ def answer_form(thread_id: uuid.UUID, zone: ZoneInfo) -> None:
         sent = feedback.service(inbox.reply, thread_id, text=text, template_code=template_code,
                                 idempotency_key=idempotency_key)
         if sent is not None:
-            feedback.reset_widgets(key_name, f"{prefix}-text")  # the next answer is a new form
+            st.session_state[sends] = st.session_state.get(sends, 0) + 1
+            feedback.reset_widgets(key_name, text_key)  # the next answer is a new form
             feedback.flash("inbox", "Answer sent: it is delivered in the background." if not sent.duplicate
                            else "This answer was already sent.")
             st.rerun()

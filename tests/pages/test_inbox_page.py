@@ -188,3 +188,22 @@ def test_the_assignment_notice_shows_a_staff_name_as_typed(clinic: Clinic) -> No
     assert not at.exception
     [notice] = [s for s in texts(at.success) if s.startswith("Assigned to")]
     assert "\\*\\*Boss\\*\\*" in notice and "\\[x\\]" in notice and "\u202e" not in notice
+
+
+def test_a_thread_done_leaves_the_list_and_a_click_on_the_row_moved_up_opens_the_next(clinic: Clinic) -> None:
+    tenant = clinic.front_desk.tenant_id
+    first = make_reply(clinic.engine, tenant, address="+966500000011", body="First?")
+    second = make_reply(clinic.engine, tenant, address="+966500000012", body="Second?",
+                        received_at=NOW - dt.timedelta(hours=1))
+    at = open_inbox(clinic.front_desk)
+    table = at.dataframe[0].key
+
+    click_row(at, 0)
+    assert at.query_params["thread"] == str(first)
+    assert at.dataframe[0].key != table  # drawn afresh: no selection left to mark another patient's row
+    button(at, "Mark done").click().run()
+    assert [r["Last reply"] for r in rows(at)] == ["Second?"]
+    click_row(at, 0)  # the same row number, another thread
+    assert at.query_params["thread"] == str(second)
+    assert any("Second?" in m for m in markdown(at))
+    assert "by Automatic" not in " ".join(texts(at.caption))
