@@ -50,11 +50,12 @@ def upcoming() -> None:
                 icon=":material/event_busy:")
     else:
         start, reminders = times.heading("Start", zone), times.heading("Reminders", zone)
+        # status and reminders next to the patient: at 1,400 px the last columns need a sideways scroll
         st.dataframe([{start: times.local(r.starts_at, zone), "Patient": as_text(r.patient_name_en),
-                       "Patient (Arabic)": as_text(r.patient_name_ar), "MRN": as_text(r.mrn),
-                       "Type": as_text(r.appointment_type), "Department": as_text(r.department),
-                       "Doctor": as_text(r.doctor_name_en or r.doctor_name_ar), "Status": r.status.label,
-                       reminders: as_text(r.reminders) or "—"} for r in page.rows],
+                       "Patient (Arabic)": as_text(r.patient_name_ar), "Status": r.status.label,
+                       reminders: as_text(r.reminders) or "—", "Doctor": as_text(r.doctor_name_en or r.doctor_name_ar),
+                       "Department": as_text(r.department), "Type": as_text(r.appointment_type),
+                       "MRN": as_text(r.mrn)} for r in page.rows],
                      hide_index=True, width="stretch",
                      column_config={start: times.column(),
                                     "Patient (Arabic)": st.column_config.TextColumn(alignment="right")})
@@ -134,7 +135,8 @@ def sample_rows(rows: list[upload.ReviewRow]) -> list[dict]:
 def show_result(kept: tuple) -> None:
     result, refused = kept
     if refused:
-        st.warning(f"{counted(len(refused), 'row')} of the last upload were refused and not saved.")
+        st.warning(f"{counted(len(refused), 'row')} of the last upload {'was' if len(refused) == 1 else 'were'} "
+                   "refused and not saved.")
         st.dataframe([{"Row": row, "Appointment id": as_text(source_id), "Reason": as_text(reason)}
                       for row, source_id, reason in refused[:2000]], hide_index=True, width="stretch")
     if result.patients_created:

@@ -50,12 +50,12 @@ def rules_tab() -> None:
     if found is None or options is None:
         return
     if found:
-        st.dataframe([{"Rule": as_text(r.name), "Channel": r.channel.label, "When": r.offset_text,
+        st.dataframe([{"Rule": as_text(r.name), "On": "yes" if r.is_active else "no", "Channel": r.channel.label,
+                       "When": r.offset_text,
                        "Outside sending times": "exact time (urgent)" if r.urgent else r.shift.label,
-                       "Template": as_text(r.template_label),
                        "Fallback": r.fallback_channel.label if r.fallback_channel else "—",
-                       "Covers": as_text(covers(r)), "On": "yes" if r.is_active else "no"} for r in found],
-                     hide_index=True, width="stretch")
+                       "Covers": as_text(covers(r)), "Template": as_text(r.template_label)} for r in found],
+                     hide_index=True, width="stretch")  # the long template names last: the rest fits 1,400 px
     else:
         st.info("No rules yet: add one below, e.g. WhatsApp 48 hours before and SMS 3 hours before.",
                 icon=":material/alarm_add:")
@@ -176,8 +176,8 @@ def calendar_tab() -> None:
                "day when the moon is sighted. Add such a day as a closed day.")
     if view.coming_holidays:
         st.dataframe([{"Date": day, "Day": WEEKDAYS[day.weekday()], "Holiday": as_text(name)}
-                      for day, name in view.coming_holidays], hide_index=True, width="stretch",
-                     column_config={"Date": st.column_config.DateColumn(format="D MMM YYYY")})
+                      for day, name in view.coming_holidays], hide_index=True, width="stretch", height="content",
+                     column_config={"Date": st.column_config.DateColumn(format="D MMM YYYY")})  # a year's: all shown
     else:
         st.caption("The library knows no public holidays for this region.")
 

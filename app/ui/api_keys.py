@@ -22,13 +22,14 @@ def _label(key: ApiKeyView) -> str:
 
 def _table(keys: list[ApiKeyView], timezone: str) -> None:
     created, used, revoked = (times.heading(name, timezone) for name in ("Created", "Last used", "Revoked"))
-    st.dataframe(
+    st.dataframe(  # a time not there yet is a word, not "None" (what a time column shows for it)
         [{"Name": as_text(k.name), "Key starts with": k.prefix, created: times.local(k.created_at, timezone),
-          "Created by": as_text(k.created_by or "—"), used: times.local(k.last_used_at, timezone),
-          revoked: times.local(k.revoked_at, timezone)} for k in keys],
+          "Created by": as_text(k.created_by or "—"),
+          used: times.clinic_time(k.last_used_at, timezone, label=False) if k.last_used_at else "never",
+          revoked: times.clinic_time(k.revoked_at, timezone, label=False)} for k in keys],
         hide_index=True, key="api_keys_table",
-        column_config={created: times.column(), used: times.column(help="Noted at most once a minute."),
-                       revoked: times.column()})
+        column_config={created: times.column(),
+                       used: st.column_config.TextColumn(help="Noted at most once a minute.")})
 
 
 def _revoke(live: list[ApiKeyView]) -> None:
@@ -69,7 +70,7 @@ def section(actor: Actor, timezone: str) -> None:
         st.warning("Copy this key into your system now: it is shown only once. It is sent as "
                    "'Authorization: Bearer <key>'.", icon=":material/key:")
         st.code(new, language=None)
-    with st.form("api_key_new"):
+    with st.form("api_key_new", clear_on_submit=True):  # the browser would keep the name after the rerun
         name = st.text_input("Name of the system that will use the key", max_chars=api_keys.MAX_NAME_LENGTH,
                              key="api_key_name", placeholder="e.g. Clinic HIS")
         if st.form_submit_button("Create key"):

@@ -72,7 +72,7 @@ def test_an_admin_uploads_reviews_and_applies(clinic: Clinic) -> None:
     assert "Applied: 2 new, 0 changed, 0 cancelled, 0 unchanged." in texts(at.success)
     saved = stored(clinic)
     assert set(saved) == {"A-1", "A-2"} and saved["A-2"].department == '=HYPERLINK("http://evil.example")'
-    assert "1 row of the last upload were refused and not saved." in texts(at.warning)
+    assert "1 row of the last upload was refused and not saved." in texts(at.warning)
 
 
 def test_a_file_that_cannot_be_read_says_why(clinic: Clinic) -> None:
