@@ -24,6 +24,38 @@ def _finish(figure: go.Figure, title: str, x: str, y: str) -> go.Figure:
     return figure
 
 
+DAY_MS = 86_400_000  # a date axis counts in milliseconds
+FEW_TICKS = 14  # up to this many days (or weeks) on the axis: one tick each
+
+
+def _rate_axis(title: str) -> dict:
+    """A right-hand axis for a percentage over bars: its own round ticks (0, 25 ... 100), no second grid;
+    the legend goes above the plot, clear of the axis's labels."""
+    return {"title": {"text": title}, "overlaying": "y", "side": "right", "range": [0, 105], "tickmode": "linear",
+            "tick0": 0, "dtick": 25, "showgrid": False}
+
+
+def _legend_on_top(figure: go.Figure) -> None:
+    figure.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1})
+
+
+def _by_day(figure: go.Figure, days: pd.Series, *, step_days: int = 1, bars: bool = False) -> None:
+    """A date axis of days (or weeks) that says so when there are few: one tick per day or week, not hours;
+    bars a day (week) wide however few days have data."""
+    if bars:
+        figure.update_traces(width=DAY_MS * step_days * 0.8)
+    values = pd.to_datetime(pd.Series(days)).dropna()
+    if not values.empty and (values.max() - values.min()).days <= FEW_TICKS * step_days:
+        figure.update_xaxes(tick0=values.min(), dtick=DAY_MS * step_days)
+
+
+def _whole_numbers(figure: go.Figure, counts: pd.Series) -> None:
+    """A count axis with whole-number ticks (no 0.5 appointments) when the counts are small."""
+    top = pd.Series(counts).max() if len(counts) else 0
+    if pd.notna(top) and top <= 10:
+        figure.update_yaxes(tick0=0, dtick=1, rangemode="tozero")
+
+
 def daily_trend(daily: pd.DataFrame) -> go.Figure:
     """Messages per day, stacked by outcome."""
     long = daily.melt(id_vars=["Day"], value_vars=OUTCOME_LABELS, var_name="Outcome", value_name="Messages")
@@ -54,8 +86,8 @@ def channel_comparison(channels: pd.DataFrame) -> go.Figure:
     figure.add_scatter(x=channels["Channel"], y=channels["Success rate (%)"], name="Success rate (%)",
                        mode="markers+text", text=channels["Success rate (%)"], textposition="top center",
                        yaxis="y2", marker={"size": 12, "color": "#212121"})
-    figure.update_layout(yaxis2={"title": {"text": "Success rate (%)"}, "overlaying": "y", "side": "right",
-                                 "range": [0, 105]})
+    figure.update_layout(yaxis2=_rate_axis("Success rate (%)"))
+    _legend_on_top(figure)
     return _finish(figure, "Channels compared: volume and success rate", "Channel", "Messages")
 
 
@@ -76,8 +108,8 @@ def failure_pareto(failures: pd.DataFrame) -> go.Figure:
     figure.add_bar(x=labels, y=failures["Messages"], name="Failed messages", marker_color="#c62828")
     figure.add_scatter(x=labels, y=failures["Cumulative share (%)"], name="Cumulative share (%)",
                        mode="lines+markers", yaxis="y2", line={"color": "#212121"})
-    figure.update_layout(yaxis2={"title": {"text": "Cumulative share of failures (%)"}, "overlaying": "y",
-                                 "side": "right", "range": [0, 105]})
+    figure.update_layout(yaxis2=_rate_axis("Cumulative share of failures (%)"))
+    _legend_on_top(figure)
     return _finish(figure, "Why messages failed (Pareto)", "Failure reason", "Failed messages")
 
 
@@ -137,8 +169,10 @@ def confirmation_rate(confirmations: pd.DataFrame) -> go.Figure:
                    marker_color="#2e7d32")
     figure.add_scatter(x=confirmations["Day"], y=confirmations["Confirmation rate (%)"], name="Confirmation rate (%)",
                        mode="lines+markers", yaxis="y2", line={"color": "#212121"})
-    figure.update_layout(barmode="group", yaxis2={"title": {"text": "Confirmed of reminded (%)"}, "overlaying": "y",
-                                                  "side": "right", "range": [0, 105]})
+    figure.update_layout(barmode="group", yaxis2=_rate_axis("Confirmed of reminded (%)"))
+    _legend_on_top(figure)
+    _by_day(figure, confirmations["Day"])
+    _whole_numbers(figure, confirmations["Reminded appointments"])
     return _finish(figure, "Reminded appointments confirmed by reply", "Appointment day (clinic time)",
                    "Appointments")
 
@@ -146,6 +180,8 @@ def confirmation_rate(confirmations: pd.DataFrame) -> go.Figure:
 def cancellations_by_reply(cancellations: pd.DataFrame) -> go.Figure:
     figure = px.bar(cancellations, x="Day", y="Cancelled by reply", color_discrete_sequence=["#c62828"],
                     hover_data=["Hours freed", "Median hours before the appointment"])
+    _by_day(figure, cancellations["Day"], bars=True)
+    _whole_numbers(figure, cancellations["Cancelled by reply"])
     return _finish(figure, "Appointments cancelled by reply (slots freed early)", "Appointment day (clinic time)",
                    "Appointments cancelled")
 
@@ -156,6 +192,8 @@ def no_shows_by_reminder(no_shows: pd.DataFrame) -> go.Figure:
               for rate, count in zip(no_shows["No-show rate (%)"], no_shows["With attendance recorded"], strict=True)]
     figure = px.bar(no_shows, x="Appointments", y="No-show rate (%)", text=labels, color="Appointments",
                     color_discrete_map={REMINDED: "#2e7d32", NOT_REMINDED: "#9e9e9e"})
+    figure.update_traces(textposition="outside")  # a 0% bar has no height to hold its label
+    figure.update_layout(showlegend=False)  # each bar is named under it
     figure.update_yaxes(range=[0, 105])
     return _finish(figure, "No-show rate: reminded and not reminded", "Appointments",
                    "No-shows of appointments with attendance recorded (%)")
@@ -167,6 +205,7 @@ def reply_time(reply_times: pd.DataFrame) -> go.Figure:
                        mode="lines+markers", line={"color": "#1565c0"})
     figure.add_scatter(x=reply_times["Week"], y=reply_times["90th percentile (min)"], name="90th percentile",
                        mode="lines+markers", line={"color": "#ef6c00", "dash": "dash"})
+    _by_day(figure, reply_times["Week"], step_days=7)  # a tick per week, not per day
     return _finish(figure, "Front desk reply time per week", "Week from Sunday (clinic time)",
                    "Minutes to the first answer")
 
@@ -174,4 +213,6 @@ def reply_time(reply_times: pd.DataFrame) -> go.Figure:
 def replies_by_intent(intents: pd.DataFrame) -> go.Figure:
     figure = px.bar(intents, x="Day", y="Replies", color="Intent", color_discrete_map=INTENT_COLOURS,
                     category_orders={"Intent": list(INTENT_COLOURS)})
+    _by_day(figure, intents["Day"], bars=True)
+    _whole_numbers(figure, intents.groupby("Day")["Replies"].sum() if not intents.empty else intents["Replies"])
     return _finish(figure, "Patients' replies by intent", "Day received (clinic time)", "Replies")
