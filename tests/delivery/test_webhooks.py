@@ -191,7 +191,8 @@ def clinic_service(engine: Engine, make_runtime, fake_twilio):  # type: ignore[n
         with tenant_session(engine, tenant) as session:
             clinic_settings.set_credentials(session, admin, "twilio", {"account_sid": account, "auth_token": token},
                                             settings=runtime.settings)
-            clinic_settings.set_route(session, admin, Channel.SMS, SAUDI, [RouteStep("twilio", "+15005550006")])
+            clinic_settings.set_route(session, admin, Channel.SMS, SAUDI, [RouteStep("twilio", "+15005550006")],
+                                      settings=runtime.settings)
         clinics[slug] = tenant
     server.start()
     try:
