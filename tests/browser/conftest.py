@@ -3,9 +3,6 @@ Chromium per module and a fresh 1,400 x 900 tab per test."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -16,12 +13,9 @@ from tests.browser.support import (
     CHROMIUM,
     CHROMIUM_ARGS,
     FAILED_PATIENT,
-    ROOT,
     TIMEOUT_MS,
     USERS,
-    _free_port,
-    _wait_until_healthy,
-    stop,
+    running_app,
     sync_api,
 )
 from tests.factories import make_message, make_patient, make_tenant, make_user
@@ -42,22 +36,8 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     make_message(engine, tenant_id, recipient="+966501234567", patient_id=patient_id, status="failed",
                  error_code="30003", body="Your results are ready.")
     engine.dispose()
-
-    port = _free_port()
-    log = folder / "streamlit.log"
-    env = {**os.environ, "DATABASE_URL": database_url}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_healthy(url, process, log)
+    with running_app(database_url, folder) as url:
         yield url
-    finally:
-        stop(process)
 
 
 @pytest.fixture(scope="module")

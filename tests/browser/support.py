@@ -4,12 +4,15 @@ user takes (sign in, open a page, pick, type, wait for the script run). Fixtures
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -85,6 +88,25 @@ def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path, t
         except OSError:
             time.sleep(0.3)
     pytest.fail(f"streamlit did not become healthy within {timeout}s:\n{log.read_text()}")
+
+
+@contextlib.contextmanager
+def running_app(database_url: str, folder: Path) -> Iterator[str]:
+    """``streamlit run`` the app on ``database_url`` at a free local port until the block ends; its URL."""
+    port = _free_port()
+    log = folder / "streamlit.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py",
+             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
+            cwd=ROOT, env={**os.environ, "DATABASE_URL": database_url}, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_healthy(url, process, log)
+        yield url
+    finally:
+        stop(process)
 
 
 def _free_port() -> int:

@@ -34,18 +34,16 @@ from tests.browser.support import (
     BROWSER_MARKS,
     ROOT,
     ROW_HEIGHT,
-    _free_port,
-    _wait_until_healthy,
     assert_no_errors,
     choose,
     menu,
     open_page,
     open_tab,
     pick,
+    running_app,
     settle,
     shot,
     sign_in,
-    stop,
     sync_api,
     type_into,
 )
@@ -78,20 +76,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
                             text=True, timeout=600, check=False)
     assert seeded.returncode == 0, seeded.stdout + seeded.stderr
 
-    port = _free_port()
-    log = folder / "streamlit.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_healthy(url, process, log)
+    with running_app(database_url, folder) as url:
         yield Demo(url, database_url)
-    finally:
-        stop(process)
 
 
 def _signed_in(page: sync_api.Page, demo: Demo, username: str) -> None:
