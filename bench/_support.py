@@ -56,16 +56,16 @@ def isolated_redis(base_url: str = "redis://127.0.0.1:6379", db: int = 14) -> It
 
 
 def copy_patients(engine: Any, tenant_id: uuid.UUID, count: int) -> None:
-    """``count`` patients for ``tenant_id`` by COPY (numbers +9665<i:08d>, every third Arabic)."""
+    """``count`` patients for ``tenant_id`` by COPY (MRN-<i>, numbers +9665<i:08d>, every third Arabic)."""
     raw = engine.raw_connection()
     try:
         with raw.cursor() as cur, cur.copy(
-                "COPY patients (id, tenant_id, name_en, name_ar, phone_e164, language, is_active, "
+                "COPY patients (id, tenant_id, mrn, name_en, name_ar, phone_e164, language, is_active, "
                 "created_at, updated_at) FROM STDIN") as copy:
             for start in range(0, count, 50_000):
                 block = io.StringIO()
                 for i in range(start, min(count, start + 50_000)):
-                    block.write(f"{uuid.uuid4()}\t{tenant_id}\tPatient {i}\tمريض {i}\t+9665{i:08d}\t"
+                    block.write(f"{uuid.uuid4()}\t{tenant_id}\tMRN-{i}\tPatient {i}\tمريض {i}\t+9665{i:08d}\t"
                                 f"{'ar' if i % 3 == 0 else 'en'}\tt\t2026-01-01 00:00:00+00\t"
                                 "2026-01-01 00:00:00+00\n")
                 copy.write(block.getvalue())

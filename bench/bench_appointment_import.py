@@ -28,27 +28,11 @@ import time
 import uuid
 from typing import Any
 
-from _support import DEFAULT_ADMIN_URL, temporary_database
+from _support import DEFAULT_ADMIN_URL, copy_patients, temporary_database
 from sqlalchemy import text
 
 print = functools.partial(print, flush=True)  # progress shows in a log file at once
 DAY = dt.date(2031, 3, 2)  # a Sunday, far ahead
-
-
-def _copy_patients(engine: Any, tenant_id: uuid.UUID, count: int) -> None:
-    raw = engine.raw_connection()
-    try:
-        with raw.cursor() as cur, cur.copy(
-                "COPY patients (id, tenant_id, mrn, name_en, name_ar, phone_e164, language, is_active, "
-                "created_at, updated_at) FROM STDIN") as copy:
-            block = io.StringIO()
-            for i in range(count):
-                block.write(f"{uuid.uuid4()}\t{tenant_id}\tMRN-{i}\tPatient {i}\tمريض {i}\t+9665{i:08d}\t"
-                            f"{'ar' if i % 3 == 0 else 'en'}\tt\t2026-01-01 00:00:00+00\t2026-01-01 00:00:00+00\n")
-            copy.write(block.getvalue())
-        raw.commit()
-    finally:
-        raw.close()
 
 
 def _seed(url: str, patients: int, neighbour_appointments: int) -> tuple[uuid.UUID, uuid.UUID]:
@@ -62,8 +46,8 @@ def _seed(url: str, patients: int, neighbour_appointments: int) -> tuple[uuid.UU
     with system_session(engine) as session:
         session.add_all([Tenant(id=a, name="Bench Clinic A", slug="bench-a", settings={}),
                          Tenant(id=b, name="Bench Clinic B", slug="bench-b", settings={})])
-    _copy_patients(engine, a, patients)
-    _copy_patients(engine, b, patients)
+    copy_patients(engine, a, patients)
+    copy_patients(engine, b, patients)
     start = dt.datetime.combine(DAY, dt.time(8), dt.UTC)
     inputs = [records.AppointmentInput(f"S{i}", f"MRN-{i % patients}", start + dt.timedelta(minutes=i % 600))
               for i in range(neighbour_appointments)]
