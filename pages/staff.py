@@ -19,11 +19,12 @@ def role_label(role: Role) -> str:
     return role.label
 
 
-def changed(slot: str, message: str, *widget_keys: str) -> None:
-    """After a successful change: keep the message, empty the form, redraw with fresh data."""
+def changed(slot: str, message: str, *forms: str) -> None:
+    """After a successful change: keep the message, empty the forms, redraw with fresh data."""
     feedback.flash(slot, message)
-    feedback.reset_widgets(*widget_keys)
+    feedback.new_form(*forms)
     st.rerun()
+
 
 
 st.title("Staff", anchor=False)
@@ -63,19 +64,20 @@ with add_column:
     with st.form("add_user"):
         st.subheader("Add a staff member", anchor=False)
         username = st.text_input(
-            "Username", key="add_username",
+            "Username", key=feedback.form_key("add_user", "add_username"),
             help="3 to 64 characters: letters, digits, dot, dash, underscore or @.",
         )
-        display_name = st.text_input("Full name", key="add_display_name")
-        email = st.text_input("E-mail (optional)", key="add_email")
-        role = st.selectbox("Role", ROLES, format_func=role_label, key="add_role",
+        display_name = st.text_input("Full name", key=feedback.form_key("add_user", "add_display_name"))
+        email = st.text_input("E-mail (optional)", key=feedback.form_key("add_user", "add_email"))
+        role = st.selectbox("Role", ROLES, format_func=role_label, key=feedback.form_key("add_user", "add_role"),
                             help="Analyst: reports only. Front desk: patients and their messages. Admin: everything, "
                                  "staff and settings included.")
         password = st.text_input(
-            "Password", type="password", key="add_password", autocomplete="new-password",
+            "Password", type="password", key=feedback.form_key("add_user", "add_password"), autocomplete="new-password",
             help=f"At least {MIN_PASSWORD_LENGTH} characters. Tell it to the new staff member in person.",
         )
-        confirm = st.text_input("Repeat the password", type="password", key="add_confirm", autocomplete="new-password")
+        confirm = st.text_input("Repeat the password", type="password",
+                                key=feedback.form_key("add_user", "add_confirm"), autocomplete="new-password")
         if st.form_submit_button("Add staff member", type="primary", icon=":material/person_add:"):
             if password != confirm:
                 st.error("The two passwords are not the same.", icon=":material/error:")
@@ -87,7 +89,7 @@ with add_column:
                 if member is not None:
                     changed(
                         "add", f"Added {plain(member.username)} as {member.role.label}.",
-                        "add_username", "add_display_name", "add_email", "add_role", "add_password", "add_confirm",
+                        "add_user",
                     )
     feedback.show_flash("add")
 
@@ -107,10 +109,11 @@ with manage_column:
 
     with role_tab, st.form("change_role"):
         new_role = st.selectbox(
-            "New role", ROLES, index=ROLES.index(member.role), format_func=role_label, key=f"role_{member.id}"
+            "New role", ROLES, index=ROLES.index(member.role), format_func=role_label,
+            key=feedback.form_key("change_role", f"role_{member.id}"),
         )
         if st.form_submit_button("Change role") and feedback.service(staff.change_role, member.id, new_role):
-            changed("role", f"{plain(member.username)} is now {new_role.label}.", f"role_{member.id}")
+            changed("role", f"{plain(member.username)} is now {new_role.label}.", "change_role")
     with role_tab:
         feedback.show_flash("role")
 
@@ -136,17 +139,18 @@ with manage_column:
 
     with password_tab, st.form("reset_password"):
         new_password = st.text_input(
-            "New password", type="password", key="reset_password", autocomplete="new-password",
+            "New password", type="password", key=feedback.form_key("reset_password", "reset_password"),
+            autocomplete="new-password",
             help=f"At least {MIN_PASSWORD_LENGTH} characters. This also unlocks the account.",
         )
-        repeat = st.text_input("Repeat the new password", type="password", key="reset_confirm",
-                               autocomplete="new-password")
+        repeat = st.text_input("Repeat the new password", type="password",
+                               key=feedback.form_key("reset_password", "reset_confirm"), autocomplete="new-password")
         if st.form_submit_button("Reset password"):
             if new_password != repeat:
                 st.error("The two passwords are not the same.", icon=":material/error:")
             elif feedback.service(staff.reset_password, member.id, new_password):
                 changed("password", f"New password set for {plain(member.username)}.",
-                        "reset_password", "reset_confirm")
+                        "reset_password")
     with password_tab:
         feedback.show_flash("password")
 
@@ -157,11 +161,11 @@ with manage_column:
             with st.form("contact_access"):
                 full = st.toggle(
                     "Show full phone numbers and e-mail addresses", value=member.can_view_full_contacts,
-                    key=f"contacts_{member.id}",
+                    key=feedback.form_key("contact_access", f"contacts_{member.id}"),
                 )
                 if st.form_submit_button("Save contact access") and feedback.service(
                     staff.set_full_contact_access, member.id, full
                 ):
                     shown = "sees full contact details" if full else "sees masked contact details"
-                    changed("contacts", f"{plain(member.username)} now {shown}.", f"contacts_{member.id}")
+                    changed("contacts", f"{plain(member.username)} now {shown}.", "contact_access")
         feedback.show_flash("contacts")

@@ -8,7 +8,7 @@ something went wrong.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 GENERIC_ERROR = "Something went wrong. Please try again; if it keeps happening, tell your administrator."
 _FLASH_KEY = "feedback.flash"
+_FORMS_KEY = "feedback.forms"  # {form: [generation, the keys form_key gave out in it]}
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -91,6 +92,39 @@ def show_flash(slot: str) -> None:
     message = st.session_state.get(_FLASH_KEY, {}).pop(slot, None)
     if message:
         st.success(message, icon=":material/check_circle:")
+
+
+def form_key(form: str, name: str) -> str:
+    """The key of ``form``'s widget (or value) ``name`` in the form's current generation.
+
+    ``name`` itself until the form is first renewed, then ``name@1``, ``name@2``... A form is emptied
+    after a save by ``new_form``, which starts a new generation: each of its widgets is then a new
+    widget to Streamlit and to the browser, drawn at its default (empty, or the stored values it is
+    given). Popping the old keys from ``st.session_state`` is not enough: the browser keeps a text
+    box's value and sends it back, so the box would show the old text again.
+    """
+    key = current_key(form, name)
+    st.session_state.setdefault(_FORMS_KEY, {}).setdefault(form, [0, set()])[1].add(key)
+    return key
+
+
+def current_key(form: str, name: str, state: Mapping | None = None) -> str:
+    """``form_key`` without noting the key; ``state`` is another session state (a test's ``AppTest``)."""
+    forms = (st.session_state if state is None else state).get(_FORMS_KEY) or {}
+    generation = forms[form][0] if form in forms else 0
+    return name if generation == 0 else f"{name}@{generation}"
+
+
+def new_form(*forms: str) -> None:
+    """Draw ``forms`` as new at the next run (e.g. a form after it was saved): every widget whose key
+    came from ``form_key`` starts again at its default, and the values kept under such keys (an
+    idempotency key, the version the form was read at) are forgotten."""
+    kept = st.session_state.setdefault(_FORMS_KEY, {})
+    for form in forms:
+        generation, keys = kept.get(form, (0, set()))
+        for key in keys:
+            st.session_state.pop(key, None)
+        kept[form] = [generation + 1, set()]
 
 
 def reset_widgets(*keys: str) -> None:

@@ -18,6 +18,7 @@ from app.database import engine_for
 from app.delivery.runtime import close_runtime
 from app.services import passwords
 from app.services.permissions import Actor
+from app.ui import feedback
 from db.enums import Role
 from tests.factories import DEFAULT_PASSWORD, make_tenant, make_user
 
@@ -80,6 +81,11 @@ def button(at: AppTest, label: str) -> Button:
     matches = [b for b in at.button if b.label == label]
     assert matches, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
     return matches[0]
+
+
+def form_key(at: AppTest, form: str, name: str) -> str:
+    """The key ``form``'s widget ``name`` has now: a saved form's widgets are new ones (``feedback.form_key``)."""
+    return feedback.current_key(form, name, at.session_state)
 
 
 def sign_in(at: AppTest, username: str, password: str = DEFAULT_PASSWORD) -> AppTest:

@@ -10,7 +10,7 @@ from app.services import auth
 from app.services.permissions import Actor
 from db.enums import Role
 from tests.factories import user_row
-from tests.pages.conftest import Clinic, button, signed_in, texts
+from tests.pages.conftest import Clinic, button, form_key, signed_in, texts
 
 NEW_PASSWORD = "a-brand-new-password"
 LAYLA_PASSWORD = "layla-password-1"
@@ -33,12 +33,15 @@ def table(at: AppTest) -> dict[str, dict]:
 
 def fill_new_user(at: AppTest, *, username: str = "layla", password: str = LAYLA_PASSWORD,
                   confirm: str | None = None, role: Role = Role.FRONT_DESK) -> AppTest:
-    at.text_input(key="add_username").input(username)
-    at.text_input(key="add_display_name").input("Layla Hamad")
-    at.text_input(key="add_email").input("layla@example.com")
-    at.selectbox(key="add_role").set_value(role)
-    at.text_input(key="add_password").input(password)
-    at.text_input(key="add_confirm").input(password if confirm is None else confirm)
+    def key(name: str) -> str:
+        return form_key(at, "add_user", name)
+
+    at.text_input(key=key("add_username")).input(username)
+    at.text_input(key=key("add_display_name")).input("Layla Hamad")
+    at.text_input(key=key("add_email")).input("layla@example.com")
+    at.selectbox(key=key("add_role")).set_value(role)
+    at.text_input(key=key("add_password")).input(password)
+    at.text_input(key=key("add_confirm")).input(password if confirm is None else confirm)
     return button(at, "Add staff member").click().run()
 
 
@@ -72,8 +75,27 @@ def test_add_a_user_and_see_it_listed(at: AppTest, clinic: Clinic) -> None:
     assert texts(at.success) == ["Added layla as Analyst."]
     assert table(at)["layla"]["Name"] == "Layla Hamad"
     assert table(at)["layla"]["Role"] == "Analyst"
-    assert at.text_input(key="add_username").value == ""  # the form is emptied
     assert auth.authenticate(clinic.engine, "layla", LAYLA_PASSWORD).role == Role.ANALYST
+
+
+ADD_FORM = ("add_username", "add_display_name", "add_email", "add_password", "add_confirm")
+
+
+def test_the_add_form_is_empty_and_new_after_adding_someone(at: AppTest) -> None:
+    """New widgets, not only emptied values: a browser keeps a text box's value while it is the same widget."""
+    before = {name: at.text_input(key=name).id for name in ADD_FORM}
+    fill_new_user(at, role=Role.FRONT_DESK)
+
+    assert texts(at.success) == ["Added layla as Front desk."]
+    for name in ADD_FORM:
+        box = at.text_input(key=form_key(at, "add_user", name))
+        assert box.value == "", name
+        assert box.id != before[name], name
+    assert at.selectbox(key=form_key(at, "add_user", "add_role")).value == Role.ANALYST  # the default again
+
+    fill_new_user(at, username="nora")  # the new form adds the next person
+    assert texts(at.success) == ["Added nora as Front desk."]
+    assert {"layla", "nora"} <= set(table(at))
 
 
 def test_a_short_password_is_refused_with_the_reason(at: AppTest) -> None:
@@ -110,6 +132,7 @@ def test_change_a_role(at: AppTest, clinic: Clinic) -> None:
 
     assert texts(at.success) == ["fatima is now Analyst."]
     assert table(at)["fatima"]["Role"] == "Analyst"
+    assert at.selectbox(key=form_key(at, "change_role", f"role_{clinic.front_desk.user_id}")).value == Role.ANALYST
     assert user_row(clinic.engine, "fatima").role == Role.ANALYST
 
 
@@ -158,10 +181,14 @@ def test_reset_a_password_also_unlocks(at: AppTest, clinic: Clinic) -> None:
 
     at.text_input(key="reset_password").input(NEW_PASSWORD)
     at.text_input(key="reset_confirm").input(NEW_PASSWORD)
+    typed = {name: at.text_input(key=name).id for name in ("reset_password", "reset_confirm")}
     button(at, "Reset password").click().run()
 
     assert texts(at.success) == ["New password set for fatima."]
     assert table(at)["fatima"]["Locked"] is False
+    for name in ("reset_password", "reset_confirm"):  # emptied, as new boxes
+        box = at.text_input(key=form_key(at, "reset_password", name))
+        assert box.value == "" and box.id != typed[name], name
     with pytest.raises(auth.PasswordChangeRequired):  # unlocked; fatima chooses her own password next
         auth.authenticate(clinic.engine, "fatima", NEW_PASSWORD)
 
@@ -197,6 +224,7 @@ def test_full_contact_access_for_an_analyst(at: AppTest, clinic: Clinic) -> None
 
     assert texts(at.success) == ["omar now sees full contact details."]
     assert table(at)["omar"]["Full contacts"] is True
+    assert at.toggle(key=form_key(at, "contact_access", f"contacts_{clinic.analyst.user_id}")).value is True
     assert user_row(clinic.engine, "omar").can_view_full_contacts is True
 
 
