@@ -44,14 +44,16 @@ def edit_form(actor: Actor, patient: PatientSummary) -> None:
     """
     if not actor.can(Permission.EDIT_PREFERENCES):
         return
-    keys = [f"contacts_{name}_{patient.id}" for name in ("phone", "email", "language", "version")]
+    form = f"contacts-{patient.id}"  # after a save (or a refusal) a new form, filled from the patient as stored
+    keys = [feedback.form_key(form, f"contacts_{name}_{patient.id}") for name in ("phone", "email", "language",
+                                                                                   "version")]
     seen = st.session_state.setdefault(keys[-1], patient.version)
     feedback.show_flash(FLASH)
     refused = st.session_state.pop(STALE, None)
     if refused:
         st.error(refused, icon=":material/sync_problem:")
     with st.expander("Correct contacts", icon=":material/edit:", expanded=bool(refused)), \
-            st.form(f"contacts-{patient.id}"):
+            st.form(form):
         st.caption("Numbers may be typed as the patient says them (e.g. 050 123 4567). Messages not yet sent "
                    "go to the corrected contact; messages already sent keep the one they used.")
         phone = st.text_input("Mobile number", value=patient.phone or "", max_chars=40, key=keys[0])
@@ -73,5 +75,5 @@ def edit_form(actor: Actor, patient: PatientSummary) -> None:
             elif result is not None:
                 feedback.flash(FLASH, saved_message(result))
             if result is not None:
-                feedback.reset_widgets(*keys)
+                feedback.new_form(form)
                 st.rerun()
