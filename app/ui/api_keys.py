@@ -70,15 +70,15 @@ def section(actor: Actor, timezone: str) -> None:
         st.warning("Copy this key into your system now: it is shown only once. It is sent as "
                    "'Authorization: Bearer <key>'.", icon=":material/key:")
         st.code(new, language=None)
-    with st.form("api_key_new", clear_on_submit=True):  # the browser would keep the name after the rerun
+    with st.form("api_key_new"):
         name = st.text_input("Name of the system that will use the key", max_chars=api_keys.MAX_NAME_LENGTH,
-                             key="api_key_name", placeholder="e.g. Clinic HIS")
+                             key=feedback.form_key("api_key_new", "api_key_name"), placeholder="e.g. Clinic HIS")
         if st.form_submit_button("Create key"):
             created = feedback.service(api_keys.create, name)
             if created is not None:
                 st.session_state[NEW_KEY] = created.plaintext
                 feedback.flash(FLASH, f"Created the key {plain(created.view.name)} ({plain(created.view.prefix)}…).")
-                feedback.reset_widgets("api_key_name")
+                feedback.new_form("api_key_new")
                 st.rerun()
     keys = feedback.service(api_keys.list_keys)
     if not keys:

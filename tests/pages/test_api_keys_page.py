@@ -12,7 +12,7 @@ from db.enums import Role
 from db.models import ApiKey, AuditEvent
 from db.session import system_session
 from tests.factories import call, make_tenant, make_user
-from tests.pages.conftest import LANDING_TITLES, Clinic, button, signed_in, texts
+from tests.pages.conftest import LANDING_TITLES, Clinic, button, form_key, signed_in, texts
 
 
 @pytest.fixture
@@ -46,6 +46,7 @@ def test_the_address_and_no_keys_yet(at: AppTest) -> None:
 
 def test_a_new_key_is_shown_once_and_works(at: AppTest, clinic: Clinic) -> None:
     at.text_input(key="api_key_name").input("Clinic HIS")
+    typed_in = at.text_input(key="api_key_name").id
     button(at, "Create key").click().run()
     assert not at.exception and not at.error, texts(at.error)
     [code] = at.code
@@ -58,7 +59,8 @@ def test_a_new_key_is_shown_once_and_works(at: AppTest, clinic: Clinic) -> None:
     table = at.dataframe[0].value
     assert list(table["Name"]) == ["Clinic HIS"] and list(table["Key starts with"]) == [key[:11]]
     assert "Created (UTC)" not in table.columns and any("Created (Asia/Riyadh)" == c for c in table.columns)
-    assert at.text_input(key="api_key_name").value == ""
+    name = at.text_input(key=form_key(at, "api_key_new", "api_key_name"))
+    assert name.value == "" and name.id != typed_in  # a new, empty box for the next key
     at.run()
     assert not at.code  # gone at the next interaction
     assert _actions(clinic) == ["api_key.create"]
@@ -68,6 +70,14 @@ def test_a_key_without_a_name_is_refused_and_nothing_made(at: AppTest, clinic: C
     button(at, "Create key").click().run()
     assert any("Give the key a name" in t for t in texts(at.error))
     assert _keys(clinic) == [] and not at.code
+
+
+def test_a_refused_name_stays_in_the_box_to_be_corrected(at: AppTest, clinic: Clinic) -> None:
+    call(clinic.engine, clinic.admin, api_keys.create, "Clinic HIS")
+    at.text_input(key="api_key_name").input("Clinic HIS")
+    button(at, "Create key").click().run()
+    assert any("exists already" in t for t in texts(at.error))
+    assert at.text_input(key="api_key_name").value == "Clinic HIS"
 
 
 def test_revoking_asks_first_and_then_the_key_stops_working(at: AppTest, clinic: Clinic) -> None:

@@ -14,7 +14,7 @@ from app.providers.routing import SAUDI
 from db.enums import Channel, Language, Role
 from db.models import AuditEvent, ProviderCredential, Tenant
 from db.session import system_session
-from tests.pages.conftest import LANDING_TITLES, Clinic, button, signed_in, texts
+from tests.pages.conftest import LANDING_TITLES, Clinic, button, form_key, signed_in, texts
 
 
 @pytest.fixture
@@ -68,9 +68,11 @@ def test_a_bad_sender_is_refused_with_the_reason_and_nothing_saved(at: AppTest, 
 def test_credentials_are_saved_and_never_shown_back(at: AppTest, clinic: Clinic) -> None:
     at.text_input(key="cred_twilio_account_sid").input("AC" + "1" * 32)
     at.text_input(key="cred_twilio_auth_token").input("super-secret-token")
+    typed_in = at.text_input(key="cred_twilio_auth_token").id
     button(at, "Save credentials").click().run()
     assert "Saved the Twilio credentials." in texts(at.success)
-    assert at.text_input(key="cred_twilio_auth_token").value == ""
+    token = at.text_input(key=form_key(at, "credentials_twilio", "cred_twilio_auth_token"))
+    assert token.value == "" and token.id != typed_in  # a new, empty box: the browser cannot give the secret back
     page = " ".join(texts(at.markdown) + texts(at.text_input) + texts(at.code) + texts(at.caption))
     assert "super-secret-token" not in page and "AC1111" not in page
     assert any("Twilio**: set · last changed" in t for t in texts(at.markdown))
@@ -92,11 +94,14 @@ def test_the_report_address_is_shown_once(at: AppTest, clinic: Clinic) -> None:
 
 
 def test_locale_is_saved(at: AppTest, clinic: Clinic) -> None:
-    at.text_input(key="locale_timezone").input("Asia/Dubai")
-    at.text_input(key="locale_region").input("AE")
+    at.text_input(key="locale_timezone").input(" Asia/Dubai ")
+    at.text_input(key="locale_region").input("ae")
     button(at, "Save").click().run()
     assert not at.error, texts(at.error)
     assert (_tenant(clinic).timezone, _tenant(clinic).default_region) == ("Asia/Dubai", "AE")
+    # the form shows them as saved, not as typed
+    assert at.text_input(key=form_key(at, "locale", "locale_timezone")).value == "Asia/Dubai"
+    assert at.text_input(key=form_key(at, "locale", "locale_region")).value == "AE"
 
 
 @pytest.mark.parametrize("role", [Role.FRONT_DESK, Role.ANALYST])
@@ -110,7 +115,8 @@ def test_front_desk_and_analysts_cannot_open_settings(clinic: Clinic, role: Role
 
 
 def test_admin_saves_the_clinic_profile_and_it_is_audited(at: AppTest, clinic: Clinic) -> None:
-    at.text_input(key="profile_name_ar").input("عيادة النور")
+    at.text_input(key="profile_name_ar").input("  عيادة النور ")
+    typed_in = at.text_input(key="profile_name_ar").id
     at.selectbox(key="profile_language").set_value(Language.AR)
     at.text_input(key="profile_email_sender").input("Al Noor Reminders")
     at.time_input(key="profile_window_start").set_value(dt.time(10, 0))
@@ -125,7 +131,17 @@ def test_admin_saves_the_clinic_profile_and_it_is_audited(at: AppTest, clinic: C
     assert tenant.promotional_window == (dt.time(10, 0), dt.time(18, 0))
     [details] = _audit(clinic, "settings.profile_changed")
     assert details["promotional_window_start"] == {"from": "09:00", "to": "10:00"}
-    assert at.text_input(key="profile_name_ar").value == "عيادة النور"
+
+    def key(name: str) -> str:
+        return form_key(at, "profile", name)
+
+    # a new form, showing the profile as saved (not as typed)
+    assert at.text_input(key=key("profile_name_ar")).value == "عيادة النور"
+    assert at.text_input(key=key("profile_name_ar")).id != typed_in
+    assert at.text_input(key=key("profile_name_en")).value == "Al Noor Clinic"
+    assert at.text_input(key=key("profile_email_sender")).value == "Al Noor Reminders"
+    assert at.selectbox(key=key("profile_language")).value == Language.AR
+    assert at.time_input(key=key("profile_window_start")).value == dt.time(10, 0)
 
 
 def test_a_profile_without_an_english_name_is_refused_and_nothing_saved(at: AppTest, clinic: Clinic) -> None:
