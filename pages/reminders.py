@@ -14,6 +14,7 @@ from app.services.reminders import dispatch, rules, schedule
 from app.services.reminders.rules import CalendarSettings, RuleInput, RuleView
 from app.services.reminders.schedule import ScheduleCursor
 from app.ui import cached, feedback, rtl, session, times
+from app.ui.feedback import form_key
 from app.ui.text import as_text, counted, plain
 from db.enums import Channel, ReminderShift
 
@@ -33,9 +34,10 @@ if clinic is None:
 zone = ZoneInfo(clinic.timezone)
 
 
-def saved(slot: str, message: str, *widget_keys: str) -> None:
+def saved(slot: str, message: str, form: str) -> None:
+    """After a save: keep the message and draw ``form`` as new, from what was saved."""
     feedback.flash(slot, message)
-    feedback.reset_widgets(*widget_keys)
+    feedback.new_form(form)
     st.session_state.pop(SCHEDULE_PAGES, None)
     st.rerun()
 
@@ -60,7 +62,7 @@ def rules_tab() -> None:
         st.info("No rules yet: add one below, e.g. WhatsApp 48 hours before and SMS 3 hours before.",
                 icon=":material/alarm_add:")
     by_id = {str(r.id): r for r in found}
-    chosen_key = st.selectbox("Rule", [NEW, *by_id], key="rule_choice",
+    chosen_key = st.selectbox("Rule", [NEW, *by_id], key=form_key("rules", "rule_choice"),
                               format_func=lambda k: "New rule" if k == NEW else as_text(by_id[k].name))
     rule_form(by_id.get(chosen_key), options, chosen_key)
 
@@ -72,29 +74,32 @@ def covers(rule: RuleView) -> str:
 
 
 def rule_form(chosen: RuleView | None, options: rules.RuleOptions, key: str) -> None:
+    def widget(name: str) -> str:
+        return form_key("rules", f"rule_{name}_{key}")
+
     current = chosen.as_input() if chosen else RuleInput(name="", channel=Channel.WHATSAPP, template_id=None,
                                                          offset_minutes=24 * 60)
     channels = [Channel.WHATSAPP, Channel.SMS, Channel.EMAIL]
-    channel = st.selectbox("Channel", channels, index=channels.index(current.channel), key=f"rule_channel_{key}",
+    channel = st.selectbox("Channel", channels, index=channels.index(current.channel), key=widget("channel"),
                            format_func=lambda c: c.label,
                            help="WhatsApp needs a template approved by WhatsApp (most patients are outside their "
                                 "24-hour window). Saudi SMS is one-way: patients answer on WhatsApp.")
     templates = dict(options.templates[channel])
     replies = {**dict(options.templates[Channel.WHATSAPP]), **dict(options.templates[Channel.SMS])}
     with st.form(f"rule_form_{key}"):
-        name = st.text_input("Name", value=current.name, max_chars=rules.MAX_NAME_CHARS, key=f"rule_name_{key}",
+        name = st.text_input("Name", value=current.name, max_chars=rules.MAX_NAME_CHARS, key=widget("name"),
                              placeholder="WhatsApp 48 h before")
-        template_id = st.selectbox("Template", list(templates), key=f"rule_template_{key}",
+        template_id = st.selectbox("Template", list(templates), key=widget("template"),
                                    index=list(templates).index(current.template_id)
                                    if current.template_id in templates else None,
                                    format_func=lambda t: as_text(templates[t]), placeholder="Choose a template")
         left, middle, right = st.columns(3)
-        hours = left.number_input("Hours before", min_value=0, max_value=720, step=1, key=f"rule_hours_{key}",
+        hours = left.number_input("Hours before", min_value=0, max_value=720, step=1, key=widget("hours"),
                                   value=current.offset_minutes // 60)
-        minutes = middle.number_input("and minutes", min_value=0, max_value=59, step=5, key=f"rule_minutes_{key}",
+        minutes = middle.number_input("and minutes", min_value=0, max_value=59, step=5, key=widget("minutes"),
                                       value=current.offset_minutes % 60)
         fallbacks = [None, *[c for c in (Channel.SMS, Channel.EMAIL) if c != channel]]
-        fallback = right.selectbox("Fallback channel", fallbacks, key=f"rule_fallback_{key}",
+        fallback = right.selectbox("Fallback channel", fallbacks, key=widget("fallback"),
                                    index=fallbacks.index(current.fallback_channel)
                                    if current.fallback_channel in fallbacks else 0,
                                    format_func=lambda c: c.label if c else "No fallback",
@@ -102,28 +107,28 @@ def rule_form(chosen: RuleView | None, options: rules.RuleOptions, key: str) -> 
                                         "a WhatsApp reminder that fails for good goes again by SMS.")
         shift = st.radio("When its time is outside the sending hours, on a weekend or a holiday",
                          list(ReminderShift), index=list(ReminderShift).index(current.shift), horizontal=True,
-                         format_func=lambda s: s.label, key=f"rule_shift_{key}")
+                         format_func=lambda s: s.label, key=widget("shift"))
         urgent = st.checkbox("Urgent: at its exact time, whatever the calendar and the patient's quiet hours",
-                             value=current.urgent, key=f"rule_urgent_{key}")
+                             value=current.urgent, key=widget("urgent"))
         left, right = st.columns(2)
         types = left.multiselect("Appointment types (none: all)", sorted({*options.appointment_types,
                                                                          *current.appointment_types}),
                                  default=list(current.appointment_types), accept_new_options=True,
-                                 key=f"rule_types_{key}", format_func=as_text)
+                                 key=widget("types"), format_func=as_text)
         departments = right.multiselect("Departments (none: all)", sorted({*options.departments,
                                                                           *current.departments}),
                                         default=list(current.departments), accept_new_options=True,
-                                        key=f"rule_departments_{key}", format_func=as_text)
+                                        key=widget("departments"), format_func=as_text)
         acks = [None, *replies]
-        confirm_ack = left.selectbox("Answer to a confirmation", acks, key=f"rule_confirm_ack_{key}",
+        confirm_ack = left.selectbox("Answer to a confirmation", acks, key=widget("confirm_ack"),
                                      index=acks.index(current.confirm_ack_template_id)
                                      if current.confirm_ack_template_id in acks else 0,
                                      format_func=lambda t: as_text(replies[t]) if t else "No answer")
-        cancel_ack = right.selectbox("Answer to a cancellation", acks, key=f"rule_cancel_ack_{key}",
+        cancel_ack = right.selectbox("Answer to a cancellation", acks, key=widget("cancel_ack"),
                                      index=acks.index(current.cancel_ack_template_id)
                                      if current.cancel_ack_template_id in acks else 0,
                                      format_func=lambda t: as_text(replies[t]) if t else "No answer")
-        active = st.checkbox("On", value=current.is_active, key=f"rule_active_{key}")
+        active = st.checkbox("On", value=current.is_active, key=widget("active"))
         submitted = st.form_submit_button("Save rule", type="primary")
     if submitted:
         data = RuleInput(name=name, channel=channel, template_id=template_id, offset_minutes=int(hours) * 60
@@ -133,8 +138,7 @@ def rule_form(chosen: RuleView | None, options: rules.RuleOptions, key: str) -> 
         result = (feedback.service(rules.update_rule, chosen.id, data) if chosen
                   else feedback.service(rules.create_rule, data))
         if result is not None:
-            saved("rules", f"Saved the rule '{plain(result.name)}'; the reminders not sent yet follow it.",
-                  "rule_choice", *(k for k in list(st.session_state) if str(k).endswith(f"_{key}")))
+            saved("rules", f"Saved the rule '{plain(result.name)}'; the reminders not sent yet follow it.", "rules")
 
 
 # -- the calendar --------------------------------------------------------------------------------
@@ -146,28 +150,32 @@ def calendar_tab() -> None:
     if view is None:
         return
     current = view.settings
+
+    def widget(name: str) -> str:
+        return form_key("calendar", f"cal_{name}")
+
     st.caption(f"Clinic time ({plain(times.zone_name(zone))}), public holidays of region {plain(view.region)}."
                + (" These are the defaults for a Saudi clinic; save to keep your own." if view.is_default else ""))
     with st.form("calendar"):
         weekend = st.multiselect("Weekend", list(range(7)), default=list(current.weekend_days),
-                                 format_func=lambda d: WEEKDAYS[d], key="cal_weekend")
+                                 format_func=lambda d: WEEKDAYS[d], key=widget("weekend"))
         left, right = st.columns(2)
-        send_start = left.time_input("Reminders from", value=current.send_start, step=900, key="cal_send_start")
-        send_end = right.time_input("until (not including)", value=current.send_end, step=900, key="cal_send_end")
+        send_start = left.time_input("Reminders from", value=current.send_start, step=900, key=widget("send_start"))
+        send_end = right.time_input("until (not including)", value=current.send_end, step=900, key=widget("send_end"))
         ramadan_start = left.time_input("In Ramadan from", value=current.ramadan_start, step=900,
-                                        key="cal_ramadan_start")
+                                        key=widget("ramadan_start"))
         ramadan_end = right.time_input("until (not including)", value=current.ramadan_end, step=900,
-                                       key="cal_ramadan_end")
+                                       key=widget("ramadan_end"))
         holidays_on = st.checkbox("No reminders on public holidays", value=current.public_holidays,
-                                  key="cal_holidays")
+                                  key=widget("holidays"))
         closed = st.text_area("Closed days (one date a line, e.g. 2026-12-24)",
-                              value="\n".join(d.isoformat() for d in current.closed_dates), key="cal_closed")
+                              value="\n".join(d.isoformat() for d in current.closed_dates), key=widget("closed"))
         submitted = st.form_submit_button("Save calendar", type="primary")
     if submitted:
         days = feedback.attempt(lambda: rules.parse_dates(closed))
         if days is not None and feedback.service(rules.set_calendar, CalendarSettings(
                 tuple(weekend), send_start, send_end, ramadan_start, ramadan_end, holidays_on, days)):
-            saved("calendar", "Saved the calendar; the reminders not sent yet were moved to fit it.")
+            saved("calendar", "Saved the calendar; the reminders not sent yet were moved to fit it.", "calendar")
     if view.next_ramadan:
         first, last = view.next_ramadan
         st.caption(f"Ramadan (Umm al-Qura): {first.day} {first:%b %Y} to {last.day} {last:%b %Y}.")

@@ -19,7 +19,7 @@ from db.enums import Channel, Language, Role
 from db.models import Appointment, ClinicCalendar
 from db.session import tenant_session
 from tests.factories import call, make_patient
-from tests.pages.conftest import Clinic, button, signed_in, texts
+from tests.pages.conftest import Clinic, button, form_key, signed_in, texts
 
 RIYADH = ZoneInfo("Asia/Riyadh")
 ALWAYS_OPEN = CalendarSettings(weekend_days=(), send_start=dt.time(0, 0), send_end=dt.time(23, 59),
@@ -118,12 +118,38 @@ def test_the_calendar_tab_saves_the_working_week_and_lists_the_holidays(clinic: 
     at.text_area(key="cal_closed").input("2027-01-03\nnot a date")
     button(at, "Save calendar").click().run()
     assert any("Line 2" in t for t in texts(at.error)), texts(at.error)
-    at.text_area(key="cal_closed").input("2027-01-03")
+    at.text_area(key="cal_closed").input("2027-01-04\n\n 2027-01-03 ")
     button(at, "Save calendar").click().run()
     assert any("Saved the calendar" in t for t in texts(at.success)), texts(at.error)
     with tenant_session(clinic.engine, clinic.admin.tenant_id) as session:
         saved = session.scalar(select(ClinicCalendar))
-        assert (saved.weekend_days, saved.closed_dates) == ([4, 5], ["2027-01-03"])
+        assert (saved.weekend_days, saved.closed_dates) == ([4, 5], ["2027-01-03", "2027-01-04"])
+    # a new form, showing the calendar as saved (not as typed)
+    assert at.text_area(key=form_key(at, "calendar", "cal_closed")).value == "2027-01-03\n2027-01-04"
+    assert at.multiselect(key=form_key(at, "calendar", "cal_weekend")).value == [4, 5]
+
+
+def test_the_new_rule_form_is_empty_after_a_rule_is_saved(clinic: Clinic) -> None:
+    _setup(clinic)
+    at = open_tab(page(clinic), "Rules")
+    at.selectbox(key="rule_channel_new").set_value(Channel.SMS).run()
+    at.text_input(key="rule_name_new").input("SMS 1 h before")
+    typed_in = at.text_input(key="rule_name_new").id
+    at.number_input(key="rule_hours_new").set_value(1)
+    template = at.selectbox(key="rule_template_new")
+    template.set_value(template.options[0])
+    button(at, "Save rule").click().run()
+    assert any("Saved the rule 'SMS 1 h before'" in t for t in texts(at.success)), texts(at.error)
+    assert len(call(clinic.engine, clinic.admin, rules.list_rules)) == 2
+
+    def key(name: str) -> str:
+        return form_key(at, "rules", name)
+
+    assert at.selectbox(key=key("rule_choice")).value == "new"
+    name = at.text_input(key=key("rule_name_new"))
+    assert name.value == "" and name.id != typed_in  # a new box: the browser cannot give the name back
+    assert at.selectbox(key=key("rule_channel_new")).value == Channel.WHATSAPP  # the defaults again
+    assert at.number_input(key=key("rule_hours_new")).value == 24
 
 
 @pytest.mark.parametrize("role", [Role.FRONT_DESK, Role.ANALYST])
