@@ -14,7 +14,7 @@ from app.ui.text import plain
 from db.enums import Channel, Language, Role
 from db.models import Message
 from db.session import tenant_session
-from tests.pages.conftest import Clinic, button, signed_in, texts
+from tests.pages.conftest import Clinic, button, form_key, signed_in, texts
 
 REMINDER_EN = "Hi {patient_name}, your appointment is on {appointment_date}."
 REMINDER_AR = "مرحبا {patient_name}، موعدك يوم {appointment_date}."
@@ -77,6 +77,22 @@ def test_admin_creates_a_template_and_sees_it_listed(clinic: Clinic) -> None:
     assert row["Version"] == 1
     assert row["Sent"] == 0
     assert at.query_params["template"] == row_id(clinic, "reminder")  # a link reopens it
+
+
+def test_the_next_new_template_starts_from_an_empty_form(clinic: Clinic) -> None:
+    at = open_template(templates_page(clinic), "new")
+    at.text_input(key="new_code").input("reminder")
+    at.text_input(key="new_name").input("Appointment reminder")
+    at.text_area(key="new_body_en").input(REMINDER_EN)
+    typed_in = at.text_input(key="new_code").id
+    button(at, "Save").click().run()
+    assert texts(at.success) == ["Created reminder (version 1)."]
+
+    at = open_template(at, "new")
+    code = at.text_input(key=form_key(at, "new", "new_code"))
+    assert code.value == "" and code.id != typed_in  # a new box: the browser cannot give the old code back
+    assert at.text_input(key=form_key(at, "new", "new_name")).value == ""
+    assert at.text_area(key=form_key(at, "new", "new_body_en")).value == ""
 
 
 def row_id(clinic: Clinic, code: str) -> str:

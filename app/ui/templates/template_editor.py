@@ -17,10 +17,10 @@ from db.enums import Channel, Language, MessageClass
 
 def editor(detail: TemplateDetail | None) -> None:
     """The form for a new template (``detail`` None) or the next version of ``detail``; saves on Save."""
-    prefix = "new" if detail is None else f"edit_{detail.id}_{detail.current_version}"
+    prefix = "new" if detail is None else f"edit_{detail.id}_{detail.current_version}"  # a saved version: new keys
 
     def key(name: str) -> str:
-        return f"{prefix}_{name}"
+        return feedback.form_key(prefix, f"{prefix}_{name}")
 
     slots: dict[str, DeltaGenerator] = {}
     channels = list(Channel)
@@ -132,7 +132,7 @@ def editor(detail: TemplateDetail | None) -> None:
             subject_ar=subject_ar, custom_variables=custom, note=note,
         ), slots, general)
         if created is not None:
-            feedback.reset_widgets(*[k for k in st.session_state if str(k).startswith("new_")])
+            feedback.new_form(prefix)  # the next new template starts from an empty form
             open_next(str(created.id), "templates", f"Created {plain(created.code)} (version 1).")
     else:
         saved = submit(lambda: session.call(
