@@ -25,19 +25,22 @@ from app.errors import ValidationError
 from app.search_text import check_text
 from app.services.contacts import mask_contact
 from app.services.permissions import Actor, Permission, authorize
-from db.models import AuditEvent, BulkJob, Message, MessageTemplate, Patient, Tenant, User
+from db.models import (
+    ApiKey,
+    Appointment,
+    AuditEvent,
+    BulkJob,
+    Conversation,
+    Message,
+    MessageTemplate,
+    Patient,
+    ReminderRule,
+    Tenant,
+    User,
+)
 from db.tenancy import TenantSession
 
 PAGE_SIZE = 50
-# object type -> (model, the column that names it, how it is shown); every read is in the session's clinic.
-_NAMERS: dict[str, tuple[Any, Any, Any]] = {
-    "template": (MessageTemplate, MessageTemplate.code, str),
-    "bulk_job": (BulkJob, BulkJob.name, lambda name: f"'{name}'"),
-    "user": (User, User.username, str),
-    "patient": (Patient, Patient.name_en, lambda name: _masked_name(name)),
-    "message": (Message, Message.recipient, lambda recipient: f"to {mask_contact(recipient)}"),
-    "tenant": (Tenant, Tenant.name, str),
-}
 MAX_PAGE_SIZE = 500
 EXPORT_CHUNK = 1000
 MAX_EXPORT_ROWS = 200_000
@@ -239,6 +242,35 @@ def _masked_name(name: str) -> str:
     return parts[0] if len(parts) == 1 else f"{parts[0]} {parts[-1][:1]}."
 
 
+def _patient_name(patient_id: Any) -> Any:
+    """The English name of the patient ``patient_id`` names (a correlated subquery, same clinic)."""
+    return select(Patient.name_en).where(Patient.id == patient_id).correlate_except(Patient).scalar_subquery()
+
+
+def _thread_name(name: str | None, address: str | None) -> str:
+    """An inbox thread by its patient (masked), or by the masked number when no patient has it."""
+    return f"with {_masked_name(name)}" if name else f"with {mask_contact(address or '')}"
+
+
+# object type -> (model, the columns that name it, how they are shown); every read is in the session's
+# clinic. A patient's name is masked, a contact too.
+_NAMERS: dict[str, tuple[Any, tuple[Any, ...], Any]] = {
+    "template": (MessageTemplate, (MessageTemplate.code,), str),
+    "bulk_job": (BulkJob, (BulkJob.name,), lambda name: f"'{name}'"),
+    "user": (User, (User.username,), str),
+    "patient": (Patient, (Patient.name_en,), lambda name: _masked_name(name or "")),
+    "message": (Message, (Message.recipient,), lambda recipient: f"to {mask_contact(recipient or '')}"),
+    "tenant": (Tenant, (Tenant.name,), str),
+    "reminder_rule": (ReminderRule, (ReminderRule.name,), lambda name: f"'{name}'"),
+    "api_key": (ApiKey, (ApiKey.name,), lambda name: f"'{name}'"),
+    "appointment": (Appointment, (_patient_name(Appointment.patient_id),),
+                    lambda name: f"of {_masked_name(name or '')}"),
+    "conversation": (Conversation, (_patient_name(Conversation.patient_id), Conversation.address), _thread_name),
+}
+# object types a clinic has one of: the type says which, an id would add nothing
+_ONE_PER_CLINIC = frozenset({"clinic_calendar"})
+
+
 def _object_names(session: TenantSession, events: Sequence[AuditEvent]) -> dict[tuple[str, str], str]:
     """What each event's object is called (template code, job name, username, masked patient name ...),
     read with one query per kind of object, in the session's clinic."""
@@ -251,9 +283,9 @@ def _object_names(session: TenantSession, events: Sequence[AuditEvent]) -> dict[
                 continue
     names: dict[tuple[str, str], str] = {}
     for object_type, ids in wanted.items():
-        model, column, shown = _NAMERS[object_type]
-        for row_id, value in session.execute(select(model.id, column).where(model.id.in_(ids))):
-            names[(object_type, str(row_id))] = shown(value or "")
+        model, columns, shown = _NAMERS[object_type]
+        for row_id, *values in session.execute(select(model.id, *columns).where(model.id.in_(ids))):
+            names[(object_type, str(row_id))] = shown(*(value or "" for value in values))
     return names
 
 
@@ -261,7 +293,7 @@ def _object_label(event: AuditEvent, names: Mapping[tuple[str, str], str]) -> st
     if not event.object_type:
         return ""
     kind = object_type_label(event.object_type)
-    if not event.object_id:
+    if not event.object_id or event.object_type in _ONE_PER_CLINIC:
         return kind
     name = names.get((event.object_type, event.object_id))
     if name is None:  # not a row we can name (a provider, a chart) or gone: the id, shortened if it is one

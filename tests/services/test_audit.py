@@ -15,8 +15,17 @@ from app.errors import PermissionDenied, ValidationError
 from app.services import audit, passwords
 from app.services.audit import AuditFilter
 from app.services.permissions import Actor
-from db.enums import Role
-from db.models import AuditEvent, AuditRowImmutable, Patient
+from db.enums import Channel, Role
+from db.models import (
+    ApiKey,
+    Appointment,
+    AuditEvent,
+    AuditRowImmutable,
+    ClinicCalendar,
+    Conversation,
+    Patient,
+    ReminderRule,
+)
 from db.session import system_session, tenant_session
 from tests.factories import make_message, make_patient, make_tenant, make_user, owner_connection, system_connection
 from tests.neighbours import neighbour_id
@@ -232,3 +241,44 @@ def test_each_entry_names_its_object_in_words_and_only_from_its_own_clinic(clini
     assert labels["settings.credentials_cleared"] == "Provider twilio"
     assert labels["auth.login_failed"] == ""
     assert audit.object_type_label("bulk_job") == "Bulk send"
+
+
+def test_the_objects_of_issue_20_are_named_in_words_not_by_an_id(clinic) -> None:
+    """A reminder rule and an API key by their names, an appointment and an inbox thread by their
+    patient (masked) or, for a number no patient has, the masked number; the clinic's one calendar
+    needs no id. The neighbouring clinic's rows (same names, same numbers) are never read."""
+    engine, tenant, admin, _ = clinic
+    patient = make_patient(engine, tenant, name_en="Sara Ali", phone="+966501234567")
+    now = dt.datetime.now(dt.UTC)
+    with tenant_session(engine, tenant) as session:
+        rule = ReminderRule(name="SMS 3 h before", channel=Channel.SMS, offset_minutes=180)
+        key = ApiKey(name="Clinic HIS", key_prefix="ck_1234", key_hash="0" * 64)
+        appointment = Appointment(patient_id=patient, starts_at=now + dt.timedelta(days=1))
+        thread = Conversation(address="+966501234567", patient_id=patient)
+        stranger = Conversation(address="+966559876543")
+        calendar = ClinicCalendar()
+        session.add_all([rule, key, appointment, thread, stranger, calendar])
+        session.flush()
+        ids = {name: row.id for name, row in [("rule", rule), ("key", key), ("appointment", appointment),
+                                              ("thread", thread), ("stranger", stranger), ("calendar", calendar)]}
+    with tenant_session(engine, neighbour_id(engine)) as session:  # same name and number next door
+        neighbours_appointment = session.scalars(select(Appointment.id)).first()
+    _add(engine, admin, tenant, "reminder_rule.update", 40, object_type="reminder_rule", object_id=ids["rule"])
+    _add(engine, admin, tenant, "api_key.create", 41, object_type="api_key", object_id=ids["key"])
+    _add(engine, admin, tenant, "appointment.status", 42, object_type="appointment", object_id=ids["appointment"])
+    _add(engine, admin, tenant, "inbox.assign", 43, object_type="conversation", object_id=ids["thread"])
+    _add(engine, admin, tenant, "inbox.done", 44, object_type="conversation", object_id=ids["stranger"])
+    _add(engine, admin, tenant, "reminder_calendar.update", 45, object_type="clinic_calendar",
+         object_id=ids["calendar"])
+    _add(engine, admin, tenant, "test.neighbour", 46, object_type="appointment", object_id=neighbours_appointment)
+
+    with tenant_session(engine, tenant) as session:
+        labels = {entry.action: entry.object_label for entry in audit.search(session, admin).entries}
+
+    assert labels["reminder_rule.update"] == "Reminder rule 'SMS 3 h before'"
+    assert labels["api_key.create"] == "API key 'Clinic HIS'"
+    assert labels["appointment.status"] == "Appointment of Sara A."
+    assert labels["inbox.assign"] == "Inbox thread with Sara A."
+    assert labels["inbox.done"].startswith("Inbox thread with +966") and "9876543" not in labels["inbox.done"]
+    assert labels["reminder_calendar.update"] == "Reminder calendar"
+    assert labels["test.neighbour"] == f"Appointment {str(neighbours_appointment)[:8]}"  # not the neighbour's patient
