@@ -239,9 +239,7 @@ def answer_form(thread_id: uuid.UUID, zone: ZoneInfo) -> None:
     options = feedback.service(inbox.reply_options, thread_id)
     if options is None:
         return
-    prefix = f"inbox-answer-{thread_id}"
-    sends = f"{prefix}-sends"  # answers sent from this form: each send gives the text box a new key
-    text_key = f"{prefix}-{st.session_state.get(sends, 0)}-text"  # (the browser would give the old one its text back)
+    prefix = f"inbox-answer-{thread_id}"  # the form: each answer sent makes it a new one (an empty box, a new key)
     st.markdown(f"**Answer on {options.channel.label}** to {plain(options.recipient)}")
     _rule(options, zone)
     kinds = [OWN_TEXT, TEMPLATE] if options.free_text else [TEMPLATE]
@@ -249,7 +247,7 @@ def answer_form(thread_id: uuid.UUID, zone: ZoneInfo) -> None:
                     format_func={OWN_TEXT: "My own text", TEMPLATE: "A template"}.__getitem__)
     text = template_code = None
     if kind == OWN_TEXT:
-        text = st.text_area("Answer", key=text_key, height=100)
+        text = st.text_area("Answer", key=feedback.form_key(prefix, f"{prefix}-text"), height=100)
         ready = bool(text.strip())
     else:
         labels = {t.code: t.label for t in options.templates}
@@ -270,15 +268,13 @@ def answer_form(thread_id: uuid.UUID, zone: ZoneInfo) -> None:
         for problem in preview.problems:
             if problem != preview.check.error:  # show_check said it already
                 st.warning(plain(problem), icon=":material/block:")
-    key_name = f"{prefix}-key"
-    idempotency_key = st.session_state.setdefault(key_name, inbox.new_key())
+    idempotency_key = st.session_state.setdefault(feedback.form_key(prefix, f"{prefix}-key"), inbox.new_key())
     if st.button("Send answer", type="primary", icon=":material/send:", key=f"{prefix}-send",
                  disabled=preview is None or not preview.ok):
         sent = feedback.service(inbox.reply, thread_id, text=text, template_code=template_code,
                                 idempotency_key=idempotency_key)
         if sent is not None:
-            st.session_state[sends] = st.session_state.get(sends, 0) + 1
-            feedback.reset_widgets(key_name, text_key)  # the next answer is a new form
+            feedback.new_form(prefix)  # the next answer is a new form
             feedback.flash("inbox", "Answer sent: it is delivered in the background." if not sent.duplicate
                            else "This answer was already sent.")
             st.rerun()

@@ -3,7 +3,7 @@
 Drawn on the patient's page and in a message's detail ("Send another message to this patient").
 The preview under the form is the template editor's counter (``templates.display.show_check``:
 segments, length, cost, reply lint) over the text as this patient gets it. Each form instance has
-one idempotency key, kept until "Write another message": a double click sends once.
+one idempotency key, kept until "Write another message" (a new form): a double click sends once.
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ def section(patient_id: uuid.UUID, *, expanded: bool = False) -> None:
 def form(patient_id: uuid.UUID, *, place: str, in_dialog: bool = False) -> None:
     """The whole form for one patient; ``place`` keeps the widgets of two screens apart. In a dialog
     (a fragment) a send redraws only the dialog."""
-    prefix = f"send1-{place}-{patient_id}"
+    prefix = f"send1-{place}-{patient_id}"  # the form; "Write another message" makes it a new one
 
     def key(name: str) -> str:
-        return f"{prefix}-{name}"
+        return feedback.form_key(prefix, f"{prefix}-{name}")
 
     options = feedback.service(single_send.options, patient_id)
     if options is None:
@@ -151,7 +151,7 @@ def _sent(sent: tuple[uuid.UUID, str, str], key: Callable[[str], str], prefix: s
                icon=":material/check_circle:")
     st.markdown(f"[Open it in Messages](/messages?message={message_id})")
     if st.button("Write another message", icon=":material/edit:", key=key("another")):
-        feedback.reset_widgets(*[k for k in st.session_state if str(k).startswith(prefix)])
+        feedback.new_form(prefix)  # new, empty widgets, a new idempotency key, nothing sent yet
         _redraw(in_dialog)
 
 

@@ -14,7 +14,7 @@ from db.enums import Channel, Role
 from db.models import Message
 from db.session import tenant_session
 from tests.factories import call, make_message, make_patient
-from tests.pages.conftest import Clinic, button, signed_in, texts
+from tests.pages.conftest import Clinic, button, form_key, signed_in, texts
 
 
 def open_patient(actor: Actor, patient_id: uuid.UUID) -> AppTest:
@@ -27,7 +27,8 @@ def open_patient(actor: Actor, patient_id: uuid.UUID) -> AppTest:
 
 
 def widget(elements, key: str):  # type: ignore[no-untyped-def]
-    found = [e for e in elements if e.key and e.key.endswith(key)]
+    """The widget whose key ends with ``key`` (a renewed form's keys end with their generation: ``@1``)."""
+    found = [e for e in elements if e.key and e.key.rsplit("@", 1)[0].endswith(key)]
     assert found, f"no widget whose key ends with {key!r}: {[e.key for e in elements]}"
     return found[0]
 
@@ -52,6 +53,7 @@ def test_own_text_from_the_patients_page_with_its_preview(clinic: Clinic, role: 
 
     widget(at.radio, "-kind").set_value("text").run()
     widget(at.text_area, "-text").input("Hello {patient_first_name}, your results are ready.").run()
+    typed_in = widget(at.text_area, "-text").id
     assert not at.exception
     assert "Hello Sara, your results are ready." in shown(at)  # the preview, her name
     assert any("1 segment" in caption for caption in texts(at.caption))
@@ -65,6 +67,14 @@ def test_own_text_from_the_patients_page_with_its_preview(clinic: Clinic, role: 
 
     button(at, "Write another message").click().run()  # a fresh form: the next send is another message
     assert "Send message" in [b.label for b in at.button] and not texts(at.success)
+    form = f"send1-patient-{sara}"
+    assert at.radio(key=form_key(at, form, f"{form}-kind")).value == "template"  # the form's defaults again
+    at.radio(key=form_key(at, form, f"{form}-kind")).set_value("text").run()
+    text = at.text_area(key=form_key(at, form, f"{form}-text"))
+    assert text.value == "" and text.id != typed_in  # a new box: the browser cannot give the sent text back
+    text.input("See you on Sunday.").run()
+    button(at, "Send message").click().run()
+    assert [m.body for m in sent(clinic)] == ["Hello Sara, your results are ready.", "See you on Sunday."]
 
 
 def test_a_template_is_previewed_with_the_reply_lint(clinic: Clinic) -> None:
