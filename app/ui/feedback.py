@@ -125,9 +125,3 @@ def new_form(*forms: str) -> None:
         for key in keys:
             st.session_state.pop(key, None)
         kept[form] = [generation + 1, set()]
-
-
-def reset_widgets(*keys: str) -> None:
-    """Empty the given widgets at the next rerun (e.g. a form after it was saved)."""
-    for key in keys:
-        st.session_state.pop(key, None)
