@@ -95,8 +95,8 @@ with right:
     st.subheader("Opt-out and preference history", anchor=False)
     if detail.history:
         when = times.heading("When", zone)
-        st.dataframe([{when: times.local(h.at, zone), "What": h.field.replace("_", " "),
-                       "From": h.old_value or "", "To": h.new_value or "", "Source": SOURCE_LABELS[h.source],
+        st.dataframe([{when: times.local(h.at, zone), "What": h.what,
+                       "From": h.before, "To": h.after, "Source": SOURCE_LABELS[h.source],
                        "By": h.changed_by, "Reason": h.reason} for h in detail.history],
                      hide_index=True, width="stretch",
                      column_config={when: times.column()})

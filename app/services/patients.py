@@ -80,6 +80,24 @@ class Preferences:
         return bool(getattr(self, f"{channel.value}_opt_in"))
 
 
+# How the history names a stored field and its values (stored: ``whatsapp_opt_in``, ``true``, ``ar``).
+HISTORY_FIELDS = {
+    "sms_opt_in": "SMS messages", "whatsapp_opt_in": "WhatsApp messages", "email_opt_in": "E-mail messages",
+    "language": "Language", "quiet_hours_start": "Quiet hours from", "quiet_hours_end": "Quiet hours until",
+}
+_OPT_IN_WORDS = {"true": "yes", "false": "opted out"}
+_LANGUAGE_WORDS = {Language.EN.value: "English", Language.AR.value: "Arabic"}
+
+
+def history_value(field: str, value: str | None) -> str:
+    """A stored history value as staff read it: ``yes`` / ``opted out``, ``Arabic``, ``22:00``, ``none``."""
+    if field.endswith("_opt_in"):
+        return _OPT_IN_WORDS.get(str(value).lower(), value or "—")
+    if field == "language":
+        return _LANGUAGE_WORDS.get(str(value).lower(), "as the patient record") if value else "as the patient record"
+    return value or "none"
+
+
 @dataclass(frozen=True)
 class PreferenceHistoryItem:
     at: dt.datetime
@@ -89,6 +107,19 @@ class PreferenceHistoryItem:
     source: OptOutSource
     reason: str
     changed_by: str
+
+    @property
+    def what(self) -> str:
+        """``WhatsApp messages`` for ``whatsapp_opt_in``."""
+        return HISTORY_FIELDS.get(self.field, self.field.replace("_", " ").capitalize())
+
+    @property
+    def before(self) -> str:
+        return history_value(self.field, self.old_value)
+
+    @property
+    def after(self) -> str:
+        return history_value(self.field, self.new_value)
 
 
 @dataclass(frozen=True)

@@ -153,3 +153,21 @@ def test_a_message_to_an_old_number_is_pointed_out(world: World) -> None:
     make_message(world.engine, world.tenant, patient_id=world.sara, recipient="+966509999999")
 
     assert "different number" in detail(world).why_not[1]
+
+
+def test_the_history_reads_in_words_not_as_stored_values(world: World) -> None:
+    """'WhatsApp messages: yes -> opted out', 'Language: as the patient record -> Arabic', not
+    'whatsapp opt in: true -> false' or an empty cell (issue 19, point 7). Only this clinic's Sara:
+    the neighbouring clinic's Sara Ali (same name, same number) has no history here."""
+    change(world, replace(KEEP, whatsapp_opt_in=False, language=Language.AR,
+                          quiet_hours_start=dt.time(22), quiet_hours_end=dt.time(7)))
+    d = change(world, replace(KEEP, language=Language.EN), reason="patient asked again")
+
+    shown = {(h.what, h.before, h.after) for h in d.history}
+    assert shown == {
+        ("WhatsApp messages", "yes", "opted out"), ("WhatsApp messages", "opted out", "yes"),
+        ("Language", "as the patient record", "Arabic"), ("Language", "Arabic", "English"),
+        ("Quiet hours from", "none", "22:00"), ("Quiet hours until", "none", "07:00"),
+        ("Quiet hours from", "22:00", "none"), ("Quiet hours until", "07:00", "none"),
+    }
+    assert len(d.history) == 8
