@@ -84,6 +84,14 @@ def direction_marks(text: str) -> int:
     return sum(1 for char in text if char in DIRECTION_MARKS)
 
 
+def marks_note(count: int) -> str:
+    """What a counter says of ``count`` direction marks: ``1 direction mark that keeps a number in order``,
+    ``3 direction marks that keep numbers in order``."""
+    if count == 1:
+        return "1 direction mark that keeps a number in order"
+    return f"{count:,} direction marks that keep numbers in order"
+
+
 def reads_right_to_left(text: str) -> bool:
     """Whether ``text`` reads right to left: its first letter with a direction is Arabic, Hebrew ..."""
     return next((s for s in map(_strong, str(text)) if s), None) == "R"

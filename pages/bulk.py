@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import streamlit as st
 
-from app.bidi import direction_marks
+from app.bidi import direction_marks, marks_note
 from app.errors import AppError
 from app.services.bulk import audience as audiences
 from app.services.bulk import jobs as bulk_jobs
@@ -179,8 +179,7 @@ def show_review(review: DryRun) -> None:
     for note in review.notes:
         st.warning(plain(note))
     for sample in review.samples:
-        marks = f", {counted(direction_marks(sample.body), 'direction mark')} keep numbers in order" if \
-            direction_marks(sample.body) else ""
+        marks = f", {marks_note(direction_marks(sample.body))}" if direction_marks(sample.body) else ""
         st.markdown(f"**Sample in {sample.language.label}** — {counted(sample.segments, 'part')}, "
                     f"{sample.encoding}{marks}")
         if sample.language == Language.AR:

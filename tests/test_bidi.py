@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.bidi import LRM, RLM, direction_marks, keep_ltr_order
+from app.bidi import LRM, RLM, direction_marks, keep_ltr_order, marks_note
 from app.segments import count_segments
 from app.services.message_content import render_body
 from app.services.templates import check_body
@@ -92,3 +92,8 @@ def test_marks_are_only_added_never_change_the_text_and_a_second_pass_adds_none(
     assert len(marked) - len(text) == direction_marks(marked) - direction_marks(text)
     if not any("\u0600" <= c <= "\u06ff" for c in text):
         assert marked == text
+
+
+def test_the_counter_names_one_mark_and_several_in_good_english() -> None:
+    assert marks_note(1) == "1 direction mark that keeps a number in order"
+    assert marks_note(3) == "3 direction marks that keep numbers in order"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.bidi import marks_note
 from app.services import templates
 from app.services.templates import BodyCheck
 from app.ui import rtl
@@ -40,8 +41,7 @@ def show_check(check: BodyCheck) -> None:
                      f"of up to {check.per_segment} characters")
     marks = ""
     if check.direction_marks:  # app.bidi: each keeps a number in order inside Arabic text, and counts
-        marks = (f" (including {check.direction_marks} direction mark{'s' if check.direction_marks != 1 else ''}"
-                 " that keep numbers in order)")
+        marks = f" (including {marks_note(check.direction_marks)})"
     parts.append(f"{check.characters:,} of {check.limit:,} characters{marks}")
     parts.append(f"about {check.estimated_cost:.4f} {plain(check.currency)} per message")
     st.caption(" · ".join(parts))
