@@ -206,19 +206,7 @@ def message_live(message_id: uuid.UUID, was_moving: bool) -> None:
     st.subheader(f"{detail.channel.label} message · {ui.STATUS_BADGES[detail.status]}", anchor=False)
     if detail.is_moving:
         st.caption(f"On its way: this view updates itself every {ui.LIVE_SECONDS} seconds.")
-    facts = {
-        "Created": times.clinic_time(detail.created_at, zone, seconds=True),
-        "Recipient": detail.recipient, "Patient": detail.patient_name or "-",
-        "Template": (f"{detail.template_name} ({detail.template_code}), version {detail.template_version}"
-                     if detail.template_code else "none (free text)"),
-        "Sent by": detail.sent_by, "Bulk send": detail.bulk_job_name or "-",
-        "Provider": f"{detail.provider or '-'} · id {detail.provider_message_id or '-'}",
-        "Sender": detail.sender or "-", "Segments": str(detail.segments),
-        "Price": f"{detail.price} {detail.price_unit or ''}" if detail.price is not None else "-",
-        "Attempts": str(detail.attempts), "Test message": "yes" if detail.is_test else "no",
-        "Sent": times.clinic_time(detail.sent_at, zone, seconds=True),
-        "Delivered": times.clinic_time(detail.delivered_at, zone, seconds=True),
-    }
+    facts = ui.message_facts(detail, zone)
     st.markdown("  \n".join(f"**{name}:** {plain(value)}" for name, value in facts.items()))
     if detail.status_reason:
         st.caption(plain(detail.status_reason))

@@ -10,7 +10,7 @@ import streamlit as st
 
 from app.errors import AppError
 from app.services import explorer
-from app.services.explorer import Cursor, FilterOptions, MessageFilter, MessageRow, Total
+from app.services.explorer import Cursor, FilterOptions, MessageDetail, MessageFilter, MessageRow, Total
 from app.services.permissions import Actor
 from app.ui import times
 from app.ui.cached import clinic_cached
@@ -28,6 +28,27 @@ PAGE_KEYS = ("after", "message")  # URL parameters that are not part of the filt
 TABLE_KEY = "messages.table"  # a number in the table's widget key: a new number clears its selection
 CLICKED_KEY = "messages.clicked"  # (table key, row) last clicked, so a click opens its message once
 LIVE_SECONDS = 2  # how often an open message that is still moving is read again
+
+
+def message_facts(detail: MessageDetail, zone: str | ZoneInfo) -> dict[str, str]:
+    """The facts at the top of an opened message, in words: a dash for what is not there (yet), one
+    dash for all of them; times in the clinic's zone, labelled."""
+    dash = times.DASH
+    provider = detail.provider or dash
+    if detail.provider and detail.provider_message_id:
+        provider = f"{detail.provider} · id {detail.provider_message_id}"
+    return {
+        "Created": times.clinic_time(detail.created_at, zone, seconds=True),
+        "Recipient": detail.recipient, "Patient": detail.patient_name or dash,
+        "Template": (f"{detail.template_name} ({detail.template_code}), version {detail.template_version}"
+                     if detail.template_code else "none (free text)"),
+        "Sent by": detail.sent_by, "Bulk send": detail.bulk_job_name or dash,
+        "Provider": provider, "Sender": detail.sender or dash, "Segments": str(detail.segments),
+        "Price": f"{detail.price} {detail.price_unit or ''}".strip() if detail.price is not None else dash,
+        "Attempts": str(detail.attempts), "Test message": "yes" if detail.is_test else "no",
+        "Sent": times.clinic_time(detail.sent_at, zone, seconds=True),
+        "Delivered": times.clinic_time(detail.delivered_at, zone, seconds=True),
+    }
 
 
 def filter_from_url() -> tuple[MessageFilter, str | None]:
