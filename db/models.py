@@ -128,6 +128,7 @@ class Patient(TenantScoped, Timestamps, SoftDelete, Base):
         Index("ix_patients_tenant_id_email", "tenant_id", "email"),
         Index("ix_patients_tenant_id_name_en", "tenant_id", "name_en"),
         Index("ix_patients_tenant_id_mrn", "tenant_id", "mrn"),
+        Index("ix_patients_tenant_id_id", "tenant_id", "id"),  # a bulk job's chunks, from the index alone
     )
 
     id: Mapped[uuid_pk]

@@ -93,7 +93,7 @@ def test_the_sends_of_a_committed_chunk_do_not_wait_for_the_next(job, first_chun
             claim.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
             lock_jobs_of(claim, sendable)  # what the claim that sends them does first
         assert time.monotonic() - started < 1.0
-    assert chunk.part is not None and len(chunk.part.statuses) == 3
+    assert chunk.part is not None and chunk.part.rows == 3
     rows = _rows(engine, tenant_id, job_id)
     assert len(rows) == len({r.patient_id for r in rows}) == 6
     assert {r.tenant_id for r in rows} == {tenant_id}, "only the clinic's own patients"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,8 +122,8 @@ def _insert_select(session: Any, tenant: Tenant, job: BulkJob, content: Content,
                       (no_consent, literal("No recorded consent to promotional messages.")), else_=literal(""))
     waiting = MessageStatus.SCHEDULED.value if job.scheduled_at else MessageStatus.QUEUED.value
     status = case((refused, literal(MessageStatus.SUPPRESSED.value)), else_=literal(waiting))
-    is_suppressed = case((refused, 1), else_=0)
-    number = (func.row_number().over(partition_by=is_suppressed, order_by=Patient.id) - 1) // BATCH_SIZE
+    # The queued rows numbered in the order the scan reads them (a running count: no sort), 500 a job.
+    number = (func.sum(case((refused, 0), else_=1)).over(rows=(None, 0)) - 1) // BATCH_SIZE
     job_id = None if job.scheduled_at else case(
         (refused, None), else_=literal(part.prefix) + cast(number, SAString))
     column = audiences.contact_column(content.channel)
@@ -149,10 +150,18 @@ def _insert_select(session: Any, tenant: Tenant, job: BulkJob, content: Content,
                             else_=literal(None, Message.finished_at.type)),
         "created_at": literal(now, Message.created_at.type), "updated_at": literal(now, Message.updated_at.type),
     }
-    for message_id, status, delivery_job in session.execute(
-            insert(Message).from_select(list(columns), query.with_only_columns(*columns.values()))
-            .returning(Message.id, Message.status, Message.delivery_job_id)):
-        part.written(message_id, MessageStatus(status), delivery_job)
+    rows = insert(Message).from_select(list(columns), query.with_only_columns(*columns.values())).returning(
+        Message.id, Message.status, Message.delivery_job_id)
+    if dialect != "postgresql":
+        for message_id, status, delivery_job in session.execute(rows):
+            part.written(status, delivery_job, [str(message_id)])
+        return
+    # PostgreSQL hands back one row per (status, delivery job), its ids as text, not 20,000 rows.
+    written = rows.cte("written")
+    for status, delivery_job, ids in session.execute(
+            select(written.c.status, written.c.delivery_job_id, func.array_agg(cast(written.c.id, SAString)))
+            .group_by(written.c.status, written.c.delivery_job_id)):
+        part.written(status, delivery_job, ids)
 
 
 def _rendered_rows(session: Any, tenant: Tenant, job: BulkJob, content: Content, now: dt.datetime,
@@ -182,7 +191,7 @@ def _rendered_rows(session: Any, tenant: Tenant, job: BulkJob, content: Content,
             queued += 1
         subject = (content.subject_ar if item.language == Language.AR and content.subject_ar else content.subject_en)
         row_id = uuid.uuid4()
-        part.written(row_id, status, delivery_job)
+        part.written(status, delivery_job, [str(row_id)])
         rows.append({
             "id": row_id, "tenant_id": tenant.id, "patient_id": item.patient_id, "bulk_job_id": job.id,
             "template_id": content.template_id, "template_version_id": content.template_version_id,
@@ -242,20 +251,26 @@ class Part:
     window: Any
     cursor: str
     prefix: str
-    statuses: list[MessageStatus] = field(default_factory=list)
+    statuses: Counter[MessageStatus] = field(default_factory=Counter)  # rows written by status
     rejected: int = 0
     batches: dict[str, list[str]] = field(default_factory=dict)  # delivery job -> its queued message ids
 
-    def written(self, message_id: Any, status: MessageStatus, delivery_job: str | None) -> None:
-        self.statuses.append(status)
+    def written(self, status: Any, delivery_job: str | None, ids: list[str]) -> None:
+        """Rows with one status and delivery job were written (their ids as text)."""
+        status = MessageStatus(status)
+        self.statuses[status] += len(ids)
         if status == MessageStatus.QUEUED and delivery_job:
-            self.batches.setdefault(delivery_job, []).append(str(message_id))
+            self.batches.setdefault(delivery_job, []).extend(ids)
+
+    @property
+    def rows(self) -> int:
+        return self.statuses.total()
 
 
 PREPARING = (BulkJobStatus.EXPANDING, BulkJobStatus.SCHEDULED, BulkJobStatus.SENDING, BulkJobStatus.PAUSED)
 
 
-def _next_part(session: Any, tenant: Tenant, job: BulkJob, content: Content) -> Part | None:
+def _next_part(session: Any, tenant: Tenant, job: BulkJob) -> Part | None:
     """The next recipients after the job's cursor (``FIRST_CHUNK``, then ``PREPARE_CHUNK`` at a time;
     None when none is left)."""
     prefix = f"{job_prefix(job.id)}{job.prepared_chunks}-"
@@ -266,12 +281,16 @@ def _next_part(session: Any, tenant: Tenant, job: BulkJob, content: Content) -> 
         if not recipients:
             return None
         return Part({"kind": "list", "recipients": recipients}, None, str(start + len(recipients)), prefix)
+    # The window is the clinic's next `size` patients by id, read from the (tenant_id, id) index alone
+    # (the audience's conditions would read each patient's row: 0.1-0.25 s a chunk at 1,000,000);
+    # who of them is in the audience is decided in the chunk, which may so write fewer rows.
     after = uuid.UUID(job.prepared_through) if job.prepared_through else None
-    ids = audiences.patients_query(job.audience, content.channel, tenant).with_only_columns(Patient.id)
+    ids = select(Patient.id).where(Patient.tenant_id == tenant.id)
     if after is not None:
         ids = ids.where(Patient.id > after)
-    chunk = ids.order_by(Patient.id).limit(size).subquery()
-    upper = session.scalar(select(chunk.c.id).order_by(chunk.c.id.desc()).limit(1))  # PostgreSQL has no max(uuid)
+    upper = session.scalar(ids.order_by(Patient.id).offset(size - 1).limit(1))
+    if upper is None:  # fewer than `size` left: up to the last (PostgreSQL has no max(uuid))
+        upper = session.scalar(ids.order_by(Patient.id.desc()).limit(1))
     if upper is None:
         return None
     window = and_(Patient.id > after, Patient.id <= upper) if after is not None else Patient.id <= upper
@@ -322,7 +341,7 @@ def _write_chunk(runtime: Runtime, clinic: uuid.UUID, bulk_job_id: uuid.UUID, no
         tenant = session.get(Tenant, job.tenant_id)
         assert tenant is not None
         content = content_of(session, job)
-        part = _next_part(session, tenant, job, content)
+        part = _next_part(session, tenant, job)
         if part is None:
             job = _locked_preparing(session, bulk_job_id)
             job.prepared_at = now
@@ -337,7 +356,7 @@ def _write_chunk(runtime: Runtime, clinic: uuid.UUID, bulk_job_id: uuid.UUID, no
             _write_rendered(runtime, session, tenant, job, content, now, rejections, part)
         job = _locked_preparing(session, bulk_job_id)
         job.prepared_through, job.prepared_chunks = part.cursor, job.prepared_chunks + 1
-        job.accepted_count = (job.accepted_count or 0) + len(part.statuses)
+        job.accepted_count = (job.accepted_count or 0) + part.rows
         job.rejected_count = (job.rejected_count or 0) + len(rejections)  # plus the file's refused rows
         if rejections:
             job.rejections = [*(job.rejections or []), *rejections][:MAX_KEPT_REJECTIONS]
@@ -444,9 +463,9 @@ def expand(runtime: Runtime, bulk_job_id: uuid.UUID) -> dict[str, int]:
             break
         if part is None:
             break
-        totals["written"] += len(part.statuses)
-        totals["queued"] += part.statuses.count(MessageStatus.QUEUED)
-        totals["suppressed"] += part.statuses.count(MessageStatus.SUPPRESSED)
+        totals["written"] += part.rows
+        totals["queued"] += part.statuses[MessageStatus.QUEUED]
+        totals["suppressed"] += part.statuses[MessageStatus.SUPPRESSED]
         totals["skipped"] += part.rejected
         try:
             batches = sorted(part.batches.items())
