@@ -88,15 +88,13 @@ def live_numbers() -> None:
 @st.fragment(run_every=get_settings().dashboard_refresh_seconds)
 def live_activity() -> None:
     period = choice.at(dt.datetime.now(dt.UTC))
-    created = st.column_config.DatetimeColumn(f"Created ({zone})", format="YYYY-MM-DD HH:mm")
     recent, failures = st.columns([3, 2])
     with recent:
         st.subheader("Recent messages", anchor=False)
         table = reports.recent_messages(actor)
         if table is not None:
-            st.dataframe(table, hide_index=True, key="recent_messages", column_config={
-                "Created": created, "Details": st.column_config.LinkColumn("Details", display_text="Open"),
-            })
+            st.dataframe(table, hide_index=True, key="recent_messages",
+                         column_config=reports.recent_messages_columns(zone))
     with failures:
         st.subheader("Recent failures", anchor=False)
         reasons = reports.failure_reasons(actor, period)
@@ -111,7 +109,7 @@ def live_activity() -> None:
     if jobs is not None and jobs.empty:
         st.caption("No bulk job is being prepared, sending, paused or waiting for its time right now.")
     elif jobs is not None:
-        st.dataframe(jobs, hide_index=True, key="bulk_jobs", column_config={"Created": created})
+        st.dataframe(jobs, hide_index=True, key="bulk_jobs", column_config={"Created": reports.created_column(zone)})
 
 
 live_numbers()

@@ -17,7 +17,7 @@ from app.analytics.store import NO_FILTERS, Filters, Period
 from app.errors import ValidationError
 from app.services import analytics
 from app.services.permissions import Actor, Permission
-from app.ui import cached, feedback
+from app.ui import cached, feedback, times
 from app.ui.text import as_text
 from db.tenancy import TenantSession
 from db.types import utcnow
@@ -146,8 +146,26 @@ _moving_jobs = cached.clinic_cached(ttl=CACHE_SECONDS)(analytics.bulk_jobs_in_pr
 
 
 def recent_messages(actor: Actor) -> pd.DataFrame | None:
-    """The Dashboard's newest messages, at most ``CACHE_SECONDS`` old."""
-    return feedback.attempt(lambda: _recent(actor))
+    """The Dashboard's newest messages, at most ``CACHE_SECONDS`` old; the "Open" link and the status
+    first, where a long template name or reason cannot push them out of the Dashboard's left column."""
+    table = feedback.attempt(lambda: _recent(actor))
+    first = ["Details", "Created", "Channel", "Status"]
+    return None if table is None else table[[*first, *(c for c in table.columns if c not in first)]]
+
+
+def created_column(zone: str) -> st.column_config.DatetimeColumn:
+    """A Dashboard table's "Created" column: the clinic's time in the app's one display format, the zone named."""
+    return st.column_config.DatetimeColumn(times.heading("Created", zone), format=times.DISPLAY_FORMAT)
+
+
+def recent_messages_columns(zone: str) -> dict[str, st.column_config.Column]:
+    """How the Dashboard's recent messages are shown: the "Open" link narrow (and first), times in the
+    app's one format."""
+    return {
+        "Created": created_column(zone),
+        "Channel": st.column_config.TextColumn(width="small"),
+        "Details": st.column_config.LinkColumn("Details", display_text="Open", width="small"),
+    }
 
 
 def failure_reasons(actor: Actor, period: Period) -> pd.DataFrame | None:

@@ -142,3 +142,18 @@ def test_the_live_window_slides_with_each_refresh() -> None:
     assert first.end == dt.datetime(2026, 12, 6, 4, 10, tzinfo=dt.UTC)
     assert later.end == dt.datetime(2026, 12, 6, 5, 20, tzinfo=dt.UTC)  # a message sent meanwhile is inside
     assert later.start == dt.datetime(2026, 11, 29, 5, tzinfo=dt.UTC) and later.timezone == "Asia/Riyadh"
+
+
+def test_recent_messages_show_times_in_the_one_format_and_keep_the_open_link_narrow(clinic: Clinic) -> None:
+    """The Dashboard's recent messages use the app's one time format (6 Dec 2026, 13:01, not
+    2026-12-06 13:01) and the "Open" link first and narrow, so it is not cut off at 1,400 px."""
+    import json
+
+    add_message(clinic.engine, clinic.admin.tenant_id, created_at=dt.datetime.now(dt.UTC), status=MessageStatus.QUEUED)
+    at = signed_in(clinic.admin)
+    recent = next(d for d in at.dataframe if "Details" in d.value.columns)
+    columns = json.loads(recent.proto.columns)
+    assert columns["Created"]["type_config"]["format"] == "D MMM YYYY, HH:mm"
+    assert columns["Details"]["type_config"]["display_text"] == "Open" and columns["Details"]["width"] == "small"
+    # first: a long template name or reason cannot push them out of view
+    assert recent.value.columns.tolist()[:4] == ["Details", "Created", "Channel", "Status"]
