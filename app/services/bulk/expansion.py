@@ -3,8 +3,9 @@
 Streamed: the recipients are prepared ``PREPARE_CHUNK`` at a time in a resumable order (patient id,
 or position in a list). Each chunk is written in one transaction (one preparation of a job at a
 time; the job's row locked only for the moment before the commit, so its sends never wait for a
-chunk), together with the job's cursor (``prepared_through``), and queued as soon as it commits, so the
-first messages leave while the rest is prepared. A crash loses only the chunk in flight; a re-run
+chunk), together with the job's cursor (``prepared_through``), and queued as soon as it commits (on a
+second thread, while the next chunk is written), so the first messages leave while the rest is
+prepared. A crash loses only the chunk in flight; a re-run
 goes on after the cursor, and a re-run after the last chunk (``prepared_at`` set) writes nothing.
 So recipients are neither lost nor duplicated.
 
@@ -27,6 +28,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -445,6 +447,19 @@ def _refresh_statistics(runtime: Runtime) -> None:
         log.warning("could not ANALYZE messages after a bulk expansion (%s)", type(exc).__name__)
 
 
+def _enqueue_part(queue: JobQueue, bulk_job_id: uuid.UUID, part: Part) -> int:
+    """Hand a committed chunk's delivery jobs to the queue; how many (0 when the queue refused: the
+    rows are safe, and the sweeper enqueues them later)."""
+    batches = sorted(part.batches.items())
+    try:
+        for start in range(0, len(batches), ENQUEUE_GROUP):
+            queue.enqueue_batches(batches[start:start + ENQUEUE_GROUP])
+    except Exception as exc:  # noqa: BLE001
+        log.warning("bulk job %s: enqueue failed (%s); the sweeper will retry", bulk_job_id, type(exc).__name__)
+        return 0
+    return len(batches)
+
+
 def expand(runtime: Runtime, bulk_job_id: uuid.UUID) -> dict[str, int]:
     """The worker job: prepare the job a chunk at a time, each chunk committed and then queued, so
     the first messages leave while the rest is prepared. Safe to run twice or after a crash: it goes
@@ -455,25 +470,27 @@ def expand(runtime: Runtime, bulk_job_id: uuid.UUID) -> dict[str, int]:
     """
     totals = {"written": 0, "queued": 0, "suppressed": 0, "skipped": 0, "enqueued_jobs": 0}
     clinic = clinic_of(runtime.engine, BulkJob, bulk_job_id)
-    while clinic is not None:
-        try:
-            part = write_chunk(runtime, bulk_job_id)
-        except AppError as exc:
-            _fail(runtime, bulk_job_id, str(exc))
-            break
-        if part is None:
-            break
-        totals["written"] += part.rows
-        totals["queued"] += part.statuses[MessageStatus.QUEUED]
-        totals["suppressed"] += part.statuses[MessageStatus.SUPPRESSED]
-        totals["skipped"] += part.rejected
-        try:
-            batches = sorted(part.batches.items())
-            for start in range(0, len(batches), ENQUEUE_GROUP):
-                runtime.queue.enqueue_batches(batches[start:start + ENQUEUE_GROUP])
-            totals["enqueued_jobs"] += len(batches)
-        except Exception as exc:  # noqa: BLE001 - the rows are safe; the sweeper enqueues them later
-            log.warning("bulk job %s: enqueue failed (%s); the sweeper will retry", bulk_job_id, type(exc).__name__)
+    # A committed chunk is queued on a second thread while the next one is written (the database
+    # works meanwhile); chunks are queued in order, each before the one after the next is written.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk-enqueue") as enqueuer:
+        queued: Future[int] | None = None
+        while clinic is not None:
+            try:
+                part = write_chunk(runtime, bulk_job_id)
+            except AppError as exc:
+                _fail(runtime, bulk_job_id, str(exc))
+                break
+            if part is None:
+                break
+            totals["written"] += part.rows
+            totals["queued"] += part.statuses[MessageStatus.QUEUED]
+            totals["suppressed"] += part.statuses[MessageStatus.SUPPRESSED]
+            totals["skipped"] += part.rejected
+            if queued is not None:
+                totals["enqueued_jobs"] += queued.result()
+            queued = enqueuer.submit(_enqueue_part, runtime.queue, bulk_job_id, part)
+        if queued is not None:
+            totals["enqueued_jobs"] += queued.result()
     if totals["written"] >= ANALYZE_AFTER_ROWS:
         _refresh_statistics(runtime)
     log.info("bulk job %s prepared: %d rows, %d queued, %d delivery jobs", bulk_job_id, totals["written"],
