@@ -53,6 +53,10 @@ MAX_TEMPLATE_NODES = 2_000  # parts of a parsed template (a variable, a filter, 
 MAX_TEMPLATE_DEPTH = 60  # how deeply those parts may nest (brackets inside brackets ...)
 
 _SINGLE_BRACE = re.compile(r"(?<!\{)\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}(?!\})")
+# Jinja's own constructs in a template's source: an expression {{ ... }}, a statement {% ... %}, a comment
+# {# ... #}, and a single-brace placeholder {name}. The braces checker sets them aside; a screen showing
+# Arabic source lays each out left to right (app.ui.rtl.source_markdown).
+TEMPLATE_CONSTRUCT = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}|" + _SINGLE_BRACE.pattern, re.DOTALL)
 _DIGITS = re.compile(r"\d+")
 
 _TOO_LONG = "the result would be too long"

@@ -12,18 +12,27 @@ Directional control characters already in the text (embeddings, overrides, isola
 U+202A..U+202E, U+2066..U+2069) are removed from what is shown, so stored text cannot close our
 isolate early or reverse the screen to hide what it says. ``show`` also right-aligns what it draws
 (a fixed stylesheet on its own containers), on every page that shows Arabic.
+
+A template's Arabic *source* (``show_source``) also has Latin placeholders in it: ``{{ patient_name }}``
+laid out right to left would show its braces flipped and could be broken across lines. Each Jinja
+construct (``app.templating.TEMPLATE_CONSTRUCT``: ``{{ name }}``, ``{name}``, ``{% if %}``, ``{# #}``) is
+shown as a LEFT-TO-RIGHT ISOLATE (U+2066) ... POP DIRECTIONAL ISOLATE pair inside the line: it reads as
+written, in its place in the Arabic sentence. Display only: the stored and sent text never holds them.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import streamlit as st
 
 from app.bidi import reads_right_to_left
+from app.templating import TEMPLATE_CONSTRUCT
 from app.ui.text import PDI, plain, strip_bidi_controls
 
 RLI = "\u2067"  # RIGHT-TO-LEFT ISOLATE
+LRI = "\u2066"  # LEFT-TO-RIGHT ISOLATE
 
 
 def isolate(line: str) -> str:
@@ -35,6 +44,25 @@ def rtl_markdown(text: str) -> str:
     """``text`` as Markdown that shows it literally, each line right to left, line breaks kept."""
     lines = [isolate(plain(line)) if line.strip() else "" for line in str(text).splitlines()]
     return "  \n".join(lines)
+
+
+def _escaped(text: str) -> str:
+    return strip_bidi_controls(plain(text))  # plain's own isolate goes: the line's RLI holds it
+
+
+def _source_line(line: str) -> str:
+    line, parts, at = strip_bidi_controls(line), [], 0
+    for construct in TEMPLATE_CONSTRUCT.finditer(line):
+        parts += [_escaped(line[at:construct.start()]), f"{LRI}{_escaped(construct.group())}{PDI}"]
+        at = construct.end()
+    parts.append(_escaped(line[at:]))
+    return f"{RLI}{''.join(parts)}{PDI}"
+
+
+def source_markdown(text: str) -> str:
+    """A template's source as ``rtl_markdown`` shows it, each placeholder a left-to-right isolate
+    (display only, see above)."""
+    return "  \n".join(_source_line(line) if line.strip() else "" for line in str(text).splitlines())
 
 
 # A fixed stylesheet (no stored or typed content ever goes into it): Arabic text boxes (widget
@@ -55,10 +83,19 @@ def style_arabic_inputs() -> None:
 
 def show(text: str, *, empty: str = "(empty)") -> None:
     """Draw ``text`` right to left and right-aligned (or ``empty`` as a caption when there is nothing)."""
+    _draw(text, rtl_markdown, empty)
+
+
+def show_source(text: str, *, empty: str = "(empty)") -> None:
+    """A template's Arabic source, like ``show``, its placeholders left to right (``source_markdown``)."""
+    _draw(text, source_markdown, empty)
+
+
+def _draw(text: str, as_markdown: Callable[[str], str], empty: str) -> None:
     if str(text).strip():
         style_arabic_inputs()  # style only: takes no room on the page, harmless when repeated
         with st.container(key=f"rtl-{next(_containers)}"):
-            st.markdown(rtl_markdown(text))
+            st.markdown(as_markdown(text))
     else:
         st.caption(empty)
 

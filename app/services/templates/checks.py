@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,13 +22,12 @@ from app.errors import ValidationError
 from app.reply_lint import reply_warnings
 from app.segments import count_segments
 from app.services.message_content import CHANNEL_BODY_LIMITS, STANDARD_VARIABLES
-from app.templating import TemplateRenderError, compile_template, convert_single_braces
+from app.templating import TEMPLATE_CONSTRUCT, TemplateRenderError, compile_template, convert_single_braces
 from db.enums import Channel, Language, MessageClass
 
 MAX_SUBJECT_CHARS = 300
 CUSTOM_SAMPLE_VALUE = "sample"
 
-_JINJA_CONSTRUCT = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 CONTENT_FIELDS = ("subject_en", "body_en", "subject_ar", "body_ar")
 # Variables that carry a patient's clinical details, refused in promotional templates (PDPL:
 # health data is sensitive; an advertising or awareness message must not reveal anyone's care).
@@ -167,7 +165,7 @@ def _unknown(used: Iterable[str], known: Iterable[str]) -> tuple[UnknownVariable
 
 
 def _check_braces(source: str) -> None:
-    rest = _JINJA_CONSTRUCT.sub("", convert_single_braces(source))
+    rest = TEMPLATE_CONSTRUCT.sub("", convert_single_braces(source))
     if "{" in rest or "}" in rest:
         brace = "{" if "{" in rest else "}"
         raise TemplateRenderError(

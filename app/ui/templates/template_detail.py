@@ -77,9 +77,9 @@ def text_tab(detail: TemplateDetail) -> None:
         st.markdown("**Arabic**")
         if is_email and detail.subject_ar:
             st.caption("Subject")
-            rtl.show(detail.subject_ar)
+            rtl.show_source(detail.subject_ar)
             st.caption("Text")
-        rtl.show(detail.body_ar, empty=ARABIC_EMPTY)
+        rtl.show_source(detail.body_ar, empty=ARABIC_EMPTY)
         if detail.body_ar.strip():
             show_check(arabic)
     if detail.variables:
@@ -123,8 +123,8 @@ def versions_tab(detail: TemplateDetail, local: ZoneInfo, can_edit: bool) -> Non
         st.code(old.body_en, language=None, wrap_lines=True)
     with arabic_column:
         if old.subject_ar:
-            rtl.show(old.subject_ar)
-        rtl.show(old.body_ar, empty=ARABIC_EMPTY)
+            rtl.show_source(old.subject_ar)
+        rtl.show_source(old.body_ar, empty=ARABIC_EMPTY)
     if can_edit and chosen != detail.current_version:
         if st.button(f"Restore version {chosen}", icon=":material/history:", key=f"restore_{detail.id}"):
             restored = feedback.service(templates.restore_version, detail.id, chosen)
