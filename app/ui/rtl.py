@@ -16,8 +16,10 @@ isolate early or reverse the screen to hide what it says. ``show`` also right-al
 A template's Arabic *source* (``show_source``) also has Latin placeholders in it: ``{{ patient_name }}``
 laid out right to left would show its braces flipped and could be broken across lines. Each Jinja
 construct (``app.templating.TEMPLATE_CONSTRUCT``: ``{{ name }}``, ``{name}``, ``{% if %}``, ``{# #}``) is
-shown as a LEFT-TO-RIGHT ISOLATE (U+2066) ... POP DIRECTIONAL ISOLATE pair inside the line: it reads as
-written, in its place in the Arabic sentence. Display only: the stored and sent text never holds them.
+shown as a LEFT-TO-RIGHT ISOLATE (U+2066) ... POP DIRECTIONAL ISOLATE pair inside the line, its spaces
+no-break spaces: it reads as written, in one piece, in its place in the Arabic sentence (a no-break
+space is still a space to Jinja, should the text be copied back). Display only: the stored and sent
+text never holds them.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from app.ui.text import PDI, plain, strip_bidi_controls
 
 RLI = "\u2067"  # RIGHT-TO-LEFT ISOLATE
 LRI = "\u2066"  # LEFT-TO-RIGHT ISOLATE
+NBSP = "\u00a0"  # NO-BREAK SPACE
 
 
 def isolate(line: str) -> str:
@@ -53,7 +56,8 @@ def _escaped(text: str) -> str:
 def _source_line(line: str) -> str:
     line, parts, at = strip_bidi_controls(line), [], 0
     for construct in TEMPLATE_CONSTRUCT.finditer(line):
-        parts += [_escaped(line[at:construct.start()]), f"{LRI}{_escaped(construct.group())}{PDI}"]
+        unbroken = construct.group().replace(" ", NBSP)  # a line may not end inside it
+        parts += [_escaped(line[at:construct.start()]), f"{LRI}{_escaped(unbroken)}{PDI}"]
         at = construct.end()
     parts.append(_escaped(line[at:]))
     return f"{RLI}{''.join(parts)}{PDI}"

@@ -324,16 +324,18 @@ def test_an_email_needs_a_subject(clinic: Clinic) -> None:
 
 def test_the_arabic_source_shows_each_placeholder_left_to_right_and_stores_it_unchanged(clinic: Clinic) -> None:
     """Review 19b, point 1: in the Text tab (and an earlier version read in Versions) the Arabic source's
-    placeholders are left-to-right isolates, so their braces are not flipped nor the placeholder broken;
+    placeholders are left-to-right isolates with no-break spaces, so their braces are not flipped nor the
+    placeholder broken across lines;
     the stored text and what is sent hold no isolate."""
     body_ar = "{{ patient_name }}، موعدك يوم {{ appointment_date }} الساعة {appointment_time}."
     template = edit(clinic, make_template(clinic, body_ar=body_ar), "Reminder: {appointment_date}.")
     at = open_template(templates_page(clinic), template)
 
     sources = [text for text in markdown(at) if text.startswith(rtl.RLI) and "appointment" in text]
-    placeholder = f"{rtl.LRI}\\{{\\{{ appointment\\_date \\}}\\}}{rtl.PDI}"
+    placeholder = f"{rtl.LRI}\\{{\\{{{rtl.NBSP}appointment\\_date{rtl.NBSP}\\}}\\}}{rtl.PDI}"
     assert len(sources) == 2, sources  # the Text tab, and version 1 in the Versions tab
-    assert all(text.startswith(f"{rtl.RLI}{rtl.LRI}\\{{\\{{ patient\\_name \\}}\\}}{rtl.PDI}") for text in sources)
+    first = f"{rtl.RLI}{rtl.LRI}\\{{\\{{{rtl.NBSP}patient\\_name{rtl.NBSP}\\}}\\}}{rtl.PDI}"
+    assert all(text.startswith(first) for text in sources)
     assert all(placeholder in text and f"{rtl.LRI}\\{{appointment\\_time\\}}{rtl.PDI}" in text for text in sources)
     with tenant_session(clinic.engine, clinic.admin.tenant_id) as db:
         assert templates.get_template(db, clinic.admin, template.id).body_ar == body_ar
