@@ -1,22 +1,32 @@
 """Per-sender send pacing shared by every worker (Redis), or within one process (embedded).
 
-The limiter hands out send slots spaced ``1/rate`` seconds apart (GCRA without burst): a
-caller reserves the next free slot and sleeps until it. Slots are reserved atomically in Redis
-by a Lua script, so N workers together never exceed the rate. We pace at ``SAFETY`` of the
-configured rate so network jitter between us and the provider cannot push a one-second window
-over the limit, and a caller that wakes up late for its slot (a busy CPU) gives the slot up and
-takes a new one instead of sending late, which would bunch requests together.
+Two rules, both shared by all callers of a sender:
+
+- *Spacing*: send slots ``1/rate`` apart (GCRA without burst), at ``SAFETY`` of the configured
+  rate: a caller reserves the next free slot and sleeps until it.
+- *The window*: a request starts only while fewer than ``window_limit(rate)`` requests started in
+  the second before it (a log of real start times, not of slots). A caller that wakes late for
+  its slot (a busy CPU) still sends when the window has room, so no slot is wasted; when its
+  lateness would bunch requests over the limit, it waits for room and takes a new slot.
+
+Spacing keeps requests smooth; the window makes "never above the provider's rate in any second"
+hold whatever the callers' timing, with ``WINDOW_MARGIN`` left for network jitter between us and
+the provider. In Redis both are Lua scripts, atomic across worker processes and machines.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+import uuid
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-SAFETY = 0.965
-LATE_SLOT_SECONDS = 0.01  # a caller that wakes this late for its slot gives it up and takes a new one
+SAFETY = 0.965  # slots are spaced at this share of the configured rate
+WINDOW_MARGIN = 0.03  # the window admits this share less than the rate: room for network jitter
+WINDOW_SECONDS = 1.0
 MAX_SLOT_TRIES = 50
 
 _RESERVE = """
@@ -28,6 +38,27 @@ if tat < now then tat = now end
 redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.floor((tat - now + interval) / 1000) + 1000)
 return tostring(tat - now)
 """
+
+# Admit one request now if the last window holds fewer than the limit; else the microseconds until
+# the oldest start leaves the window.
+_ADMIT = """
+local now_ms = redis.call('TIME')
+local now = tonumber(now_ms[1]) * 1000000 + tonumber(now_ms[2])
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.floor(window / 1000) + 1000)
+  return '0'
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return tostring(tonumber(oldest[2]) + window - now)
+"""
+
+
+def window_limit(rate_per_second: float) -> int:
+    """Most requests that may start in any one window (at least one)."""
+    return max(1, math.floor(rate_per_second * WINDOW_SECONDS * (1 - WINDOW_MARGIN)))
 
 
 class RateLimiter(Protocol):
@@ -42,6 +73,7 @@ class LocalRateLimiter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._next: dict[str, float] = {}
+        self._started: dict[str, deque[float]] = {}
 
     def _reserve(self, key: str, interval: float) -> float:
         with self._lock:
@@ -50,8 +82,20 @@ class LocalRateLimiter:
             self._next[key] = slot + interval
         return slot - now
 
+    def _admit(self, key: str, limit: int) -> float:
+        with self._lock:
+            now = time.monotonic()
+            started = self._started.setdefault(key, deque())
+            while started and started[0] <= now - WINDOW_SECONDS:
+                started.popleft()
+            if len(started) < limit:
+                started.append(now)
+                return 0.0
+            return started[0] + WINDOW_SECONDS - now
+
     def wait_for_slot(self, key: str, rate_per_second: float) -> float:
-        return _wait(lambda: self._reserve(key, 1.0 / (rate_per_second * SAFETY)))
+        return _wait(lambda: self._reserve(key, 1.0 / (rate_per_second * SAFETY)),
+                     lambda: self._admit(key, window_limit(rate_per_second)))
 
 
 class RedisRateLimiter:
@@ -60,21 +104,36 @@ class RedisRateLimiter:
     def __init__(self, redis_client, prefix: str = "clinic:rate:") -> None:  # type: ignore[no-untyped-def]
         self._redis = redis_client
         self._prefix = prefix
-        self._script = redis_client.register_script(_RESERVE)
+        self._reserve = redis_client.register_script(_RESERVE)
+        self._admit = redis_client.register_script(_ADMIT)
 
     def wait_for_slot(self, key: str, rate_per_second: float) -> float:
         interval_us = int(1_000_000 / (rate_per_second * SAFETY))
-        return _wait(lambda: int(float(self._script(keys=[self._prefix + key], args=[interval_us]))) / 1_000_000)
+        limit = window_limit(rate_per_second)
+        window_us = int(WINDOW_SECONDS * 1_000_000)
+
+        def reserve() -> float:
+            return int(float(self._reserve(keys=[self._prefix + key], args=[interval_us]))) / 1_000_000
+
+        def admit() -> float:
+            member = uuid.uuid4().hex
+            waited = self._admit(keys=[f"{self._prefix}{key}:started"], args=[window_us, limit, member])
+            return int(float(waited)) / 1_000_000
+
+        return _wait(reserve, admit)
 
 
-def _wait(reserve: Callable[[], float]) -> float:
-    """Reserve a slot and sleep until it; take a new one if we woke up too late. Seconds waited."""
+def _wait(reserve: Callable[[], float], admit: Callable[[], float]) -> float:
+    """Reserve a slot and sleep until it, then start if the window has room; otherwise wait for
+    room and take a new slot (waiting callers woken together by the same room would start
+    together: a burst that the window would then repeat every second). Seconds waited."""
     started = time.monotonic()
     for _ in range(MAX_SLOT_TRIES):
         delay = reserve()
-        target = time.monotonic() + max(delay, 0.0)
         if delay > 0:
             time.sleep(delay)
-        if time.monotonic() - target <= LATE_SLOT_SECONDS:
+        room_in = admit()
+        if room_in <= 0:
             break
+        time.sleep(room_in)
     return time.monotonic() - started
