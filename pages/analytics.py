@@ -71,7 +71,8 @@ def reminders_and_replies() -> None:
          "No appointment in this period has its attendance recorded yet (completed or no-show, from the "
          "clinic's system).")
     if not results.no_shows.empty:
-        st.dataframe(results.no_shows, hide_index=True, key="no_shows_table")
+        st.dataframe(results.no_shows, hide_index=True, key="no_shows_table",
+                     column_config=reports.count_columns(results.no_shows))
     show(charts.reply_time, results.reply_times, "front_desk_reply_time",
          "No replies went to the front desk in this period.")
     show(charts.replies_by_intent, results.intents, "replies_by_intent", "No replies from patients in this period.")
@@ -86,14 +87,16 @@ with tabs[open_tab]:
     elif open_tab == "Channels":
         show(charts.channel_comparison, report.channels, "channel_comparison")
         if not report.channels.empty:
-            st.dataframe(report.channels, hide_index=True, key="channels_table")
+            st.dataframe(report.channels, hide_index=True, key="channels_table",
+                         column_config=reports.count_columns(report.channels))
     elif open_tab == "Templates":
         show(charts.top_templates, report.templates, "templates_by_volume")
         show(by_rate, report.templates, "templates_by_success_rate")
     elif open_tab == "Failures":
         show(charts.failure_pareto, report.failures, "failure_reasons")
         if not report.failures.empty:
-            st.dataframe(report.failures, hide_index=True, key="failures_table")
+            st.dataframe(report.failures, hide_index=True, key="failures_table",
+                         column_config=reports.count_columns(report.failures))
     elif open_tab == "Cost":
         show(charts.cost_per_day, report.cost_daily, "cost_per_day")
         show(charts.cost_per_template, report.templates, "cost_per_template")

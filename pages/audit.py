@@ -10,7 +10,7 @@ import streamlit as st
 from app.services import audit
 from app.services.audit import AuditCursor, AuditFilter
 from app.services.permissions import Permission
-from app.ui import cached, feedback, session, times
+from app.ui import cached, feedback, reports, session, times
 from app.ui.text import as_text
 
 actor = session.require_actor(Permission.VIEW_AUDIT)
@@ -81,7 +81,7 @@ if page.entries:
             for entry in page.entries
         ],
         hide_index=True,
-        column_config={when: times.column(seconds=True), "Id": st.column_config.TextColumn(width="small")},
+        column_config=reports.audit_columns(when),
     )
 else:
     st.info("No audit entries match these filters.", icon=":material/info:")

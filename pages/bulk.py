@@ -20,7 +20,7 @@ from app.services.bulk import recipients as ri
 from app.services.bulk import wizard as bulk_wizard
 from app.services.bulk.wizard import Draft, DryRun
 from app.services.permissions import Permission
-from app.ui import cached, feedback, rtl, session, times
+from app.ui import cached, feedback, reports, rtl, session, times
 from app.ui.text import as_text, counted, plain
 from db.enums import BULK_JOB_MOVING, BulkJobStatus, Channel, Language, MessageClass
 
@@ -174,8 +174,8 @@ def show_review(review: DryRun) -> None:
         notes.append(f"SMS parts: {review.segments_total:,}.")
     if notes:
         st.caption(" ".join(notes))
-    st.dataframe([{"Channel and language": k, "Will be sent": v} for k, v in review.will_send.items()],
-                 hide_index=True)
+    will_send = [{"Channel and language": k, "Will be sent": v} for k, v in review.will_send.items()]
+    st.dataframe(will_send, hide_index=True, column_config=reports.count_columns(will_send))
     for note in review.notes:
         st.warning(plain(note))
     for sample in review.samples:
@@ -339,11 +339,11 @@ def jobs_list() -> None:
     clinic = feedback.attempt(lambda: cached.clinic(actor))
     zone = clinic.timezone if clinic is not None else "UTC"
     created = times.heading("Created", zone)
-    st.dataframe([{created: times.local(j.created_at, zone), "Name": j.name, "By": j.created_by,
-                   "Channel": j.channel.label, "Audience": j.audience, "Content": j.content,
-                   "Recipients": j.recipients, "Messages": j.written, "Refused": j.refused,
-                   "Status": j.status.label} for j in jobs],
-                 hide_index=True, column_config={created: times.column()})
+    rows = [{created: times.local(j.created_at, zone), "Name": j.name, "By": j.created_by,
+             "Channel": j.channel.label, "Audience": j.audience, "Content": j.content,
+             "Recipients": j.recipients, "Messages": j.written, "Refused": j.refused,
+             "Status": j.status.label} for j in jobs]
+    st.dataframe(rows, hide_index=True, column_config={**reports.count_columns(rows), created: times.column()})
     ids = [str(j.id) for j in jobs]
     if st.session_state.get(OPEN_JOB) not in ids:
         st.session_state[OPEN_JOB] = ids[0]

@@ -109,7 +109,8 @@ def live_activity() -> None:
     if jobs is not None and jobs.empty:
         st.caption("No bulk job is being prepared, sending, paused or waiting for its time right now.")
     elif jobs is not None:
-        st.dataframe(jobs, hide_index=True, key="bulk_jobs", column_config={"Created": reports.created_column(zone)})
+        st.dataframe(jobs, hide_index=True, key="bulk_jobs",
+                     column_config={**reports.count_columns(jobs), "Created": reports.created_column(zone)})
 
 
 live_numbers()

@@ -12,7 +12,7 @@ from app.services import explorer, patients
 from app.services.explorer import MessageFilter
 from app.services.patients import SOURCE_LABELS, PreferenceUpdate
 from app.services.permissions import Permission
-from app.ui import cached, feedback, patient_contacts, rtl, send_one, session, times
+from app.ui import cached, feedback, patient_contacts, reports, rtl, send_one, session, times
 from app.ui import explorer as ui
 from app.ui.text import plain
 from db.enums import Channel, Language
@@ -65,15 +65,16 @@ for line in detail.why_not:
 if actor.can(Permission.SEND_MESSAGES):
     send_one.section(p.id)
 
+st.subheader("Preferences", anchor=False)
 left, right = st.columns(2, gap="large")
 with left:
-    st.subheader("Preferences", anchor=False)
     quiet = (f"{prefs.quiet_hours_start:%H:%M}-{prefs.quiet_hours_end:%H:%M}"
              if prefs.quiet_hours_start and prefs.quiet_hours_end else "none")
     st.markdown("  \n".join([
         *(f"**{c.label}:** {'yes' if prefs.allows(c) else 'opted out'}" for c in Channel),
         f"**Language:** {prefs.language.value.upper() if prefs.language else 'as the patient record'}",
         f"**Quiet hours:** {quiet}"]))
+with right:
     if actor.can(Permission.EDIT_PREFERENCES):
         with st.form(f"prefs-{p.id}"):
             st.caption("Change only when the patient asks; the reason is kept in the history.")
@@ -91,17 +92,16 @@ with left:
                 feedback.flash("prefs", "Preferences saved.")
                 st.rerun()
         feedback.show_flash("prefs")
-with right:
-    st.subheader("Opt-out and preference history", anchor=False)
-    if detail.history:
-        when = times.heading("When", zone)
-        st.dataframe([{when: times.local(h.at, zone), "What": h.what,
-                       "From": h.before, "To": h.after, "Source": SOURCE_LABELS[h.source],
-                       "By": h.changed_by, "Reason": h.reason} for h in detail.history],
-                     hide_index=True, width="stretch",
-                     column_config={when: times.column()})
-    else:
-        st.caption("No changes recorded.")
+
+# the page's full width: seven columns, the reason last (in a half-width column By and Reason were cut off)
+st.subheader("Opt-out and preference history", anchor=False)
+if detail.history:
+    when = times.heading("When", zone)
+    st.dataframe([{when: times.local(h.at, zone), "What": h.what, "From": h.before, "To": h.after,
+                   "Source": SOURCE_LABELS[h.source], "By": h.changed_by, "Reason": h.reason} for h in detail.history],
+                 hide_index=True, width="stretch", column_config=reports.preference_history_columns(when))
+else:
+    st.caption("No changes recorded.")
 
 st.subheader("Messages", anchor=False)
 theirs = MessageFilter(period="all", patient_id=p.id)

@@ -1,9 +1,11 @@
-"""Widgets shared by the Dashboard and Analytics pages: the period picker and a chart with its CSV."""
+"""Widgets shared by the Dashboard and Analytics pages: the period picker and a chart with its CSV; and
+how the app's tables show their columns: one format for a count (``count_columns``: 5,251, not 5251)
+and the columns of the wide tables, set so that what matters is in view at 1,400 px."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -186,3 +188,67 @@ def amount(value: float | None, unit: str) -> str:
     """``25.5 min``; a dash when there is nothing to measure."""
     return "—" if value is None else f"{value:g} {unit}"
 
+
+
+# -- tables ----------------------------------------------------------------------------------------
+
+COUNT_FORMAT = "%,d"  # 5,251: a count in a table reads as text writes it (f"{n:,}", app.ui.text.counted)
+
+
+def count_column(label: str | None = None, *, help: str | None = None) -> st.column_config.NumberColumn:
+    """A table column of counts: thousands separated (5,251)."""
+    return st.column_config.NumberColumn(label, format=COUNT_FORMAT, help=help)
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def count_columns(table: pd.DataFrame | Iterable[Mapping[str, object]]) -> dict[str, st.column_config.Column]:
+    """A ``count_column`` for each column of whole numbers in ``table`` (a frame, or rows as dicts):
+    the one number format of the app's tables. Merge the table's own columns over it."""
+    if isinstance(table, pd.DataFrame):
+        return {name: count_column() for name, kind in table.dtypes.items()
+                if pd.api.types.is_integer_dtype(kind) and not pd.api.types.is_bool_dtype(kind)}
+    rows = list(table)
+    names = dict.fromkeys(name for row in rows for name in row)
+    return {name: count_column() for name in names
+            if any(_whole(row.get(name)) for row in rows)
+            and all(_whole(row.get(name)) or row.get(name) is None for row in rows)}
+
+
+def template_list_columns(last_used: str) -> dict[str, st.column_config.Column]:
+    """The Templates list: code and name kept to a width (the picker below names them in full), so
+    "Last used" is in view at 1,400 px; the version, least asked for, comes last."""
+    return {
+        "Code": st.column_config.TextColumn(width=180),
+        "Name": st.column_config.TextColumn(width=180),
+        "Sent": count_column(help="Messages sent with it (test sends left out)."),
+        "Delivery rate": st.column_config.NumberColumn(format="percent", help="Delivered out of delivered or failed."),
+        last_used: times.column(help="Never used when empty."),
+        "Version": count_column(),
+    }
+
+
+def audit_columns(when: str) -> dict[str, st.column_config.Column]:
+    """The Audit log: the details wide enough to read at 1,400 px; the raw id last and narrow (the
+    object is named in words before it)."""
+    return {
+        when: times.column(seconds=True),
+        "Who": st.column_config.TextColumn(width=110),
+        "Action": st.column_config.TextColumn(width=120),
+        "Object": st.column_config.TextColumn(width=190),
+        "Details": st.column_config.TextColumn(width=330),
+        "Id": st.column_config.TextColumn(width="small"),
+    }
+
+
+def preference_history_columns(when: str) -> dict[str, st.column_config.Column]:
+    """A patient's opt-out and preference history (the page's full width): who and why in view, the
+    free-text reason last, where it has the rest of the row."""
+    return {
+        when: times.column(),
+        "What": st.column_config.TextColumn(width=140),
+        "By": st.column_config.TextColumn(width=120),
+        "Reason": st.column_config.TextColumn(width="large"),
+    }

@@ -88,3 +88,19 @@ def test_an_empty_period_says_so_instead_of_drawing_nothing(clinic: Clinic) -> N
     assert not at.exception
     assert "Delivery rate: no messages in this period." in [c.value for c in at.caption]
     assert not at.get("download_button")
+
+
+def test_the_channels_and_failures_tables_count_with_thousands_separators(clinic: Clinic) -> None:
+    """Review 19b, point 3: every count in a table reads 5,251, not 5251 (app.ui.reports.count_columns)."""
+    import json
+
+    _history(clinic)
+    at = open_tab(signed_in(clinic.analyst), "Channels")
+    channels = next(d for d in at.dataframe if "Median time to delivered (s)" in d.value.columns)
+    formats = {name: c.get("type_config", {}).get("format") for name, c in json.loads(channels.proto.columns).items()}
+    assert {name: formats[name] for name in ("Messages", "Delivered", "Failed", "In progress")} == dict.fromkeys(
+        ("Messages", "Delivered", "Failed", "In progress"), "%,d")
+    assert "Cost" not in formats  # money is not a count
+    at = open_tab(at, "Failures")
+    failures = next(d for d in at.dataframe if "Suggested action" in d.value.columns)
+    assert json.loads(failures.proto.columns)["Messages"]["type_config"]["format"] == "%,d"

@@ -76,3 +76,16 @@ def test_older_and_newer_page_through_the_log(clinic: Clinic) -> None:
 
     button(at, "Newer").click().run()
     assert shown(at) == first_page
+
+
+def test_the_details_are_wide_enough_to_read_and_the_raw_id_comes_last(clinic: Clinic) -> None:
+    """Review 19b, point 2: at 1,400 px the Details column was squeezed to about 80 px beside the Id."""
+    import json
+
+    at = open_audit(clinic)
+    table = at.dataframe[0]
+    columns = json.loads(table.proto.columns)
+
+    assert table.value.columns.tolist()[-2:] == ["Details", "Id"]
+    assert columns["Details"]["width"] == 330 and columns["Id"]["width"] == "small"
+    assert columns["Object"]["width"] == 190 and columns["Who"]["width"] == 110

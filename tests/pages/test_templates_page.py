@@ -341,3 +341,25 @@ def test_the_arabic_source_shows_each_placeholder_left_to_right_and_stores_it_un
         assert templates.get_template(db, clinic.admin, template.id).body_ar == body_ar
     previews = [text for text in markdown(at) if text.startswith(rtl.RLI) and "موعدك" in text and "{" not in text]
     assert previews and not any(rtl.LRI in text for text in previews)  # the rendered text has none
+
+
+def _column_configs(frame) -> dict:  # type: ignore[no-untyped-def]
+    import json
+
+    return json.loads(frame.proto.columns)
+
+
+def test_the_list_shows_sent_with_thousands_separators_and_last_used_in_view(clinic: Clinic) -> None:
+    """Review 19b, points 2 and 3: "Sent" reads 5,251 (one number format); code and name are kept to
+    180 px so "Last used" is in view at 1,400 px, and the version, least asked for, comes last."""
+    make_template(clinic)
+    at = templates_page(clinic)
+
+    table = at.dataframe[0]
+    columns = _column_configs(table)
+    assert columns["Sent"]["type_config"]["format"] == "%,d"
+    assert columns["Version"]["type_config"]["format"] == "%,d"
+    assert columns["Code"]["width"] == 180 and columns["Name"]["width"] == 180
+    assert table.value.columns.tolist() == ["Code", "Name", "Channel", "Class", "Active", "Sent", "Delivery rate",
+                                            "Last used (Asia/Riyadh)", "Version"]
+    assert listed(at)["reminder"]["Sent"] == 0  # the data stay numbers: only the display is formatted

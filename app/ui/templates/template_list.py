@@ -8,7 +8,7 @@ import streamlit as st
 
 from app.services.permissions import Actor
 from app.services.templates import TemplateSummary
-from app.ui import feedback, times
+from app.ui import feedback, reports, times
 from app.ui.templates.display import class_label
 from app.ui.templates.state import NEW, NEXT_KEY, OPEN_KEY, summaries
 from app.ui.text import as_text
@@ -30,24 +30,16 @@ def template_table(actor: Actor, everything: list[TemplateSummary], local: ZoneI
     if shown is None:
         return None
     last_used = times.heading("Last used", local)
-    st.dataframe(
-        [
-            {
-                "Code": t.code, "Name": t.name, "Channel": t.channel.label, "Class": class_label(t.message_class),
-                "Active": t.is_active, "Version": t.current_version, "Sent": t.messages_sent,
-                "Delivery rate": t.delivery_rate,
-                last_used: times.local(t.last_used_at, local),
-            }
-            for t in shown
-        ],
-        hide_index=True,
-        column_config={
-            "Delivery rate": st.column_config.NumberColumn(format="percent",
-                                                           help="Delivered out of delivered or failed."),
-            last_used: times.column(help="Never used when empty."),
-            "Sent": st.column_config.NumberColumn(help="Messages sent with it (test sends left out)."),
-        },
-    )
+    rows = [
+        {
+            "Code": t.code, "Name": t.name, "Channel": t.channel.label, "Class": class_label(t.message_class),
+            "Active": t.is_active, "Sent": t.messages_sent, "Delivery rate": t.delivery_rate,
+            last_used: times.local(t.last_used_at, local), "Version": t.current_version,
+        }
+        for t in shown
+    ]
+    st.dataframe(rows, hide_index=True,
+                 column_config={**reports.count_columns(rows), **reports.template_list_columns(last_used)})
     if not shown:
         st.caption("No templates match." if everything else "Your clinic has no templates yet.")
     return shown
