@@ -56,7 +56,7 @@ with st.container(border=True):
     rtl.show(p.name_ar, empty="(no Arabic name)")
     st.markdown("  \n".join([
         f"**Mobile:** {plain(p.phone or '-')}", f"**E-mail:** {plain(p.email or '-')}",
-        f"**MRN:** {plain(p.mrn or '-')}", f"**Language:** {p.language.value.upper()}"]))
+        f"**MRN:** {plain(p.mrn or '-')}", f"**Language on the record:** {p.language.label}"]))
     patient_contacts.edit_form(actor, p)
 
 st.subheader("Why didn't they get it?", anchor=False)
@@ -72,7 +72,7 @@ with left:
              if prefs.quiet_hours_start and prefs.quiet_hours_end else "none")
     st.markdown("  \n".join([
         *(f"**{c.label}:** {'yes' if prefs.allows(c) else 'opted out'}" for c in Channel),
-        f"**Language:** {prefs.language.value.upper() if prefs.language else 'as the patient record'}",
+        f"**Language messages use:** {patients.messages_language(p, prefs)}",
         f"**Quiet hours:** {quiet}"]))
 with right:
     if actor.can(Permission.EDIT_PREFERENCES):
@@ -80,8 +80,9 @@ with right:
             st.caption("Change only when the patient asks; the reason is kept in the history.")
             opt_ins = {c: st.toggle(f"{c.label} messages", value=prefs.allows(c)) for c in Channel}
             languages = [None, Language.EN, Language.AR]
-            language = st.selectbox("Language", languages, index=languages.index(prefs.language),
-                                    format_func=lambda x: "As the patient record" if x is None else x.value.upper())
+            language = st.selectbox("Language messages use", languages, index=languages.index(prefs.language),
+                                    format_func=lambda x: f"As on the patient record ({p.language.label})"
+                                    if x is None else x.label)
             start = st.time_input("Quiet hours from", value=prefs.quiet_hours_start, step=1800)
             end = st.time_input("Quiet hours until", value=prefs.quiet_hours_end, step=1800)
             reason = st.text_input("Reason", placeholder="e.g. patient asked at the front desk", max_chars=500)

@@ -39,6 +39,13 @@ class LanguageChoice:
     fell_back_to_english: bool = False
 
 
+def preferred_language(preference: Language | str | None, record: Language | str | None) -> Language | None:
+    """The patient's language for messages: the notification preference's when set, else the patient
+    record's (``choose_language`` and the Patients page both read it here)."""
+    chosen = preference or record
+    return Language(chosen) if chosen else None
+
+
 def choose_language(
     *, preference: NotificationPreference | None, patient: Patient | None, tenant: Tenant,
     has_arabic_body: bool, requested: Language | None = None,
@@ -47,8 +54,9 @@ def choose_language(
 
     An empty Arabic body falls back to English (and says so).
     """
-    wanted = requested or (preference.language if preference and preference.language else None) or (
-        patient.language if patient else None) or Language(tenant.default_language) or Language.EN
+    wanted = requested or preferred_language(preference.language if preference else None,
+                                             patient.language if patient else None) or Language(
+        tenant.default_language) or Language.EN
     wanted = Language(wanted)
     if wanted == Language.AR and not has_arabic_body:
         return LanguageChoice(Language.EN, fell_back_to_english=True)

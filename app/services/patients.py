@@ -30,6 +30,7 @@ from app.search_text import clean_search, contains
 from app.services import audit, tenants
 from app.services.contacts import shown_contact
 from app.services.explorer import clinic_of
+from app.services.message_content import preferred_language
 from app.services.messaging import normalise_recipient, rendered_again
 from app.services.permissions import Actor, Permission, authorize
 from db.enums import (
@@ -87,6 +88,14 @@ HISTORY_FIELDS = {
 }
 _OPT_IN_WORDS = {"true": "yes", "false": "opted out"}
 _LANGUAGE_WORDS = {Language.EN.value: "English", Language.AR.value: "Arabic"}
+
+
+def messages_language(patient: PatientSummary, prefs: Preferences) -> str:
+    """The language messages to the patient use, and why: ``Arabic (patient's preference)`` or
+    ``English (as on the patient record)``; a template without Arabic text still goes in English."""
+    chosen = preferred_language(prefs.language, patient.language) or Language.EN
+    why = "patient's preference" if prefs.language else "as on the patient record"
+    return f"{chosen.label} ({why})"
 
 
 def history_value(field: str, value: str | None) -> str:

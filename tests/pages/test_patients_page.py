@@ -107,3 +107,28 @@ def test_the_analyst_has_no_patients_page(clinic: Clinic) -> None:
     at = signed_in(clinic.analyst)
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page("../pages/patients.py")
+
+
+def test_the_two_languages_say_which_one_messages_use(clinic: Clinic, sara: uuid.UUID) -> None:
+    """Review 19b, point 4: the record's language and the preference's (which wins) were both labelled
+    "Language"; now one is "on the record" and the other says it is what messages use, and why. The
+    neighbouring clinic's Sara Ali prefers Arabic: ours is read."""
+    from app.services.patients import PreferenceUpdate
+
+    at = _open(clinic, Role.FRONT_DESK, sara)
+    shown = "\n".join(texts(at.markdown))
+    assert "**Language on the record:** English" in shown
+    assert "**Language messages use:** English (as on the patient record)" in shown
+    assert "**Language:**" not in shown
+    assert [s.label for s in at.selectbox if s.label == "Language messages use"]  # the form's choice too
+
+    call(clinic.engine, clinic.front_desk, patients.change_preferences, sara, PreferenceUpdate(
+        sms_opt_in=True, whatsapp_opt_in=True, email_opt_in=True, language=Language.AR, quiet_hours_start=None,
+        quiet_hours_end=None), reason="patient asked at the desk")
+    at = _open(clinic, Role.FRONT_DESK, sara)
+    shown = "\n".join(texts(at.markdown))
+    assert "**Language on the record:** English" in shown
+    assert "**Language messages use:** Arabic (patient's preference)" in shown
+    chooser = next(s for s in at.selectbox if s.label == "Language messages use")
+    assert chooser.options == ["As on the patient record (English)", "English", "Arabic"]
+    assert chooser.value == Language.AR
