@@ -236,7 +236,8 @@ def why_not_received(last: Message | None, patient: Patient, prefs: Preferences,
         elif status == MessageStatus.CANCELLED:
             reasons.append(f"{said} was cancelled before it was sent.")
         elif status == MessageStatus.SUPPRESSED:
-            reasons.append(f"{said} was not sent: {last.status_reason or 'the patient cannot be messaged there'}.")
+            why = (last.status_reason or "the patient cannot be messaged there").rstrip(".")
+            reasons.append(f"{said} was not sent: {why}.")
         else:
             error = explain(last.error_code)
             meaning = f" {error.title} {error.action}" if error else f" {last.status_reason}".rstrip()

@@ -59,7 +59,7 @@ def edit_form(actor: Actor, patient: PatientSummary) -> None:
         phone = st.text_input("Mobile number", value=patient.phone or "", max_chars=40, key=keys[0])
         email = st.text_input("E-mail address", value=patient.email or "", max_chars=254, key=keys[1])
         languages = list(LANGUAGE_LABELS)
-        language = st.selectbox("Language", languages, index=languages.index(patient.language),
+        language = st.selectbox("Language on the record", languages, index=languages.index(patient.language),
                                 format_func=LANGUAGE_LABELS.__getitem__, key=keys[2])
         if st.form_submit_button("Save contacts", type="primary"):
             def save() -> ContactChange | ConflictError:

@@ -149,6 +149,15 @@ def test_a_sent_message_is_explained_by_its_channels_rule(world: World, channel:
     assert expected in detail(world).why_not[0]
 
 
+def test_a_suppressed_message_says_its_reason_as_one_sentence(world: World) -> None:
+    """The reason stored with a sentence's full stop is not given a second one ('SMS..')."""
+    make_message(world.engine, world.tenant, patient_id=world.sara, status="suppressed",
+                 status_reason="The patient opted out of SMS.")
+
+    said = detail(world).why_not[0]
+    assert said.endswith("was not sent: The patient opted out of SMS.") and ".." not in said
+
+
 def test_a_message_to_an_old_number_is_pointed_out(world: World) -> None:
     make_message(world.engine, world.tenant, patient_id=world.sara, recipient="+966509999999")
 
