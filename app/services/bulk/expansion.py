@@ -320,7 +320,7 @@ def write_chunk(runtime: Runtime, bulk_job_id: uuid.UUID, *, now: dt.datetime | 
 
     The job's row is locked only once the rows are written, for the moment before the commit, so
     sends of the chunks already committed and a pause or cancel never wait for a chunk; a chunk
-    whose job was cancelled meanwhile is rolled back. The first chunk moves the job on (sending, or
+    whose job was cancelled meanwhile is rolled back. The first chunk with rows moves the job on (sending, or
     scheduled), so its messages go out while the rest is prepared. A crash loses only the chunk in
     flight: the cursor moves with the rows.
     """
@@ -362,7 +362,9 @@ def _write_chunk(runtime: Runtime, clinic: uuid.UUID, bulk_job_id: uuid.UUID, no
         job.rejected_count = (job.rejected_count or 0) + len(rejections)  # plus the file's refused rows
         if rejections:
             job.rejections = [*(job.rejections or []), *rejections][:MAX_KEPT_REJECTIONS]
-        if BulkJobStatus(job.status) == BulkJobStatus.EXPANDING:
+        # A window may hold nobody of the audience: the job starts with its first rows written, so one
+        # whose audience is empty by now is still expanding when none is left, and completed then.
+        if part.rows and BulkJobStatus(job.status) == BulkJobStatus.EXPANDING:
             move_bulk_job(job, BulkJobStatus.SCHEDULED if job.scheduled_at else BulkJobStatus.SENDING)
             job.started_at = None if job.scheduled_at else now
         part.rejected = len(rejections)
