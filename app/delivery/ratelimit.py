@@ -5,13 +5,15 @@ Two rules, both shared by all callers of a sender:
 - *Spacing*: send slots ``1/rate`` apart (GCRA without burst), at ``SAFETY`` of the configured
   rate: a caller reserves the next free slot and sleeps until it.
 - *The window*: a request starts only while fewer than ``window_limit(rate)`` requests started in
-  the second before it (a log of real start times, not of slots). A caller that wakes late for
+  the ``WINDOW_SECONDS`` before it (a log of real start times, not of slots). A caller that wakes late for
   its slot (a busy CPU) still sends when the window has room, so no slot is wasted; when its
   lateness would bunch requests over the limit, it waits for room and takes a new slot.
 
 Spacing keeps requests smooth; the window makes "never above the provider's rate in any second"
-hold whatever the callers' timing, with ``WINDOW_MARGIN`` left for network jitter between us and
-the provider. In Redis both are Lua scripts, atomic across worker processes and machines.
+hold whatever the callers' timing, with ``WINDOW_MARGIN`` of a second left for network jitter
+between us and the provider (time, not a share of the requests: at a low rate a share floored to
+whole requests cut the rate down, 2/s to one a second). In Redis both are Lua scripts, atomic
+across worker processes and machines.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 SAFETY = 0.965  # slots are spaced at this share of the configured rate
-WINDOW_MARGIN = 0.03  # the window admits this share less than the rate: room for network jitter
-WINDOW_SECONDS = 1.0
+WINDOW_MARGIN = 0.03  # seconds the window is longer than a second: room for network jitter
+WINDOW_SECONDS = 1.0 + WINDOW_MARGIN
 MAX_SLOT_TRIES = 50
 
 _RESERVE = """
@@ -57,8 +59,10 @@ return tostring(tonumber(oldest[2]) + window - now)
 
 
 def window_limit(rate_per_second: float) -> int:
-    """Most requests that may start in any one window (at least one)."""
-    return max(1, math.floor(rate_per_second * WINDOW_SECONDS * (1 - WINDOW_MARGIN)))
+    """Most requests that may start in any one window: the rate's whole requests a second (at least
+    one). On the spacing's schedule (``SAFETY``) that many span more than the window, so only late
+    callers bunching up wait for room."""
+    return max(1, math.floor(rate_per_second))
 
 
 class RateLimiter(Protocol):

@@ -54,18 +54,43 @@ def _send_from_threads(limiters: list, key: str, rate: float, seconds: float, th
     return starts
 
 
-def test_the_window_limit_leaves_room_for_jitter_and_admits_at_least_one() -> None:
-    assert window_limit(100) == 97
-    assert window_limit(80) == 77
-    assert window_limit(3) == 2
-    assert window_limit(1) == 1
+def test_the_window_is_the_rate_over_a_second_and_its_margin_and_admits_at_least_one() -> None:
+    # The room for network jitter is time (WINDOW_MARGIN of a second), not a share of the requests:
+    # a share is floored to whole requests, and at 2/s left one a second (half the rate).
+    assert ratelimit.WINDOW_SECONDS == pytest.approx(1.0 + ratelimit.WINDOW_MARGIN)
+    assert [window_limit(r) for r in (100_000, 100, 80, 10, 3, 2, 1, 0.5)] == [100_000, 100, 80, 10, 3, 2, 1, 1]
+
+
+@pytest.mark.parametrize("rate", [2, 3, 10])
+def test_low_rates_are_sent_at_their_spacing_not_cut_down_by_the_window(rate: int, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    seconds = 4.0
+    starts = _send_from_threads([LocalRateLimiter()], "twilio:sms", rate, seconds, threads=4, monkeypatch=monkeypatch)
+    assert _busiest_second(starts) <= rate
+    sent = sum(1 for t in starts if t - min(starts) < seconds)  # callers still waiting at the end start later
+    assert sent >= 0.85 * rate * ratelimit.SAFETY * seconds, f"{sent} sent in {seconds} s at {rate}/s"
+
+
+def test_the_redis_window_refuses_the_request_over_its_limit_until_the_oldest_leaves(redis_url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    key = f"test-rate-{uuid.uuid4().hex[:8]}:started"
+    admit = client.register_script(ratelimit._ADMIT)
+    window_us = int(ratelimit.WINDOW_SECONDS * 1_000_000)
+    try:
+        assert [admit(keys=[key], args=[window_us, 3, f"m{n}"]) for n in range(3)] == [b"0", b"0", b"0"]
+        waited = int(float(admit(keys=[key], args=[window_us, 3, "m3"]))) / 1_000_000
+        assert ratelimit.WINDOW_SECONDS - 0.1 < waited <= ratelimit.WINDOW_SECONDS
+        assert client.zcard(key) == 3 and 0 < client.pttl(key) <= window_us // 1000 + 1000
+    finally:
+        client.delete(key)
 
 
 def test_the_window_refuses_the_request_over_its_limit_until_the_oldest_leaves() -> None:
     limiter = LocalRateLimiter()
     assert [limiter._admit("k", 3) for _ in range(3)] == [0.0, 0.0, 0.0]
     waited = limiter._admit("k", 3)
-    assert 0.9 < waited <= 1.0, "room comes when the first start is a second old"
+    assert 0.9 < waited <= ratelimit.WINDOW_SECONDS, "room comes when the first start leaves the window"
     assert limiter._admit("other", 3) == 0.0, "each sender has its own window"
 
 
