@@ -10,6 +10,7 @@ twice (at send time and again by a callback) creates one SMS. Both messages get 
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 from sqlalchemy import select
@@ -49,9 +50,11 @@ def may_fall_back(channel: Channel | str, template: MessageTemplate | None, erro
             and not (info is not None and info.kind == FailureKind.OPT_OUT))
 
 
-def reminder_key(reminder_id: uuid.UUID) -> str:
-    """The idempotency key of an appointment reminder's message (one message per reminder, ever)."""
-    return f"{REMINDER_KEY_PREFIX}{reminder_id}"
+def reminder_key(reminder_id: uuid.UUID, moved_to: dt.datetime | None = None) -> str:
+    """The idempotency key of an appointment reminder's message: one per reminder, and one more per
+    time the appointment moved to after it was sent (``moved_to``)."""
+    key = f"{REMINDER_KEY_PREFIX}{reminder_id}"
+    return f"{key}@{moved_to.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}" if moved_to is not None else key
 
 
 def _rule_fallback(session: Session, message: Message) -> Channel | None:
@@ -60,7 +63,7 @@ def _rule_fallback(session: Session, message: Message) -> Channel | None:
     if not key.startswith(REMINDER_KEY_PREFIX):
         return None
     try:
-        reminder_id = uuid.UUID(key.removeprefix(REMINDER_KEY_PREFIX))
+        reminder_id = uuid.UUID(key.removeprefix(REMINDER_KEY_PREFIX).partition("@")[0])
     except ValueError:
         return None
     return session.scalar(select(ReminderRule.fallback_channel)

@@ -292,3 +292,67 @@ def test_a_reminder_found_long_after_its_time_is_skipped_not_sent_late(engine, c
     assert [m.channel for m in _messages(a)] == [Channel.SMS]
     whatsapp = a.reminders(booked)["WhatsApp 48 h before"]
     assert (whatsapp.status, whatsapp.status_reason) == (ReminderStatus.SKIPPED, dispatch.LATE)
+
+
+def test_an_appointment_moved_after_its_reminder_was_sent_is_reminded_of_the_new_time(engine, clinics) -> None:
+    """The clinic moves Sunday 10:00 to Tuesday 16:00 after the 48 h reminder went (it named Sunday):
+    the reminder is planned again for Tuesday and sent once more with Tuesday's time, under a new key;
+    clinic B's appointment of its own Sara at the same time keeps its one reminder."""
+    a, b = clinics
+    runtime, _queue = _runtime(engine)
+    booked, neighbours = a.book(SUNDAY_10), b.book(SUNDAY_10)
+    assert dispatch.send_due(runtime, THURSDAY_2059) == 2  # A's and B's 48 h reminders
+    first = a.reminders(booked)["WhatsApp 48 h before"]
+
+    tuesday_16 = riyadh(2026, 12, 15, 16)
+    result = a.change(booked, starts_at=tuesday_16, now=THURSDAY_2059 + dt.timedelta(hours=1))
+    assert result.planned == 1  # the sent one, again (the SMS one was pending and just moved)
+    again = a.reminders(booked)["WhatsApp 48 h before"]
+    assert (again.id, again.status, again.message_id, again.due_at, again.status_reason) == (
+        first.id, ReminderStatus.PENDING, None, riyadh(2026, 12, 13, 16),
+        "the appointment moved after its reminder was sent")
+    assert a.plan([booked], now=THURSDAY_2059 + dt.timedelta(hours=2)).planned == 0, "planned again once"
+
+    sunday_16 = riyadh(2026, 12, 13, 16)
+    assert dispatch.send_due(runtime, sunday_16) >= 1
+    assert dispatch.send_due(runtime, sunday_16 + dt.timedelta(minutes=5)) == 0  # never twice
+    reminders = [m for m in _messages(a) if (m.idempotency_key or "").startswith(f"reminder:{first.id}")]
+    assert [m.body for m in reminders] == ["Hi Sara Ali, your appointment is on 2026-12-13 at 10:00.",
+                                           "Hi Sara Ali, your appointment is on 2026-12-15 at 16:00."]
+    assert reminders[1].idempotency_key == f"reminder:{first.id}@20261215T130000Z"
+    sent = a.reminders(booked)["WhatsApp 48 h before"]
+    assert (sent.status, sent.message_id, sent.sent_for_starts_at) == (ReminderStatus.SENT, reminders[1].id,
+                                                                       tuesday_16)
+    # B's Sara, same name and number, same Sunday: one reminder, for Sunday
+    b_whatsapp = [m.body for m in _messages(b) if m.channel == Channel.WHATSAPP]
+    assert b_whatsapp == ["Hi Sara Ali, your appointment is on 2026-12-13 at 10:00."]
+    assert b.reminders(neighbours)["WhatsApp 48 h before"].status == ReminderStatus.SENT
+
+
+def test_a_reminder_message_still_waiting_when_the_appointment_moves_is_cancelled(engine, clinics) -> None:
+    """It names the old time: it must not leave; the reminder goes again for the new time."""
+    a, _ = clinics
+    runtime, _queue = _runtime(engine)
+    booked = a.book(SUNDAY_10)
+    dispatch.send_due(runtime, THURSDAY_2059)  # written and queued; the worker has not sent it yet
+    old = a.reminders(booked)["WhatsApp 48 h before"].message_id
+
+    a.change(booked, starts_at=riyadh(2026, 12, 15, 16), now=THURSDAY_2059 + dt.timedelta(minutes=1))
+
+    with tenant_session(engine, a.tenant_id) as session:
+        message = session.get(Message, old)
+        assert (message.status, message.status_reason) == (
+            MessageStatus.CANCELLED, "Reminder cancelled: the appointment moved after its reminder was sent.")
+    assert a.reminders(booked)["WhatsApp 48 h before"].status == ReminderStatus.PENDING
+
+
+def test_a_move_too_close_to_send_again_keeps_the_sent_reminder(engine, clinics) -> None:
+    """Moved to a time whose reminder time has passed: nothing is sent late; the sent one stays."""
+    a, _ = clinics
+    runtime, _queue = _runtime(engine)
+    booked = a.book(SUNDAY_10)
+    dispatch.send_due(runtime, THURSDAY_2059)
+    sent = a.reminders(booked)["WhatsApp 48 h before"]
+    a.change(booked, starts_at=riyadh(2026, 12, 11, 12), now=THURSDAY_2059 + dt.timedelta(minutes=1))  # Friday noon
+    kept = a.reminders(booked)["WhatsApp 48 h before"]
+    assert (kept.status, kept.message_id) == (ReminderStatus.SENT, sent.message_id)

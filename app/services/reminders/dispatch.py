@@ -6,7 +6,8 @@ again (cancelled, over or started: the reminder is cancelled, never sent late), 
 claimed with a conditional update (``pending -> sent``; two workers at once claim it once) and its
 message is written through the messaging service (``messaging.send``: the row, the ``message.send``
 audit event under the name "Reminders", the delivery job after the commit) with the idempotency
-key ``reminder:<id>``, so nothing is sent twice however often the pass runs.
+key ``reminder:<id>`` (``reminder:<id>@<new time>`` when the appointment moved after it was sent
+and the planner planned it again), so nothing is sent twice however often the pass runs.
 
 The message is the rule's template filled with *this* appointment's values (date, time, doctor,
 department), in the patient's language. The rule's fallback channel: a patient with no contact for
@@ -200,6 +201,8 @@ def _send_one(session: TenantSession, actor: Actor, tenant: Tenant, reminder_id:
     if closed is not None:
         _set(session, reminder_id, pending, status=closed[0], status_reason=closed[1], planned_at=now)
         return False
+    sent_before = loaded.reminder.sent_for_starts_at  # set: sent for an earlier time, planned again since
+    key = reminder_key(reminder_id, loaded.appointment.starts_at if sent_before is not None else None)
     if not _set(session, reminder_id, pending, AppointmentReminder.due_at <= now, status=ReminderStatus.SENT,
                 sent_at=now, sent_for_starts_at=loaded.appointment.starts_at):
         return False  # another worker took it, or the planner moved it meanwhile
@@ -214,12 +217,12 @@ def _send_one(session: TenantSession, actor: Actor, tenant: Tenant, reminder_id:
                 text=None if composed.template_code else composed.text_en,
                 text_ar=None if composed.template_code else composed.text_ar,
                 subject=composed.subject, language=composed.language, urgent=loaded.rule.urgent,
-                idempotency_key=reminder_key(reminder_id), message_class=composed.message_class)
+                idempotency_key=key, message_class=composed.message_class)
             _set(session, reminder_id, message_id=result.message_id, status_reason=composed.note[:200])
     except AppError as exc:
         log.info("reminder %s not sent: %s", reminder_id, exc)
         _set(session, reminder_id, AppointmentReminder.message_id.is_(None), status=ReminderStatus.SKIPPED,
-             sent_at=None, sent_for_starts_at=None, status_reason=str(exc)[:200])
+             sent_at=None, sent_for_starts_at=sent_before, status_reason=str(exc)[:200])
         return False
     return True
 

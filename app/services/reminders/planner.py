@@ -13,7 +13,10 @@ What it decides, for each open appointment still to come and each active rule co
   (``calendar.ClinicHours.place``; an urgent rule goes at its exact time);
 - a time that had passed when it was planned (booked too late), or no sending time before the
   appointment, is ``skipped`` with the reason: a reminder is never sent late;
-- a sent reminder is never touched again.
+- a sent reminder is not touched again, unless the appointment moved after it was sent: then the
+  reminder is planned again for the new time (the old message, if it has not left yet, is
+  cancelled: it names the old time), and it goes at the new time like any other, or is skipped
+  when that time has passed;
 Reminders of an appointment that was cancelled, completed, missed or has started, and of a rule
 that was turned off or no longer covers it, are cancelled with the reason; when the appointment
 itself is over, a reminder message that has not left yet is cancelled too.
@@ -72,6 +75,7 @@ CLOSED_REASONS = {
     AppointmentStatus.NO_SHOW: "the patient did not come",
 }
 STARTED = "the appointment has started"
+MOVED_SINCE_SENT = "the appointment moved after its reminder was sent"
 RULE_OFF = "the rule was turned off"
 NOT_COVERED = "the rule no longer covers this appointment's type or department"
 
@@ -196,11 +200,13 @@ def _plan_chunk(session: TenantSession, scope: Any, rules: dict[uuid.UUID, _Rule
         AppointmentReminder.id, AppointmentReminder.appointment_id, AppointmentReminder.rule_id,
         AppointmentReminder.rule_revision, AppointmentReminder.status, AppointmentReminder.due_at,
         AppointmentReminder.moved_reason, AppointmentReminder.status_reason, AppointmentReminder.message_id,
+        AppointmentReminder.sent_for_starts_at,
     ).where(AppointmentReminder.appointment_id.in_(select(Appointment.id).where(scope)))).all()}
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     cancels: list[dict[str, Any]] = []
     over: dict[uuid.UUID, str] = {}  # appointments that are over: their waiting reminder messages go too
+    again: list[tuple[Any, dict[str, Any]]] = []  # sent for a time the appointment no longer has
     planned = moved = skipped = 0
     for appointment in appointments:
         status = AppointmentStatus(appointment.status)
@@ -217,6 +223,12 @@ def _plan_chunk(session: TenantSession, scope: Any, rules: dict[uuid.UUID, _Rule
                 inserts.append(_new_row(session.tenant_id, appointment.id, rule, want, now))
                 planned += want.status == ReminderStatus.PENDING
                 skipped += want.status == ReminderStatus.SKIPPED
+                continue
+            if _moved_since_sent(row, appointment.starts_at):
+                if want.status == ReminderStatus.PENDING:
+                    again.append((row, {"b_id": row.id, "status": want.status, "due_at": want.due_at,
+                                        "moved_reason": want.moved_reason, "status_reason": MOVED_SINCE_SENT,
+                                        "rule_revision": rule.revision, "planned_at": now}))
                 continue
             if row.message_id is not None or ReminderStatus(row.status) not in REVIVABLE:
                 continue  # sent: never planned again
@@ -239,6 +251,7 @@ def _plan_chunk(session: TenantSession, scope: Any, rules: dict[uuid.UUID, _Rule
             cancels.append({"b_id": row.id, "status_reason": reason, "planned_at": now})
     _insert(session, inserts)
     _update(session, updates, only_unsent=True)
+    planned += _plan_again(session, again, now)
     _update(session, [{**c, "status": ReminderStatus.CANCELLED} for c in cancels], only_unsent=True,
             columns=("status", "status_reason", "planned_at"))
     cancelled = len(cancels) + _cancel_waiting_messages(session, [
@@ -246,6 +259,32 @@ def _plan_chunk(session: TenantSession, scope: Any, rules: dict[uuid.UUID, _Rule
         if appointment_id in over and row.message_id is not None
         and ReminderStatus(row.status) == ReminderStatus.SENT], now)
     return PlanResult(planned=planned, moved=moved, cancelled=cancelled, skipped=skipped)
+
+
+def _moved_since_sent(row: Any, starts_at: dt.datetime) -> bool:
+    """A reminder sent for another time than the appointment's now (it named the old time)."""
+    return (row.message_id is not None and ReminderStatus(row.status) == ReminderStatus.SENT
+            and row.sent_for_starts_at is not None and row.sent_for_starts_at != starts_at)
+
+
+def _plan_again(session: TenantSession, rows: list[tuple[Any, dict[str, Any]]], now: dt.datetime) -> int:
+    """Reminders sent for an old time, planned again for the new one (the dispatch then writes a new
+    message under a new key); an old message that has not left yet is cancelled. How many."""
+    if not rows:
+        return 0
+    waiting = set(session.scalars(select(Message.id).where(
+        Message.id.in_([row.message_id for row, _ in rows]), Message.status.in_(CANCELLABLE))))
+    for row, _ in rows:
+        if row.message_id in waiting:
+            transition(session, row.message_id, MessageStatus.CANCELLED, event="cancelled",
+                       detail=f"reminder cancelled: {MOVED_SINCE_SENT}", only_from=set(CANCELLABLE), now=now,
+                       values={"status_reason": f"Reminder cancelled: {MOVED_SINCE_SENT}."})
+    table = AppointmentReminder.__table__
+    statement = (update(table).where(table.c.id == bindparam("b_id"), table.c.tenant_id == session.tenant_id,
+                                     table.c.message_id == bindparam("b_message"))
+                 .values({**{c: bindparam(c) for c in _UPDATE_COLUMNS}, "message_id": None, "sent_at": None}))
+    session.connection().execute(statement, [{**values, "b_message": row.message_id} for row, values in rows])
+    return len(rows)
 
 
 def _new_row(tenant_id: uuid.UUID | None, appointment_id: uuid.UUID, rule: _Rule, want: _Wanted,
