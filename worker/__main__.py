@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     # SimpleWorker runs jobs in this process: forking a work horse while the sweeper and the
     # database pool have threads and open connections is unsafe.
     worker = SimpleWorker([settings.rq_queue], connection=connection, serializer=JSONSerializer, name=args.name)
+    from worker import jobs
+
+    jobs.DETACH_TAIL = True  # a job's last answers are awaited beside the next job (sender.deliver_batch)
     try:
         worker.work(with_scheduler=True, burst=args.burst, logging_level="WARNING")
     finally:

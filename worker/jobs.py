@@ -10,10 +10,12 @@ from app.delivery.runtime import get_runtime
 from app.services import maintenance
 from db.enums import MessageStatus
 
+DETACH_TAIL = False  # the RQ worker process (python -m worker) sets it: see sender.deliver_batch
+
 
 def deliver(job_id: str, message_ids: list[str]) -> dict[str, int]:
     """Send each of these messages that is still waiting (keeping the job's heartbeat meanwhile)."""
-    return sender.deliver_batch(get_runtime(), message_ids, job_id)
+    return sender.deliver_batch(get_runtime(), message_ids, job_id, detach_tail=DETACH_TAIL)
 
 
 def apply_provider_status(provider_message_id: str, message_id: str, status: str, error_code: str | None) -> str:

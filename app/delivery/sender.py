@@ -15,12 +15,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import threading
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, insert, literal, select, update
 
@@ -113,7 +115,8 @@ def load(runtime: Runtime, clinic: uuid.UUID, message_ids: list[uuid.UUID]) -> d
     return {row[0].id: Loaded(*row) for row in rows}
 
 
-def deliver_batch(runtime: Runtime, message_ids: list[str], job_id: str | None = None) -> dict[str, int]:
+def deliver_batch(runtime: Runtime, message_ids: list[str], job_id: str | None = None, *,
+                  detach_tail: bool = False) -> dict[str, int]:
     """Deliver each message in the batch that is still waiting; return counts by outcome.
 
     The batch is read in one query; messages are claimed a group at a time (one conditional
@@ -122,10 +125,17 @@ def deliver_batch(runtime: Runtime, message_ids: list[str], job_id: str | None =
     blurred by database time), and accepted outcomes are recorded a group at a time. A crash
     between sending and recording leaves ``sending`` rows that the sweeper settles by asking
     the provider.
+
+    ``detach_tail`` (the RQ worker): once every message has been handed to a sender, the batch
+    returns and a background thread waits for the last requests' answers and records them, so the
+    worker takes its next job during that round trip instead of idling (two workers finishing
+    equal jobs together left the sender's rate unused for a round trip). Those messages are
+    ``sending`` meanwhile: a pause waits for them, and were the process to die, the sweeper
+    settles them as after any crash. The counts returned leave the detached tail out.
     """
     if job_id is not None:
         with runtime.queue.running(job_id):
-            return deliver_batch(runtime, message_ids)
+            return deliver_batch(runtime, message_ids, detach_tail=detach_tail)
     by_clinic: dict[uuid.UUID, list[uuid.UUID]] = {}
     wanted = [uuid.UUID(i) for i in message_ids]
     clinics = clinics_of(runtime.engine, Message, wanted)
@@ -134,17 +144,69 @@ def deliver_batch(runtime: Runtime, message_ids: list[str], job_id: str | None =
             by_clinic.setdefault(clinics[message_id], []).append(message_id)
     outcomes: Counter[str] = Counter(skipped=len(wanted) - len(clinics))
     for clinic, ids in by_clinic.items():
-        outcomes.update(_deliver_in_clinic(runtime, clinic, ids))
+        outcomes.update(_deliver_in_clinic(runtime, clinic, ids, detach_tail=detach_tail))
     return {k: v for k, v in outcomes.items() if v}
 
 
-def _deliver_in_clinic(runtime: Runtime, clinic: uuid.UUID, message_ids: list[uuid.UUID]) -> Counter[str]:
+class _Outcomes:
+    """The answers of one clinic's sends, recorded a group at a time (accepted ones) or one by one."""
+
+    def __init__(self, runtime: Runtime, clinic: uuid.UUID, concurrency: int) -> None:
+        self.runtime, self.clinic, self.concurrency = runtime, clinic, concurrency
+        self.counts: Counter[str] = Counter()
+        self.accepted: list[tuple[Loaded, Accepted, Provider]] = []
+        self.oldest_unrecorded = 0.0
+
+    def settle(self, done: Iterable[Future[Any]], in_flight: dict[Future[Any], Loaded]) -> None:
+        for future in done:
+            item = in_flight.pop(future)
+            result, provider = future.result()
+            if isinstance(result, Accepted):
+                if not self.accepted:
+                    self.oldest_unrecorded = time.monotonic()
+                self.accepted.append((item, result, provider))
+            elif isinstance(result, ClaimExpired):
+                self.counts["claim_expired"] += 1
+            elif isinstance(result, ProviderError):
+                outcome = record_failure(self.runtime, item.message, result, attempt=item.message.attempts + 1)
+                self.counts[outcome] += 1
+                if outcome == "failed" and may_fall_back(item.message.channel, item.template, result.code):
+                    self.counts["fallback"] += fall_back_to_sms(self.runtime, item.message.id, result.code,
+                                                                clinic=self.clinic) is not None
+            else:
+                self.counts["error"] += 1
+
+    def record(self, *, now: bool) -> None:
+        """Record the accepted sends when a group is full, it is time, or ``now``."""
+        if self.accepted and (now or len(self.accepted) >= self.concurrency
+                              or time.monotonic() - self.oldest_unrecorded > RECORD_EVERY_SECONDS):
+            record_accepted(self.runtime, self.accepted)
+            self.counts["sent"] += len(self.accepted)
+            self.accepted = []
+
+
+def _finish(pool: ThreadPoolExecutor, in_flight: dict[Future[Any], Loaded], outcomes: _Outcomes) -> None:
+    """Wait for the requests still in flight and record their answers; then the pool ends."""
+    try:
+        while in_flight:
+            done, _ = wait(in_flight, timeout=RECORD_EVERY_SECONDS, return_when=FIRST_COMPLETED)
+            outcomes.settle(done, in_flight)
+            outcomes.record(now=not in_flight)
+        outcomes.record(now=True)
+    except Exception:  # the sweeper settles what was not recorded, as after a crash
+        log.exception("recording the last answers of a delivery batch failed")
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _deliver_in_clinic(runtime: Runtime, clinic: uuid.UUID, message_ids: list[uuid.UUID], *,
+                       detach_tail: bool = False) -> Counter[str]:
     """``deliver_batch`` for the messages of one clinic, every read and write inside that clinic."""
     ids = deque(message_ids)
-    outcomes: Counter[str] = Counter()
     pending: deque[tuple[Loaded, Route]] = deque()
     resolver = RouteResolver(runtime)
     concurrency = max(1, min(runtime.settings.delivery_concurrency, len(ids)))
+    outcomes = _Outcomes(runtime, clinic, concurrency)
     # Claimed but not yet started requests: enough that a sender never waits for the database, few
     # enough that a pause or cancel waits only for the requests already starting (each claimed
     # message is sent even if its job is paused a moment later).
@@ -154,21 +216,20 @@ def _deliver_in_clinic(runtime: Runtime, clinic: uuid.UUID, message_ids: list[uu
         """Read the next few messages (small reads keep the senders' threads from stalling)."""
         chunk = [ids.popleft() for _ in range(min(LOAD_CHUNK, len(ids)))]
         loaded = load(runtime, clinic, chunk)
-        outcomes["skipped"] += len(chunk) - len(loaded)
+        outcomes.counts["skipped"] += len(chunk) - len(loaded)
         for item in loaded.values():
             verdict = _decide(runtime, item, resolver)
             if isinstance(verdict, str):
-                outcomes[verdict] += 1
+                outcomes.counts[verdict] += 1
             else:
                 pending.append((item, verdict))
 
     claimed: deque[tuple[Loaded, Route, dt.datetime]] = deque()  # with the latest time its request may start
     in_flight: dict[Future[tuple[Accepted | ProviderError | ClaimExpired | None, Provider]], Loaded] = {}
     lease = claim_lease(runtime.settings)
-    accepted: list[tuple[Loaded, Accepted, Provider]] = []
-    oldest_unrecorded = 0.0
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send") as pool:
-        while ids or pending or claimed or in_flight:
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send")
+    try:
+        while ids or pending or claimed:
             while ids and len(pending) < concurrency:
                 read_more()
             room = concurrency + claim_ahead - len(claimed) - len(in_flight)
@@ -176,7 +237,7 @@ def _deliver_in_clinic(runtime: Runtime, clinic: uuid.UUID, message_ids: list[uu
                 group = [pending.popleft() for _ in range(min(room, len(pending)))]
                 start_by = runtime.clock() + lease  # taken before the claim's own time: on the safe side
                 won = _claim(runtime, group)
-                outcomes["skipped"] += len(group) - len(won)
+                outcomes.counts["skipped"] += len(group) - len(won)
                 claimed.extend((item, route, start_by) for item, route in won)
             while claimed and len(in_flight) < concurrency:
                 item, route, start_by = claimed.popleft()
@@ -184,31 +245,17 @@ def _deliver_in_clinic(runtime: Runtime, clinic: uuid.UUID, message_ids: list[uu
             if not in_flight:
                 continue
             done, _ = wait(in_flight, timeout=RECORD_EVERY_SECONDS, return_when=FIRST_COMPLETED)
-            for future in done:
-                item = in_flight.pop(future)
-                result, provider = future.result()
-                if isinstance(result, Accepted):
-                    if not accepted:
-                        oldest_unrecorded = time.monotonic()
-                    accepted.append((item, result, provider))
-                elif isinstance(result, ClaimExpired):
-                    outcomes["claim_expired"] += 1
-                elif isinstance(result, ProviderError):
-                    outcome = record_failure(runtime, item.message, result, attempt=item.message.attempts + 1)
-                    outcomes[outcome] += 1
-                    if outcome == "failed" and may_fall_back(item.message.channel, item.template, result.code):
-                        outcomes["fallback"] += fall_back_to_sms(runtime, item.message.id, result.code,
-                                                                 clinic=clinic) is not None
-                else:
-                    outcomes["error"] += 1
-            if accepted and (len(accepted) >= concurrency or not in_flight
-                             or time.monotonic() - oldest_unrecorded > RECORD_EVERY_SECONDS):
-                record_accepted(runtime, accepted)
-                outcomes["sent"] += len(accepted)
-                accepted = []
-    record_accepted(runtime, accepted)
-    outcomes["sent"] += len(accepted)
-    return outcomes
+            outcomes.settle(done, in_flight)
+            outcomes.record(now=not in_flight)
+    except BaseException:
+        _finish(pool, in_flight, outcomes)
+        raise
+    if detach_tail and in_flight:  # every message handed to a sender: the answers are awaited aside
+        counts = Counter(outcomes.counts)
+        threading.Thread(target=_finish, args=(pool, in_flight, outcomes), name="send-tail").start()
+        return counts
+    _finish(pool, in_flight, outcomes)
+    return outcomes.counts
 
 
 def _decide(runtime: Runtime, item: Loaded, resolver: RouteResolver) -> Route | str:
