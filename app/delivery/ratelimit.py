@@ -5,15 +5,17 @@ Two rules, both shared by all callers of a sender:
 - *Spacing*: send slots ``1/rate`` apart (GCRA without burst), at ``SAFETY`` of the configured
   rate: a caller reserves the next free slot and sleeps until it.
 - *The window*: a request starts only while fewer than ``window_limit(rate)`` requests started in
-  the ``WINDOW_SECONDS`` before it (a log of real start times, not of slots). A caller that wakes late for
-  its slot (a busy CPU) still sends when the window has room, so no slot is wasted; when its
-  lateness would bunch requests over the limit, it waits for room and takes a new slot.
+  the second before it (a log of real start times, not of slots). The limit is what the spacing
+  gives in a second, rounded up (97 at 100/s, 10 at 10/s, 2 at 2/s), so steady sending never
+  waits for it; what it stops is bunching. A caller that wakes late for its slot (a busy CPU)
+  still sends when the window has room, so no slot is wasted; when its lateness would bunch
+  requests over the limit, it waits for room and takes a new slot.
 
 Spacing keeps requests smooth; the window makes "never above the provider's rate in any second"
-hold whatever the callers' timing, with ``WINDOW_MARGIN`` of a second left for network jitter
-between us and the provider (time, not a share of the requests: at a low rate a share floored to
-whole requests cut the rate down, 2/s to one a second). In Redis both are Lua scripts, atomic
-across worker processes and machines.
+hold whatever the callers' timing, with what lies between the limit and the rate (3 at 100/s) left
+for network jitter between us and the provider. (A limit of a share of the rate floored to whole
+requests cut low rates down: 2/s to one a second.) In Redis both are Lua scripts, atomic across
+worker processes and machines.
 """
 
 from __future__ import annotations
@@ -27,8 +29,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 SAFETY = 0.965  # slots are spaced at this share of the configured rate
-WINDOW_MARGIN = 0.03  # seconds the window is longer than a second: room for network jitter
-WINDOW_SECONDS = 1.0 + WINDOW_MARGIN
+WINDOW_SECONDS = 1.0
 MAX_SLOT_TRIES = 50
 
 _RESERVE = """
@@ -59,10 +60,9 @@ return tostring(tonumber(oldest[2]) + window - now)
 
 
 def window_limit(rate_per_second: float) -> int:
-    """Most requests that may start in any one window: the rate's whole requests a second (at least
-    one). On the spacing's schedule (``SAFETY``) that many span more than the window, so only late
-    callers bunching up wait for room."""
-    return max(1, math.floor(rate_per_second))
+    """Most requests that may start in any one window: what the spacing gives in it, rounded up
+    (at least one), so only callers bunching up ever wait for room."""
+    return max(1, math.ceil(rate_per_second * SAFETY * WINDOW_SECONDS))
 
 
 class RateLimiter(Protocol):
