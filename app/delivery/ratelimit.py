@@ -32,31 +32,41 @@ SAFETY = 0.965  # slots are spaced at this share of the configured rate
 WINDOW_SECONDS = 1.0
 MAX_SLOT_TRIES = 50
 
-_RESERVE = """
+_NOW = """
 local now_ms = redis.call('TIME')
 local now = tonumber(now_ms[1]) * 1000000 + tonumber(now_ms[2])
+"""
+
+# KEYS[1] the sender's next slot; ARGV[1] the spacing (µs). Reserves the next free slot.
+_TAKE_SLOT = """
 local interval = tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.floor((tat - now + interval) / 1000) + 1000)
-return tostring(tat - now)
 """
 
-# Admit one request now if the last window holds fewer than the limit; else the microseconds until
-# the oldest start leaves the window.
-_ADMIT = """
-local now_ms = redis.call('TIME')
-local now = tonumber(now_ms[1]) * 1000000 + tonumber(now_ms[2])
-local window = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], math.floor(window / 1000) + 1000)
+# KEYS[w] the log of starts; ARGV[a], ARGV[a+1], ARGV[a+2]: the window (µs), its limit, a unique
+# member. Admits one request now if the window holds fewer than the limit ('0'); else the
+# microseconds until the oldest start leaves it.
+_ADMIT_NOW = """
+local window = tonumber(ARGV[{a}])
+redis.call('ZREMRANGEBYSCORE', KEYS[{w}], '-inf', now - window)
+if redis.call('ZCARD', KEYS[{w}]) < tonumber(ARGV[{a} + 1]) then
+  redis.call('ZADD', KEYS[{w}], now, ARGV[{a} + 2])
+  redis.call('PEXPIRE', KEYS[{w}], math.floor(window / 1000) + 1000)
   return '0'
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local oldest = redis.call('ZRANGE', KEYS[{w}], 0, 0, 'WITHSCORES')
 return tostring(tonumber(oldest[2]) + window - now)
 """
+
+# A slot, and when it is now (no spacing to wait for: a high rate), the window's answer in the
+# same round trip: returns 'wait:<µs until the slot>' or the window's answer.
+_RESERVE = _NOW + _TAKE_SLOT + """
+if tat > now then return 'wait:' .. tostring(tat - now) end
+""" + _ADMIT_NOW.format(w=2, a=2)
+
+_ADMIT = _NOW + _ADMIT_NOW.format(w=1, a=1)
 
 
 def window_limit(rate_per_second: float) -> int:
@@ -98,7 +108,7 @@ class LocalRateLimiter:
             return started[0] + WINDOW_SECONDS - now
 
     def wait_for_slot(self, key: str, rate_per_second: float) -> float:
-        return _wait(lambda: self._reserve(key, 1.0 / (rate_per_second * SAFETY)),
+        return _wait(lambda: (self._reserve(key, 1.0 / (rate_per_second * SAFETY)), None),
                      lambda: self._admit(key, window_limit(rate_per_second)))
 
 
@@ -115,28 +125,33 @@ class RedisRateLimiter:
         interval_us = int(1_000_000 / (rate_per_second * SAFETY))
         limit = window_limit(rate_per_second)
         window_us = int(WINDOW_SECONDS * 1_000_000)
+        started_key = f"{self._prefix}{key}:started"
 
-        def reserve() -> float:
-            return int(float(self._reserve(keys=[self._prefix + key], args=[interval_us]))) / 1_000_000
+        def reserve() -> tuple[float, float | None]:
+            answer = self._reserve(keys=[self._prefix + key, started_key],
+                                   args=[interval_us, window_us, limit, uuid.uuid4().hex]).decode()
+            if answer.startswith("wait:"):
+                return int(float(answer.removeprefix("wait:"))) / 1_000_000, None
+            return 0.0, int(float(answer)) / 1_000_000
 
         def admit() -> float:
-            member = uuid.uuid4().hex
-            waited = self._admit(keys=[f"{self._prefix}{key}:started"], args=[window_us, limit, member])
-            return int(float(waited)) / 1_000_000
+            return int(float(self._admit(keys=[started_key], args=[window_us, limit, uuid.uuid4().hex]))) / 1_000_000
 
         return _wait(reserve, admit)
 
 
-def _wait(reserve: Callable[[], float], admit: Callable[[], float]) -> float:
+def _wait(reserve: Callable[[], tuple[float, float | None]], admit: Callable[[], float]) -> float:
     """Reserve a slot and sleep until it, then start if the window has room; otherwise wait for
     room and take a new slot (waiting callers woken together by the same room would start
-    together: a burst that the window would then repeat every second). Seconds waited."""
+    together: a burst that the window would then repeat every second). ``reserve`` gives the wait
+    for the slot and, when it asked the window already (the slot was now), its answer. Seconds waited."""
     started = time.monotonic()
     for _ in range(MAX_SLOT_TRIES):
-        delay = reserve()
-        if delay > 0:
-            time.sleep(delay)
-        room_in = admit()
+        delay, room_in = reserve()
+        if room_in is None:
+            if delay > 0:
+                time.sleep(delay)
+            room_in = admit()
         if room_in <= 0:
             break
         time.sleep(room_in)
