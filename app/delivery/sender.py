@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 600.0
-RECORD_EVERY_SECONDS = 0.5  # accepted sends are recorded in groups at least this often
+RECORD_EVERY_SECONDS = 0.25  # accepted sends are recorded in groups at least this often (a pause waits for them)
 
 
 def claim_lease(settings: Settings) -> dt.timedelta:
