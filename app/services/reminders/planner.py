@@ -272,13 +272,7 @@ def _plan_again(session: TenantSession, rows: list[tuple[Any, dict[str, Any]]], 
     message under a new key); an old message that has not left yet is cancelled. How many."""
     if not rows:
         return 0
-    waiting = set(session.scalars(select(Message.id).where(
-        Message.id.in_([row.message_id for row, _ in rows]), Message.status.in_(CANCELLABLE))))
-    for row, _ in rows:
-        if row.message_id in waiting:
-            transition(session, row.message_id, MessageStatus.CANCELLED, event="cancelled",
-                       detail=f"reminder cancelled: {MOVED_SINCE_SENT}", only_from=set(CANCELLABLE), now=now,
-                       values={"status_reason": f"Reminder cancelled: {MOVED_SINCE_SENT}."})
+    _cancel_unsent_messages(session, [(row, MOVED_SINCE_SENT) for row, _ in rows], now)
     table = AppointmentReminder.__table__
     statement = (update(table).where(table.c.id == bindparam("b_id"), table.c.tenant_id == session.tenant_id,
                                      table.c.message_id == bindparam("b_message"))
@@ -336,21 +330,23 @@ def _update(session: TenantSession, rows: list[dict[str, Any]], *, only_unsent: 
     session.connection().execute(statement.values({c: bindparam(c) for c in columns}), rows)
 
 
+def _cancel_unsent_messages(session: TenantSession, rows: list[tuple[Any, str]], now: dt.datetime) -> list[
+        tuple[Any, str]]:
+    """Cancel each reminder's message that has not left yet, with the reason; the (reminder, reason)
+    pairs whose message was cancelled."""
+    waiting = set(session.scalars(select(Message.id).where(
+        Message.id.in_([row.message_id for row, _ in rows]), Message.status.in_(CANCELLABLE)))) if rows else set()
+    return [(row, reason) for row, reason in rows if row.message_id in waiting and transition(
+        session, row.message_id, MessageStatus.CANCELLED, event="cancelled", detail=f"reminder cancelled: {reason}",
+        only_from=set(CANCELLABLE), now=now, values={"status_reason": f"Reminder cancelled: {reason}."})]
+
+
 def _cancel_waiting_messages(session: TenantSession, rows: list[tuple[Any, str]], now: dt.datetime) -> int:
     """The reminder messages of appointments that are over and have not left yet: cancelled (the
     reminder with them). How many reminders that cancelled."""
-    if not rows:
-        return 0
-    waiting = set(session.scalars(select(Message.id).where(
-        Message.id.in_([row.message_id for row, _ in rows]), Message.status.in_(CANCELLABLE))))
-    done: list[dict[str, Any]] = []
-    for row, reason in rows:
-        if row.message_id in waiting and transition(
-                session, row.message_id, MessageStatus.CANCELLED, event="cancelled",
-                detail=f"reminder cancelled: {reason}", only_from=set(CANCELLABLE), now=now,
-                values={"status_reason": f"Reminder cancelled: {reason}."}):
-            done.append({"b_id": row.id, "status": ReminderStatus.CANCELLED,
-                         "status_reason": f"{reason}; its message was cancelled before it left", "planned_at": now})
+    done = [{"b_id": row.id, "status": ReminderStatus.CANCELLED,
+             "status_reason": f"{reason}; its message was cancelled before it left", "planned_at": now}
+            for row, reason in _cancel_unsent_messages(session, rows, now)]
     _update(session, done, only_unsent=False, columns=("status", "status_reason", "planned_at"))
     return len(done)
 
